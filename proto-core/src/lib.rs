@@ -1,0 +1,71 @@
+//! Sans-IO Ant Media Server (AMS) WebSocket signalling.
+//!
+//! This crate holds the message model ([`ClientMessage`], [`ServerMessage`]) and one state
+//! machine for the whole server ([`Signalling`]). It owns no sockets, threads, clocks or global
+//! randomness: time is an input (`now: Instant` is always the first argument) and random ids come
+//! from a seeded RNG in [`Config::seed`].
+//!
+//! # Run loop contract
+//!
+//! ```text
+//! loop {
+//!     // feed one input
+//!     sig.handle_text(now, conn, text);       // or handle_open / handle_closed /
+//!                                            //    handle_media / handle_timeout
+//!     // then drain every output
+//!     while let Some(out) = sig.poll_output() {
+//!         match out {
+//!             Output::Send(conn, msg) => { /* write msg.to_json() to conn */ }
+//!             Output::Close(conn) => { /* close conn; then call handle_closed */ }
+//!             Output::Media(cmd) => { /* hand to the media layer */ }
+//!         }
+//!     }
+//!     // wait no longer than sig.poll_timeout(), then sig.handle_timeout(now)
+//! }
+//! ```
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+mod error;
+mod media;
+mod message;
+mod signalling;
+
+pub use error::SignalError;
+pub use media::{
+    LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats, TrackKind,
+};
+pub use message::{
+    ClientMessage, ErrorMessage, ForceStreamQuality, GetTrackList, Join, JoinRoom, Notification,
+    ParseError, PeerMessage, Play, Publish, RoomRef, SdpType, ServerMessage, StreamInfo,
+    StreamListEntry, StreamRef, TakeCandidate, TakeConfiguration, TrackToggle, UpdateMetaData,
+    MAX_MESSAGE_LEN, UNSUPPORTED_COMMANDS,
+};
+pub use signalling::{
+    AccessPolicy, Config, ConnId, IceServers, OpenAccess, Output, PlayRequest, PublishRequest,
+    Signalling,
+};
+
+/// True if `id` is a valid AMS stream id: non-empty, only `[A-Za-z0-9_.-]`.
+pub fn is_valid_stream_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_id_rule() {
+        assert!(is_valid_stream_id("abc-DEF_1.2"));
+        assert!(!is_valid_stream_id(""));
+        assert!(!is_valid_stream_id("a b"));
+        assert!(!is_valid_stream_id("a/b"));
+        assert!(!is_valid_stream_id("é"));
+    }
+}

@@ -1,0 +1,212 @@
+//! The seam between signalling and the media layer (rtc-core).
+//!
+//! Signalling emits [`MediaCmd`]s; the runtime hands them to the media layer, and feeds the media
+//! layer's [`MediaEvent`]s back into signalling. Neither core calls the other.
+
+use std::fmt;
+
+/// One media session (one peer connection on the server): a publisher or a player.
+///
+/// Allocated by signalling; the media layer uses it as an opaque key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// Kind of a media track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrackKind {
+    /// Audio (Opus).
+    Audio,
+    /// Video (VP8, VP9, H.264).
+    Video,
+}
+
+/// One m-line of a server offer to a player, so signalling can build the SDK's `idMapping`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedTrack {
+    /// The m-line's mid.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: TrackKind,
+}
+
+/// A local ICE candidate of the server, for one m-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalCandidate {
+    /// sdpMLineIndex.
+    pub mline_index: u32,
+    /// sdpMid.
+    pub mid: String,
+    /// The `candidate:...` line (without `a=`).
+    pub candidate: String,
+}
+
+/// Measurements of one session, reported periodically by the media layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Video width in pixels (from the last keyframe), 0 if unknown.
+    pub width: u32,
+    /// Video height in pixels, 0 if unknown.
+    pub height: u32,
+    /// Received (publisher) or sent (player) video bitrate, bits/s.
+    pub video_bitrate: u64,
+    /// Received or sent audio bitrate, bits/s.
+    pub audio_bitrate: u64,
+    /// Negotiated video codec name (`VP8`, `H264`, ...), empty if none.
+    pub video_codec: String,
+    /// Fraction of packets lost in the last interval, in 1/1000.
+    pub loss_permille: u32,
+    /// The player's estimated available bandwidth, bits/s (0 if unknown).
+    pub estimated_bitrate: u64,
+}
+
+/// A command from signalling to the media layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaCmd {
+    /// Create a publish session from the client's SDP offer; answer with [`MediaEvent::Answer`].
+    StartPublish {
+        /// New session id.
+        session: SessionId,
+        /// The stream published.
+        stream: String,
+        /// The client's SDP offer.
+        offer: String,
+    },
+    /// Create a play session that receives `publisher`'s media; answer with [`MediaEvent::Offer`].
+    StartPlay {
+        /// New session id.
+        session: SessionId,
+        /// The stream played.
+        stream: String,
+        /// The publish session whose media this player receives.
+        publisher: SessionId,
+    },
+    /// The client's SDP answer to a server offer (play).
+    RemoteAnswer {
+        /// The session.
+        session: SessionId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// A trickled client candidate.
+    RemoteCandidate {
+        /// The session.
+        session: SessionId,
+        /// The candidate line (with or without the `candidate:` prefix).
+        candidate: String,
+    },
+    /// Ask a publisher for a keyframe.
+    RequestKeyframe {
+        /// The publish session.
+        session: SessionId,
+    },
+    /// Start or stop forwarding video and/or audio to a player.
+    SetForwarding {
+        /// The play session.
+        session: SessionId,
+        /// `Some` to change video forwarding.
+        video: Option<bool>,
+        /// `Some` to change audio forwarding.
+        audio: Option<bool>,
+    },
+    /// Pin a player to a height (0 = automatic). Without simulcast this is advisory.
+    ForceQuality {
+        /// The play session.
+        session: SessionId,
+        /// Requested height.
+        height: u32,
+    },
+    /// Tear a session down. No event follows.
+    Close {
+        /// The session.
+        session: SessionId,
+    },
+}
+
+/// An event from the media layer to signalling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaEvent {
+    /// The server's SDP answer to a publisher's offer.
+    Answer {
+        /// The session.
+        session: SessionId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// The server's SDP offer to a player.
+    Offer {
+        /// The session.
+        session: SessionId,
+        /// The SDP.
+        sdp: String,
+        /// The offered m-lines.
+        tracks: Vec<OfferedTrack>,
+    },
+    /// A local candidate to trickle to the client.
+    Candidate {
+        /// The session.
+        session: SessionId,
+        /// The candidate.
+        candidate: LocalCandidate,
+    },
+    /// ICE and DTLS are up.
+    Connected {
+        /// The session.
+        session: SessionId,
+    },
+    /// The first media packet arrived from a publisher.
+    MediaStarted {
+        /// The session.
+        session: SessionId,
+    },
+    /// A player asked for a keyframe (PLI/FIR); signalling may forward it to the publisher.
+    KeyframeRequested {
+        /// The play session that asked.
+        session: SessionId,
+    },
+    /// Periodic measurements.
+    Stats {
+        /// The session.
+        session: SessionId,
+        /// The figures.
+        stats: SessionStats,
+    },
+    /// The session failed (bad SDP, ICE timeout, DTLS failure). The media layer has dropped it.
+    Failed {
+        /// The session.
+        session: SessionId,
+        /// What went wrong, for the log.
+        reason: String,
+        /// True if the failure was applying the client's SDP (`notSetRemoteDescription`).
+        remote_description: bool,
+    },
+    /// The session ended on its own (peer gone). The media layer has dropped it.
+    Closed {
+        /// The session.
+        session: SessionId,
+    },
+}
+
+impl MediaEvent {
+    /// The session the event is about.
+    pub fn session(&self) -> SessionId {
+        match self {
+            MediaEvent::Answer { session, .. }
+            | MediaEvent::Offer { session, .. }
+            | MediaEvent::Candidate { session, .. }
+            | MediaEvent::Connected { session }
+            | MediaEvent::MediaStarted { session }
+            | MediaEvent::KeyframeRequested { session }
+            | MediaEvent::Stats { session, .. }
+            | MediaEvent::Failed { session, .. }
+            | MediaEvent::Closed { session } => *session,
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The pure glue between the two cores: no IO, no clock.
+//!
+//! [`Node`] passes signalling's media commands to the SFU and the SFU's events back to
+//! signalling until both queues are empty, and hands the runtime only what touches a socket.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use proto_core::{ConnId, Output, Signalling};
+use rtc_core::{Sfu, SfuOutput, Transmit};
+
+/// What the runtime must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeOutput {
+    /// Send this JSON text frame on that WebSocket.
+    WsSend(ConnId, String),
+    /// Close that WebSocket.
+    WsClose(ConnId),
+    /// Send a UDP datagram.
+    UdpSend(Transmit),
+}
+
+/// Signalling plus media.
+#[derive(Debug)]
+pub struct Node {
+    /// Signalling core.
+    pub sig: Signalling,
+    /// Media core.
+    pub sfu: Sfu,
+    outputs: VecDeque<NodeOutput>,
+}
+
+impl Node {
+    /// Joins two cores.
+    pub fn new(sig: Signalling, sfu: Sfu) -> Self {
+        Node {
+            sig,
+            sfu,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// A WebSocket opened on `app`.
+    pub fn handle_ws_open(&mut self, now: Instant, conn: ConnId, app: &str) {
+        self.sig.handle_open(now, conn, app);
+        self.pump(now);
+    }
+
+    /// A text frame arrived.
+    pub fn handle_ws_text(&mut self, now: Instant, conn: ConnId, text: &str) {
+        self.sig.handle_text(now, conn, text);
+        self.pump(now);
+    }
+
+    /// A WebSocket closed.
+    pub fn handle_ws_closed(&mut self, now: Instant, conn: ConnId) {
+        self.sig.handle_closed(now, conn);
+        self.pump(now);
+    }
+
+    /// A UDP datagram arrived.
+    pub fn handle_udp(&mut self, now: Instant, source: SocketAddr, dest: SocketAddr, data: &[u8]) {
+        self.sfu.handle_receive(now, source, dest, data);
+        self.pump(now);
+    }
+
+    /// The runtime's overload state changed.
+    pub fn set_overloaded(&mut self, now: Instant, overloaded: bool) {
+        self.sig.set_overloaded(now, overloaded);
+        self.pump(now);
+    }
+
+    /// Graceful shutdown.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.sig.shutdown(now);
+        self.pump(now);
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.sig.handle_timeout(now);
+        self.sfu.handle_timeout(now);
+        self.pump(now);
+    }
+
+    /// The next output.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<NodeOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// The earliest deadline of either core.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.sig.poll_timeout(), self.sfu.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Moves outputs between the cores until both are drained.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(out) = self.sig.poll_output() {
+                progressed = true;
+                match out {
+                    Output::Send(conn, msg) => self
+                        .outputs
+                        .push_back(NodeOutput::WsSend(conn, msg.to_json())),
+                    Output::Close(conn) => self.outputs.push_back(NodeOutput::WsClose(conn)),
+                    Output::Media(cmd) => self.sfu.handle_command(now, cmd),
+                }
+            }
+            while let Some(out) = self.sfu.poll_output() {
+                progressed = true;
+                match out {
+                    SfuOutput::Transmit(t) => self.outputs.push_back(NodeOutput::UdpSend(t)),
+                    SfuOutput::Event(ev) => self.sig.handle_media(now, ev),
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+}
