@@ -1,13 +1,59 @@
 //! The signalling state machine: one object for the whole server.
 //!
-//! (Skeleton: the API is fixed; the flows are being filled in.)
+//! [`Signalling`] serves every WebSocket connection of every application. Stream, room and
+//! peer-to-peer ids are namespaced by the application given to [`Signalling::handle_open`].
+//!
+//! # Decisions where the AMS sources are silent (see PROTOCOL.md)
+//!
+//! - A stream is *live* once the media layer reports [`MediaEvent::MediaStarted`] for its
+//!   publisher. Only live streams can be played; `joinedTheRoom.streams` and
+//!   `roomInformation.streams` list live streams only (the legacy samples play each of them).
+//! - `subTrackStreamIds` (broadcast object) and `getTrackList` list every stream currently being
+//!   published with `mainTrack` = the id, or published by a legacy `joinRoom` member of the
+//!   room of that id, live or not. `getTrackList` on a plain published stream answers `[]`;
+//!   on an id that is neither published nor a room, `no_stream_exist`.
+//! - `takeConfiguration`/`takeCandidate` are routed by `streamId`: a p2p id this connection
+//!   joined is relayed to the partner; otherwise this connection's publish of that id, then its
+//!   play of that id, goes to the media layer; anything else gets `no_peer_associated_before`.
+//!   A publisher's offer creates the media session; a second offer on it is ignored (no
+//!   renegotiation of publishers). Empty (end-of-candidates) candidates are dropped.
+//! - `MediaCmd::Close` is sent only for sessions the media layer knows about (a publish session
+//!   is known once its offer went out as [`MediaCmd::StartPublish`]).
+//! - `stop` ends this connection's publish and play of the id (not p2p; that is `leave`).
+//!   Its owner gets `publish_finished`/`play_finished`; players of a publisher that ends get
+//!   `play_finished`. A media failure sends the error, then the same `*_finished`.
+//!   `publishTimeoutError` is sent alone.
+//! - With `play_once_per_session = false`, a second `play` of the same id on the same connection
+//!   replaces the first session (the SDK holds one peer connection per stream id).
+//! - Rooms (legacy `joinRoom`) exist while they have members. A member id that another
+//!   connection holds (as a member or a publisher) gets `streamIdInUse`. `leaveFromRoom` ends the
+//!   connection's memberships in the room and stops its publishes in it (members' ids and
+//!   `mainTrack` = room).
+//! - Playing a room id plays only a stream of that very id: one peer connection carrying all of
+//!   a room's subtracks is not implemented, so playing a room gets `no_stream_exist`.
+//! - The broadcast object exists only while the stream is published (status `preparing` before
+//!   media, `broadcasting` after) or while the id is a room (`broadcasting` when one of its
+//!   subtracks is live, else `finished`). Nothing is remembered once a publish ends.
+//! - `toggleVideo`/`toggleAudio`/`enableTrack`/`forceStreamQuality` for a stream this connection
+//!   does not play are accepted silently (nothing to forward).
+//! - After [`Signalling::shutdown`], new connections get `server_will_stop` and are closed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use serde_json::{json, Map, Value};
+use tracing::{debug, trace};
+
 use crate::error::SignalError;
-use crate::media::{MediaCmd, MediaEvent};
-use crate::message::{ClientMessage, ServerMessage};
+use crate::is_valid_stream_id;
+use crate::media::{MediaCmd, MediaEvent, SessionId, SessionStats, TrackKind};
+use crate::message::{
+    ClientMessage, ErrorMessage, ForceStreamQuality, Join, JoinRoom, Notification, PeerMessage,
+    Play, Publish, RoomRef, SdpType, ServerMessage, StreamInfo, StreamListEntry, TakeCandidate,
+    TakeConfiguration, TrackToggle, UpdateMetaData,
+};
 
 /// One WebSocket connection, allocated by the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,21 +169,167 @@ pub enum Output {
     Media(MediaCmd),
 }
 
+/// `(application, id)`: stream, room and p2p ids are namespaced per application.
+type Key = (String, String);
+
+fn key(app: &str, id: &str) -> Key {
+    (app.to_string(), id.to_string())
+}
+
+/// One open WebSocket connection and what it owns.
+#[derive(Debug)]
+struct Conn {
+    app: String,
+    /// stream id -> publish session.
+    publishes: BTreeMap<String, SessionId>,
+    /// stream id -> play session.
+    plays: BTreeMap<String, SessionId>,
+    /// p2p ids joined.
+    p2p: BTreeSet<String>,
+    /// `(room, member stream id)` of legacy `joinRoom` memberships.
+    rooms: BTreeSet<(String, String)>,
+}
+
+/// One media session: a publisher or a player.
+#[derive(Debug)]
+struct Session {
+    conn: ConnId,
+    app: String,
+    stream: String,
+    subscriber_id: Option<String>,
+    /// The media layer knows this session (StartPublish/StartPlay was sent).
+    media_known: bool,
+    /// Last measurements.
+    stats: Option<SessionStats>,
+    /// Publish start timeout (publisher) or next `bitrateMeasurement` (player).
+    deadline: Option<Instant>,
+    role: Role,
+}
+
+#[derive(Debug)]
+enum Role {
+    Publish(PublishState),
+    Play(PlayState),
+}
+
+#[derive(Debug, Default)]
+struct PublishState {
+    /// Media started.
+    live: bool,
+    main_track: Option<String>,
+    name: Option<String>,
+    meta: Option<String>,
+    role: Option<String>,
+    players: BTreeSet<SessionId>,
+}
+
+#[derive(Debug)]
+struct PlayState {
+    publisher: SessionId,
+    connected: bool,
+}
+
+#[derive(Debug)]
+struct Member {
+    conn: ConnId,
+    name: Option<String>,
+    meta: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    /// member stream id -> member.
+    members: BTreeMap<String, Member>,
+}
+
+/// How a session ends.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    /// Tell the media layer to close the session.
+    close_media: bool,
+    /// Error sent to the owner first.
+    error: Option<SignalError>,
+    /// Send the owner `publish_finished` / `play_finished`.
+    finished: bool,
+}
+
+impl End {
+    const STOP: End = End {
+        close_media: true,
+        error: None,
+        finished: true,
+    };
+    const CONN_CLOSED: End = End {
+        close_media: true,
+        error: None,
+        finished: false,
+    };
+    const REPLACED: End = End::CONN_CLOSED;
+    const MEDIA_CLOSED: End = End {
+        close_media: false,
+        error: None,
+        finished: true,
+    };
+    const TIMEOUT: End = End {
+        close_media: true,
+        error: Some(SignalError::PublishTimeoutError),
+        finished: false,
+    };
+    fn failed(remote_description: bool) -> End {
+        End {
+            close_media: false,
+            error: Some(if remote_description {
+                SignalError::NotSetRemoteDescription
+            } else {
+                SignalError::ServerErrorCheckLogs
+            }),
+            finished: true,
+        }
+    }
+}
+
+/// Length of a stream id generated for `joinRoom`.
+const GENERATED_ID_LEN: usize = 12;
+const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
 /// The signalling state machine for the whole server.
 #[derive(Debug)]
 pub struct Signalling {
     config: Config,
     outputs: VecDeque<Output>,
     access: Box<dyn AccessPolicy>,
+    rng: ChaCha8Rng,
+    overloaded: bool,
+    shut_down: bool,
+    next_session: u64,
+    conns: BTreeMap<ConnId, Conn>,
+    sessions: BTreeMap<SessionId, Session>,
+    /// The one publish session of each stream.
+    publishers: BTreeMap<Key, SessionId>,
+    rooms: BTreeMap<Key, Room>,
+    /// p2p id -> its one or two peers, in join order.
+    p2p: BTreeMap<Key, Vec<ConnId>>,
+    /// Deadlines, mirrored from `Session::deadline`.
+    timers: BTreeSet<(Instant, SessionId)>,
 }
 
 impl Signalling {
     /// A server with no connections.
     pub fn new(config: Config, _now: Instant) -> Self {
         Signalling {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             outputs: VecDeque::new(),
             access: Box::new(OpenAccess),
+            overloaded: false,
+            shut_down: false,
+            next_session: 1,
+            conns: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            publishers: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            p2p: BTreeMap::new(),
+            timers: BTreeSet::new(),
         }
     }
 
@@ -151,42 +343,360 @@ impl Signalling {
         &self.config
     }
 
+    /// True when no connection, session, room, p2p group or timer is left.
+    pub fn is_idle(&self) -> bool {
+        self.conns.is_empty()
+            && self.sessions.is_empty()
+            && self.publishers.is_empty()
+            && self.rooms.is_empty()
+            && self.p2p.is_empty()
+            && self.timers.is_empty()
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Media sessions (publishers and players).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Streams being published (live or not).
+    pub fn publisher_count(&self) -> usize {
+        self.publishers.len()
+    }
+
     /// A WebSocket connection opened on application `app`.
-    pub fn handle_open(&mut self, _now: Instant, _conn: ConnId, _app: &str) {}
+    pub fn handle_open(&mut self, _now: Instant, conn: ConnId, app: &str) {
+        if self.shut_down {
+            self.outputs.push_back(Output::Send(
+                conn,
+                ServerMessage::Notification(Notification::ServerWillStop),
+            ));
+            self.outputs.push_back(Output::Close(conn));
+            return;
+        }
+        if self.conns.contains_key(&conn) {
+            debug!(?conn, "handle_open for an open connection ignored");
+            return;
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                app: app.to_string(),
+                publishes: BTreeMap::new(),
+                plays: BTreeMap::new(),
+                p2p: BTreeSet::new(),
+                rooms: BTreeSet::new(),
+            },
+        );
+    }
 
     /// A text frame arrived on `conn`.
     pub fn handle_text(&mut self, now: Instant, conn: ConnId, text: &str) {
+        if !self.conns.contains_key(&conn) {
+            trace!(?conn, "text on an unknown connection ignored");
+            return;
+        }
         match ClientMessage::parse(text) {
             Ok(msg) => self.handle_message(now, conn, msg),
-            Err(e) => self.outputs.push_back(Output::Send(
-                conn,
-                ServerMessage::error(e.signal_error(), None),
-            )),
+            Err(e) => {
+                debug!(?conn, error = %e, "unparsable client message");
+                let mut m = ErrorMessage::new(e.signal_error(), None);
+                m.information = Some(e.to_string());
+                self.send(conn, ServerMessage::Error(m));
+            }
         }
     }
 
     /// A parsed client message arrived on `conn`.
-    pub fn handle_message(&mut self, _now: Instant, conn: ConnId, msg: ClientMessage) {
-        if let ClientMessage::Ping = msg {
-            self.outputs
-                .push_back(Output::Send(conn, ServerMessage::Pong));
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: ClientMessage) {
+        let Some(app) = self.conns.get(&conn).map(|c| c.app.clone()) else {
+            trace!(?conn, "message on an unknown connection ignored");
+            return;
+        };
+        // Commands answered before the common streamId check.
+        let msg = match msg {
+            ClientMessage::Ping => return self.send(conn, ServerMessage::Pong),
+            ClientMessage::GetIceServerConfig => {
+                let ice = &self.config.ice_servers;
+                let reply = ServerMessage::IceServerConfig {
+                    stun_server_uri: ice.stun_server_uri.clone(),
+                    turn_server_username: ice.turn_server_username.clone(),
+                    turn_server_credential: ice.turn_server_credential.clone(),
+                };
+                return self.send(conn, reply);
+            }
+            ClientMessage::JoinRoom(j) => return self.join_room(conn, &app, j),
+            ClientMessage::LeaveFromRoom(r) => return self.leave_room(conn, &app, r),
+            ClientMessage::GetRoomInfo(r) => return self.room_info(conn, &app, r),
+            ClientMessage::Unsupported { command, stream_id } => {
+                let mut m = ErrorMessage::new(SignalError::UnsupportedCommand, stream_id);
+                m.information = Some(format!("{command} is not supported"));
+                return self.send(conn, ServerMessage::Error(m));
+            }
+            other => other,
+        };
+        let id = match stream_id_of(&msg) {
+            None => return self.error(conn, SignalError::NoStreamNameSpecified, None),
+            Some(id) if !is_valid_stream_id(id) => {
+                let id = id.to_string();
+                return self.error(conn, SignalError::InvalidStreamName, Some(&id));
+            }
+            Some(id) => id.to_string(),
+        };
+        match msg {
+            ClientMessage::Publish(p) => self.publish(now, conn, &app, id, p),
+            ClientMessage::Play(p) => self.play(now, conn, &app, id, p),
+            ClientMessage::TakeConfiguration(c) => self.take_configuration(conn, &app, id, c),
+            ClientMessage::TakeCandidate(c) => self.take_candidate(conn, &app, id, c),
+            ClientMessage::Stop(_) => self.stop(conn, &id),
+            ClientMessage::Join(j) => self.join(conn, &app, id, j),
+            ClientMessage::Leave(_) => self.leave(conn, &app, id),
+            ClientMessage::GetStreamInfo(_) => self.stream_info(conn, &app, id),
+            ClientMessage::GetTrackList(_) => self.track_list(conn, &app, id),
+            ClientMessage::EnableTrack(t) => self.toggle(conn, id, t, true, true),
+            ClientMessage::ToggleVideo(t) => self.toggle(conn, id, t, true, false),
+            ClientMessage::ToggleAudio(t) => self.toggle(conn, id, t, false, true),
+            ClientMessage::ForceStreamQuality(q) => self.force_quality(conn, id, q),
+            ClientMessage::PeerMessageCommand(p) => self.peer_message(conn, &app, id, p),
+            ClientMessage::GetBroadcastObject(_) => self.broadcast_object(conn, &app, id),
+            ClientMessage::GetSubscriberCount(_) => {
+                let count = self
+                    .publishers
+                    .get(&key(&app, &id))
+                    .and_then(|s| self.sessions.get(s))
+                    .map_or(0, |s| match &s.role {
+                        Role::Publish(p) => p.players.len() as u64,
+                        Role::Play(_) => 0,
+                    });
+                self.send(
+                    conn,
+                    ServerMessage::Notification(Notification::SubscriberCount {
+                        stream_id: id,
+                        count,
+                    }),
+                );
+            }
+            ClientMessage::UpdateStreamMetaData(u) => self.update_meta(conn, &app, id, u),
+            ClientMessage::Ping
+            | ClientMessage::GetIceServerConfig
+            | ClientMessage::JoinRoom(_)
+            | ClientMessage::LeaveFromRoom(_)
+            | ClientMessage::GetRoomInfo(_)
+            | ClientMessage::Unsupported { .. } => {}
         }
     }
 
     /// `conn` closed (either side). Ends everything it owned.
-    pub fn handle_closed(&mut self, _now: Instant, _conn: ConnId) {}
+    pub fn handle_closed(&mut self, _now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            trace!(?conn, "close of an unknown connection ignored");
+            return;
+        };
+        for sid in c.publishes.values() {
+            self.end_session(*sid, End::CONN_CLOSED);
+        }
+        for sid in c.plays.values() {
+            self.end_session(*sid, End::CONN_CLOSED);
+        }
+        for id in &c.p2p {
+            self.p2p_remove(conn, &key(&c.app, id));
+        }
+        for (room, id) in &c.rooms {
+            self.room_remove_member(&key(&c.app, room), id);
+        }
+    }
 
     /// An event from the media layer.
-    pub fn handle_media(&mut self, _now: Instant, _event: MediaEvent) {}
+    pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
+        let sid = event.session();
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            trace!(%sid, "media event for an unknown session ignored");
+            return;
+        };
+        let conn = s.conn;
+        let stream = s.stream.clone();
+        match event {
+            MediaEvent::Answer { sdp, .. } => {
+                if matches!(s.role, Role::Publish(_)) {
+                    self.send(
+                        conn,
+                        ServerMessage::TakeConfiguration {
+                            stream_id: stream,
+                            sdp_type: SdpType::Answer,
+                            sdp,
+                            id_mapping: None,
+                        },
+                    );
+                } else {
+                    debug!(%sid, "answer for a play session ignored");
+                }
+            }
+            MediaEvent::Offer { sdp, tracks, .. } => {
+                if matches!(s.role, Role::Play(_)) {
+                    let id_mapping = tracks
+                        .iter()
+                        .map(|t| {
+                            let prefix = match t.kind {
+                                TrackKind::Video => "ARDAMSv",
+                                TrackKind::Audio => "ARDAMSa",
+                            };
+                            (t.mid.clone(), format!("{prefix}{stream}"))
+                        })
+                        .collect();
+                    self.send(
+                        conn,
+                        ServerMessage::TakeConfiguration {
+                            stream_id: stream,
+                            sdp_type: SdpType::Offer,
+                            sdp,
+                            id_mapping: Some(id_mapping),
+                        },
+                    );
+                } else {
+                    debug!(%sid, "offer for a publish session ignored");
+                }
+            }
+            MediaEvent::Candidate { candidate, .. } => self.send(
+                conn,
+                ServerMessage::TakeCandidate {
+                    stream_id: stream,
+                    label: candidate.mline_index,
+                    id: candidate.mid,
+                    candidate: candidate.candidate,
+                },
+            ),
+            MediaEvent::Connected { .. } => {
+                let subscriber_id = s.subscriber_id.clone();
+                if let Role::Play(p) = &mut s.role {
+                    if p.connected {
+                        return;
+                    }
+                    p.connected = true;
+                    let publisher = p.publisher;
+                    self.send(
+                        conn,
+                        ServerMessage::Notification(Notification::PlayStarted {
+                            stream_id: stream,
+                            subscriber_id,
+                        }),
+                    );
+                    self.media(MediaCmd::RequestKeyframe { session: publisher });
+                    if !self.config.bitrate_interval.is_zero() {
+                        self.set_deadline(sid, Some(now + self.config.bitrate_interval));
+                    }
+                }
+            }
+            MediaEvent::MediaStarted { .. } => {
+                let subscriber_id = s.subscriber_id.clone();
+                let Role::Publish(p) = &mut s.role else {
+                    return;
+                };
+                if p.live {
+                    return;
+                }
+                p.live = true;
+                let mut room = p.main_track.clone();
+                if room.is_none() {
+                    room = self.conns.get(&conn).and_then(|c| {
+                        c.rooms
+                            .iter()
+                            .find(|(_, member)| *member == stream)
+                            .map(|(r, _)| r.clone())
+                    });
+                }
+                self.set_deadline(sid, None);
+                self.send(
+                    conn,
+                    ServerMessage::Notification(Notification::PublishStarted {
+                        stream_id: stream,
+                        subscriber_id,
+                        attr_room_name: room.clone(),
+                        room,
+                    }),
+                );
+            }
+            MediaEvent::KeyframeRequested { .. } => {
+                if let Role::Play(p) = &s.role {
+                    let publisher = p.publisher;
+                    self.media(MediaCmd::RequestKeyframe { session: publisher });
+                }
+            }
+            MediaEvent::Stats { stats, .. } => s.stats = Some(stats),
+            MediaEvent::Failed {
+                reason,
+                remote_description,
+                ..
+            } => {
+                debug!(%sid, %reason, "media session failed");
+                self.end_session(sid, End::failed(remote_description));
+            }
+            MediaEvent::Closed { .. } => self.end_session(sid, End::MEDIA_CLOSED),
+        }
+    }
 
     /// Time passed; fire due timers.
-    pub fn handle_timeout(&mut self, _now: Instant) {}
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, sid)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, sid));
+            let Some(s) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            s.deadline = None;
+            match &s.role {
+                Role::Publish(p) => {
+                    if !p.live {
+                        debug!(%sid, stream = %s.stream, "publish start timeout");
+                        self.end_session(sid, End::TIMEOUT);
+                    }
+                }
+                Role::Play(p) => {
+                    let publisher = p.publisher;
+                    self.bitrate_measurement(sid, publisher);
+                    if !self.config.bitrate_interval.is_zero() {
+                        self.set_deadline(sid, Some(now + self.config.bitrate_interval));
+                    }
+                }
+            }
+        }
+    }
 
     /// The runtime reports CPU/memory over (or back under) the limit.
-    pub fn set_overloaded(&mut self, _now: Instant, _overloaded: bool) {}
+    pub fn set_overloaded(&mut self, _now: Instant, overloaded: bool) {
+        self.overloaded = overloaded;
+    }
 
     /// Graceful shutdown: `server_will_stop` to every connection, then close them all.
-    pub fn shutdown(&mut self, _now: Instant) {}
+    pub fn shutdown(&mut self, _now: Instant) {
+        self.shut_down = true;
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in &conns {
+            self.send(
+                *conn,
+                ServerMessage::Notification(Notification::ServerWillStop),
+            );
+        }
+        let sessions = std::mem::take(&mut self.sessions);
+        for (sid, s) in sessions {
+            if s.media_known {
+                self.media(MediaCmd::Close { session: sid });
+            }
+        }
+        for conn in conns {
+            self.outputs.push_back(Output::Close(conn));
+        }
+        self.conns.clear();
+        self.publishers.clear();
+        self.rooms.clear();
+        self.p2p.clear();
+        self.timers.clear();
+    }
 
     /// The next output, if any.
     #[must_use]
@@ -197,6 +707,1012 @@ impl Signalling {
     /// The earliest instant at which [`Signalling::handle_timeout`] must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        self.timers.first().map(|(at, _)| *at)
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Publish and play.
+
+    fn publish(&mut self, now: Instant, conn: ConnId, app: &str, id: String, p: Publish) {
+        if self.overloaded {
+            return self.error(conn, SignalError::HighResourceUsage, Some(&id));
+        }
+        let main_track = p.main_track.clone().filter(|m| *m != id);
+        if let Some(m) = &main_track {
+            if !is_valid_stream_id(m) {
+                let m = m.clone();
+                return self.error(conn, SignalError::InvalidStreamName, Some(&m));
+            }
+        }
+        let req = PublishRequest {
+            app,
+            stream_id: &id,
+            token: p.token.as_deref(),
+            subscriber_id: p.subscriber_id.as_deref(),
+            subscriber_code: p.subscriber_code.as_deref(),
+            main_track: main_track.as_deref(),
+        };
+        if let Err(e) = self.access.check_publish(now, &req) {
+            return self.error(conn, e, Some(&id));
+        }
+        let k = key(app, &id);
+        if let Some(owner) = self
+            .publishers
+            .get(&k)
+            .and_then(|s| self.sessions.get(s))
+            .map(|s| s.conn)
+        {
+            let e = if owner == conn {
+                SignalError::AlreadyPublishing
+            } else {
+                SignalError::StreamIdInUse
+            };
+            return self.error(conn, e, Some(&id));
+        }
+        if self.member_owner(app, &id).is_some_and(|c| c != conn) {
+            return self.error(conn, SignalError::StreamIdInUse, Some(&id));
+        }
+        let sid = self.alloc_session();
+        self.sessions.insert(
+            sid,
+            Session {
+                conn,
+                app: app.to_string(),
+                stream: id.clone(),
+                subscriber_id: p.subscriber_id.clone(),
+                media_known: false,
+                stats: None,
+                deadline: None,
+                role: Role::Publish(PublishState {
+                    live: false,
+                    main_track,
+                    name: p.stream_name,
+                    meta: p.meta_data,
+                    role: p.role,
+                    players: BTreeSet::new(),
+                }),
+            },
+        );
+        self.set_deadline(sid, Some(now + self.config.client_start_timeout));
+        self.publishers.insert(k, sid);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.publishes.insert(id.clone(), sid);
+        }
+        self.send(
+            conn,
+            ServerMessage::Start {
+                stream_id: id,
+                subscriber_id: p.subscriber_id,
+            },
+        );
+    }
+
+    fn play(&mut self, now: Instant, conn: ConnId, app: &str, id: String, p: Play) {
+        if self.overloaded {
+            return self.error(conn, SignalError::HighResourceUsage, Some(&id));
+        }
+        let k = key(app, &id);
+        let publisher = self.publishers.get(&k).copied().and_then(|sid| {
+            match self.sessions.get(&sid).map(|s| &s.role) {
+                Some(Role::Publish(ps)) => Some((sid, ps.live, ps.players.len())),
+                _ => None,
+            }
+        });
+        let req = PlayRequest {
+            app,
+            stream_id: &id,
+            token: p.token.as_deref(),
+            subscriber_id: p.subscriber_id.as_deref(),
+            subscriber_code: p.subscriber_code.as_deref(),
+            room: p.room.as_deref(),
+            viewers: publisher.map_or(0, |(_, _, n)| n),
+        };
+        if let Err(e) = self.access.check_play(now, &req) {
+            return self.error(conn, e, Some(&id));
+        }
+        let Some((publisher, true, _)) = publisher else {
+            return self.error(conn, SignalError::NoStreamExist, Some(&id));
+        };
+        if let Some(old) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.plays.get(&id))
+            .copied()
+        {
+            if self.config.play_once_per_session {
+                return self.error(conn, SignalError::AlreadyPlaying, Some(&id));
+            }
+            self.end_session(old, End::REPLACED);
+        }
+        let sid = self.alloc_session();
+        self.sessions.insert(
+            sid,
+            Session {
+                conn,
+                app: app.to_string(),
+                stream: id.clone(),
+                subscriber_id: p.subscriber_id,
+                media_known: true,
+                stats: None,
+                deadline: None,
+                role: Role::Play(PlayState {
+                    publisher,
+                    connected: false,
+                }),
+            },
+        );
+        if let Some(Role::Publish(ps)) = self.sessions.get_mut(&publisher).map(|s| &mut s.role) {
+            ps.players.insert(sid);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.plays.insert(id.clone(), sid);
+        }
+        self.media(MediaCmd::StartPlay {
+            session: sid,
+            stream: id,
+            publisher,
+        });
+    }
+
+    fn stop(&mut self, conn: ConnId, id: &str) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let publish = c.publishes.get(id).copied();
+        let play = c.plays.get(id).copied();
+        if publish.is_none() && play.is_none() {
+            trace!(?conn, id, "stop of nothing");
+        }
+        for sid in publish.into_iter().chain(play) {
+            self.end_session(sid, End::STOP);
+        }
+    }
+
+    fn take_configuration(&mut self, conn: ConnId, app: &str, id: String, c: TakeConfiguration) {
+        if self.is_p2p_member(conn, app, &id) {
+            let msg = ServerMessage::TakeConfiguration {
+                stream_id: id.clone(),
+                sdp_type: c.sdp_type,
+                sdp: c.sdp,
+                id_mapping: None,
+            };
+            return self.relay(conn, app, id, msg);
+        }
+        let Some(cn) = self.conns.get(&conn) else {
+            return;
+        };
+        let publish = cn.publishes.get(&id).copied();
+        let play = cn.plays.get(&id).copied();
+        match (c.sdp_type, publish, play) {
+            (SdpType::Offer, Some(sid), _) => {
+                let Some(s) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                if s.media_known {
+                    debug!(%sid, "second publisher offer ignored (no renegotiation)");
+                    return;
+                }
+                s.media_known = true;
+                self.media(MediaCmd::StartPublish {
+                    session: sid,
+                    stream: id,
+                    offer: c.sdp,
+                });
+            }
+            (SdpType::Answer, _, Some(sid)) => {
+                self.media(MediaCmd::RemoteAnswer {
+                    session: sid,
+                    sdp: c.sdp,
+                });
+            }
+            (_, Some(sid), _) | (_, _, Some(sid)) => {
+                debug!(%sid, ?c.sdp_type, "unexpected SDP type ignored");
+            }
+            (_, None, None) => self.error(conn, SignalError::NoPeerAssociatedBefore, Some(&id)),
+        }
+    }
+
+    fn take_candidate(&mut self, conn: ConnId, app: &str, id: String, c: TakeCandidate) {
+        if self.is_p2p_member(conn, app, &id) {
+            let msg = ServerMessage::TakeCandidate {
+                stream_id: id.clone(),
+                label: c
+                    .label
+                    .and_then(|l| u32::try_from(l).ok())
+                    .unwrap_or_default(),
+                id: c.id.unwrap_or_default(),
+                candidate: c.candidate,
+            };
+            return self.relay(conn, app, id, msg);
+        }
+        let Some(cn) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(sid) = cn.publishes.get(&id).or_else(|| cn.plays.get(&id)).copied() else {
+            return self.error(conn, SignalError::NoPeerAssociatedBefore, Some(&id));
+        };
+        if c.candidate.trim().is_empty() {
+            return;
+        }
+        if self.sessions.get(&sid).is_some_and(|s| s.media_known) {
+            self.media(MediaCmd::RemoteCandidate {
+                session: sid,
+                candidate: c.candidate,
+            });
+        } else {
+            debug!(%sid, "candidate before the publisher's offer dropped");
+        }
+    }
+
+    fn toggle(&mut self, conn: ConnId, id: String, t: TrackToggle, video: bool, audio: bool) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let sid = t
+            .track_id
+            .as_ref()
+            .and_then(|tr| c.plays.get(tr))
+            .or_else(|| c.plays.get(&id))
+            .copied();
+        let Some(sid) = sid else {
+            trace!(?conn, %id, "track toggle with nothing to forward");
+            return;
+        };
+        let enabled = t.enabled.unwrap_or(true);
+        self.media(MediaCmd::SetForwarding {
+            session: sid,
+            video: video.then_some(enabled),
+            audio: audio.then_some(enabled),
+        });
+    }
+
+    fn force_quality(&mut self, conn: ConnId, id: String, q: ForceStreamQuality) {
+        let Some(sid) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.plays.get(&id))
+            .copied()
+        else {
+            trace!(?conn, %id, "forceStreamQuality for a stream not played");
+            return;
+        };
+        let height = q
+            .stream_height
+            .map_or(0, |h| u32::try_from(h.max(0)).unwrap_or(u32::MAX));
+        self.media(MediaCmd::ForceQuality {
+            session: sid,
+            height,
+        });
+        self.send(
+            conn,
+            ServerMessage::Notification(Notification::ResolutionChangeInfo {
+                stream_id: id,
+                stream_height: height,
+            }),
+        );
+    }
+
+    fn stream_info(&mut self, conn: ConnId, app: &str, id: String) {
+        let Some(s) = self
+            .publishers
+            .get(&key(app, &id))
+            .and_then(|sid| self.sessions.get(sid))
+        else {
+            return self.error(conn, SignalError::NoStreamExist, Some(&id));
+        };
+        let st = s.stats.clone().unwrap_or_default();
+        self.send(
+            conn,
+            ServerMessage::StreamInformation {
+                stream_id: id,
+                stream_info: vec![StreamInfo {
+                    stream_width: st.width,
+                    stream_height: st.height,
+                    video_bitrate: st.video_bitrate,
+                    audio_bitrate: st.audio_bitrate,
+                    video_codec: st.video_codec,
+                }],
+            },
+        );
+    }
+
+    fn track_list(&mut self, conn: ConnId, app: &str, id: String) {
+        let k = key(app, &id);
+        let tracks = self.room_streams(app, &id, false);
+        if tracks.is_empty() && !self.rooms.contains_key(&k) && !self.publishers.contains_key(&k) {
+            return self.error(conn, SignalError::NoStreamExist, Some(&id));
+        }
+        self.send(
+            conn,
+            ServerMessage::TrackList {
+                stream_id: id,
+                track_list: tracks,
+            },
+        );
+    }
+
+    fn update_meta(&mut self, conn: ConnId, app: &str, id: String, u: UpdateMetaData) {
+        let k = key(app, &id);
+        let publisher = self.publishers.get(&k).copied();
+        if let Some(Role::Publish(p)) = publisher
+            .and_then(|sid| self.sessions.get_mut(&sid))
+            .map(|s| &mut s.role)
+        {
+            p.meta = u.meta_data;
+            return;
+        }
+        let mut found = false;
+        for room in self.rooms.values_mut() {
+            if let Some(m) = room.members.get_mut(&id) {
+                if m.conn == conn {
+                    m.meta = u.meta_data.clone();
+                    found = true;
+                }
+            }
+        }
+        if !found {
+            self.error(conn, SignalError::NoStreamExist, Some(&id));
+        }
+    }
+
+    fn broadcast_object(&mut self, conn: ConnId, app: &str, id: String) {
+        let k = key(app, &id);
+        let subtracks = self.room_streams(app, &id, false);
+        let live_subtrack = !self.room_streams(app, &id, true).is_empty();
+        let mut b = Map::new();
+        b.insert("streamId".into(), json!(id));
+        let publisher = self
+            .publishers
+            .get(&k)
+            .and_then(|sid| self.sessions.get(sid));
+        match publisher {
+            Some(Session {
+                role: Role::Publish(p),
+                ..
+            }) => {
+                let status = if p.live { "broadcasting" } else { "preparing" };
+                b.insert("status".into(), json!(status));
+                if let Some(n) = &p.name {
+                    b.insert("name".into(), json!(n));
+                }
+                if let Some(m) = &p.meta {
+                    b.insert("metaData".into(), json!(m));
+                }
+                if let Some(r) = &p.role {
+                    b.insert("role".into(), json!(r));
+                }
+                if let Some(m) = &p.main_track {
+                    b.insert("mainTrackStreamId".into(), json!(m));
+                }
+                b.insert("webRTCViewerCount".into(), json!(p.players.len()));
+            }
+            _ if !subtracks.is_empty() || self.rooms.contains_key(&k) => {
+                let status = if live_subtrack {
+                    "broadcasting"
+                } else {
+                    "finished"
+                };
+                b.insert("status".into(), json!(status));
+                b.insert("webRTCViewerCount".into(), json!(0));
+            }
+            _ => return self.error(conn, SignalError::NoStreamExist, Some(&id)),
+        }
+        b.insert("subTrackStreamIds".into(), json!(subtracks));
+        b.insert("type".into(), json!("liveStream"));
+        b.insert("publishType".into(), json!("WebRTC"));
+        self.send(
+            conn,
+            ServerMessage::Notification(Notification::BroadcastObject {
+                stream_id: id,
+                broadcast: Value::Object(b).to_string(),
+            }),
+        );
+    }
+
+    fn bitrate_measurement(&mut self, player: SessionId, publisher: SessionId) {
+        let Some(ps) = self.sessions.get(&player) else {
+            return;
+        };
+        let pub_stats = self.sessions.get(&publisher).and_then(|s| s.stats.as_ref());
+        let (video, audio) = match (pub_stats, &ps.stats) {
+            (Some(p), _) => (p.video_bitrate, p.audio_bitrate),
+            (None, Some(s)) => (s.video_bitrate, s.audio_bitrate),
+            (None, None) => return,
+        };
+        let target = match &ps.stats {
+            Some(s) if s.estimated_bitrate > 0 => s.estimated_bitrate,
+            _ => video,
+        };
+        let msg = ServerMessage::Notification(Notification::BitrateMeasurement {
+            stream_id: ps.stream.clone(),
+            target_bitrate: target,
+            video_bitrate: video,
+            audio_bitrate: audio,
+        });
+        let conn = ps.conn;
+        self.send(conn, msg);
+    }
+
+    /// Ends a session: media, owner, players, indexes, timers.
+    fn end_session(&mut self, sid: SessionId, end: End) {
+        let Some(s) = self.sessions.remove(&sid) else {
+            return;
+        };
+        if let Some(at) = s.deadline {
+            self.timers.remove(&(at, sid));
+        }
+        if end.close_media && s.media_known {
+            self.media(MediaCmd::Close { session: sid });
+        }
+        match s.role {
+            Role::Publish(p) => {
+                if let Some(c) = self.conns.get_mut(&s.conn) {
+                    if c.publishes.get(&s.stream) == Some(&sid) {
+                        c.publishes.remove(&s.stream);
+                    }
+                }
+                let k = key(&s.app, &s.stream);
+                if self.publishers.get(&k) == Some(&sid) {
+                    self.publishers.remove(&k);
+                }
+                if let Some(e) = end.error {
+                    self.error(s.conn, e, Some(&s.stream));
+                }
+                if end.finished {
+                    self.send(
+                        s.conn,
+                        ServerMessage::Notification(Notification::PublishFinished {
+                            stream_id: s.stream.clone(),
+                            subscriber_id: s.subscriber_id.clone(),
+                        }),
+                    );
+                }
+                for player in p.players {
+                    self.end_session(player, End::STOP);
+                }
+            }
+            Role::Play(p) => {
+                if let Some(c) = self.conns.get_mut(&s.conn) {
+                    if c.plays.get(&s.stream) == Some(&sid) {
+                        c.plays.remove(&s.stream);
+                    }
+                }
+                if let Some(Role::Publish(ps)) =
+                    self.sessions.get_mut(&p.publisher).map(|s| &mut s.role)
+                {
+                    ps.players.remove(&sid);
+                }
+                if let Some(e) = end.error {
+                    self.error(s.conn, e, Some(&s.stream));
+                }
+                if end.finished {
+                    self.send(
+                        s.conn,
+                        ServerMessage::Notification(Notification::PlayFinished {
+                            stream_id: s.stream,
+                            subscriber_id: s.subscriber_id,
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Peer to peer.
+
+    fn is_p2p_member(&self, conn: ConnId, app: &str, id: &str) -> bool {
+        self.p2p
+            .get(&key(app, id))
+            .is_some_and(|peers| peers.contains(&conn))
+    }
+
+    fn join(&mut self, conn: ConnId, app: &str, id: String, _j: Join) {
+        let k = key(app, &id);
+        let peers = self.p2p.get(&k).cloned().unwrap_or_default();
+        if peers.contains(&conn) {
+            return self.send(
+                conn,
+                ServerMessage::Notification(Notification::Joined { stream_id: id }),
+            );
+        }
+        if peers.len() >= 2 {
+            return self.error(conn, SignalError::NoSpaceForNewPeer, Some(&id));
+        }
+        self.p2p.entry(k).or_default().push(conn);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.p2p.insert(id.clone());
+        }
+        self.send(
+            conn,
+            ServerMessage::Notification(Notification::Joined {
+                stream_id: id.clone(),
+            }),
+        );
+        if let Some(first) = peers.first() {
+            self.send(
+                *first,
+                ServerMessage::Start {
+                    stream_id: id,
+                    subscriber_id: None,
+                },
+            );
+        }
+    }
+
+    fn leave(&mut self, conn: ConnId, app: &str, id: String) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.p2p.remove(&id);
+        }
+        self.p2p_remove(conn, &key(app, &id));
+        self.send(
+            conn,
+            ServerMessage::Notification(Notification::Leaved { stream_id: id }),
+        );
+    }
+
+    /// Removes `conn` from a p2p group and tells the other peer `stop`.
+    fn p2p_remove(&mut self, conn: ConnId, k: &Key) {
+        let Some(peers) = self.p2p.get_mut(k) else {
+            return;
+        };
+        if !peers.contains(&conn) {
+            return;
+        }
+        peers.retain(|c| *c != conn);
+        let others = peers.clone();
+        if others.is_empty() {
+            self.p2p.remove(k);
+        }
+        for other in others {
+            self.send(
+                other,
+                ServerMessage::Stop {
+                    stream_id: k.1.clone(),
+                },
+            );
+        }
+    }
+
+    fn relay(&mut self, conn: ConnId, app: &str, id: String, msg: ServerMessage) {
+        let partner = self
+            .p2p
+            .get(&key(app, &id))
+            .and_then(|peers| peers.iter().find(|c| **c != conn).copied());
+        match partner {
+            Some(p) => self.send(p, msg),
+            None => self.error(conn, SignalError::NoPeerAssociatedBefore, Some(&id)),
+        }
+    }
+
+    fn peer_message(&mut self, conn: ConnId, app: &str, id: String, p: PeerMessage) {
+        let msg = ServerMessage::PeerMessageCommand {
+            stream_id: id.clone(),
+            definition: p.definition,
+            data: p.data,
+        };
+        if self.is_p2p_member(conn, app, &id) {
+            self.relay(conn, app, id, msg);
+        } else {
+            self.error(conn, SignalError::NoPeerAssociatedBefore, Some(&id));
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Conference.
+
+    /// The connection holding `id` as a legacy room member in `app`, if any.
+    fn member_owner(&self, app: &str, id: &str) -> Option<ConnId> {
+        self.rooms
+            .range(key(app, "")..)
+            .take_while(|((a, _), _)| a == app)
+            .find_map(|(_, room)| room.members.get(id).map(|m| m.conn))
+    }
+
+    /// Streams being published in room `room` of `app` (`mainTrack` = room, or legacy members),
+    /// sorted; only live ones if `live_only`.
+    fn room_streams(&self, app: &str, room: &str, live_only: bool) -> Vec<String> {
+        let members = self.rooms.get(&key(app, room));
+        self.publishers
+            .range(key(app, "")..)
+            .take_while(|((a, _), _)| a == app)
+            .filter_map(|((_, id), sid)| {
+                let Some(Session {
+                    role: Role::Publish(p),
+                    ..
+                }) = self.sessions.get(sid)
+                else {
+                    return None;
+                };
+                let in_room = p.main_track.as_deref() == Some(room)
+                    || members.is_some_and(|r| r.members.contains_key(id));
+                (in_room && (p.live || !live_only)).then(|| id.clone())
+            })
+            .collect()
+    }
+
+    fn stream_list(&self, app: &str, room: &str, ids: &[String]) -> Vec<StreamListEntry> {
+        let members = self.rooms.get(&key(app, room));
+        ids.iter()
+            .map(|id| {
+                let member = members.and_then(|r| r.members.get(id));
+                let publish = self
+                    .publishers
+                    .get(&key(app, id))
+                    .and_then(|sid| self.sessions.get(sid))
+                    .and_then(|s| match &s.role {
+                        Role::Publish(p) => Some(p),
+                        Role::Play(_) => None,
+                    });
+                StreamListEntry {
+                    stream_id: id.clone(),
+                    stream_name: publish
+                        .and_then(|p| p.name.clone())
+                        .or_else(|| member.and_then(|m| m.name.clone())),
+                    meta_data: publish
+                        .and_then(|p| p.meta.clone())
+                        .or_else(|| member.and_then(|m| m.meta.clone())),
+                }
+            })
+            .collect()
+    }
+
+    fn room_of(&mut self, conn: ConnId, r: Option<String>, id: Option<&str>) -> Option<String> {
+        match r {
+            None => {
+                let id = id.map(str::to_string);
+                self.send(
+                    conn,
+                    ServerMessage::Error(ErrorMessage::new(SignalError::NoRoomSpecified, id)),
+                );
+                None
+            }
+            Some(room) if !is_valid_stream_id(&room) => {
+                self.error(conn, SignalError::InvalidStreamName, Some(&room));
+                None
+            }
+            Some(room) => Some(room),
+        }
+    }
+
+    fn generate_id(&mut self, app: &str) -> String {
+        loop {
+            let id: String = (0..GENERATED_ID_LEN)
+                .map(|_| {
+                    let i = self.rng.next_u32() as usize % ALPHANUMERIC.len();
+                    char::from(ALPHANUMERIC.get(i).copied().unwrap_or(b'x'))
+                })
+                .collect();
+            if !self.publishers.contains_key(&key(app, &id))
+                && self.member_owner(app, &id).is_none()
+            {
+                return id;
+            }
+        }
+    }
+
+    fn join_room(&mut self, conn: ConnId, app: &str, j: JoinRoom) {
+        let room_name = j.room.clone().or(j.main_track.clone());
+        let Some(room) = self.room_of(conn, room_name, j.stream_id.as_deref()) else {
+            return;
+        };
+        let id = match j.stream_id {
+            Some(id) if !is_valid_stream_id(&id) => {
+                return self.error(conn, SignalError::InvalidStreamName, Some(&id));
+            }
+            Some(id) => id,
+            None => self.generate_id(app),
+        };
+        let publisher_conn = self
+            .publishers
+            .get(&key(app, &id))
+            .and_then(|sid| self.sessions.get(sid))
+            .map(|s| s.conn);
+        let member_conn = self.member_owner(app, &id);
+        if publisher_conn.is_some_and(|c| c != conn) || member_conn.is_some_and(|c| c != conn) {
+            return self.error(conn, SignalError::StreamIdInUse, Some(&id));
+        }
+        self.rooms
+            .entry(key(app, &room))
+            .or_default()
+            .members
+            .insert(
+                id.clone(),
+                Member {
+                    conn,
+                    name: j.stream_name,
+                    meta: j.metadata,
+                },
+            );
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.rooms.insert((room.clone(), id.clone()));
+        }
+        let streams: Vec<String> = self
+            .room_streams(app, &room, true)
+            .into_iter()
+            .filter(|s| *s != id)
+            .collect();
+        let stream_list = self.stream_list(app, &room, &streams);
+        self.send(
+            conn,
+            ServerMessage::Notification(Notification::JoinedTheRoom {
+                stream_id: id,
+                streams,
+                stream_list,
+                attr_room_name: room.clone(),
+                room,
+                max_track_count: self.config.max_track_count,
+            }),
+        );
+    }
+
+    fn room_info(&mut self, conn: ConnId, app: &str, r: RoomRef) {
+        let room_name = r.room.clone().or(r.main_track.clone());
+        let Some(room) = self.room_of(conn, room_name, r.stream_id.as_deref()) else {
+            return;
+        };
+        let streams: Vec<String> = self
+            .room_streams(app, &room, true)
+            .into_iter()
+            .filter(|s| Some(s) != r.stream_id.as_ref())
+            .collect();
+        if streams.is_empty() {
+            let mut m = ErrorMessage::new(SignalError::NoActiveStreamsInRoom, r.stream_id);
+            m.room = Some(room);
+            return self.send(conn, ServerMessage::Error(m));
+        }
+        let stream_list = self.stream_list(app, &room, &streams);
+        self.send(
+            conn,
+            ServerMessage::RoomInformation {
+                streams,
+                stream_list,
+                attr_room_name: room.clone(),
+                room,
+            },
+        );
+    }
+
+    fn leave_room(&mut self, conn: ConnId, app: &str, r: RoomRef) {
+        let room_name = r.room.clone().or(r.main_track.clone());
+        let Some(room) = self.room_of(conn, room_name, r.stream_id.as_deref()) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mine: Vec<String> = c
+            .rooms
+            .iter()
+            .filter(|(rm, _)| *rm == room)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in &mine {
+            c.rooms.remove(&(room.clone(), id.clone()));
+        }
+        let mut to_stop: BTreeSet<SessionId> = mine
+            .iter()
+            .filter_map(|id| c.publishes.get(id).copied())
+            .collect();
+        for sid in c.publishes.values() {
+            if let Some(Session {
+                role: Role::Publish(p),
+                ..
+            }) = self.sessions.get(sid)
+            {
+                if p.main_track.as_deref() == Some(room.as_str()) {
+                    to_stop.insert(*sid);
+                }
+            }
+        }
+        let k = key(app, &room);
+        for id in &mine {
+            self.room_remove_member(&k, id);
+        }
+        for sid in to_stop {
+            self.end_session(sid, End::STOP);
+        }
+        self.send(
+            conn,
+            ServerMessage::Notification(Notification::LeavedFromRoom {
+                attr_room_name: room.clone(),
+                room,
+            }),
+        );
+    }
+
+    fn room_remove_member(&mut self, k: &Key, id: &str) {
+        if let Some(room) = self.rooms.get_mut(k) {
+            room.members.remove(id);
+            if room.members.is_empty() {
+                self.rooms.remove(k);
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Plumbing.
+
+    fn alloc_session(&mut self) -> SessionId {
+        let sid = SessionId(self.next_session);
+        self.next_session += 1;
+        sid
+    }
+
+    fn set_deadline(&mut self, sid: SessionId, at: Option<Instant>) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if let Some(old) = s.deadline.take() {
+            self.timers.remove(&(old, sid));
+        }
+        s.deadline = at;
+        if let Some(at) = at {
+            self.timers.insert((at, sid));
+        }
+    }
+
+    /// Queues a message, only to an open connection.
+    fn send(&mut self, conn: ConnId, msg: ServerMessage) {
+        if self.conns.contains_key(&conn) {
+            self.outputs.push_back(Output::Send(conn, msg));
+        } else {
+            trace!(?conn, "message to a closed connection dropped");
+        }
+    }
+
+    fn error(&mut self, conn: ConnId, definition: SignalError, stream_id: Option<&str>) {
+        self.send(conn, ServerMessage::error(definition, stream_id));
+    }
+
+    fn media(&mut self, cmd: MediaCmd) {
+        self.outputs.push_back(Output::Media(cmd));
+    }
+
+    /// Checks the internal indexes against each other; `Err` describes the first violation.
+    /// For tests and fuzzing.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut timers = BTreeSet::new();
+        for (sid, s) in &self.sessions {
+            let c = self
+                .conns
+                .get(&s.conn)
+                .ok_or(format!("{sid} owned by closed {:?}", s.conn))?;
+            if c.app != s.app {
+                return Err(format!("{sid} app differs from its connection's"));
+            }
+            if let Some(at) = s.deadline {
+                timers.insert((at, *sid));
+            }
+            match &s.role {
+                Role::Publish(p) => {
+                    if c.publishes.get(&s.stream) != Some(sid) {
+                        return Err(format!("{sid} missing from its conn's publishes"));
+                    }
+                    if self.publishers.get(&key(&s.app, &s.stream)) != Some(sid) {
+                        return Err(format!("{sid} is not the publisher of {}", s.stream));
+                    }
+                    if p.live && s.deadline.is_some() {
+                        return Err(format!("live {sid} has a start deadline"));
+                    }
+                    for player in &p.players {
+                        match self.sessions.get(player).map(|x| &x.role) {
+                            Some(Role::Play(pl)) if pl.publisher == *sid => {}
+                            _ => return Err(format!("{sid} lists bad player {player}")),
+                        }
+                    }
+                }
+                Role::Play(p) => {
+                    if c.plays.get(&s.stream) != Some(sid) {
+                        return Err(format!("{sid} missing from its conn's plays"));
+                    }
+                    let Some(publisher) = self.sessions.get(&p.publisher) else {
+                        return Err(format!("{sid} plays a gone publisher"));
+                    };
+                    match &publisher.role {
+                        Role::Publish(ps)
+                            if ps.players.contains(sid)
+                                && ps.live
+                                && publisher.stream == s.stream
+                                && publisher.app == s.app => {}
+                        _ => return Err(format!("{sid} has an inconsistent publisher")),
+                    }
+                    if !s.media_known {
+                        return Err(format!("player {sid} unknown to media"));
+                    }
+                }
+            }
+        }
+        if timers != self.timers {
+            return Err("timer index differs from session deadlines".into());
+        }
+        for ((app, id), sid) in &self.publishers {
+            match self.sessions.get(sid) {
+                Some(s) if s.app == *app && s.stream == *id => {}
+                _ => return Err(format!("publisher index of {id} is stale")),
+            }
+        }
+        for (cid, c) in &self.conns {
+            for sid in c.publishes.values().chain(c.plays.values()) {
+                if self.sessions.get(sid).map(|s| s.conn) != Some(*cid) {
+                    return Err(format!("{cid:?} lists foreign or gone {sid}"));
+                }
+            }
+            for id in &c.p2p {
+                if !self.is_p2p_member(*cid, &c.app, id) {
+                    return Err(format!("{cid:?} p2p {id} not in the group"));
+                }
+            }
+            for (room, id) in &c.rooms {
+                let ok = self
+                    .rooms
+                    .get(&key(&c.app, room))
+                    .and_then(|r| r.members.get(id))
+                    .is_some_and(|m| m.conn == *cid);
+                if !ok {
+                    return Err(format!("{cid:?} membership {room}/{id} not in the room"));
+                }
+            }
+        }
+        for ((app, id), peers) in &self.p2p {
+            if peers.is_empty() || peers.len() > 2 {
+                return Err(format!("p2p {id} has {} peers", peers.len()));
+            }
+            for p in peers {
+                let ok = self
+                    .conns
+                    .get(p)
+                    .is_some_and(|c| c.app == *app && c.p2p.contains(id));
+                if !ok {
+                    return Err(format!("p2p {id} lists {p:?} wrongly"));
+                }
+            }
+            if peers.len() == 2 && peers.first() == peers.get(1) {
+                return Err(format!("p2p {id} lists a peer twice"));
+            }
+        }
+        for ((app, room), r) in &self.rooms {
+            if r.members.is_empty() {
+                return Err(format!("empty room {room} kept"));
+            }
+            for (id, m) in &r.members {
+                let ok = self.conns.get(&m.conn).is_some_and(|c| {
+                    c.app == *app && c.rooms.contains(&(room.clone(), id.clone()))
+                });
+                if !ok {
+                    return Err(format!("room {room} member {id} wrongly owned"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `streamId` of a command that needs one.
+fn stream_id_of(msg: &ClientMessage) -> Option<&str> {
+    let id = match msg {
+        ClientMessage::Publish(p) => &p.stream_id,
+        ClientMessage::Play(p) => &p.stream_id,
+        ClientMessage::TakeConfiguration(c) => &c.stream_id,
+        ClientMessage::TakeCandidate(c) => &c.stream_id,
+        ClientMessage::Stop(r)
+        | ClientMessage::Leave(r)
+        | ClientMessage::GetStreamInfo(r)
+        | ClientMessage::GetBroadcastObject(r)
+        | ClientMessage::GetSubscriberCount(r) => &r.stream_id,
+        ClientMessage::Join(j) => &j.stream_id,
+        ClientMessage::GetTrackList(t) => &t.stream_id,
+        ClientMessage::EnableTrack(t)
+        | ClientMessage::ToggleVideo(t)
+        | ClientMessage::ToggleAudio(t) => &t.stream_id,
+        ClientMessage::ForceStreamQuality(q) => &q.stream_id,
+        ClientMessage::PeerMessageCommand(p) => &p.stream_id,
+        ClientMessage::UpdateStreamMetaData(u) => &u.stream_id,
+        ClientMessage::JoinRoom(j) => &j.stream_id,
+        ClientMessage::LeaveFromRoom(r) | ClientMessage::GetRoomInfo(r) => &r.stream_id,
+        ClientMessage::Ping
+        | ClientMessage::GetIceServerConfig
+        | ClientMessage::Unsupported { .. } => return None,
+    };
+    id.as_deref().filter(|s| !s.is_empty())
 }
