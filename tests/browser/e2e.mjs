@@ -1,0 +1,640 @@
+// Real-browser end-to-end tests: headless Chromium + the real AMS SDK
+// (@antmedia/webrtc_adaptor 2.16.2) and Antenna's own demo pages against the antenna binary.
+//
+// Meant to run inside a loopback-only network namespace (run.sh makes one). This script starts
+// the antenna server and a small asset server (SDK bundle + harness pages) on free 127.0.0.1
+// ports, runs the cases one after the other, prints figures and a summary table, and exits
+// non-zero if any case fails.
+//
+// Environment: ANTENNA_BIN (path of the antenna binary), CHROMIUM (default /usr/bin/chromium),
+// E2E_ONLY (comma-separated case numbers to run, e.g. "0,1,7"), E2E_ALLOW_HOST_NETWORK=1 to run
+// outside a namespace (not recommended: Chromium then offers non-loopback candidates).
+
+import { spawn } from "node:child_process";
+import dgram from "node:dgram";
+import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, "../..");
+const ARTIFACTS = path.join(HERE, "artifacts");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ANTENNA = process.env.ANTENNA_BIN || path.join(ROOT, "target/release/antenna");
+const APP = "WebRTCAppEE";
+
+// Flags from shared/protocol/BROWSER.md. Playwright adds --headless and a fresh temporary
+// --user-data-dir of its own for every launch.
+const CHROMIUM_FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--use-fake-ui-for-media-stream",
+  "--use-fake-device-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  // Several pages share one browser: keep their timers and decoders running.
+  "--disable-background-timer-throttling",
+  "--disable-renderer-backgrounding",
+  "--disable-backgrounding-occluded-windows",
+];
+
+// ---------------------------------------------------------------- small utilities
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function log(...args) {
+  const ts = new Date().toISOString().slice(11, 23);
+  console.log(`[${ts}]`, ...args);
+}
+
+/** Polls `fn` until it returns a truthy value; throws `what` on timeout. */
+async function waitUntil(what, timeoutMs, fn, intervalMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await sleep(intervalMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket("udp4");
+    sock.on("error", reject);
+    sock.bind(0, "127.0.0.1", () => {
+      const { port } = sock.address();
+      sock.close(() => resolve(port));
+    });
+  });
+}
+
+function tcpReady(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: "127.0.0.1", port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on("error", () => resolve(false));
+  });
+}
+
+function uid(prefix) {
+  return prefix + Math.random().toString(36).slice(2, 8);
+}
+
+/** The interfaces of this network namespace other than loopback. */
+function nonLoopbackAddresses() {
+  return Object.entries(os.networkInterfaces())
+    .flatMap(([name, addrs]) => addrs.map((a) => ({ name, ...a })))
+    .filter((a) => !a.internal);
+}
+
+// ---------------------------------------------------------------- the antenna server
+
+class Antenna {
+  constructor() {
+    this.lines = [];
+    this.exited = null;
+  }
+
+  async start() {
+    if (!fs.existsSync(ANTENNA)) throw new Error(`antenna binary not found at ${ANTENNA}`);
+    this.port = await freePort();
+    this.udpPort = await freeUdpPort();
+    const args = antennaArgs(this.port, this.udpPort);
+    this.logFile = path.join(ARTIFACTS, "antenna.log");
+    const out = fs.createWriteStream(this.logFile);
+    log(`starting ${ANTENNA} ${args.join(" ")}`);
+    this.proc = spawn(ANTENNA, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
+    });
+    for (const stream of [this.proc.stdout, this.proc.stderr]) {
+      stream.on("data", (chunk) => {
+        out.write(chunk);
+        for (const line of chunk.toString().split("\n")) {
+          if (line.trim()) this.lines.push(line);
+        }
+        if (this.lines.length > 5000) this.lines.splice(0, 1000);
+      });
+    }
+    this.proc.on("exit", (code, signal) => {
+      this.exited = { code, signal };
+      out.end();
+    });
+    await waitUntil(`antenna to listen on 127.0.0.1:${this.port}`, 15000, async () => {
+      if (this.exited) {
+        throw new Error(`antenna exited (${JSON.stringify(this.exited)}):\n${this.tail(30)}`);
+      }
+      return tcpReady(this.port);
+    });
+    this.http = `http://127.0.0.1:${this.port}`;
+    this.ws = `ws://127.0.0.1:${this.port}/${APP}/websocket`;
+    log(`antenna is up: ${this.ws}`);
+  }
+
+  /** Log lines written since `mark` (an index from `this.lines.length`). */
+  since(mark, max = 40) {
+    return this.lines.slice(mark).slice(-max).join("\n");
+  }
+
+  tail(n = 40) {
+    return this.lines.slice(-n).join("\n");
+  }
+
+  assertAlive() {
+    if (this.exited) throw new Error(`antenna died (${JSON.stringify(this.exited)})`);
+  }
+
+  async stop() {
+    if (!this.proc || this.exited) return;
+    this.proc.kill("SIGTERM");
+    const deadline = Date.now() + 5000;
+    while (!this.exited && Date.now() < deadline) await sleep(50);
+    if (!this.exited) this.proc.kill("SIGKILL");
+  }
+}
+
+/**
+ * Command line for the antenna binary: HTTP/WebSocket on 127.0.0.1:<port>, media on UDP
+ * 127.0.0.1:<udpPort>, host candidates announcing 127.0.0.1. ANTENNA_ARGS replaces it (with
+ * {port} and {udp} placeholders).
+ */
+function antennaArgs(port, udpPort) {
+  if (process.env.ANTENNA_ARGS) {
+    return process.env.ANTENNA_ARGS.replaceAll("{port}", port).replaceAll("{udp}", udpPort).split(/\s+/);
+  }
+  return [
+    "--listen", `127.0.0.1:${port}`,
+    "--udp", `127.0.0.1:${udpPort}`,
+    "--announce-ip", "127.0.0.1",
+  ];
+}
+
+// ---------------------------------------------------------------- the asset server
+
+const SDK_BUNDLE = path.join(HERE, "node_modules/@antmedia/webrtc_adaptor/dist/browser/webrtc_adaptor.js");
+const ASSETS = {
+  "/sdk.html": [path.join(HERE, "page/sdk.html"), "text/html"],
+  "/stubs.js": [path.join(HERE, "page/stubs.js"), "text/javascript"],
+  "/harness.js": [path.join(HERE, "page/harness.js"), "text/javascript"],
+  "/webrtc_adaptor.js": [SDK_BUNDLE, "text/javascript"],
+};
+
+async function startAssetServer() {
+  const port = await freePort();
+  const server = http.createServer((req, res) => {
+    const pathname = new URL(req.url, "http://x").pathname;
+    const asset = ASSETS[pathname];
+    if (pathname === "/favicon.ico") {
+      res.writeHead(204).end();
+      return;
+    }
+    if (!asset) {
+      res.writeHead(404).end("not found");
+      return;
+    }
+    res.writeHead(200, { "content-type": asset[1], "cache-control": "no-store" });
+    fs.createReadStream(asset[0]).pipe(res);
+  });
+  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return { server, url: `http://127.0.0.1:${port}` };
+}
+
+// ---------------------------------------------------------------- pages
+
+/** One browser page running the SDK through page/harness.js. */
+class SdkPage {
+  static async open(ctx, env, label) {
+    const p = new SdkPage();
+    p.label = label;
+    p.env = env;
+    p.console = [];
+    p.page = await ctx.newPage();
+    p.page.on("console", (m) => p.pushConsole(`${m.type()}: ${m.text()}`));
+    p.page.on("pageerror", (e) => p.pushConsole(`pageerror: ${e.message}`));
+    await p.page.goto(`${env.assets}/sdk.html`);
+    await p.page.waitForFunction(() => window.E2E && window.webrtc_adaptor);
+    return p;
+  }
+
+  pushConsole(line) {
+    this.console.push(line);
+    if (this.console.length > 400) this.console.splice(0, 100);
+  }
+
+  /** Creates the SDK adaptor; opts: playOnly, localVideo, remoteVideo, conference. */
+  async init(opts = {}) {
+    await this.page.evaluate((o) => window.E2E.init(o), { ws: this.env.antenna.ws, label: this.label, ...opts });
+  }
+
+  /** Calls adaptor[method](...args) in the page. */
+  async call(method, ...args) {
+    await this.page.evaluate(([m, a]) => window.E2E.adaptor[m](...a), [method, args]);
+  }
+
+  eval(fn, arg) {
+    return this.page.evaluate(fn, arg);
+  }
+
+  stats(streamId) {
+    return this.page.evaluate((id) => window.E2E.stats(id), streamId);
+  }
+
+  count(info, streamId) {
+    return this.page.evaluate(([i, s]) => window.E2E.count(i, s), [info, streamId]);
+  }
+
+  errors() {
+    return this.page.evaluate(() => window.E2E.errors.map((e) => e.error + (e.streamId ? `(${e.streamId})` : "")));
+  }
+
+  /** Waits for video frames and audio packets on the peer connection for streamId. */
+  async waitMedia(streamId, timeoutMs, minFrames = 1) {
+    return waitUntil(`${this.label}: frames decoded and audio packets for ${streamId}`, timeoutMs, async () => {
+      this.env.antenna.assertAlive();
+      const s = await this.stats(streamId);
+      return s.framesDecoded >= minFrames && s.audioPackets > 0 ? s : null;
+    }, 200);
+  }
+
+  async waitIceConnected(streamId, timeoutMs) {
+    return waitUntil(`${this.label}: ICE connected for ${streamId}`, timeoutMs, async () => {
+      this.env.antenna.assertAlive();
+      const s = await this.stats(streamId);
+      return s.ice === "connected" || s.ice === "completed";
+    }, 100);
+  }
+
+  async diagnostics() {
+    let ws = [];
+    let errs = [];
+    try {
+      ws = await this.page.evaluate(() => window.__ws.slice(-25));
+      errs = await this.errors();
+    } catch (e) {
+      ws = [{ t: 0, dir: "?", text: `page unavailable: ${e.message}` }];
+    }
+    return [
+      `--- ${this.label}: SDK error callbacks: ${errs.join(", ") || "none"}`,
+      `--- ${this.label}: last WebSocket frames:`,
+      ...ws.map((f) => `  ${String(f.t).padStart(6)} ${f.dir.padEnd(6)} ${f.text.slice(0, 300)}`),
+      `--- ${this.label}: last console lines:`,
+      ...this.console.slice(-15).map((l) => "  " + l.slice(0, 300)),
+    ].join("\n");
+  }
+}
+
+/** A publisher page: SDK in publish mode with the fake camera; waits for ICE connected. */
+async function publisher(ctx, env, streamId, label = "publisher") {
+  const p = await SdkPage.open(ctx, env, label);
+  env.pages.push(p);
+  await p.init({ localVideo: true });
+  await p.call("publish", streamId);
+  await p.waitIceConnected(streamId, 15000);
+  return p;
+}
+
+/** A player page: SDK in play mode with a remote video element; `play` is not called yet. */
+async function playerPage(ctx, env, label = "player") {
+  const p = await SdkPage.open(ctx, env, label);
+  env.pages.push(p);
+  await p.init({ playOnly: true, remoteVideo: true });
+  return p;
+}
+
+/** Marks the time, calls play, and returns ms until the first decoded frame (-1 on timeout). */
+async function playAndTimeFirstFrame(p, streamId, timeoutMs) {
+  await p.eval(() => window.E2E.mark("play"));
+  await p.call("play", streamId);
+  return p.eval(([id, t]) => window.E2E.firstFrame(id, "play", t), [streamId, timeoutMs]);
+}
+
+// ---------------------------------------------------------------- cases
+
+const CASES = [];
+function testCase(num, name, timeoutMs, fn) {
+  CASES.push({ num, name, timeoutMs, fn });
+}
+
+testCase(0, "signalling: SDK connects, ping/pong, getIceServerConfig", 30000, async (ctx, env, figures) => {
+  const p = await SdkPage.open(ctx, env, "sdk");
+  env.pages.push(p);
+  await p.init({ playOnly: true });
+  // The SDK pings every 3 s; wait for the first pong and the ICE config answer.
+  const frames = await waitUntil("pong and iceServerConfig", 8000, async () => {
+    const ws = await p.eval(() => window.__ws);
+    const inCmds = ws.filter((f) => f.dir === "in").map((f) => JSON.parse(f.text).command);
+    return inCmds.includes("pong") && inCmds.includes("iceServerConfig") ? ws : null;
+  });
+  const opened = frames.find((f) => f.dir === "open").text;
+  if (!/\/WebRTCAppEE\/websocket\?target=edge$/.test(new URL(opened).pathname + new URL(opened).search)) {
+    throw new Error(`unexpected WebSocket URL ${opened}`);
+  }
+  const cfg = JSON.parse(frames.find((f) => f.dir === "in" && f.text.includes("iceServerConfig")).text);
+  figures.push(`iceServerConfig: ${JSON.stringify(cfg)}`);
+  // An unknown stream gets no_stream_exist; the SDK reports it through its error callback.
+  await p.call("play", uid("missing"));
+  await waitUntil("error no_stream_exist", 5000, async () => (await p.errors()).some((e) => e.startsWith("no_stream_exist")));
+  figures.push("play of an unknown stream -> no_stream_exist");
+});
+
+testCase(1, "SDK publish + SDK play: video and audio decoded", 60000, async (ctx, env, figures) => {
+  const id = uid("e2e1");
+  const pub = await publisher(ctx, env, id);
+  const player = await playerPage(ctx, env);
+  const firstFrameMs = await playAndTimeFirstFrame(player, id, 15000);
+  if (firstFrameMs < 0) throw new Error("no video frame decoded within 15 s of play");
+  const s1 = await player.waitMedia(id, 10000);
+  await sleep(3000);
+  const s2 = await player.stats(id);
+  const fps = ((s2.framesDecoded - s1.framesDecoded) / 3).toFixed(1);
+  if (s2.framesDecoded <= s1.framesDecoded) throw new Error("video stopped after the first frames");
+  if (s2.audioPackets <= s1.audioPackets) throw new Error("audio packets stopped arriving");
+  figures.push(`play -> first frame: ${firstFrameMs} ms`);
+  figures.push(`frames decoded: ${s2.framesDecoded} (${fps} fps over 3 s), ${s2.width}x${s2.height}, audio packets: ${s2.audioPackets}`);
+  figures.push(`play_started callbacks: ${await player.count("play_started", id)}, publish_started: ${await pub.count("publish_started", id)}`);
+});
+
+testCase(2, "two players; a late joiner gets a picture within 2 s", 60000, async (ctx, env, figures) => {
+  const id = uid("e2e2");
+  await publisher(ctx, env, id);
+  const p1 = await playerPage(ctx, env, "player1");
+  const first1 = await playAndTimeFirstFrame(p1, id, 15000);
+  if (first1 < 0) throw new Error("player1 decoded no frame within 15 s");
+  await sleep(3000); // join late: well after the publisher's first keyframe
+  const p2 = await playerPage(ctx, env, "player2");
+  const first2 = await playAndTimeFirstFrame(p2, id, 10000);
+  figures.push(`player1 first frame: ${first1} ms; late player2 first frame: ${first2 < 0 ? "none" : first2 + " ms"}`);
+  if (first2 < 0) throw new Error("the late player decoded no frame within 10 s");
+  if (first2 > 2000) throw new Error(`the late player's first frame took ${first2} ms (> 2000)`);
+  const a = await p1.stats(id);
+  await sleep(1500);
+  const b = await p1.stats(id);
+  if (b.framesDecoded <= a.framesDecoded) throw new Error("player1 stopped decoding after player2 joined");
+  figures.push(`player1 frames: ${b.framesDecoded}, player2 frames: ${(await p2.stats(id)).framesDecoded}`);
+});
+
+testCase(3, "publisher stops -> player gets play_finished", 60000, async (ctx, env, figures) => {
+  const id = uid("e2e3");
+  const pub = await publisher(ctx, env, id);
+  const player = await playerPage(ctx, env);
+  if ((await playAndTimeFirstFrame(player, id, 15000)) < 0) throw new Error("player decoded no frame within 15 s");
+  const t0 = Date.now();
+  await pub.call("stop", id);
+  await waitUntil("play_finished on the player", 5000, async () => (await player.count("play_finished", id)) > 0, 50);
+  figures.push(`publisher stop -> player play_finished: ${Date.now() - t0} ms`);
+  figures.push(`publisher got publish_finished: ${(await pub.count("publish_finished", id)) > 0}`);
+});
+
+testCase(4, "toggleVideo false stops the player's video, true resumes it", 60000, async (ctx, env, figures) => {
+  const id = uid("e2e4");
+  await publisher(ctx, env, id);
+  const player = await playerPage(ctx, env);
+  if ((await playAndTimeFirstFrame(player, id, 15000)) < 0) throw new Error("player decoded no frame within 15 s");
+  await player.waitMedia(id, 5000, 10);
+  await player.call("toggleVideo", id, id, false);
+  await sleep(1000); // frames already in flight or in the jitter buffer
+  const off1 = await player.stats(id);
+  await sleep(3000);
+  const off2 = await player.stats(id);
+  const grewWhileOff = off2.framesDecoded - off1.framesDecoded;
+  figures.push(`video off: +${grewWhileOff} frames in 3 s (audio +${off2.audioPackets - off1.audioPackets} packets)`);
+  if (grewWhileOff > 2) throw new Error(`framesDecoded grew by ${grewWhileOff} in 3 s after toggleVideo false`);
+  if (off2.audioPackets <= off1.audioPackets) throw new Error("audio stopped too after toggleVideo false");
+  const t0 = Date.now();
+  await player.call("toggleVideo", id, id, true);
+  const on = await waitUntil("frames to grow after toggleVideo true", 8000, async () => {
+    const s = await player.stats(id);
+    return s.framesDecoded > off2.framesDecoded + 5 ? s : null;
+  }, 50);
+  figures.push(`video on: frames growing again after ${Date.now() - t0} ms (total ${on.framesDecoded})`);
+});
+
+testCase(5, "conference: three joinRoom pages each decode the other two", 90000, async (ctx, env, figures) => {
+  const room = uid("room");
+  const ids = [uid("c1"), uid("c2"), uid("c3")];
+  const pages = [];
+  for (const [i, id] of ids.entries()) {
+    const p = await SdkPage.open(ctx, env, `member${i + 1}`);
+    env.pages.push(p);
+    pages.push(p);
+    await p.init({ localVideo: true, conference: true });
+    await p.eval(([r, s]) => window.E2E.joinRoom(r, s, 3000), [room, id]);
+    await sleep(500);
+  }
+  const t0 = Date.now();
+  for (const [i, p] of pages.entries()) {
+    for (const other of ids.filter((x) => x !== ids[i])) {
+      const s = await p.waitMedia(other, 45000);
+      figures.push(`${p.label} <- ${other}: ${s.framesDecoded} frames, ${s.audioPackets} audio packets`);
+    }
+  }
+  figures.push(`all six media paths decoding ${Date.now() - t0} ms after the third join`);
+  for (const p of pages) await p.eval(() => window.E2E.stopConference());
+});
+
+testCase(6, "peer-to-peer: two pages join one id and decode each other", 60000, async (ctx, env, figures) => {
+  const id = uid("p2p");
+  const a = await SdkPage.open(ctx, env, "peerA");
+  const b = await SdkPage.open(ctx, env, "peerB");
+  env.pages.push(a, b);
+  await a.init({ localVideo: true, remoteVideo: true });
+  await b.init({ localVideo: true, remoteVideo: true });
+  await a.call("join", id);
+  await waitUntil("peerA joined", 5000, async () => (await a.count("joined")) > 0);
+  const t0 = Date.now();
+  await b.call("join", id);
+  const sa = await a.waitMedia(id, 20000);
+  const sb = await b.waitMedia(id, 20000);
+  figures.push(`both decoding ${Date.now() - t0} ms after the second join`);
+  figures.push(`peerA: ${sa.framesDecoded} frames, ${sa.audioPackets} audio packets; peerB: ${sb.framesDecoded} frames, ${sb.audioPackets} audio packets`);
+  const t1 = Date.now();
+  await b.call("leave", id);
+  await waitUntil("peerA's peer connection closed by the server's stop", 5000, async () => !(await a.stats(id)).exists);
+  figures.push(`peerB leave -> peerA stop: ${Date.now() - t1} ms`);
+});
+
+testCase(7, "demo pages: publish.html + play.html", 60000, async (ctx, env, figures) => {
+  const id = uid("demo");
+  const pub = await ctx.newPage();
+  const play = await ctx.newPage();
+  const consoleLines = [];
+  for (const [name, pg] of [["publish.html", pub], ["play.html", play]]) {
+    pg.on("console", (m) => consoleLines.push(`${name} ${m.type()}: ${m.text()}`));
+    pg.on("pageerror", (e) => consoleLines.push(`${name} pageerror: ${e.message}`));
+  }
+  env.extraDiagnostics = () => consoleLines.slice(-30).join("\n");
+  for (const [pg, file] of [[pub, "publish.html"], [play, "play.html"]]) {
+    const resp = await pg.goto(`${env.antenna.http}/${file}?id=${id}&autostart=1`);
+    if (!resp || resp.status() !== 200) throw new Error(`GET /${file} -> ${resp ? resp.status() : "no response"}`);
+  }
+  const frames = await waitUntil("play.html #frames > 0", 20000, async () => {
+    env.antenna.assertAlive();
+    const n = Number(await play.textContent("#frames"));
+    return n > 0 ? n : null;
+  }, 200);
+  await sleep(2000);
+  const later = Number(await play.textContent("#frames"));
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await pub.screenshot({ path: path.join(ARTIFACTS, "demo-publish.png") });
+  await play.screenshot({ path: path.join(ARTIFACTS, "demo-play.png") });
+  figures.push(`play.html frames decoded: ${frames} at first, ${later} two seconds later; state "${await play.textContent("#state")}"`);
+  figures.push("screenshots: tests/browser/artifacts/demo-publish.png, demo-play.png");
+  if (later <= frames) throw new Error("play.html frames stopped growing");
+  const idx = await ctx.newPage();
+  const r = await idx.goto(`${env.antenna.http}/`);
+  const links = await idx.$$eval("a", (as) => as.map((a) => a.getAttribute("href")));
+  if (r.status() !== 200 || !links.includes("publish.html")) throw new Error("index page does not link the demo pages");
+});
+
+testCase(8, "demo pages: p2p.html pair and conference.html pair", 90000, async (ctx, env, figures) => {
+  const consoleLines = [];
+  env.extraDiagnostics = () => consoleLines.slice(-40).join("\n");
+  async function open(file, query, name) {
+    const pg = await ctx.newPage();
+    pg.on("console", (m) => consoleLines.push(`${name} ${m.type()}: ${m.text()}`));
+    pg.on("pageerror", (e) => consoleLines.push(`${name} pageerror: ${e.message}`));
+    const resp = await pg.goto(`${env.antenna.http}/${file}?${query}&autostart=1`);
+    if (!resp || resp.status() !== 200) throw new Error(`GET /${file} -> ${resp ? resp.status() : "no response"}`);
+    return pg;
+  }
+  const frames = async (pg) => Number(await pg.textContent("#frames"));
+
+  const id = uid("demop2p");
+  const a = await open("p2p.html", `id=${id}`, "p2pA");
+  await waitUntil("p2pA joined", 5000, async () => (await a.textContent("#state")) === "waiting for a peer");
+  const b = await open("p2p.html", `id=${id}`, "p2pB");
+  await waitUntil("both p2p pages decoding", 20000, async () => (await frames(a)) > 0 && (await frames(b)) > 0, 200);
+  figures.push(`p2p.html: A ${await frames(a)} frames, B ${await frames(b)} frames`);
+  await a.screenshot({ path: path.join(ARTIFACTS, "demo-p2p.png") });
+  await b.click("#leave");
+  await waitUntil("p2pA told that B left", 5000, async () => (await a.textContent("#state")).startsWith("peer left"));
+  await a.close();
+  await b.close();
+
+  const room = uid("demoroom");
+  const c1 = await open("conference.html", `room=${room}&id=${uid("m1")}`, "conf1");
+  await waitUntil("conf1 in the room", 5000, async () => (await c1.textContent("#state")).startsWith("in room"));
+  const c2 = await open("conference.html", `room=${room}&id=${uid("m2")}`, "conf2");
+  // Each page polls getRoomInfo every 3 s and plays the other member.
+  await waitUntil("both conference pages decoding", 30000, async () => (await frames(c1)) > 0 && (await frames(c2)) > 0, 250);
+  figures.push(`conference.html: member1 ${await frames(c1)} frames, member2 ${await frames(c2)} frames`);
+  await c2.screenshot({ path: path.join(ARTIFACTS, "demo-conference.png") });
+});
+
+// ---------------------------------------------------------------- runner
+
+async function runCase(browser, env, c) {
+  const figures = [];
+  const ctx = await browser.newContext({ viewport: { width: 800, height: 600 } });
+  env.pages = [];
+  env.extraDiagnostics = null;
+  const logMark = env.antenna.lines.length;
+  const t0 = Date.now();
+  let error = null;
+  let timer;
+  try {
+    await Promise.race([
+      c.fn(ctx, env, figures),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`case timed out after ${c.timeoutMs} ms`)), c.timeoutMs);
+      }),
+    ]);
+  } catch (e) {
+    error = e;
+  } finally {
+    clearTimeout(timer);
+  }
+  const ms = Date.now() - t0;
+  for (const f of figures) log(`  ${f}`);
+  if (error) {
+    log(`  FAIL: ${error.message}`);
+    const diag = [];
+    for (const p of env.pages) diag.push(await p.diagnostics());
+    if (env.extraDiagnostics) diag.push("--- demo pages console:\n" + env.extraDiagnostics());
+    diag.push(`--- antenna log during the case (last 40 lines; full log: ${env.antenna.logFile}):\n${env.antenna.since(logMark)}`);
+    console.log(diag.join("\n"));
+  }
+  await ctx.close().catch(() => {});
+  return { ...c, ok: !error, ms, figures, error: error ? error.message : "" };
+}
+
+async function main() {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const others = nonLoopbackAddresses();
+  if (others.length && process.env.E2E_ALLOW_HOST_NETWORK !== "1") {
+    console.error(`refusing to run: this network namespace has non-loopback interfaces (${others.map((a) => a.name + " " + a.address).join(", ")}).`);
+    console.error("Run through run.sh (loopback-only namespace) or set E2E_ALLOW_HOST_NETWORK=1.");
+    process.exit(2);
+  }
+  const only = process.env.E2E_ONLY ? new Set(process.env.E2E_ONLY.split(",").map(Number)) : null;
+  const selected = CASES.filter((c) => !only || only.has(c.num));
+
+  const env = { antenna: new Antenna() };
+  const assets = await startAssetServer();
+  env.assets = assets.url;
+  let browser = null;
+  const results = [];
+  try {
+    await env.antenna.start();
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+    log(`chromium ${browser.version()}, SDK bundle served from ${env.assets}`);
+    for (const c of selected) {
+      log(`case ${c.num}: ${c.name}`);
+      if (env.antenna.exited) {
+        results.push({ ...c, ok: false, ms: 0, figures: [], error: "antenna is not running" });
+        continue;
+      }
+      results.push(await runCase(browser, env, c));
+      log(`case ${c.num}: ${results.at(-1).ok ? "PASS" : "FAIL"} (${results.at(-1).ms} ms)`);
+    }
+  } catch (e) {
+    log(`setup failed: ${e.message}`);
+    for (const c of selected.filter((c) => !results.some((r) => r.num === c.num))) {
+      results.push({ ...c, ok: false, ms: 0, figures: [], error: `setup failed: ${e.message.split("\n")[0]}` });
+    }
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    await env.antenna.stop();
+    assets.server.close();
+  }
+
+  console.log("\nSummary");
+  console.log("case | result | time    | name / failure");
+  console.log("-----|--------|---------|---------------");
+  for (const r of results) {
+    const time = `${(r.ms / 1000).toFixed(1)} s`.padStart(7);
+    console.log(`${String(r.num).padStart(4)} | ${r.ok ? "PASS  " : "FAIL  "} | ${time} | ${r.name}${r.ok ? "" : " -- " + r.error.split("\n")[0]}`);
+  }
+  const failed = results.filter((r) => !r.ok).length;
+  console.log(`\n${results.length - failed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
