@@ -582,6 +582,8 @@ async function runCase(browser, env, c) {
   return { ...c, ok: !error, ms, figures, error: error ? error.message : "" };
 }
 
+let runningAntenna = null;
+
 async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const others = nonLoopbackAddresses();
@@ -594,6 +596,7 @@ async function main() {
   const selected = CASES.filter((c) => !only || only.has(c.num));
 
   const env = { antenna: new Antenna() };
+  runningAntenna = env.antenna;
   const assets = await startAssetServer();
   env.assets = assets.url;
   let browser = null;
@@ -633,6 +636,13 @@ async function main() {
   console.log(`\n${results.length - failed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
 }
+
+// Never leave the server behind, whatever ends this process.
+process.on("exit", () => {
+  const proc = runningAntenna && runningAntenna.proc;
+  if (proc && !runningAntenna.exited) proc.kill("SIGKILL");
+});
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(130));
 
 main().catch((e) => {
   console.error(e);

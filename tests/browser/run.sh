@@ -35,7 +35,14 @@ export ANTENNA_BIN
 
 NS="antenna-e2e-$$"
 ip netns add "$NS"
-trap 'ip netns delete "$NS" 2>/dev/null || true' EXIT
+cleanup() {
+  # Whatever this run started in the namespace (server, browser) goes with it.
+  local pids
+  pids="$(ip netns pids "$NS" 2>/dev/null || true)"
+  if [ -n "$pids" ]; then kill $pids 2>/dev/null || true; sleep 1; kill -9 $pids 2>/dev/null || true; fi
+  ip netns delete "$NS" 2>/dev/null || true
+}
+trap cleanup EXIT
 ip netns exec "$NS" ip link set lo up
 
 echo "run.sh: running e2e.mjs in network namespace $NS (loopback only) with $ANTENNA_BIN"
