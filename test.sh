@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The one command that runs Antenna's whole test suite:  ./test.sh
+#
+# Needs only the Rust toolchain (cargo, rustfmt, clippy), gcc, Python and Node; installs
+# cargo-fuzz (from crates.io) when it is missing. Steps, in order, stopping at the first failure:
+#   fmt      cargo fmt --all --check
+#   clippy   cargo clippy --workspace --all-targets -- -D warnings
+#   test     cargo test --workspace --release (release: the browser step builds the release
+#            antenna binary anyway, so both share one release build of str0m/aws-lc-rs, and
+#            the simulation and property tests run much faster; overflow checks are covered
+#            by the fuzz step, whose builds keep debug assertions)
+#   fuzz     every cargo-fuzz target: replay the committed corpus (fuzz/corpus/<target>),
+#            then fuzz it for FUZZ_SECONDS (default 60) seconds
+#   browser  bash tests/browser/run.sh (the real AMS JS SDK in headless Chromium)
+# A timing summary is printed at the end (also on failure).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+export CARGO_TERM_PROGRESS_WHEN=never
+
+STEP_NAMES=()
+STEP_TIMES=()
+STEP_RESULTS=()
+T_START=$SECONDS
+
+summary() {
+    local i passed=0 failed=0
+    echo
+    echo "==== test.sh summary ===="
+    for i in "${!STEP_NAMES[@]}"; do
+        printf '  %-8s %6ss  %s\n' "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}" "${STEP_RESULTS[$i]}"
+        if [ "${STEP_RESULTS[$i]}" = ok ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    done
+    printf '  %-8s %6ss\n' total "$((SECONDS - T_START))"
+    echo "steps: $passed passed, $failed failed"
+}
+
+# step NAME COMMAND...: runs COMMAND with errexit in force, records its time and result, and
+# stops the whole run on failure.
+step() {
+    local name=$1 t0=$SECONDS rc=0
+    shift
+    echo
+    echo "==== [$name] $* ===="
+    set +e
+    (set -euo pipefail; "$@")
+    rc=$?
+    set -e
+    STEP_NAMES+=("$name")
+    STEP_TIMES+=("$((SECONDS - t0))")
+    if [ "$rc" -eq 0 ]; then
+        STEP_RESULTS+=(ok)
+    else
+        STEP_RESULTS+=("FAILED (exit $rc)")
+        summary
+        exit "$rc"
+    fi
+}
+
+fuzz() {
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        echo "cargo-fuzz missing: installing it from crates.io"
+        cargo install cargo-fuzz --locked
+    fi
+    # cargo-fuzz needs nightly-only rustc flags (sanitizers); the stable toolchain accepts
+    # them with RUSTC_BOOTSTRAP=1.
+    export RUSTC_BOOTSTRAP=1
+    local targets t work
+    targets=$(cargo fuzz list)
+    [ -n "$targets" ] || { echo "no fuzz targets found"; return 1; }
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    for t in $targets; do
+        [ -d "fuzz/corpus/$t" ] || { echo "no committed corpus fuzz/corpus/$t"; return 1; }
+        echo "---- $t: replay $(find "fuzz/corpus/$t" -type f | wc -l) committed inputs"
+        cargo fuzz run "$t" "fuzz/corpus/$t" -- -runs=0
+        # New inputs go to a scratch directory (first corpus dir), so the committed corpus
+        # stays as it is.
+        echo "---- $t: fuzz for ${FUZZ_SECONDS}s"
+        mkdir -p "$work/$t"
+        cargo fuzz run "$t" "$work/$t" "fuzz/corpus/$t" -- \
+            -max_total_time="$FUZZ_SECONDS" -print_final_stats=1
+    done
+}
+
+step fmt cargo fmt --all --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step test cargo test --workspace --release
+step fuzz fuzz
+step browser bash tests/browser/run.sh
+summary
