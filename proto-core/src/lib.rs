@@ -29,6 +29,8 @@
 )]
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod media;
 mod message;
 mod signalling;
