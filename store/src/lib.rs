@@ -1,0 +1,86 @@
+//! Antenna stream security and data: the datastore, the AMS security chain and the AMS REST API.
+//!
+//! Sans-IO like the other cores: no sockets, no clock reads in the logic (wall-clock time is a
+//! parameter, unix milliseconds), and randomness from a seed the runtime provides. The only
+//! thread is the optional [`WriteBehind`] store thread, which owns the database file.
+//!
+//! # Pieces
+//!
+//! - [`Store`]: the datastore seam. The whole working set ([`Data`]: broadcasts, one-time tokens,
+//!   TOTP subscribers, per-app [`AppSettings`]) lives in memory, so reads never touch disk; writes
+//!   are [`WriteOp`]s applied to memory at once and made durable by the implementation:
+//!   [`MemStore`] (memory only), [`RedbStore`] (synchronous commit), [`WriteBehind`] (commits
+//!   on a store thread). Opening fails with [`StoreError`], which maps to the
+//!   `data_store_not_available` error definition.
+//! - [`StreamSecurity`]: implements [`proto_core::AccessPolicy`] with the AMS checks in the AMS
+//!   order (registered streams, one-time token, hash, JWT, TOTP, expiry and planned dates,
+//!   viewer limits).
+//! - [`RestApi`]: the AMS REST endpoints under `/{App}/rest/v2/` as a pure function
+//!   ([`RestApi::handle`]), with IP (`remoteAllowedCIDR`) and JWT (`jwtControlEnabled`) access
+//!   control, and an OpenAPI document ([`OPENAPI_JSON`]).
+//!
+//! # Durability: "the event loop never waits on disk"
+//!
+//! The default for the server is [`WriteBehind`]: a write is applied to memory and queued on a
+//! `std::sync::mpsc` channel; the store thread commits everything queued in one redb
+//! transaction with `Durability::Immediate` (group commit) and publishes the highest durable
+//! [`WriteSeq`]. A REST write answers with [`RestResponse::durable_after`] set: the runtime holds
+//! the HTTP response until [`Store::durable_seq`] reaches it (the [`Notify`] hook, e.g. a
+//! `mio::Waker`, wakes the loop after each commit), so a client is told "created" only once the
+//! record is on disk. Security writes (a consumed one-time token) are not waited for.
+//! A runtime that accepts blocking can use [`RedbStore`] or call [`Store::flush`].
+//!
+//! Measured on the development machine (2 shared cores, ext4/overlay, debug build of the bench
+//! binary `store-bench`, release numbers are within noise since fsync dominates): see the
+//! figures printed by `cargo run -p antenna-store --release --bin store-bench`. A synchronous
+//! redb commit (one fsync) costs on the order of milliseconds; [`WriteBehind::write`] costs
+//! microseconds on the event loop, and group commit amortises the fsync over a burst.
+//!
+//! # Clock
+//!
+//! [`proto_core::AccessPolicy`] passes a monotonic `Instant`, but tokens carry unix times. So
+//! [`StreamSecurity::new`] takes a wall-clock closure (unix ms): the runtime passes
+//! [`system_clock`], tests a fixed or scripted value. [`StreamSecurity::check_publish_at`] /
+//! [`StreamSecurity::check_play_at`] and [`RestApi::handle`] take the time explicitly.
+//!
+//! # Runtime wiring
+//!
+//! ```no_run
+//! use antenna_store::{shared, RestApi, RestRequest, StreamSecurity, WriteBehind, system_clock};
+//! # fn os_random_seed() -> [u8; 32] { [7; 32] }
+//! let store = match WriteBehind::open("antenna.redb", None /* Some(Box::new(move || waker.wake())) */) {
+//!     Ok(s) => shared(s),
+//!     Err(e) => panic!("{e}"), // or serve with MemStore and answer data_store_not_available
+//! };
+//! // signalling.set_access_policy(Box::new(StreamSecurity::new(store.clone(), system_clock)));
+//! let _policy = StreamSecurity::new(store.clone(), system_clock);
+//! let mut rest = RestApi::new(store.clone(), os_random_seed());
+//! // For an HTTP request whose path satisfies antenna_store::is_rest_path(path):
+//! let resp = rest.handle(system_clock(), &RestRequest {
+//!     method: "GET", path: "/LiveApp/rest/v2/broadcasts/count", query: "",
+//!     authorization: None, body: b"", peer: "127.0.0.1".parse().unwrap(),
+//! });
+//! // Send it once store.borrow().durable_seq() >= resp.durable_after (if Some).
+//! # let _ = resp;
+//! ```
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+pub mod crypto;
+mod model;
+mod persist;
+mod rest;
+mod security;
+mod settings;
+mod store;
+
+pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType};
+pub use persist::{Notify, RedbStore, WriteBehind};
+pub use rest::{is_rest_path, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON};
+pub use security::{system_clock, StreamSecurity, WallClock};
+pub use settings::{parse_cidr_list, AppSettings, CidrError};
+pub use store::{
+    shared, AppData, Data, MemStore, SharedStore, Store, StoreError, WriteOp, WriteSeq,
+};

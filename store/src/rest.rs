@@ -1,0 +1,994 @@
+//! AMS-compatible REST API handlers as pure functions: a parsed request in, a response out.
+//!
+//! Routes (`{App}` is the application; AMS paths):
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | POST | `/{App}/rest/v2/broadcasts/create` | Broadcast |
+//! | GET | `/{App}/rest/v2/broadcasts/{id}` | Broadcast, 404 |
+//! | PUT | `/{App}/rest/v2/broadcasts/{id}` | Result (merge of the given keys) |
+//! | DELETE | `/{App}/rest/v2/broadcasts/{id}[?deleteSubtracks=true]` | Result |
+//! | DELETE | `/{App}/rest/v2/broadcasts?ids=a,b` | Result |
+//! | GET | `/{App}/rest/v2/broadcasts/list/{offset}/{size}[?type_by&sort_by&order_by&search]` | [Broadcast] (size ≤ 50) |
+//! | GET | `/{App}/rest/v2/broadcasts/count`, `/active-live-stream-count` | `{number}` |
+//! | GET | `/{App}/rest/v2/broadcasts/{id}/broadcast-statistics`, `/total-broadcast-statistics` | statistics |
+//! | GET | `/{App}/rest/v2/broadcasts/{id}/token?expireDate=&type=[&roomId=]` | Token |
+//! | GET | `/{App}/rest/v2/broadcasts/{id}/jwt-token?expireDate=&type=[&roomId=]` | Token (tokenId = JWT) |
+//! | POST | `/{App}/rest/v2/broadcasts/validate-token` | Result (uses up a one-time token) |
+//! | DELETE | `/{App}/rest/v2/broadcasts/{id}/tokens` | Result |
+//! | GET | `/{App}/rest/v2/broadcasts/{id}/tokens/list/{offset}/{size}` | [Token] |
+//! | POST, DELETE | `/{App}/rest/v2/broadcasts/{id}/subscribers` | Result |
+//! | GET | `/{App}/rest/v2/broadcasts/{id}/subscribers/list/{offset}/{size}` | [Subscriber] (no secrets) |
+//! | DELETE | `/{App}/rest/v2/broadcasts/{id}/subscribers/{sid}` | Result |
+//! | GET | `/{App}/rest/v2/broadcasts/{id}/subscribers/{sid}/totp[?type=]` | Result, dataId = code |
+//! | PUT | `/{App}/rest/v2/broadcasts/{id}/subscribers/{sid}/block/{seconds}/{type}` | Result |
+//! | POST, DELETE | `/{App}/rest/v2/broadcasts/{id}/subtrack?id=` | Result |
+//! | GET, PUT | `/rest/v2/applications/settings/{App}` (also under `/{App}/rest/v2/…`) | AppSettings / Result |
+//! | GET | `/{App}/rest/v2/openapi.json` | OpenAPI 3 document |
+//!
+//! `Result` is `{success, message, dataId, errorId}`. Bad input gets 400 with a message in a
+//! Result, unknown ids 404, an unknown route 404, a wrong method 405, a failed store 503.
+//!
+//! Access: the peer must be loopback or inside the app's `remoteAllowedCIDR` (else 403), and
+//! when `jwtControlEnabled` the `Authorization` header (optionally `Bearer `-prefixed) must be an
+//! HS256 JWT signed with `jwtSecretKey`, not expired (else 401).
+
+use std::net::IpAddr;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::crypto;
+use crate::model::{Broadcast, Subscriber, SubscriberType, Token, TokenType};
+use crate::settings::{parse_cidr_list, AppSettings};
+use crate::store::{Data, SharedStore, StoreError, WriteOp, WriteSeq};
+
+/// The OpenAPI 3 description of these endpoints.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// Most items a list endpoint returns.
+pub const MAX_LIST: usize = 50;
+
+/// One HTTP request, as the runtime parsed it.
+#[derive(Debug, Clone, Copy)]
+pub struct RestRequest<'a> {
+    /// `GET`, `POST`, `PUT`, `DELETE` (case-insensitive).
+    pub method: &'a str,
+    /// The path, without the query (`/LiveApp/rest/v2/broadcasts/create`), still percent-encoded.
+    pub path: &'a str,
+    /// The query string without `?` (may be empty).
+    pub query: &'a str,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+    /// The peer address.
+    pub peer: IpAddr,
+}
+
+/// The answer to a [`RestRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Send the response only once [`crate::Store::durable_seq`] reaches this (the request
+    /// changed the store). `None`: send at once.
+    pub durable_after: Option<WriteSeq>,
+    /// The request changed this application's settings: the runtime should re-read the ones it
+    /// caches (ICE servers, start timeout, …). Security settings apply at once anyway.
+    pub settings_changed: Option<String>,
+}
+
+impl RestResponse {
+    fn json<T: Serialize>(status: u16, v: &T) -> RestResponse {
+        RestResponse {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec()),
+            durable_after: None,
+            settings_changed: None,
+        }
+    }
+
+    fn result(status: u16, success: bool, message: Option<&str>, data_id: Option<&str>) -> Self {
+        RestResponse::json(
+            status,
+            &json!({"success": success, "message": message, "dataId": data_id, "errorId": 0}),
+        )
+    }
+
+    fn ok(message: Option<&str>, data_id: Option<&str>) -> Self {
+        RestResponse::result(200, true, message, data_id)
+    }
+
+    fn fail(status: u16, message: &str) -> Self {
+        RestResponse::result(status, false, Some(message), None)
+    }
+
+    fn after(mut self, seq: Option<WriteSeq>) -> Self {
+        self.durable_after = seq;
+        self
+    }
+
+    /// The body as UTF-8 (for logs and tests).
+    pub fn body_str(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap_or("")
+    }
+}
+
+/// Is this path one the [`RestApi`] serves (`/{App}/rest/…` or `/rest/…`)?
+pub fn is_rest_path(path: &str) -> bool {
+    let mut segs = path.trim_start_matches('/').split('/');
+    match (segs.next(), segs.next()) {
+        (Some("rest"), _) => true,
+        (Some(app), Some("rest")) => !app.is_empty(),
+        _ => false,
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parsed query parameters (first value wins).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: &str) -> Query {
+        Query(
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, k: &str) -> bool {
+        self.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// The REST API of every application, over the shared store.
+///
+/// Sans-IO: [`RestApi::handle`] takes a parsed request and the wall-clock time and returns the
+/// response; it never blocks on disk (see [`RestResponse::durable_after`]).
+pub struct RestApi {
+    store: SharedStore,
+    rng: ChaCha20Rng,
+}
+
+impl std::fmt::Debug for RestApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestApi").finish_non_exhaustive()
+    }
+}
+
+/// What a store write produced.
+type WriteResult = Result<Option<WriteSeq>, StoreError>;
+
+impl RestApi {
+    /// A REST API over `store`. `seed` seeds the generator of token and stream ids: the runtime
+    /// **must** pass 32 bytes from the OS random source (token ids are secrets); tests may pass a
+    /// fixed seed.
+    pub fn new(store: SharedStore, seed: [u8; 32]) -> RestApi {
+        RestApi {
+            store,
+            rng: ChaCha20Rng::from_seed(seed),
+        }
+    }
+
+    fn random_string(&mut self, len: usize) -> String {
+        (0..len)
+            .map(|_| {
+                let i = self.rng.next_u32() as usize % ALPHANUMERIC.len();
+                char::from(ALPHANUMERIC.get(i).copied().unwrap_or(b'a'))
+            })
+            .collect()
+    }
+
+    fn write_all(&mut self, ops: Vec<WriteOp>) -> WriteResult {
+        let mut store = self.store.borrow_mut();
+        let mut last = None;
+        for op in ops {
+            last = Some(store.write(op)?);
+        }
+        Ok(last)
+    }
+
+    fn written(&mut self, ops: Vec<WriteOp>, ok: RestResponse) -> RestResponse {
+        match self.write_all(ops) {
+            Ok(seq) => ok.after(seq),
+            Err(e) => RestResponse::fail(503, &e.to_string()),
+        }
+    }
+
+    /// Answers one request at `now_ms` (unix ms).
+    pub fn handle(&mut self, now_ms: u64, req: &RestRequest<'_>) -> RestResponse {
+        let segs: Vec<String> = req
+            .path
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .split('/')
+            .map(percent_decode)
+            .collect();
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        // Route to (app, rest-of-path after rest/v2).
+        let (app, rest): (&str, Vec<&str>) = match segs.as_slice() {
+            ["rest", "v2", "applications", "settings", app] => {
+                (*app, vec!["applications", "settings", app])
+            }
+            [app, "rest", "v2", rest @ ..] => (*app, rest.to_vec()),
+            _ => return RestResponse::fail(404, "Not found"),
+        };
+        if !proto_core::is_valid_stream_id(app) {
+            return RestResponse::fail(404, "Unknown application");
+        }
+        let settings = self.store.borrow().data().settings(app);
+        if !settings.rest_allowed(req.peer) {
+            return RestResponse::fail(403, "Not allowed IP");
+        }
+        if settings.jwt_control_enabled {
+            let token = req
+                .authorization
+                .map(|a| a.trim())
+                .map(|a| a.strip_prefix("Bearer ").unwrap_or(a));
+            let ok = token.is_some_and(|t| {
+                crypto::jwt_verify(t, &settings.jwt_secret_key, now_ms / 1000).is_ok()
+            });
+            if !ok {
+                return RestResponse::fail(401, "Invalid or missing JWT in Authorization");
+            }
+        }
+        let method = req.method.to_ascii_uppercase();
+        let q = Query::parse(req.query);
+        let m = method.as_str();
+        match rest.as_slice() {
+            ["openapi.json"] => match m {
+                "GET" => RestResponse {
+                    status: 200,
+                    content_type: "application/json",
+                    body: OPENAPI_JSON.as_bytes().to_vec(),
+                    durable_after: None,
+                    settings_changed: None,
+                },
+                _ => method_not_allowed(),
+            },
+            ["applications", "settings", target] if *target == app => match m {
+                "GET" => RestResponse::json(200, &settings),
+                "PUT" | "POST" => self.put_settings(app, settings, req.body),
+                _ => method_not_allowed(),
+            },
+            ["broadcasts", b @ ..] => self.broadcasts(now_ms, app, m, b, &q, req.body),
+            _ => RestResponse::fail(404, "Not found"),
+        }
+    }
+
+    fn broadcasts(
+        &mut self,
+        now_ms: u64,
+        app: &str,
+        m: &str,
+        path: &[&str],
+        q: &Query,
+        body: &[u8],
+    ) -> RestResponse {
+        match (m, path) {
+            ("POST", ["create"]) => self.create(now_ms, app, body),
+            ("GET", ["count"]) => {
+                let n = self.store.borrow().data().broadcasts(app).count();
+                RestResponse::json(200, &json!({ "number": n }))
+            }
+            ("GET", ["active-live-stream-count"]) => {
+                let n = self.active_count(app);
+                RestResponse::json(200, &json!({ "number": n }))
+            }
+            ("GET", ["total-broadcast-statistics"]) => {
+                let store = self.store.borrow();
+                let data = store.data();
+                let (mut webrtc, mut hls, mut rtmp, mut dash) = (0i64, 0i64, 0i64, 0i64);
+                for b in data.broadcasts(app) {
+                    webrtc += b.webrtc_viewer_count;
+                    hls += b.hls_viewer_count;
+                    rtmp += b.rtmp_viewer_count;
+                    dash += b.dash_viewer_count;
+                }
+                drop(store);
+                RestResponse::json(
+                    200,
+                    &json!({
+                        "totalRTMPWatchersCount": rtmp,
+                        "totalHLSWatchersCount": hls,
+                        "totalWebRTCWatchersCount": webrtc,
+                        "totalDASHWatchersCount": dash,
+                        "activeLiveStreamCount": self.active_count(app),
+                    }),
+                )
+            }
+            ("GET", ["list", o, s]) => match page(o, s) {
+                Ok((o, s)) => self.list(app, o, s, q),
+                Err(r) => r,
+            },
+            ("POST", ["validate-token"]) => self.validate_token(now_ms, app, body),
+            ("DELETE", []) => self.delete_many(app, q),
+            (
+                _,
+                ["create" | "count" | "active-live-stream-count" | "total-broadcast-statistics"],
+            )
+            | (_, ["list", _, _])
+            | (_, ["validate-token"])
+            | (_, []) => method_not_allowed(),
+            (_, [id, tail @ ..]) => {
+                if !proto_core::is_valid_stream_id(id) {
+                    return RestResponse::fail(400, "Stream id is not valid.");
+                }
+                self.one_broadcast(now_ms, app, m, id, tail, q, body)
+            }
+        }
+    }
+
+    fn active_count(&self, app: &str) -> usize {
+        self.store
+            .borrow()
+            .data()
+            .broadcasts(app)
+            .filter(|b| b.status == "broadcasting")
+            .count()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn one_broadcast(
+        &mut self,
+        now_ms: u64,
+        app: &str,
+        m: &str,
+        id: &str,
+        tail: &[&str],
+        q: &Query,
+        body: &[u8],
+    ) -> RestResponse {
+        let exists = self.store.borrow().data().broadcast(app, id).is_some();
+        match (m, tail) {
+            ("GET", []) => match self.store.borrow().data().broadcast(app, id) {
+                Some(b) => RestResponse::json(200, b),
+                None => not_found_broadcast(),
+            },
+            ("PUT", []) => self.update(app, id, body),
+            ("DELETE", []) => self.delete(app, id, q.flag("deleteSubtracks")),
+            ("GET", ["broadcast-statistics"]) => {
+                match self.store.borrow().data().broadcast(app, id) {
+                    Some(b) => RestResponse::json(
+                        200,
+                        &json!({
+                            "totalRTMPWatchersCount": b.rtmp_viewer_count,
+                            "totalHLSWatchersCount": b.hls_viewer_count,
+                            "totalWebRTCWatchersCount": b.webrtc_viewer_count,
+                            "totalDASHWatchersCount": b.dash_viewer_count,
+                        }),
+                    ),
+                    None => not_found_broadcast(),
+                }
+            }
+            ("GET", ["token"]) => self.token(now_ms, app, id, q, false),
+            ("GET", ["jwt-token"]) => self.token(now_ms, app, id, q, true),
+            ("DELETE", ["tokens"]) => {
+                let ops: Vec<WriteOp> = self
+                    .store
+                    .borrow()
+                    .data()
+                    .tokens_of(app, id)
+                    .into_iter()
+                    .map(|t| WriteOp::DeleteToken {
+                        app: app.to_string(),
+                        token_id: t.token_id.clone(),
+                    })
+                    .collect();
+                self.written(ops, RestResponse::ok(None, None))
+            }
+            ("GET", ["tokens", "list", o, s]) => match page(o, s) {
+                Ok((o, s)) => {
+                    let store = self.store.borrow();
+                    let v: Vec<&Token> = store
+                        .data()
+                        .tokens_of(app, id)
+                        .into_iter()
+                        .skip(o)
+                        .take(s)
+                        .collect();
+                    RestResponse::json(200, &v)
+                }
+                Err(r) => r,
+            },
+            ("POST", ["subscribers"]) => self.add_subscriber(app, id, body),
+            ("DELETE", ["subscribers"]) => {
+                let ops: Vec<WriteOp> = self
+                    .store
+                    .borrow()
+                    .data()
+                    .subscribers_of(app, id)
+                    .map(|s| WriteOp::DeleteSubscriber {
+                        app: app.to_string(),
+                        stream_id: id.to_string(),
+                        subscriber_id: s.subscriber_id.clone(),
+                    })
+                    .collect();
+                self.written(ops, RestResponse::ok(None, None))
+            }
+            ("GET", ["subscribers", "list", o, s]) => match page(o, s) {
+                Ok((o, s)) => {
+                    let store = self.store.borrow();
+                    let v: Vec<Value> = store
+                        .data()
+                        .subscribers_of(app, id)
+                        .skip(o)
+                        .take(s)
+                        .map(Subscriber::public_json)
+                        .collect();
+                    RestResponse::json(200, &v)
+                }
+                Err(r) => r,
+            },
+            ("DELETE", ["subscribers", sid]) => {
+                if self
+                    .store
+                    .borrow()
+                    .data()
+                    .subscriber(app, id, sid)
+                    .is_none()
+                {
+                    return RestResponse::fail(404, "Subscriber is not found");
+                }
+                let op = WriteOp::DeleteSubscriber {
+                    app: app.to_string(),
+                    stream_id: id.to_string(),
+                    subscriber_id: sid.to_string(),
+                };
+                self.written(vec![op], RestResponse::ok(None, None))
+            }
+            ("GET", ["subscribers", sid, "totp"]) => self.totp(now_ms, app, id, sid, q),
+            ("PUT", ["subscribers", sid, "block", secs, kind]) => {
+                self.block(now_ms, app, id, sid, secs, kind)
+            }
+            ("POST" | "DELETE", ["subtrack"]) => {
+                if !exists {
+                    return not_found_broadcast();
+                }
+                self.subtrack(app, id, q.get("id"), m == "POST")
+            }
+            (
+                _,
+                []
+                | ["broadcast-statistics"
+                | "token"
+                | "jwt-token"
+                | "tokens"
+                | "subscribers"
+                | "subtrack"]
+                | ["tokens", "list", _, _]
+                | ["subscribers", "list", _, _]
+                | ["subscribers", _]
+                | ["subscribers", _, "totp"]
+                | ["subscribers", _, "block", _, _],
+            ) => method_not_allowed(),
+            _ => RestResponse::fail(404, "Not found"),
+        }
+    }
+
+    fn create(&mut self, now_ms: u64, app: &str, body: &[u8]) -> RestResponse {
+        let mut b: Broadcast = if body.iter().all(u8::is_ascii_whitespace) {
+            Broadcast::default()
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(b) => b,
+                Err(e) => return bad_json(&e),
+            }
+        };
+        if b.stream_id.is_empty() {
+            b.stream_id = format!("{}{}", self.random_string(16), now_ms);
+        } else if !proto_core::is_valid_stream_id(&b.stream_id) {
+            return RestResponse::fail(400, "Stream id is not valid.");
+        }
+        if self
+            .store
+            .borrow()
+            .data()
+            .broadcast(app, &b.stream_id)
+            .is_some()
+        {
+            return RestResponse::fail(
+                400,
+                "Stream id is already being used. Please change stream id or keep it empty",
+            );
+        }
+        b.date = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        b.status = "created".into();
+        b.webrtc_viewer_count = 0;
+        b.hls_viewer_count = 0;
+        b.rtmp_viewer_count = 0;
+        b.dash_viewer_count = 0;
+        let resp = RestResponse::json(200, &b);
+        let op = WriteOp::PutBroadcast {
+            app: app.to_string(),
+            broadcast: Box::new(b),
+        };
+        self.written(vec![op], resp)
+    }
+
+    fn update(&mut self, app: &str, id: &str, body: &[u8]) -> RestResponse {
+        let Some(current) = self.store.borrow().data().broadcast(app, id).cloned() else {
+            return not_found_broadcast();
+        };
+        let patch: Map<String, Value> = match serde_json::from_slice(body) {
+            Ok(p) => p,
+            Err(e) => return bad_json(&e),
+        };
+        let mut merged = match serde_json::to_value(&current) {
+            Ok(Value::Object(m)) => m,
+            _ => return RestResponse::fail(500, "Cannot encode the broadcast"),
+        };
+        for (k, v) in patch {
+            // The id is the path's; AMS ignores null fields of a BroadcastUpdate.
+            if k != "streamId" && !v.is_null() {
+                merged.insert(k, v);
+            }
+        }
+        let b: Broadcast = match serde_json::from_value(Value::Object(merged)) {
+            Ok(b) => b,
+            Err(e) => return bad_json(&e),
+        };
+        let op = WriteOp::PutBroadcast {
+            app: app.to_string(),
+            broadcast: Box::new(b),
+        };
+        self.written(vec![op], RestResponse::ok(None, Some(id)))
+    }
+
+    /// The writes that delete a broadcast and what hangs on it.
+    fn delete_ops(data: &Data, app: &str, id: &str, subtracks: bool, ops: &mut Vec<WriteOp>) {
+        let Some(b) = data.broadcast(app, id) else {
+            return;
+        };
+        ops.push(WriteOp::DeleteBroadcast {
+            app: app.to_string(),
+            stream_id: id.to_string(),
+        });
+        for t in data.tokens_of(app, id) {
+            ops.push(WriteOp::DeleteToken {
+                app: app.to_string(),
+                token_id: t.token_id.clone(),
+            });
+        }
+        for s in data.subscribers_of(app, id) {
+            ops.push(WriteOp::DeleteSubscriber {
+                app: app.to_string(),
+                stream_id: id.to_string(),
+                subscriber_id: s.subscriber_id.clone(),
+            });
+        }
+        // Unlink from its main track.
+        if let Some(main) = b
+            .main_track_stream_id
+            .as_deref()
+            .and_then(|m| data.broadcast(app, m))
+        {
+            let mut main = main.clone();
+            main.sub_track_stream_ids.retain(|s| s != id);
+            ops.push(WriteOp::PutBroadcast {
+                app: app.to_string(),
+                broadcast: Box::new(main),
+            });
+        }
+        if subtracks {
+            for sub in &b.sub_track_stream_ids {
+                if sub != id {
+                    Self::delete_ops(data, app, sub, false, ops);
+                }
+            }
+        }
+    }
+
+    fn delete(&mut self, app: &str, id: &str, subtracks: bool) -> RestResponse {
+        let mut ops = Vec::new();
+        {
+            let store = self.store.borrow();
+            if store.data().broadcast(app, id).is_none() {
+                return not_found_broadcast();
+            }
+            Self::delete_ops(store.data(), app, id, subtracks, &mut ops);
+        }
+        self.written(ops, RestResponse::ok(None, Some(id)))
+    }
+
+    fn delete_many(&mut self, app: &str, q: &Query) -> RestResponse {
+        let Some(ids) = q.get("ids").filter(|s| !s.is_empty()) else {
+            return RestResponse::fail(400, "Missing ids parameter");
+        };
+        let ids: Vec<String> = ids.split(',').map(|s| s.trim().to_string()).collect();
+        let mut ops = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let store = self.store.borrow();
+            for id in &ids {
+                if store.data().broadcast(app, id).is_none() {
+                    missing.push(id.as_str());
+                }
+                Self::delete_ops(store.data(), app, id, false, &mut ops);
+            }
+        }
+        let resp = if missing.is_empty() {
+            RestResponse::ok(None, None)
+        } else {
+            RestResponse::result(
+                404,
+                false,
+                Some(&format!("Broadcasts not found: {}", missing.join(","))),
+                None,
+            )
+        };
+        self.written(ops, resp)
+    }
+
+    fn list(&self, app: &str, offset: usize, size: usize, q: &Query) -> RestResponse {
+        let store = self.store.borrow();
+        let mut v: Vec<&Broadcast> = store
+            .data()
+            .broadcasts(app)
+            .filter(|b| q.get("type_by").is_none_or(|t| b.stream_type == t))
+            .filter(|b| {
+                q.get("search").filter(|s| !s.is_empty()).is_none_or(|s| {
+                    b.stream_id.contains(s) || b.name.as_deref().is_some_and(|n| n.contains(s))
+                })
+            })
+            .collect();
+        match q.get("sort_by") {
+            Some("name") => v.sort_by(|a, b| a.name.cmp(&b.name)),
+            Some("status") => v.sort_by(|a, b| a.status.cmp(&b.status)),
+            _ => v.sort_by(|a, b| (a.date, &a.stream_id).cmp(&(b.date, &b.stream_id))),
+        }
+        if q.get("order_by") == Some("desc") {
+            v.reverse();
+        }
+        let page: Vec<&Broadcast> = v.into_iter().skip(offset).take(size).collect();
+        RestResponse::json(200, &page)
+    }
+
+    fn token(&mut self, now_ms: u64, app: &str, id: &str, q: &Query, jwt: bool) -> RestResponse {
+        let Some(expire) = q.get("expireDate").and_then(|e| e.parse::<i64>().ok()) else {
+            return RestResponse::fail(400, "expireDate (unix seconds) is required");
+        };
+        if i128::from(expire) <= i128::from(now_ms / 1000) {
+            return RestResponse::fail(400, "expireDate must be in the future");
+        }
+        let Some(kind) = q.get("type").and_then(TokenType::parse) else {
+            return RestResponse::fail(400, "type must be publish or play");
+        };
+        let room_id = q
+            .get("roomId")
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        if jwt {
+            let key = self
+                .store
+                .borrow()
+                .data()
+                .settings(app)
+                .jwt_stream_secret_key;
+            let mut claims = Map::new();
+            claims.insert("streamId".into(), id.into());
+            claims.insert("type".into(), kind.as_str().into());
+            claims.insert("exp".into(), expire.into());
+            return match crypto::jwt_sign(&claims, &key) {
+                Ok(jwt) => RestResponse::json(
+                    200,
+                    &Token {
+                        token_id: jwt,
+                        stream_id: id.to_string(),
+                        expire_date: expire,
+                        token_type: kind,
+                        room_id,
+                    },
+                ),
+                Err(_) => RestResponse::fail(400, "jwtStreamSecretKey is not set"),
+            };
+        }
+        let token = Token {
+            token_id: self.random_string(32),
+            stream_id: id.to_string(),
+            expire_date: expire,
+            token_type: kind,
+            room_id,
+        };
+        let resp = RestResponse::json(200, &token);
+        let op = WriteOp::PutToken {
+            app: app.to_string(),
+            token,
+        };
+        self.written(vec![op], resp)
+    }
+
+    fn validate_token(&mut self, now_ms: u64, app: &str, body: &[u8]) -> RestResponse {
+        let t: Token = match serde_json::from_slice(body) {
+            Ok(t) => t,
+            Err(e) => return bad_json(&e),
+        };
+        let room = t.room_id.as_deref().filter(|r| !r.is_empty());
+        let verdict = {
+            let store = self.store.borrow();
+            match store.data().token(app, &t.token_id) {
+                Some(s)
+                    if s.token_type == t.token_type
+                        && i128::from(now_ms / 1000) < i128::from(s.expire_date) =>
+                {
+                    match room {
+                        Some(r) if s.room_id.as_deref() == Some(r) || s.stream_id == r => {
+                            Some(false)
+                        }
+                        Some(_) => None,
+                        None if s.stream_id == t.stream_id => Some(true),
+                        None => None,
+                    }
+                }
+                _ => None,
+            }
+        };
+        match verdict {
+            None => RestResponse::result(200, false, Some("Token is not valid"), None),
+            Some(false) => RestResponse::ok(None, Some(&t.token_id)),
+            Some(true) => {
+                let op = WriteOp::DeleteToken {
+                    app: app.to_string(),
+                    token_id: t.token_id.clone(),
+                };
+                self.written(vec![op], RestResponse::ok(None, Some(&t.token_id)))
+            }
+        }
+    }
+
+    fn add_subscriber(&mut self, app: &str, id: &str, body: &[u8]) -> RestResponse {
+        let mut s: Subscriber = match serde_json::from_slice(body) {
+            Ok(s) => s,
+            Err(e) => return bad_json(&e),
+        };
+        if s.subscriber_id.chars().count() <= 3 {
+            return RestResponse::fail(400, "subscriberId must be longer than 3 characters");
+        }
+        if let Some(b32) = s.b32_secret.as_deref() {
+            if crypto::base32_decode(b32).is_none() {
+                return RestResponse::fail(400, "b32Secret is not valid Base32");
+            }
+        }
+        if let Some(p) = s.totp_expiry_period_seconds {
+            if !(10..=1000).contains(&p) {
+                return RestResponse::fail(
+                    400,
+                    "totpExpiryPeriodSeconds must be between 10 and 1000 seconds",
+                );
+            }
+        }
+        s.stream_id = id.to_string();
+        s.blocked_type = None;
+        s.blocked_until_unit_time_stamp_ms = 0;
+        s.current_concurrent_connections = 0;
+        let sid = s.subscriber_id.clone();
+        let op = WriteOp::PutSubscriber {
+            app: app.to_string(),
+            subscriber: s,
+        };
+        self.written(vec![op], RestResponse::ok(None, Some(&sid)))
+    }
+
+    fn totp(&self, now_ms: u64, app: &str, id: &str, sid: &str, q: &Query) -> RestResponse {
+        let store = self.store.borrow();
+        let data = store.data();
+        let settings: AppSettings = data.settings(app);
+        let asked = match q.get("type") {
+            Some(t) => match SubscriberType::parse(t) {
+                Some(t) => Some(t),
+                None => {
+                    return RestResponse::fail(400, "type must be publish, play or publish_play")
+                }
+            },
+            None => None,
+        };
+        let sub = data.subscriber(app, id, sid);
+        let kind = match asked.or(sub.map(|s| s.subscriber_type)) {
+            Some(SubscriberType::Play) | None => TokenType::Play,
+            Some(_) => TokenType::Publish,
+        };
+        let mut period = settings.time_token_period;
+        let key = match sub {
+            Some(s) => {
+                if let Some(p) = s.totp_expiry_period_seconds.filter(|p| *p >= 10) {
+                    period = p;
+                }
+                match s.b32_secret.as_deref().filter(|k| !k.is_empty()) {
+                    Some(b32) => crypto::base32_decode(b32),
+                    None => settings
+                        .time_token_secret(kind)
+                        .map(|sec| crypto::ams_derived_totp_key(sec, sid, id, kind.as_str())),
+                }
+            }
+            None => settings
+                .time_token_secret(kind)
+                .map(|sec| crypto::ams_derived_totp_key(sec, sid, id, kind.as_str())),
+        };
+        let Some(key) = key else {
+            return RestResponse::fail(
+                400,
+                "No TOTP secret: the subscriber has no b32Secret and timeTokenSecretFor* is not set",
+            );
+        };
+        let code = crypto::totp(&key, now_ms, u64::from(period.max(1)), 6);
+        RestResponse::ok(None, Some(&code))
+    }
+
+    fn block(
+        &mut self,
+        now_ms: u64,
+        app: &str,
+        id: &str,
+        sid: &str,
+        secs: &str,
+        kind: &str,
+    ) -> RestResponse {
+        let Some(mut s) = self.store.borrow().data().subscriber(app, id, sid).cloned() else {
+            return RestResponse::fail(404, "Subscriber is not found");
+        };
+        let Ok(secs) = secs.parse::<u64>() else {
+            return RestResponse::fail(400, "seconds must be a non-negative integer");
+        };
+        let Some(kind) = SubscriberType::parse(kind) else {
+            return RestResponse::fail(400, "type must be publish, play or publish_play");
+        };
+        s.blocked_type = Some(kind);
+        s.blocked_until_unit_time_stamp_ms =
+            i64::try_from(now_ms.saturating_add(secs.saturating_mul(1000))).unwrap_or(i64::MAX);
+        let op = WriteOp::PutSubscriber {
+            app: app.to_string(),
+            subscriber: s,
+        };
+        self.written(vec![op], RestResponse::ok(None, Some(sid)))
+    }
+
+    fn subtrack(&mut self, app: &str, id: &str, sub: Option<&str>, add: bool) -> RestResponse {
+        let Some(sub) = sub.filter(|s| proto_core::is_valid_stream_id(s)) else {
+            return RestResponse::fail(400, "id (the subtrack's stream id) is required");
+        };
+        let mut ops = Vec::new();
+        {
+            let store = self.store.borrow();
+            let data = store.data();
+            let Some(mut main) = data.broadcast(app, id).cloned() else {
+                return not_found_broadcast();
+            };
+            let had = main.sub_track_stream_ids.iter().any(|s| s == sub);
+            if add && !had {
+                if main.subtracks_limit >= 0
+                    && i64::try_from(main.sub_track_stream_ids.len()).unwrap_or(i64::MAX)
+                        >= main.subtracks_limit
+                {
+                    return RestResponse::fail(400, "Main track has its maximum subtrack count");
+                }
+                main.sub_track_stream_ids.push(sub.to_string());
+            } else if !add {
+                if !had {
+                    return RestResponse::fail(404, "Not a subtrack of this broadcast");
+                }
+                main.sub_track_stream_ids.retain(|s| s != sub);
+            }
+            ops.push(WriteOp::PutBroadcast {
+                app: app.to_string(),
+                broadcast: Box::new(main),
+            });
+            if let Some(mut s) = data.broadcast(app, sub).cloned() {
+                s.main_track_stream_id = if add { Some(id.to_string()) } else { None };
+                ops.push(WriteOp::PutBroadcast {
+                    app: app.to_string(),
+                    broadcast: Box::new(s),
+                });
+            }
+        }
+        self.written(ops, RestResponse::ok(None, Some(sub)))
+    }
+
+    fn put_settings(&mut self, app: &str, current: AppSettings, body: &[u8]) -> RestResponse {
+        let patch: Map<String, Value> = match serde_json::from_slice(body) {
+            Ok(p) => p,
+            Err(e) => return bad_json(&e),
+        };
+        let mut merged = match serde_json::to_value(&current) {
+            Ok(Value::Object(m)) => m,
+            _ => return RestResponse::fail(500, "Cannot encode the settings"),
+        };
+        merged.extend(patch);
+        let new: AppSettings = match serde_json::from_value(Value::Object(merged)) {
+            Ok(s) => s,
+            Err(e) => return bad_json(&e),
+        };
+        if let Err(e) = parse_cidr_list(&new.remote_allowed_cidr) {
+            return RestResponse::fail(400, &format!("remoteAllowedCIDR: {e}"));
+        }
+        if new.time_token_period == 0 {
+            return RestResponse::fail(400, "timeTokenPeriod must be at least 1");
+        }
+        let op = WriteOp::PutSettings {
+            app: app.to_string(),
+            settings: Box::new(new),
+        };
+        let mut resp = self.written(vec![op], RestResponse::ok(None, None));
+        if resp.status == 200 {
+            resp.settings_changed = Some(app.to_string());
+        }
+        resp
+    }
+}
+
+fn page(o: &str, s: &str) -> Result<(usize, usize), RestResponse> {
+    match (o.parse::<usize>(), s.parse::<usize>()) {
+        (Ok(o), Ok(s)) => Ok((o, s.min(MAX_LIST))),
+        _ => Err(RestResponse::fail(
+            400,
+            "offset and size must be non-negative integers",
+        )),
+    }
+}
+
+fn bad_json(e: &serde_json::Error) -> RestResponse {
+    RestResponse::fail(400, &format!("Bad request body: {e}"))
+}
+
+fn not_found_broadcast() -> RestResponse {
+    RestResponse::fail(404, "Broadcast is not found")
+}
+
+fn method_not_allowed() -> RestResponse {
+    RestResponse::fail(405, "Method not allowed")
+}

@@ -1,0 +1,243 @@
+//! Per-application settings with the AMS names and defaults (ams-v2.16.2).
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The settings of one application (AMS `AppSettings`), serialised with the AMS names.
+///
+/// Keys Antenna does not model are **preserved** in [`AppSettings::extra`]: a management client
+/// may `PUT` a full AMS settings object and read it back unchanged. Defaults are the AMS ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AppSettings {
+    /// Only streams with a datastore record may publish.
+    pub accept_only_streams_in_data_store: bool,
+    /// Only rooms with a datastore record may be used.
+    pub accept_only_rooms_in_data_store: bool,
+    /// One-time tokens required to publish.
+    pub publish_token_control_enabled: bool,
+    /// One-time tokens required to play.
+    pub play_token_control_enabled: bool,
+    /// JWT stream tokens required to publish.
+    pub publish_jwt_control_enabled: bool,
+    /// JWT stream tokens required to play.
+    pub play_jwt_control_enabled: bool,
+    /// HS256 key of JWT stream tokens.
+    pub jwt_stream_secret_key: String,
+    /// Hash tokens required to publish.
+    pub hash_control_publish_enabled: bool,
+    /// Hash tokens required to play.
+    pub hash_control_play_enabled: bool,
+    /// Secret of hash tokens.
+    pub token_hash_secret: String,
+    /// TOTP required to publish.
+    pub enable_time_token_for_publish: bool,
+    /// TOTP required to play.
+    pub enable_time_token_for_play: bool,
+    /// Deprecated: TOTP required to play, and only for stored subscribers.
+    pub time_token_subscriber_only: bool,
+    /// TOTP secret for publishers without a stored `b32Secret`.
+    pub time_token_secret_for_publish: Option<String>,
+    /// TOTP secret for players without a stored `b32Secret`.
+    pub time_token_secret_for_play: Option<String>,
+    /// TOTP period, seconds.
+    pub time_token_period: u32,
+    /// WebRTC viewers per stream (-1 = unlimited).
+    #[serde(rename = "webRTCViewerLimit")]
+    pub webrtc_viewer_limit: i64,
+    /// Publishing streams per application (-1 = unlimited). Stored; not enforced here.
+    pub ingesting_stream_limit: i64,
+    /// How long a publisher may take to send media, ms.
+    #[serde(rename = "webRTCClientStartTimeoutMs")]
+    pub webrtc_client_start_timeout_ms: u64,
+    /// Comma-separated CIDRs (or bare addresses) allowed to use the REST API besides loopback.
+    #[serde(rename = "remoteAllowedCIDR")]
+    pub remote_allowed_cidr: String,
+    /// REST API requires a JWT in `Authorization`.
+    pub jwt_control_enabled: bool,
+    /// HS256 key of REST API JWTs.
+    pub jwt_secret_key: String,
+    /// A session may play a stream id only once.
+    #[serde(rename = "playWebRTCStreamOnceForEachSession")]
+    pub play_webrtc_stream_once_for_each_session: bool,
+    /// STUN/TURN URI handed out in `iceServerConfig`.
+    #[serde(rename = "stunServerURI")]
+    pub stun_server_uri: String,
+    /// TURN user name.
+    pub turn_server_username: String,
+    /// TURN credential.
+    pub turn_server_credential: String,
+    /// Data channels enabled.
+    pub data_channel_enabled: bool,
+    /// Where player data-channel messages go: `none`, `publisher`, `all`.
+    pub data_channel_player_distribution: String,
+    /// Lowest WebRTC UDP port.
+    #[serde(rename = "webRTCPortRangeMin")]
+    pub webrtc_port_range_min: u16,
+    /// Highest WebRTC UDP port.
+    #[serde(rename = "webRTCPortRangeMax")]
+    pub webrtc_port_range_max: u16,
+    /// TCP ICE candidates.
+    #[serde(rename = "webRTCTcpCandidatesEnabled")]
+    pub webrtc_tcp_candidates_enabled: bool,
+    /// H.264 enabled.
+    #[serde(rename = "h264Enabled")]
+    pub h264_enabled: bool,
+    /// VP8 enabled.
+    #[serde(rename = "vp8Enabled")]
+    pub vp8_enabled: bool,
+    /// Video tracks per conference player (-1 = unlimited).
+    pub max_video_track_count: i64,
+    /// Transcoding ladder ("" = SFU only).
+    pub encoder_settings_string: String,
+    /// AMS keys that Antenna does not model, preserved as given.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        AppSettings {
+            accept_only_streams_in_data_store: false,
+            accept_only_rooms_in_data_store: false,
+            publish_token_control_enabled: false,
+            play_token_control_enabled: false,
+            publish_jwt_control_enabled: false,
+            play_jwt_control_enabled: false,
+            jwt_stream_secret_key: String::new(),
+            hash_control_publish_enabled: false,
+            hash_control_play_enabled: false,
+            token_hash_secret: String::new(),
+            enable_time_token_for_publish: false,
+            enable_time_token_for_play: false,
+            time_token_subscriber_only: false,
+            time_token_secret_for_publish: None,
+            time_token_secret_for_play: None,
+            time_token_period: 60,
+            webrtc_viewer_limit: -1,
+            ingesting_stream_limit: -1,
+            webrtc_client_start_timeout_ms: 10_000,
+            remote_allowed_cidr: "127.0.0.1".into(),
+            jwt_control_enabled: false,
+            jwt_secret_key: String::new(),
+            play_webrtc_stream_once_for_each_session: true,
+            stun_server_uri: "stun:stun1.l.google.com:19302".into(),
+            turn_server_username: String::new(),
+            turn_server_credential: String::new(),
+            data_channel_enabled: true,
+            data_channel_player_distribution: "all".into(),
+            webrtc_port_range_min: 50_000,
+            webrtc_port_range_max: 60_000,
+            webrtc_tcp_candidates_enabled: false,
+            h264_enabled: true,
+            vp8_enabled: false,
+            max_video_track_count: -1,
+            encoder_settings_string: String::new(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// A bad `remoteAllowedCIDR` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CidrError(pub String);
+
+impl std::fmt::Display for CidrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a CIDR or IP address: {:?}", self.0)
+    }
+}
+
+impl std::error::Error for CidrError {}
+
+/// Parses a comma-separated list of CIDRs or bare addresses (`"127.0.0.1, 10.0.0.0/8"`).
+/// Empty entries are skipped.
+pub fn parse_cidr_list(list: &str) -> Result<Vec<IpNet>, CidrError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            IpNet::from_str(s)
+                .or_else(|_| IpAddr::from_str(s).map(IpNet::from))
+                .map_err(|_| CidrError(s.to_string()))
+        })
+        .collect()
+}
+
+impl AppSettings {
+    /// May `peer` use the REST API? Loopback always may; others only inside `remoteAllowedCIDR`.
+    /// An unparsable list allows loopback only.
+    pub fn rest_allowed(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        if peer.is_loopback() {
+            return true;
+        }
+        parse_cidr_list(&self.remote_allowed_cidr)
+            .map(|nets| nets.iter().any(|n| n.contains(&peer)))
+            .unwrap_or(false)
+    }
+
+    /// The TOTP secret for publishing or playing, if set and non-empty.
+    pub fn time_token_secret(&self, what: crate::model::TokenType) -> Option<&str> {
+        let s = match what {
+            crate::model::TokenType::Publish => self.time_token_secret_for_publish.as_deref(),
+            crate::model::TokenType::Play => self.time_token_secret_for_play.as_deref(),
+        };
+        s.filter(|s| !s.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_ams_ones_and_names_match() {
+        let v = serde_json::to_value(AppSettings::default()).unwrap();
+        assert_eq!(v["acceptOnlyStreamsInDataStore"], false);
+        assert_eq!(v["webRTCViewerLimit"], -1);
+        assert_eq!(v["webRTCClientStartTimeoutMs"], 10_000);
+        assert_eq!(v["remoteAllowedCIDR"], "127.0.0.1");
+        assert_eq!(v["timeTokenPeriod"], 60);
+        assert_eq!(v["timeTokenSecretForPublish"], Value::Null);
+        assert_eq!(v["playWebRTCStreamOnceForEachSession"], true);
+        assert_eq!(v["stunServerURI"], "stun:stun1.l.google.com:19302");
+        assert_eq!(v["jwtStreamSecretKey"], "");
+        assert_eq!(v["hashControlPlayEnabled"], false);
+    }
+
+    #[test]
+    fn unknown_keys_are_preserved() {
+        let s: AppSettings =
+            serde_json::from_str(r#"{"hlsMuxingEnabled":true,"timeTokenPeriod":30}"#).unwrap();
+        assert_eq!(s.time_token_period, 30);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["hlsMuxingEnabled"], true);
+        assert!(serde_json::from_str::<AppSettings>(r#"{"timeTokenPeriod":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn cidr_lists() {
+        let s = AppSettings {
+            remote_allowed_cidr: "10.0.0.0/8, 192.168.1.7".into(),
+            ..AppSettings::default()
+        };
+        assert!(s.rest_allowed("10.1.2.3".parse().unwrap()));
+        assert!(s.rest_allowed("192.168.1.7".parse().unwrap()));
+        assert!(!s.rest_allowed("192.168.1.8".parse().unwrap()));
+        assert!(s.rest_allowed("::1".parse().unwrap()));
+        assert!(s.rest_allowed("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(parse_cidr_list("10.0.0.0/33").is_err());
+        assert!(parse_cidr_list("nope").is_err());
+        let bad = AppSettings {
+            remote_allowed_cidr: "junk".into(),
+            ..AppSettings::default()
+        };
+        assert!(!bad.rest_allowed("10.1.2.3".parse().unwrap()));
+        assert!(bad.rest_allowed("127.0.0.1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,419 @@
+//! The datastore seam: an in-memory working set ([`Data`]) plus a write path ([`Store`]).
+//!
+//! Every implementation keeps the whole working set in memory, so reads never touch disk and
+//! never fail. Writes are [`WriteOp`]s: applied to memory at once, then made durable by the
+//! implementation (not at all, synchronously, or on a store thread). Each write gets a
+//! [`WriteSeq`]; [`Store::durable_seq`] says how far writes are durable.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use proto_core::SignalError;
+
+use crate::model::{Broadcast, Subscriber, Token};
+use crate::settings::AppSettings;
+
+/// The sequence number of a write. Writes are numbered 1, 2, 3… per store instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct WriteSeq(pub u64);
+
+/// The datastore failed: it cannot be opened, or a write could not be made durable.
+///
+/// The runtime maps it to the `data_store_not_available` error definition
+/// (`SignalError::from(err)`), and the REST layer to HTTP 503.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store cannot be opened or used.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Unavailable(why) => write!(f, "data store not available: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<StoreError> for SignalError {
+    fn from(_: StoreError) -> SignalError {
+        SignalError::DataStoreNotAvailable
+    }
+}
+
+impl StoreError {
+    /// The AMS error definition for this failure: `data_store_not_available`.
+    pub fn signal_error(&self) -> SignalError {
+        SignalError::DataStoreNotAvailable
+    }
+}
+
+/// One change to the datastore. Every key is namespaced by the application.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum WriteOp {
+    /// Insert or replace a broadcast (key: its `streamId`).
+    PutBroadcast {
+        /// Application.
+        app: String,
+        /// The record.
+        broadcast: Box<Broadcast>,
+    },
+    /// Delete a broadcast (its tokens and subscribers stay; delete them with their own ops).
+    DeleteBroadcast {
+        /// Application.
+        app: String,
+        /// Stream id.
+        stream_id: String,
+    },
+    /// Insert or replace a one-time token (key: its `tokenId`).
+    PutToken {
+        /// Application.
+        app: String,
+        /// The record.
+        token: Token,
+    },
+    /// Delete a token.
+    DeleteToken {
+        /// Application.
+        app: String,
+        /// Token id.
+        token_id: String,
+    },
+    /// Insert or replace a subscriber (key: `streamId`, `subscriberId`).
+    PutSubscriber {
+        /// Application.
+        app: String,
+        /// The record.
+        subscriber: Subscriber,
+    },
+    /// Delete a subscriber.
+    DeleteSubscriber {
+        /// Application.
+        app: String,
+        /// Stream id.
+        stream_id: String,
+        /// Subscriber id.
+        subscriber_id: String,
+    },
+    /// Replace the application's settings.
+    PutSettings {
+        /// Application.
+        app: String,
+        /// The settings.
+        settings: Box<AppSettings>,
+    },
+}
+
+/// The records of one application.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppData {
+    /// Settings, if ever stored (else the AMS defaults apply).
+    pub settings: Option<AppSettings>,
+    /// Broadcasts by stream id.
+    pub broadcasts: BTreeMap<String, Broadcast>,
+    /// One-time tokens by token id.
+    pub tokens: HashMap<String, Token>,
+    /// Subscribers by (stream id, subscriber id).
+    pub subscribers: BTreeMap<(String, String), Subscriber>,
+}
+
+/// The in-memory working set: every record of every application.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Data {
+    apps: HashMap<String, AppData>,
+}
+
+impl Data {
+    /// An empty working set.
+    pub fn new() -> Self {
+        Data::default()
+    }
+
+    /// The records of `app`, if it has any.
+    pub fn app(&self, app: &str) -> Option<&AppData> {
+        self.apps.get(app)
+    }
+
+    /// Names of the applications that have records.
+    pub fn apps(&self) -> impl Iterator<Item = &str> {
+        self.apps.keys().map(String::as_str)
+    }
+
+    /// The settings of `app`: the stored ones, else the AMS defaults.
+    pub fn settings(&self, app: &str) -> AppSettings {
+        self.stored_settings(app).cloned().unwrap_or_default()
+    }
+
+    /// The stored settings of `app`, if any.
+    pub fn stored_settings(&self, app: &str) -> Option<&AppSettings> {
+        self.apps.get(app).and_then(|a| a.settings.as_ref())
+    }
+
+    /// A broadcast.
+    pub fn broadcast(&self, app: &str, stream_id: &str) -> Option<&Broadcast> {
+        self.apps.get(app).and_then(|a| a.broadcasts.get(stream_id))
+    }
+
+    /// All broadcasts of `app`, by stream id.
+    pub fn broadcasts(&self, app: &str) -> impl Iterator<Item = &Broadcast> {
+        self.apps
+            .get(app)
+            .into_iter()
+            .flat_map(|a| a.broadcasts.values())
+    }
+
+    /// A token.
+    pub fn token(&self, app: &str, token_id: &str) -> Option<&Token> {
+        self.apps.get(app).and_then(|a| a.tokens.get(token_id))
+    }
+
+    /// The tokens of a stream (in token id order).
+    pub fn tokens_of(&self, app: &str, stream_id: &str) -> Vec<&Token> {
+        let mut v: Vec<&Token> = self
+            .apps
+            .get(app)
+            .into_iter()
+            .flat_map(|a| a.tokens.values())
+            .filter(|t| t.stream_id == stream_id)
+            .collect();
+        v.sort_by(|a, b| a.token_id.cmp(&b.token_id));
+        v
+    }
+
+    /// A subscriber of a stream.
+    pub fn subscriber(
+        &self,
+        app: &str,
+        stream_id: &str,
+        subscriber_id: &str,
+    ) -> Option<&Subscriber> {
+        self.apps.get(app).and_then(|a| {
+            a.subscribers
+                .get(&(stream_id.to_string(), subscriber_id.to_string()))
+        })
+    }
+
+    /// The subscribers of a stream, by subscriber id.
+    pub fn subscribers_of<'a>(
+        &'a self,
+        app: &str,
+        stream_id: &'a str,
+    ) -> impl Iterator<Item = &'a Subscriber> + 'a {
+        self.apps
+            .get(app)
+            .into_iter()
+            .flat_map(|a| a.subscribers.iter())
+            .filter(move |((s, _), _)| s == stream_id)
+            .map(|(_, v)| v)
+    }
+
+    /// Applies one write to memory.
+    pub fn apply(&mut self, op: &WriteOp) {
+        match op {
+            WriteOp::PutBroadcast { app, broadcast } => {
+                self.app_mut(app)
+                    .broadcasts
+                    .insert(broadcast.stream_id.clone(), (**broadcast).clone());
+            }
+            WriteOp::DeleteBroadcast { app, stream_id } => {
+                if let Some(a) = self.apps.get_mut(app) {
+                    a.broadcasts.remove(stream_id);
+                }
+            }
+            WriteOp::PutToken { app, token } => {
+                self.app_mut(app)
+                    .tokens
+                    .insert(token.token_id.clone(), token.clone());
+            }
+            WriteOp::DeleteToken { app, token_id } => {
+                if let Some(a) = self.apps.get_mut(app) {
+                    a.tokens.remove(token_id);
+                }
+            }
+            WriteOp::PutSubscriber { app, subscriber } => {
+                self.app_mut(app).subscribers.insert(
+                    (
+                        subscriber.stream_id.clone(),
+                        subscriber.subscriber_id.clone(),
+                    ),
+                    subscriber.clone(),
+                );
+            }
+            WriteOp::DeleteSubscriber {
+                app,
+                stream_id,
+                subscriber_id,
+            } => {
+                if let Some(a) = self.apps.get_mut(app) {
+                    a.subscribers
+                        .remove(&(stream_id.clone(), subscriber_id.clone()));
+                }
+            }
+            WriteOp::PutSettings { app, settings } => {
+                self.app_mut(app).settings = Some((**settings).clone());
+            }
+        }
+    }
+
+    fn app_mut(&mut self, app: &str) -> &mut AppData {
+        self.apps.entry(app.to_string()).or_default()
+    }
+}
+
+/// A datastore: the in-memory working set and a durable write path.
+///
+/// Implementations: [`MemStore`] (memory only), [`crate::RedbStore`] (synchronous commit per
+/// write) and [`crate::WriteBehind`] (commits on a store thread; the event loop never waits on
+/// disk). A PostgreSQL or Redis backend would implement the same trait: load everything at open,
+/// apply writes to memory at once, and persist them in the background.
+pub trait Store: std::fmt::Debug {
+    /// The working set. Reads never block and never fail.
+    fn data(&self) -> &Data;
+
+    /// Applies `op` to memory at once and starts making it durable. Returns its sequence
+    /// number, or an error if the store has failed (then nothing was changed).
+    fn write(&mut self, op: WriteOp) -> Result<WriteSeq, StoreError>;
+
+    /// Every write with a sequence number up to this one is durable.
+    fn durable_seq(&self) -> WriteSeq;
+
+    /// Blocks until every write so far is durable. For shutdown, tests, and runtimes that
+    /// accept waiting on disk.
+    fn flush(&mut self) -> Result<(), StoreError>;
+
+    /// `Err` if the store has failed (a background commit failed).
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The store shared by [`crate::StreamSecurity`] and [`crate::RestApi`] on the event-loop
+/// thread.
+pub type SharedStore = Rc<RefCell<dyn Store>>;
+
+/// Wraps a store for sharing.
+pub fn shared<S: Store + 'static>(store: S) -> SharedStore {
+    Rc::new(RefCell::new(store))
+}
+
+/// A store that lives in memory only (tests, and servers that keep nothing).
+/// Every write is "durable" at once.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    data: Data,
+    seq: u64,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemStore::default()
+    }
+}
+
+impl Store for MemStore {
+    fn data(&self) -> &Data {
+        &self.data
+    }
+
+    fn write(&mut self, op: WriteOp) -> Result<WriteSeq, StoreError> {
+        self.data.apply(&op);
+        self.seq += 1;
+        Ok(WriteSeq(self.seq))
+    }
+
+    fn durable_seq(&self) -> WriteSeq {
+        WriteSeq(self.seq)
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SubscriberType, TokenType};
+
+    #[test]
+    fn memstore_applies_every_op() {
+        let mut s = MemStore::new();
+        let b = Broadcast {
+            stream_id: "s1".into(),
+            ..Broadcast::default()
+        };
+        assert_eq!(
+            s.write(WriteOp::PutBroadcast {
+                app: "A".into(),
+                broadcast: Box::new(b.clone())
+            })
+            .unwrap(),
+            WriteSeq(1)
+        );
+        assert_eq!(s.data().broadcast("A", "s1"), Some(&b));
+        assert!(s.data().broadcast("B", "s1").is_none());
+        let t = Token {
+            token_id: "t".into(),
+            stream_id: "s1".into(),
+            expire_date: 5,
+            token_type: TokenType::Play,
+            room_id: None,
+        };
+        s.write(WriteOp::PutToken {
+            app: "A".into(),
+            token: t.clone(),
+        })
+        .unwrap();
+        assert_eq!(s.data().tokens_of("A", "s1"), vec![&t]);
+        let sub = Subscriber {
+            subscriber_id: "sub1".into(),
+            subscriber_name: None,
+            stream_id: "s1".into(),
+            b32_secret: None,
+            subscriber_type: SubscriberType::Play,
+            totp_expiry_period_seconds: None,
+            concurrent_connections_limit: 1,
+            current_concurrent_connections: 0,
+            blocked_type: None,
+            blocked_until_unit_time_stamp_ms: 0,
+        };
+        s.write(WriteOp::PutSubscriber {
+            app: "A".into(),
+            subscriber: sub.clone(),
+        })
+        .unwrap();
+        assert_eq!(s.data().subscribers_of("A", "s1").count(), 1);
+        assert_eq!(s.data().subscriber("A", "s1", "sub1"), Some(&sub));
+        s.write(WriteOp::DeleteSubscriber {
+            app: "A".into(),
+            stream_id: "s1".into(),
+            subscriber_id: "sub1".into(),
+        })
+        .unwrap();
+        s.write(WriteOp::DeleteToken {
+            app: "A".into(),
+            token_id: "t".into(),
+        })
+        .unwrap();
+        s.write(WriteOp::DeleteBroadcast {
+            app: "A".into(),
+            stream_id: "s1".into(),
+        })
+        .unwrap();
+        assert!(s.data().broadcast("A", "s1").is_none());
+        assert!(s.data().token("A", "t").is_none());
+        assert!(s.data().subscriber("A", "s1", "sub1").is_none());
+        assert_eq!(s.durable_seq(), WriteSeq(6));
+        assert_eq!(s.data().settings("A"), AppSettings::default());
+        assert_eq!(
+            SignalError::from(StoreError::Unavailable("x".into())).definition(),
+            "data_store_not_available"
+        );
+    }
+}
