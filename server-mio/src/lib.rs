@@ -1,4 +1,13 @@
 //! Antenna's runtime: a single-threaded `mio` loop that owns all IO and wires it into the
 //! Sans-IO cores (`proto-core` signalling, `rtc-core` media) through the pure [`node::Node`].
+//!
+//! - [`config`]: command line and TOML settings of the `antenna` binary;
+//! - [`http`]: request parsing and routing (WebSocket upgrade, demo pages, errors), no IO;
+//! - [`overload`]: process CPU sampling for `highResourceUsage`;
+//! - [`runtime`]: the event loop, the only code that touches sockets or reads the clock.
 
+pub mod config;
+pub mod http;
 pub mod node;
+pub mod overload;
+pub mod runtime;

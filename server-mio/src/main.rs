@@ -1,6 +1,98 @@
-//! The `antenna` binary.
+//! The `antenna` binary: parse the configuration, bind, build the cores, run the loop.
 
-fn main() {
-    eprintln!("antenna: runtime not wired yet");
-    std::process::exit(1);
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use server_mio::config::{Cli, FileConfig, Settings, DEFAULT_LOG};
+use server_mio::node::Node;
+use server_mio::runtime::{self, Runtime};
+use tracing::error;
+use tracing_subscriber::EnvFilter;
+
+/// A random seed without a clock: std's `RandomState` is seeded from the OS.
+fn random_seed() -> u64 {
+    RandomState::new().build_hasher().finish()
+}
+
+fn init_logging(filter: Option<&str>) -> Result<(), String> {
+    let filter = match filter {
+        Some(f) => EnvFilter::try_new(f).map_err(|e| format!("invalid --log filter {f:?}: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = match cli.config.as_deref().map(FileConfig::load).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("antenna: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::resolve(&cli, &file, random_seed()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("antenna: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_logging(settings.log.as_deref()) {
+        eprintln!("antenna: {e}");
+        return ExitCode::from(2);
+    }
+    let bound = match runtime::bind(settings.listen, settings.udp) {
+        Ok(b) => b,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("antenna: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let listen_addr = bound.listen_addr;
+    let udp_addr = bound.udp_addr;
+    let announce = SocketAddr::new(settings.announce_ip, udp_addr.port());
+    let signalling_config = settings.signalling.clone();
+    let stats_interval = settings.stats_interval;
+    let rt = Runtime::new(bound, announce, settings.apps.clone(), |now, local| {
+        let sig = proto_core::Signalling::new(signalling_config, now);
+        let sfu = rtc_core::Sfu::new(
+            rtc_core::SfuConfig {
+                local_addrs: vec![local],
+                stats_interval,
+            },
+            now,
+        );
+        Node::new(sig, sfu)
+    });
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("antenna: cannot start the event loop: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // The readiness line: tests and scripts wait for it (printed whatever the log filter).
+    eprintln!(
+        "antenna listening on http://{listen_addr}, udp {udp_addr} (announced as {announce}), apps {:?}",
+        settings.apps
+    );
+    match rt.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("event loop failed: {e}");
+            eprintln!("antenna: event loop failed: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

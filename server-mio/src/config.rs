@@ -1,0 +1,373 @@
+//! Command line and TOML configuration of the `antenna` binary.
+//!
+//! Every setting can come from the command line or from a TOML file given with `--config`;
+//! the command line wins, then the file, then the built-in default.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Default HTTP/WebSocket address (AMS's HTTP port).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5080);
+/// Default UDP media address: one port for every session (the start of AMS's 50000-60000 range).
+pub const DEFAULT_UDP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 50000);
+/// Default application.
+pub const DEFAULT_APP: &str = "WebRTCAppEE";
+/// Default log filter.
+pub const DEFAULT_LOG: &str = "info";
+
+/// Antenna: a WebRTC media server speaking the Ant Media Server WebSocket protocol.
+///
+/// Serves `ws://LISTEN/<App>/websocket` for the AMS JavaScript SDK, the demo pages on
+/// `http://LISTEN/`, and all WebRTC media on one UDP port.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "antenna", version)]
+pub struct Cli {
+    /// HTTP and WebSocket listen address [default: 0.0.0.0:5080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// UDP media bind address; one port carries every session [default: 0.0.0.0:50000].
+    /// Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub udp: Option<SocketAddr>,
+
+    /// IP address announced in ICE host candidates [default: the --udp IP, or 127.0.0.1 when
+    /// --udp binds all interfaces, so that a browser on the same host works out of the box; set
+    /// it to the host's reachable address for remote browsers].
+    #[arg(long, value_name = "IP")]
+    pub announce_ip: Option<IpAddr>,
+
+    /// Application name served at /<APP>/websocket; repeat for several [default: WebRTCAppEE].
+    #[arg(long = "app", value_name = "APP")]
+    pub apps: Vec<String>,
+
+    /// TOML configuration file (same settings, plus signalling options such as
+    /// stun_server_uri, turn_server_username, turn_server_credential,
+    /// webRTCClientStartTimeoutMs and seed).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter in tracing-subscriber EnvFilter syntax, e.g. `info` or
+    /// `server_mio=debug,info` [default: $RUST_LOG, else info].
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// Seed of the signalling RNG (generated stream ids) [default: random].
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// The TOML file. Keys use snake_case; the AMS setting names are accepted as aliases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Cli::listen`].
+    pub listen: Option<SocketAddr>,
+    /// See [`Cli::udp`].
+    pub udp: Option<SocketAddr>,
+    /// See [`Cli::announce_ip`].
+    #[serde(alias = "announceIp")]
+    pub announce_ip: Option<IpAddr>,
+    /// See [`Cli::apps`].
+    #[serde(alias = "app")]
+    pub apps: Option<Vec<String>>,
+    /// See [`Cli::log`].
+    pub log: Option<String>,
+    /// See [`Cli::seed`].
+    pub seed: Option<u64>,
+    /// STUN or TURN URI sent to clients in `iceServerConfig` (empty: none).
+    #[serde(alias = "stunServerURI")]
+    pub stun_server_uri: Option<String>,
+    /// TURN user name.
+    #[serde(alias = "turnServerUsername")]
+    pub turn_server_username: Option<String>,
+    /// TURN credential.
+    #[serde(alias = "turnServerCredential")]
+    pub turn_server_credential: Option<String>,
+    /// How long a publisher may take to send media (AMS default 10000).
+    #[serde(
+        rename = "webRTCClientStartTimeoutMs",
+        alias = "webrtc_client_start_timeout_ms"
+    )]
+    pub client_start_timeout_ms: Option<u64>,
+    /// How often `bitrateMeasurement` is sent to players, in ms.
+    pub bitrate_interval_ms: Option<u64>,
+    /// `playWebRTCStreamOnceForEachSession`.
+    #[serde(
+        rename = "playWebRTCStreamOnceForEachSession",
+        alias = "play_once_per_session"
+    )]
+    pub play_once_per_session: Option<bool>,
+    /// `maxVideoTrackCount` (-1 = unlimited).
+    #[serde(rename = "maxVideoTrackCount", alias = "max_track_count")]
+    pub max_track_count: Option<i64>,
+    /// How often the media layer reports session statistics, in ms (default 1000).
+    pub stats_interval_ms: Option<u64>,
+}
+
+/// A configuration error: reported and the process exits with status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The resolved settings of one `antenna` process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// HTTP/WebSocket listen address.
+    pub listen: SocketAddr,
+    /// UDP bind address.
+    pub udp: SocketAddr,
+    /// Announced IP for host candidates.
+    pub announce_ip: IpAddr,
+    /// Application names.
+    pub apps: Vec<String>,
+    /// Log filter; `None` means `$RUST_LOG`, else [`DEFAULT_LOG`].
+    pub log: Option<String>,
+    /// Signalling configuration.
+    pub signalling: proto_core::Config,
+    /// Media stats interval.
+    pub stats_interval: Duration,
+}
+
+impl FileConfig {
+    /// Parses the TOML text of a configuration file.
+    pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(format!("invalid configuration: {e}")))
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        FileConfig::parse(&text)
+            .map_err(|ConfigError(e)| ConfigError(format!("{}: {e}", path.display())))
+    }
+}
+
+/// True if `app` can be the first path segment of `/<app>/websocket`.
+pub fn is_valid_app_name(app: &str) -> bool {
+    proto_core::is_valid_stream_id(app) && app != "." && app != ".."
+}
+
+impl Settings {
+    /// Merges the command line over the file over the defaults. `default_seed` is used when
+    /// neither gives a seed (the binary passes a random one).
+    pub fn resolve(
+        cli: &Cli,
+        file: &FileConfig,
+        default_seed: u64,
+    ) -> Result<Settings, ConfigError> {
+        let listen = cli.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
+        let udp = cli.udp.or(file.udp).unwrap_or(DEFAULT_UDP);
+        let announce_ip = cli
+            .announce_ip
+            .or(file.announce_ip)
+            .unwrap_or_else(|| default_announce_ip(udp.ip()));
+        if announce_ip.is_unspecified() {
+            return Err(ConfigError(format!(
+                "--announce-ip {announce_ip} is not an address a browser can reach"
+            )));
+        }
+        if announce_ip.is_ipv4() != udp.is_ipv4() {
+            return Err(ConfigError(format!(
+                "--announce-ip {announce_ip} and --udp {udp} are of different IP families"
+            )));
+        }
+        let mut apps: Vec<String> = if !cli.apps.is_empty() {
+            cli.apps.clone()
+        } else {
+            file.apps
+                .clone()
+                .unwrap_or_else(|| vec![DEFAULT_APP.to_string()])
+        };
+        let mut seen = std::collections::HashSet::new();
+        apps.retain(|a| seen.insert(a.clone()));
+        if apps.is_empty() {
+            return Err(ConfigError("at least one application is needed".into()));
+        }
+        if let Some(bad) = apps.iter().find(|a| !is_valid_app_name(a)) {
+            return Err(ConfigError(format!(
+                "invalid application name {bad:?}: use only [A-Za-z0-9_.-]"
+            )));
+        }
+        let defaults = proto_core::Config::default();
+        let signalling = proto_core::Config {
+            seed: cli.seed.or(file.seed).unwrap_or(default_seed),
+            client_start_timeout: file
+                .client_start_timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.client_start_timeout),
+            bitrate_interval: file
+                .bitrate_interval_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.bitrate_interval),
+            play_once_per_session: file
+                .play_once_per_session
+                .unwrap_or(defaults.play_once_per_session),
+            ice_servers: proto_core::IceServers {
+                stun_server_uri: file.stun_server_uri.clone().unwrap_or_default(),
+                turn_server_username: file.turn_server_username.clone(),
+                turn_server_credential: file.turn_server_credential.clone(),
+            },
+            max_track_count: file.max_track_count.unwrap_or(defaults.max_track_count),
+        };
+        let stats_interval = Duration::from_millis(file.stats_interval_ms.unwrap_or(1000).max(1));
+        Ok(Settings {
+            listen,
+            udp,
+            announce_ip,
+            apps,
+            log: cli.log.clone().or_else(|| file.log.clone()),
+            signalling,
+            stats_interval,
+        })
+    }
+}
+
+/// The IP put in host candidates when none is configured: the bind IP, or loopback when the
+/// socket binds every interface (a browser on the same host then works without flags).
+pub fn default_announce_ip(bind: IpAddr) -> IpAddr {
+    match bind {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut all = vec!["antenna"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::resolve(&cli(&[]), &FileConfig::default(), 7).unwrap();
+        assert_eq!(s.listen, DEFAULT_LISTEN);
+        assert_eq!(s.udp, DEFAULT_UDP);
+        assert_eq!(s.announce_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(s.apps, vec!["WebRTCAppEE".to_string()]);
+        assert_eq!(s.signalling.seed, 7);
+        assert_eq!(s.signalling.client_start_timeout, Duration::from_secs(10));
+        assert_eq!(s.stats_interval, Duration::from_secs(1));
+        assert_eq!(s.log, None);
+    }
+
+    #[test]
+    fn cli_overrides_file() {
+        let file = FileConfig::parse(
+            r#"
+            listen = "127.0.0.1:6000"
+            udp = "10.0.0.5:7000"
+            apps = ["A", "B"]
+            seed = 3
+            log = "debug"
+            stunServerURI = "stun:example.org:3478"
+            turn_server_username = "u"
+            turn_server_credential = "c"
+            webRTCClientStartTimeoutMs = 2500
+            "#,
+        )
+        .unwrap();
+        let s = Settings::resolve(
+            &cli(&[
+                "--listen",
+                "127.0.0.1:7001",
+                "--app",
+                "LiveApp",
+                "--seed",
+                "9",
+            ]),
+            &file,
+            1,
+        )
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(s.udp, "10.0.0.5:7000".parse().unwrap());
+        // A specific bind address is announced as it is.
+        assert_eq!(s.announce_ip, "10.0.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(s.apps, vec!["LiveApp".to_string()]);
+        assert_eq!(s.signalling.seed, 9);
+        assert_eq!(s.log.as_deref(), Some("debug"));
+        assert_eq!(
+            s.signalling.ice_servers.stun_server_uri,
+            "stun:example.org:3478"
+        );
+        assert_eq!(
+            s.signalling.ice_servers.turn_server_username.as_deref(),
+            Some("u")
+        );
+        assert_eq!(
+            s.signalling.ice_servers.turn_server_credential.as_deref(),
+            Some("c")
+        );
+        assert_eq!(
+            s.signalling.client_start_timeout,
+            Duration::from_millis(2500)
+        );
+    }
+
+    #[test]
+    fn file_apps_used_without_cli_apps() {
+        let file = FileConfig::parse("apps = [\"A\", \"B\"]").unwrap();
+        let s = Settings::resolve(&cli(&[]), &file, 0).unwrap();
+        assert_eq!(s.apps, vec!["A".to_string(), "B".to_string()]);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let err = FileConfig::parse("lisen = \"127.0.0.1:1\"").unwrap_err();
+        assert!(err.0.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn bad_app_names_rejected() {
+        for bad in ["a/b", "", "..", "a b"] {
+            let c = Cli {
+                apps: vec![bad.to_string()],
+                ..Cli::default()
+            };
+            assert!(
+                Settings::resolve(&c, &FileConfig::default(), 0).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unspecified_announce_ip_rejected() {
+        assert!(Settings::resolve(
+            &cli(&["--announce-ip", "0.0.0.0"]),
+            &FileConfig::default(),
+            0
+        )
+        .is_err());
+        assert!(Settings::resolve(
+            &cli(&["--udp", "[::]:5000", "--announce-ip", "127.0.0.1"]),
+            &FileConfig::default(),
+            0
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn ipv6_any_announces_ipv6_loopback() {
+        let s = Settings::resolve(&cli(&["--udp", "[::]:0"]), &FileConfig::default(), 0).unwrap();
+        assert_eq!(s.announce_ip, "::1".parse::<IpAddr>().unwrap());
+    }
+}

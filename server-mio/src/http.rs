@@ -1,0 +1,406 @@
+//! The HTTP side of the listener, without IO: parse one request, decide what to answer.
+//!
+//! Routes (the query string is ignored; the SDK appends `?target=origin|edge`):
+//! - `GET /<App>/websocket` with an `Upgrade: websocket` handshake → `101`, then WebSocket;
+//! - `GET|HEAD /`, `/<file>`, `/<App>/`, `/<App>/<file>` → a file from `static/`
+//!   (`/` and `/<App>/` are `index.html`; `/<App>` redirects to `/<App>/`);
+//! - other paths → `404`, other methods → `405`, malformed requests → `400`.
+//!
+//! Every plain response carries `Connection: close`; there is no keep-alive.
+
+/// One embedded file of `static/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticFile {
+    /// File name (no directories).
+    pub name: &'static str,
+    /// `Content-Type` header value.
+    pub content_type: &'static str,
+    /// The file's bytes.
+    pub body: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
+
+/// Largest request head accepted (request line plus headers).
+pub const MAX_REQUEST_LEN: usize = 16 * 1024;
+
+/// Most headers accepted in one request.
+const MAX_HEADERS: usize = 48;
+
+/// What to do with a complete request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write `response` (a `101 Switching Protocols`), then speak WebSocket for `app`.
+    Upgrade {
+        /// The application (first path segment).
+        app: String,
+        /// The handshake response.
+        response: Vec<u8>,
+    },
+    /// Write `response`, then close.
+    Respond {
+        /// HTTP status code, for logs.
+        status: u16,
+        /// The whole response.
+        response: Vec<u8>,
+    },
+}
+
+/// Parses the request head at the start of `buf`.
+///
+/// `None`: incomplete, read more. `Some((consumed, action))`: `consumed` bytes were the head;
+/// anything after them belongs to the next protocol (early WebSocket frames).
+pub fn handle_request(buf: &[u8], apps: &[String]) -> Option<(usize, Action)> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST_LEN => None,
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => Some((
+            buf.len(),
+            error(
+                431,
+                "Request Header Fields Too Large",
+                "request head too large\n",
+            ),
+        )),
+        Err(e) => Some((buf.len(), error(400, "Bad Request", &format!("{e}\n")))),
+        Ok(httparse::Status::Complete(n)) => Some((n, route(&req, apps))),
+    }
+}
+
+fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a [u8]> {
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// True if the comma-separated header value contains `token` (case-insensitive).
+fn has_token(value: Option<&[u8]>, token: &str) -> bool {
+    value.is_some_and(|v| {
+        v.split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    if !path.starts_with('/') {
+        return error(
+            400,
+            "Bad Request",
+            "request target must be an absolute path\n",
+        );
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let is_app = |s: &str| apps.iter().any(|a| a == s);
+    let head = method == "HEAD";
+    let file = match segments.as_slice() {
+        [app, "websocket"] if is_app(app) => return websocket(req, app),
+        [""] => "index.html",
+        [app] if is_app(app) => return redirect(&format!("/{app}/")),
+        [app, ""] if is_app(app) => "index.html",
+        [name] => name,
+        [app, name] if is_app(app) => name,
+        _ => return not_found(),
+    };
+    match STATIC_FILES.iter().find(|f| f.name == file) {
+        Some(f) if method == "GET" || head => Action::Respond {
+            status: 200,
+            response: response(200, "OK", f.content_type, f.body, head, &[]),
+        },
+        Some(_) => method_not_allowed(),
+        None => not_found(),
+    }
+}
+
+fn websocket(req: &httparse::Request<'_, '_>, app: &str) -> Action {
+    if req.method != Some("GET") {
+        return method_not_allowed();
+    }
+    let upgrade = header(req, "upgrade");
+    if !has_token(upgrade, "websocket") || !has_token(header(req, "connection"), "upgrade") {
+        return Action::Respond {
+            status: 426,
+            response: response(
+                426,
+                "Upgrade Required",
+                "text/plain; charset=utf-8",
+                b"this is a WebSocket endpoint\n",
+                false,
+                &[("Upgrade", "websocket")],
+            ),
+        };
+    }
+    if header(req, "sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13") {
+        return Action::Respond {
+            status: 426,
+            response: response(
+                426,
+                "Upgrade Required",
+                "text/plain; charset=utf-8",
+                b"unsupported WebSocket version\n",
+                false,
+                &[("Sec-WebSocket-Version", "13")],
+            ),
+        };
+    }
+    let Some(key) = header(req, "sec-websocket-key").map(<[u8]>::trim_ascii) else {
+        return error(400, "Bad Request", "missing Sec-WebSocket-Key\n");
+    };
+    if key.is_empty() {
+        return error(400, "Bad Request", "empty Sec-WebSocket-Key\n");
+    }
+    let accept = tungstenite::handshake::derive_accept_key(key);
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\nServer: antenna\r\n\r\n"
+    )
+    .into_bytes();
+    Action::Upgrade {
+        app: app.to_string(),
+        response,
+    }
+}
+
+fn not_found() -> Action {
+    // The path is not echoed back: no reflected content.
+    error(404, "Not Found", "not found\n")
+}
+
+fn method_not_allowed() -> Action {
+    Action::Respond {
+        status: 405,
+        response: response(
+            405,
+            "Method Not Allowed",
+            "text/plain; charset=utf-8",
+            b"method not allowed\n",
+            false,
+            &[("Allow", "GET, HEAD")],
+        ),
+    }
+}
+
+fn redirect(location: &str) -> Action {
+    Action::Respond {
+        status: 301,
+        response: response(
+            301,
+            "Moved Permanently",
+            "text/plain; charset=utf-8",
+            b"moved\n",
+            false,
+            &[("Location", location)],
+        ),
+    }
+}
+
+/// A plain-text error response.
+pub fn error(status: u16, reason: &str, body: &str) -> Action {
+    Action::Respond {
+        status,
+        response: response(
+            status,
+            reason,
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+            false,
+            &[],
+        ),
+    }
+}
+
+/// A complete `Connection: close` response. `head`: headers only (for `HEAD`).
+pub fn response(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+    head: bool,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\nCache-Control: no-cache\r\nServer: antenna\r\n",
+        body.len()
+    );
+    for (name, value) in extra {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if !head {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apps() -> Vec<String> {
+        vec!["WebRTCAppEE".to_string(), "LiveApp".to_string()]
+    }
+
+    fn status_of(action: &Action) -> u16 {
+        match action {
+            Action::Upgrade { .. } => 101,
+            Action::Respond { status, .. } => *status,
+        }
+    }
+
+    fn get(path: &str) -> Action {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        handle_request(req.as_bytes(), &apps()).unwrap().1
+    }
+
+    const WS_HEADERS: &str = "Host: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+    #[test]
+    fn websocket_upgrade_with_query() {
+        let req =
+            format!("GET /WebRTCAppEE/websocket?target=origin HTTP/1.1\r\n{WS_HEADERS}\r\nXY");
+        let (n, action) = handle_request(req.as_bytes(), &apps()).unwrap();
+        assert_eq!(n, req.len() - 2, "early frame bytes are not consumed");
+        let Action::Upgrade { app, response } = action else {
+            panic!("{action:?}")
+        };
+        assert_eq!(app, "WebRTCAppEE");
+        let text = String::from_utf8(response).unwrap();
+        assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+        // RFC 6455 section 1.3 example.
+        assert!(
+            text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn websocket_unknown_app_is_404() {
+        let req = format!("GET /Other/websocket HTTP/1.1\r\n{WS_HEADERS}\r\n");
+        let (_, action) = handle_request(req.as_bytes(), &apps()).unwrap();
+        assert_eq!(status_of(&action), 404);
+    }
+
+    #[test]
+    fn websocket_without_upgrade_is_426() {
+        assert_eq!(status_of(&get("/LiveApp/websocket")), 426);
+    }
+
+    #[test]
+    fn websocket_bad_version_and_missing_key() {
+        let req =
+            "GET /LiveApp/websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: abc\r\n\r\n";
+        let (_, a) = handle_request(req.as_bytes(), &apps()).unwrap();
+        assert_eq!(status_of(&a), 426);
+        let req =
+            "GET /LiveApp/websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Version: 13\r\n\r\n";
+        let (_, a) = handle_request(req.as_bytes(), &apps()).unwrap();
+        assert_eq!(status_of(&a), 400);
+    }
+
+    #[test]
+    fn static_pages() {
+        let index = STATIC_FILES.iter().find(|f| f.name == "index.html");
+        for path in [
+            "/",
+            "/WebRTCAppEE/",
+            "/index.html",
+            "/LiveApp/index.html?x=1",
+        ] {
+            let action = get(path);
+            match index {
+                Some(f) => {
+                    let Action::Respond { status, response } = action else {
+                        panic!()
+                    };
+                    assert_eq!(status, 200, "{path}");
+                    assert!(response.ends_with(f.body));
+                }
+                None => assert_eq!(status_of(&action), 404),
+            }
+        }
+        assert_eq!(status_of(&get("/WebRTCAppEE")), 301);
+    }
+
+    #[test]
+    fn every_static_file_is_served_at_root_and_under_each_app() {
+        for f in STATIC_FILES {
+            assert_eq!(status_of(&get(&format!("/{}", f.name))), 200);
+            assert_eq!(status_of(&get(&format!("/LiveApp/{}", f.name))), 200);
+        }
+    }
+
+    #[test]
+    fn head_has_no_body() {
+        let Some(f) = STATIC_FILES.first() else {
+            return;
+        };
+        let req = format!("HEAD /{} HTTP/1.1\r\n\r\n", f.name);
+        let (_, Action::Respond { status, response }) =
+            handle_request(req.as_bytes(), &apps()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(status, 200);
+        let text = String::from_utf8(response).unwrap();
+        assert!(text.ends_with("\r\n\r\n"));
+        assert!(text.contains(&format!("Content-Length: {}\r\n", f.body.len())));
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        for p in [
+            "/nope",
+            "/WebRTCAppEE/nope.html",
+            "/a/b/c",
+            "/../etc/passwd",
+            "/Other/index.html",
+        ] {
+            assert_eq!(status_of(&get(p)), 404, "{p}");
+        }
+    }
+
+    #[test]
+    fn other_methods_are_405() {
+        let req = "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        let (_, a) = handle_request(req.as_bytes(), &apps()).unwrap();
+        if STATIC_FILES.iter().any(|f| f.name == "index.html") {
+            assert_eq!(status_of(&a), 405);
+        }
+    }
+
+    #[test]
+    fn malformed_and_partial() {
+        assert!(handle_request(b"GET / HTTP/1.1\r\nHost:", &apps()).is_none());
+        let (_, a) = handle_request(b"\x00\x01garbage\r\n\r\n", &apps()).unwrap();
+        assert_eq!(status_of(&a), 400);
+        let (_, a) = handle_request(b"GET * HTTP/1.1\r\n\r\n", &apps()).unwrap();
+        assert_eq!(status_of(&a), 400);
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_REQUEST_LEN));
+        let (_, a) = handle_request(big.as_bytes(), &apps()).unwrap();
+        assert_eq!(status_of(&a), 431);
+    }
+
+    #[test]
+    fn error_response_is_well_formed() {
+        let Action::Respond { response, .. } = error(404, "Not Found", "not found\n") else {
+            panic!()
+        };
+        let text = String::from_utf8(response).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.contains("Content-Length: 10\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\nnot found\n"));
+    }
+}

@@ -1,0 +1,899 @@
+//! The one-thread `mio` runtime: all sockets, the clock and signals, around a [`Node`].
+//!
+//! One [`Poll`] owns the TCP listener, every HTTP/WebSocket connection, the UDP media socket
+//! and the signal pipe. The loop:
+//!
+//! 1. wait for readiness, but no longer than the earliest deadline (the node's
+//!    [`Node::poll_timeout`], housekeeping, the shutdown deadline);
+//! 2. read `Instant::now()` (this module is the only place that does) and handle every event,
+//!    draining each source until `WouldBlock` (readiness is edge-triggered);
+//! 3. call [`Node::handle_timeout`] when the node's deadline has passed;
+//! 4. after every node input, drain [`Node::poll_output`]: WebSocket frames are queued in
+//!    tungstenite and flushed once per batch, datagrams are sent at once (or queued in a bounded
+//!    queue while the socket would block).
+//!
+//! Connections go through `Http` (reading the request head) → `Respond` (writing the answer)
+//! → `Ws` (WebSocket; only after a `101`) and are dropped otherwise. Nothing a client sends can
+//! panic the loop: every failure is logged and ends at most that client's connection.
+
+// The one place that reads the clock (server-mio/clippy.toml forbids it elsewhere).
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+use proto_core::ConnId;
+use rtc_core::Transmit;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use tracing::{debug, info, trace, warn};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use crate::http::{self, Action};
+use crate::node::{Node, NodeOutput};
+use crate::overload::{self, CpuMonitor};
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const UDP: Token = Token(2);
+/// Connection tokens start here; they are never reused, and `ConnId(token)` names the
+/// connection towards the node.
+const FIRST_CONN: usize = 16;
+
+/// A client's pending WebSocket output beyond which it is dropped (it is not reading).
+pub const MAX_PENDING_OUTPUT: usize = 1024 * 1024;
+/// Largest WebSocket message or frame read. A bit above [`proto_core::MAX_MESSAGE_LEN`], so
+/// that slightly oversized text still reaches signalling and gets its protocol error; larger
+/// frames close the connection (code 1009).
+pub const MAX_WS_MESSAGE: usize = proto_core::MAX_MESSAGE_LEN + 16 * 1024;
+/// Datagrams queued while the UDP socket would block; more are dropped and counted.
+pub const MAX_UDP_QUEUE: usize = 4096;
+/// Time a client has to send its request head and read the answer.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a closing WebSocket gets to finish the close handshake.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How long a graceful shutdown may take to deliver the last messages.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Period of the housekeeping pass (timeouts, CPU check, counters).
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Largest UDP datagram read.
+const UDP_BUF: usize = 65_536;
+
+/// The bound sockets, before the node exists (the node needs the UDP port).
+#[derive(Debug)]
+pub struct Bound {
+    listener: TcpListener,
+    udp: UdpSocket,
+    /// The actual HTTP/WebSocket address.
+    pub listen_addr: SocketAddr,
+    /// The actual UDP address.
+    pub udp_addr: SocketAddr,
+}
+
+/// Binds the listener and the UDP socket.
+pub fn bind(listen: SocketAddr, udp: SocketAddr) -> io::Result<Bound> {
+    let listener = TcpListener::bind(listen)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    let udp_sock = UdpSocket::bind(udp)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {udp}: {e}")))?;
+    Ok(Bound {
+        listen_addr: listener.local_addr()?,
+        udp_addr: udp_sock.local_addr()?,
+        listener,
+        udp: udp_sock,
+    })
+}
+
+enum State {
+    /// Reading the request head.
+    Http { stream: TcpStream, buf: Vec<u8> },
+    /// Writing a response; then WebSocket for `upgrade = Some((app, early bytes))`, else close.
+    Respond {
+        stream: TcpStream,
+        out: Vec<u8>,
+        written: usize,
+        upgrade: Option<(String, Vec<u8>)>,
+    },
+    /// A WebSocket. `closing`: the node has been told it closed, only the close handshake is
+    /// left. `shut`: our write side is shut (everything, including the close frame, was sent).
+    /// `poisoned`: tungstenite reported a read error after which it must not read again (an
+    /// oversized frame); the socket is drained raw until EOF.
+    Ws {
+        ws: Box<WebSocket<TcpStream>>,
+        closing: bool,
+        shut: bool,
+        poisoned: bool,
+    },
+    /// Transient, while moving between states.
+    Gone,
+}
+
+struct Conn {
+    state: State,
+    peer: SocketAddr,
+    /// Dropped when this passes (HTTP phase, close linger).
+    deadline: Option<Instant>,
+    /// WRITABLE interest is registered (only while output is pending).
+    writable: bool,
+}
+
+impl Conn {
+    /// True for a WebSocket the node still considers open.
+    fn is_open_ws(&self) -> bool {
+        matches!(self.state, State::Ws { closing: false, .. })
+    }
+}
+
+/// What to do with a connection after driving it.
+enum Next {
+    /// Wait for the next event.
+    Wait,
+    /// Drive again (the state changed).
+    Again,
+    /// Drop it.
+    Remove(&'static str),
+    /// Start the close handshake (with this close frame).
+    Close(Option<CloseFrame>),
+}
+
+/// Counters, logged when they change.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counters {
+    udp_dropped: u64,
+    slow_clients_dropped: u64,
+}
+
+/// The runtime. Build with [`Runtime::new`], then [`Runtime::run`].
+pub struct Runtime {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    accept_pending: bool,
+    udp: UdpSocket,
+    /// The announced UDP address, passed to the node as each datagram's destination: the
+    /// socket may be bound to a wildcard address and the SFU matches its host candidate.
+    udp_local: SocketAddr,
+    udp_buf: Vec<u8>,
+    udp_queue: VecDeque<Transmit>,
+    udp_writable: bool,
+    signals: Signals,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    dirty: Vec<Token>,
+    node: Node,
+    apps: Vec<String>,
+    ws_config: WebSocketConfig,
+    cpu: CpuMonitor,
+    next_cpu_check: Instant,
+    next_housekeeping: Instant,
+    shutdown_deadline: Option<Instant>,
+    counters: Counters,
+    logged: Counters,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("udp_local", &self.udp_local)
+            .field("conns", &self.conns.len())
+            .field("apps", &self.apps)
+            .finish_non_exhaustive()
+    }
+}
+
+fn conn_id(token: Token) -> ConnId {
+    ConnId(token.0 as u64)
+}
+
+fn would_block(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if io.kind() == ErrorKind::WouldBlock)
+}
+
+fn interrupted(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if io.kind() == ErrorKind::Interrupted)
+}
+
+impl Runtime {
+    /// Registers the sockets and signal handlers, and builds the node with `make_node(now,
+    /// announced UDP address)`.
+    pub fn new(
+        bound: Bound,
+        announce: SocketAddr,
+        apps: Vec<String>,
+        make_node: impl FnOnce(Instant, SocketAddr) -> Node,
+    ) -> io::Result<Runtime> {
+        let poll = Poll::new()?;
+        let Bound {
+            mut listener,
+            mut udp,
+            ..
+        } = bound;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut udp, UDP, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let now = Instant::now();
+        let node = make_node(now, announce);
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(64 * 1024)
+            .max_write_buffer_size(MAX_PENDING_OUTPUT)
+            .max_message_size(Some(MAX_WS_MESSAGE))
+            .max_frame_size(Some(MAX_WS_MESSAGE));
+        Ok(Runtime {
+            poll,
+            listener: Some(listener),
+            accept_pending: false,
+            udp,
+            udp_local: announce,
+            udp_buf: vec![0; UDP_BUF],
+            udp_queue: VecDeque::new(),
+            udp_writable: false,
+            signals,
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            dirty: Vec::new(),
+            node,
+            apps,
+            ws_config,
+            cpu: CpuMonitor::new(),
+            // The first sample is a baseline taken once start-up work is over.
+            next_cpu_check: now + overload::CHECK_INTERVAL,
+            next_housekeeping: now + HOUSEKEEPING,
+            shutdown_deadline: None,
+            counters: Counters::default(),
+            logged: Counters::default(),
+        })
+    }
+
+    /// Runs until SIGTERM/SIGINT and the graceful shutdown that follows.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() && self.udp_queue.is_empty() {
+                    info!("shutdown complete");
+                    return Ok(());
+                }
+                if now >= deadline {
+                    info!(
+                        remaining = self.conns.len(),
+                        "shutdown grace period over; exiting"
+                    );
+                    return Ok(());
+                }
+            }
+            let mut wake = self.next_housekeeping;
+            if let Some(t) = self.node.poll_timeout() {
+                wake = wake.min(t);
+            }
+            if let Some(t) = self.shutdown_deadline {
+                wake = wake.min(t);
+            }
+            let timeout = wake.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    SIGNALS => {
+                        let mut stop = false;
+                        for sig in self.signals.pending() {
+                            stop |= sig == SIGTERM || sig == SIGINT;
+                        }
+                        if stop {
+                            if self.shutdown_deadline.is_some() {
+                                info!("second stop signal; exiting now");
+                                return Ok(());
+                            }
+                            self.begin_shutdown(now);
+                        }
+                    }
+                    UDP => {
+                        if event.is_writable() {
+                            self.udp_flush_queue();
+                        }
+                        if event.is_readable() {
+                            self.udp_read(now);
+                        }
+                    }
+                    token => self.drive(now, token),
+                }
+            }
+            if self.node.poll_timeout().is_some_and(|t| t <= now) {
+                self.node.handle_timeout(now);
+                self.drain(now);
+            }
+            if now >= self.next_housekeeping {
+                self.housekeeping(now);
+            }
+        }
+    }
+
+    /// Stops accepting, tells signalling (which sends `server_will_stop` and closes every
+    /// WebSocket), and gives the output [`SHUTDOWN_GRACE`] to get out.
+    fn begin_shutdown(&mut self, now: Instant) {
+        info!(
+            connections = self.conns.len(),
+            "stop signal: shutting down gracefully"
+        );
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let plain: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !matches!(c.state, State::Ws { .. }))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in plain {
+            self.remove(now, token, "server stopping");
+        }
+        self.node.shutdown(now);
+        self.drain(now);
+        self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        self.next_housekeeping = now + HOUSEKEEPING;
+        let expired: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in expired {
+            self.remove(now, token, "timed out");
+        }
+        self.drain(now);
+        if self.accept_pending {
+            self.accept(now);
+        }
+        if now >= self.next_cpu_check {
+            self.next_cpu_check = now + overload::CHECK_INTERVAL;
+            if let Some(cpu) = overload::read_process_cpu() {
+                if let Some(overloaded) = self.cpu.sample(now, cpu) {
+                    if overloaded {
+                        warn!(
+                            "CPU above 75% of a core: refusing new publishers (highResourceUsage)"
+                        );
+                    } else {
+                        info!("CPU back to normal");
+                    }
+                    self.node.set_overloaded(now, overloaded);
+                    self.drain(now);
+                }
+            }
+        }
+        if self.counters != self.logged {
+            warn!(
+                udp_dropped = self.counters.udp_dropped,
+                slow_clients_dropped = self.counters.slow_clients_dropped,
+                "output dropped"
+            );
+            self.logged = self.counters;
+        }
+    }
+
+    // --- TCP ---------------------------------------------------------------------------------
+
+    fn accept(&mut self, now: Instant) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        self.accept_pending = false;
+        loop {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if let Err(e) = stream.set_nodelay(true) {
+                        trace!(%peer, "set_nodelay: {e}");
+                    }
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        warn!(%peer, "cannot register connection: {e}");
+                        continue;
+                    }
+                    trace!(conn = token.0, %peer, "accepted");
+                    self.conns.insert(
+                        token,
+                        Conn {
+                            state: State::Http {
+                                stream,
+                                buf: Vec::new(),
+                            },
+                            peer,
+                            deadline: Some(now + HTTP_TIMEOUT),
+                            writable: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    // E.g. out of file descriptors: retry at the next housekeeping pass
+                    // rather than spin.
+                    warn!("accept failed: {e}");
+                    self.accept_pending = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Sets WRITABLE interest on or off.
+    fn set_writable(&mut self, token: Token, on: bool) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if conn.writable == on {
+            return;
+        }
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let registry = self.poll.registry();
+        let result = match &mut conn.state {
+            State::Http { stream, .. } | State::Respond { stream, .. } => {
+                registry.reregister(stream, token, interest)
+            }
+            State::Ws { ws, .. } => registry.reregister(ws.get_mut(), token, interest),
+            State::Gone => Ok(()),
+        };
+        match result {
+            Ok(()) => conn.writable = on,
+            Err(e) => debug!(conn = token.0, "reregister: {e}"),
+        }
+    }
+
+    /// Handles readiness of a connection: whatever its state can do now.
+    fn drive(&mut self, now: Instant, token: Token) {
+        loop {
+            let Some(conn) = self.conns.get(&token) else {
+                trace!(token = token.0, "event for an unknown token");
+                break;
+            };
+            let next = match conn.state {
+                State::Http { .. } => self.drive_http(token),
+                State::Respond { .. } => self.drive_respond(now, token),
+                State::Ws { .. } => self.drive_ws(now, token),
+                State::Gone => Next::Remove("internal state"),
+            };
+            match next {
+                Next::Wait => break,
+                Next::Again => continue,
+                Next::Remove(why) => {
+                    self.remove(now, token, why);
+                    break;
+                }
+                Next::Close(frame) => {
+                    self.begin_close(now, token, frame);
+                    break;
+                }
+            }
+        }
+        self.drain(now);
+    }
+
+    fn drive_http(&mut self, token: Token) -> Next {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Next::Wait;
+        };
+        let State::Http { stream, buf } = &mut conn.state else {
+            return Next::Again;
+        };
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => return Next::Remove("closed before sending a request"),
+                Ok(n) => {
+                    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    let Some((consumed, action)) = http::handle_request(buf, &self.apps) else {
+                        continue;
+                    };
+                    let early = buf.get(consumed..).unwrap_or_default().to_vec();
+                    let State::Http { stream, .. } =
+                        std::mem::replace(&mut conn.state, State::Gone)
+                    else {
+                        return Next::Remove("internal state");
+                    };
+                    let (out, upgrade) = match action {
+                        Action::Upgrade { app, response } => (response, Some((app, early))),
+                        Action::Respond { status, response } => {
+                            debug!(conn = token.0, peer = %conn.peer, status, "http response");
+                            (response, None)
+                        }
+                    };
+                    conn.state = State::Respond {
+                        stream,
+                        out,
+                        written: 0,
+                        upgrade,
+                    };
+                    return Next::Again;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Wait,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    trace!(conn = token.0, "read: {e}");
+                    return Next::Remove("read error");
+                }
+            }
+        }
+    }
+
+    fn drive_respond(&mut self, now: Instant, token: Token) -> Next {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Next::Wait;
+        };
+        let State::Respond {
+            stream,
+            out,
+            written,
+            ..
+        } = &mut conn.state
+        else {
+            return Next::Again;
+        };
+        while *written < out.len() {
+            match stream.write(out.get(*written..).unwrap_or_default()) {
+                Ok(0) => return Next::Remove("write returned 0"),
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.set_writable(token, true);
+                    return Next::Wait;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    trace!(conn = token.0, "write: {e}");
+                    return Next::Remove("write error");
+                }
+            }
+        }
+        let State::Respond {
+            stream, upgrade, ..
+        } = std::mem::replace(&mut conn.state, State::Gone)
+        else {
+            return Next::Remove("internal state");
+        };
+        let Some((app, early)) = upgrade else {
+            // Plain HTTP: everything was written; half-close and drop.
+            let _ = stream.shutdown(Shutdown::Write);
+            conn.state = State::Respond {
+                stream,
+                out: Vec::new(),
+                written: 0,
+                upgrade: None,
+            };
+            return Next::Remove("response sent");
+        };
+        let ws = WebSocket::from_partially_read(stream, early, Role::Server, Some(self.ws_config));
+        conn.state = State::Ws {
+            ws: Box::new(ws),
+            closing: false,
+            shut: false,
+            poisoned: false,
+        };
+        conn.deadline = None;
+        debug!(conn = token.0, peer = %conn.peer, %app, "websocket open");
+        self.set_writable(token, false);
+        self.node.handle_ws_open(now, conn_id(token), &app);
+        // Read whatever arrived meanwhile: its readiness edge may already have fired.
+        Next::Again
+    }
+
+    fn drive_ws(&mut self, now: Instant, token: Token) -> Next {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Next::Wait;
+        };
+        let State::Ws {
+            ws,
+            closing,
+            poisoned,
+            ..
+        } = &mut conn.state
+        else {
+            return Next::Again;
+        };
+        if *poisoned {
+            return drain_raw(ws.get_mut());
+        }
+        let id = conn_id(token);
+        let next = loop {
+            match ws.read() {
+                Ok(Message::Text(text)) => {
+                    if *closing {
+                        trace!(conn = token.0, "text after close ignored");
+                    } else {
+                        self.node.handle_ws_text(now, id, text.as_str());
+                    }
+                }
+                Ok(Message::Binary(data)) => {
+                    trace!(conn = token.0, len = data.len(), "binary frame ignored");
+                }
+                Ok(Message::Close(frame)) => {
+                    debug!(conn = token.0, ?frame, "close frame received");
+                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Err(e) if would_block(&e) => break Next::Wait,
+                Err(e) if interrupted(&e) => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    break Next::Remove("closed");
+                }
+                Err(tungstenite::Error::Capacity(e)) => {
+                    // tungstenite's frame reader must not be called again after this.
+                    *poisoned = true;
+                    info!(conn = token.0, peer = %conn.peer, "closing websocket: {e}");
+                    break Next::Close(Some(CloseFrame {
+                        code: CloseCode::Size,
+                        reason: "message too big".into(),
+                    }));
+                }
+                Err(e) => {
+                    debug!(conn = token.0, "websocket error: {e}");
+                    break Next::Remove("websocket error");
+                }
+            }
+        };
+        if matches!(next, Next::Wait) {
+            // Pong and close replies are queued by tungstenite; send them.
+            self.dirty.push(token);
+        }
+        next
+    }
+
+    /// Starts the WebSocket close handshake; the node learns the connection closed.
+    fn begin_close(&mut self, now: Instant, token: Token, frame: Option<CloseFrame>) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let State::Ws { ws, closing, .. } = &mut conn.state else {
+            self.remove(now, token, "closed");
+            return;
+        };
+        if *closing {
+            return;
+        }
+        *closing = true;
+        conn.deadline = Some(now + CLOSE_LINGER);
+        match ws.close(frame) {
+            Ok(()) => {}
+            Err(e) if would_block(&e) => {}
+            Err(e) => trace!(conn = token.0, "close: {e}"),
+        }
+        self.dirty.push(token);
+        self.node.handle_ws_closed(now, conn_id(token));
+    }
+
+    /// Drops a connection; tells the node if it had an open WebSocket.
+    fn remove(&mut self, now: Instant, token: Token, why: &str) {
+        let Some(mut conn) = self.conns.remove(&token) else {
+            return;
+        };
+        let was_open = conn.is_open_ws();
+        trace!(conn = token.0, peer = %conn.peer, why, "connection removed");
+        if was_open {
+            debug!(conn = token.0, peer = %conn.peer, why, "websocket closed");
+        }
+        let registry = self.poll.registry();
+        let _ = match &mut conn.state {
+            State::Http { stream, .. } | State::Respond { stream, .. } => {
+                registry.deregister(stream)
+            }
+            State::Ws { ws, .. } => registry.deregister(ws.get_mut()),
+            State::Gone => Ok(()),
+        };
+        drop(conn);
+        if was_open {
+            self.node.handle_ws_closed(now, conn_id(token));
+        }
+    }
+
+    /// Writes out a WebSocket's queued frames.
+    fn flush(&mut self, now: Instant, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let State::Ws {
+            ws, closing, shut, ..
+        } = &mut conn.state
+        else {
+            return;
+        };
+        let result = loop {
+            match ws.flush() {
+                Err(e) if interrupted(&e) => continue,
+                r => break r,
+            }
+        };
+        match result {
+            Ok(()) => {
+                if *closing && !*shut {
+                    // Close frame sent: half-close so the client sees the end, and wait for
+                    // its close reply (or EOF) until the linger deadline.
+                    *shut = true;
+                    let _ = ws.get_ref().shutdown(Shutdown::Write);
+                }
+                self.set_writable(token, false);
+            }
+            Err(e) if would_block(&e) => self.set_writable(token, true),
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                self.remove(now, token, "close handshake done");
+            }
+            Err(e) => {
+                debug!(conn = token.0, "flush: {e}");
+                self.remove(now, token, "write error");
+            }
+        }
+    }
+
+    fn ws_send(&mut self, now: Instant, id: ConnId, text: String) {
+        let Some(token) = usize::try_from(id.0).ok().map(Token) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            trace!(conn = id.0, "send to a closed connection dropped");
+            return;
+        };
+        let State::Ws {
+            ws, closing: false, ..
+        } = &mut conn.state
+        else {
+            trace!(conn = id.0, "send to a closing connection dropped");
+            return;
+        };
+        match ws.write(Message::text(text)) {
+            Ok(()) => self.dirty.push(token),
+            Err(e) if would_block(&e) => self.dirty.push(token),
+            Err(tungstenite::Error::WriteBufferFull(_)) => {
+                info!(
+                    conn = id.0,
+                    peer = %conn.peer,
+                    "client is not reading: over {MAX_PENDING_OUTPUT} bytes pending; dropping it"
+                );
+                self.counters.slow_clients_dropped += 1;
+                self.remove(now, token, "output limit");
+            }
+            Err(e) => {
+                debug!(conn = id.0, "write: {e}");
+                self.remove(now, token, "write error");
+            }
+        }
+    }
+
+    /// Moves every node output to its socket, then flushes the WebSockets written to. Repeats
+    /// while that produces more node output (a dropped client is reported to the node).
+    fn drain(&mut self, now: Instant) {
+        loop {
+            while let Some(out) = self.node.poll_output() {
+                match out {
+                    NodeOutput::WsSend(id, text) => self.ws_send(now, id, text),
+                    NodeOutput::WsClose(id) => {
+                        if let Ok(t) = usize::try_from(id.0) {
+                            self.begin_close(now, Token(t), None);
+                        }
+                    }
+                    NodeOutput::UdpSend(t) => self.udp_send(t),
+                }
+            }
+            if self.dirty.is_empty() {
+                break;
+            }
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            for token in dirty {
+                self.flush(now, token);
+            }
+        }
+    }
+
+    // --- UDP ---------------------------------------------------------------------------------
+
+    fn udp_read(&mut self, now: Instant) {
+        loop {
+            match self.udp.recv_from(&mut self.udp_buf) {
+                Ok((n, source)) => {
+                    let data = self.udp_buf.get(..n).unwrap_or_default();
+                    self.node.handle_udp(now, source, self.udp_local, data);
+                    self.drain(now);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // E.g. ECONNREFUSED reported for an earlier send: harmless, keep reading.
+                    trace!("udp recv: {e}");
+                }
+            }
+        }
+    }
+
+    fn udp_send(&mut self, t: Transmit) {
+        if self.udp_queue.is_empty() {
+            loop {
+                match self.udp.send_to(&t.contents, t.destination) {
+                    Ok(_) => return,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        trace!(to = %t.destination, "udp send: {e}");
+                        return;
+                    }
+                }
+            }
+        }
+        if self.udp_queue.len() >= MAX_UDP_QUEUE {
+            self.counters.udp_dropped += 1;
+            return;
+        }
+        self.udp_queue.push_back(t);
+        self.udp_set_writable(true);
+    }
+
+    fn udp_flush_queue(&mut self) {
+        while let Some(t) = self.udp_queue.front() {
+            match self.udp.send_to(&t.contents, t.destination) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => trace!(to = %t.destination, "udp send: {e}"),
+            }
+            self.udp_queue.pop_front();
+        }
+        self.udp_set_writable(false);
+    }
+
+    fn udp_set_writable(&mut self, on: bool) {
+        if self.udp_writable == on {
+            return;
+        }
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match self
+            .poll
+            .registry()
+            .reregister(&mut self.udp, UDP, interest)
+        {
+            Ok(()) => self.udp_writable = on,
+            Err(e) => warn!("udp reregister: {e}"),
+        }
+    }
+}
+
+/// Reads and discards until `WouldBlock` (wait) or EOF/error (remove).
+fn drain_raw(stream: &mut TcpStream) -> Next {
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return Next::Remove("closed"),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Wait,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Next::Remove("read error"),
+        }
+    }
+}
