@@ -1,2 +1,298 @@
-//! Deterministic simulation harness for Antenna: virtual clients, a virtual clock and an
-//! in-memory network driving the same cores as the `antenna` binary.
+//! Deterministic simulation harness for Antenna.
+//!
+//! [`Sim`] wraps the same [`Node`] the `antenna` binary runs (signalling + media cores) with a
+//! virtual clock, virtual WebSocket clients and an in-memory UDP network. Nothing reads the real
+//! clock after construction: time only moves when the test calls [`Sim::advance`], and then it
+//! jumps from deadline to deadline. Every server message is recorded in a transcript with its
+//! virtual time, so the same seed must give the same transcript, byte for byte.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proto_core::{Config, ConnId, Signalling};
+use rtc_core::{Sfu, SfuConfig, Transmit};
+use serde_json::Value;
+use server_mio::node::{Node, NodeOutput};
+
+pub mod scenario;
+
+/// The server's (virtual) UDP address.
+pub const SERVER_UDP: &str = "127.0.0.1:5000";
+
+/// The server's UDP address as a `SocketAddr`.
+pub fn server_udp() -> SocketAddr {
+    SERVER_UDP
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5000)))
+}
+
+/// One recorded event of a simulation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A client sent a text frame.
+    ClientSent(Duration, ConnId, String),
+    /// The server sent a text frame.
+    ServerSent(Duration, ConnId, String),
+    /// The server closed a connection.
+    ServerClosed(Duration, ConnId),
+    /// The client closed a connection.
+    ClientClosed(Duration, ConnId),
+}
+
+/// A simulated server with virtual clients.
+pub struct Sim {
+    /// The cores under test.
+    pub node: Node,
+    start: Instant,
+    now: Instant,
+    next_conn: u64,
+    open: BTreeSet<ConnId>,
+    inbox: BTreeMap<ConnId, VecDeque<Value>>,
+    /// Datagrams the server sent, not yet taken by a simulated peer.
+    pub udp_out: VecDeque<Transmit>,
+    transcript: Vec<Record>,
+    steps: u64,
+}
+
+impl Sim {
+    /// A server with default configuration and the given RNG seed.
+    pub fn new(seed: u64) -> Self {
+        Self::with_config(Config {
+            seed,
+            ..Config::default()
+        })
+    }
+
+    /// A server with this signalling configuration.
+    pub fn with_config(config: Config) -> Self {
+        // The only read of the real clock: every later instant is start + a virtual duration.
+        let start = Instant::now();
+        // str0m draws ICE ufrags, SSRCs and msids from the thread-local fastrand generator:
+        // seeding it makes them a function of the seed too. (DTLS keys come from the crypto
+        // provider and stay random; they only appear inside SDP bodies, which
+        // `masked_transcript` hides.)
+        fastrand::seed(config.seed);
+        let sig = Signalling::new(config, start);
+        let sfu = Sfu::new(
+            SfuConfig {
+                local_addrs: vec![server_udp()],
+                stats_interval: Duration::from_secs(1),
+            },
+            start,
+        );
+        Sim {
+            node: Node::new(sig, sfu),
+            start,
+            now: start,
+            next_conn: 1,
+            open: BTreeSet::new(),
+            inbox: BTreeMap::new(),
+            udp_out: VecDeque::new(),
+            transcript: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    /// Virtual time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// The current virtual instant.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Inputs fed so far (messages, opens, closes, timer firings).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Connections the server has not closed.
+    pub fn open_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.open.iter().copied()
+    }
+
+    /// Opens a WebSocket on app `WebRTCAppEE`.
+    pub fn connect(&mut self) -> ConnId {
+        self.connect_app("WebRTCAppEE")
+    }
+
+    /// Opens a WebSocket on `app`.
+    pub fn connect_app(&mut self, app: &str) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.open.insert(conn);
+        self.inbox.insert(conn, VecDeque::new());
+        self.steps += 1;
+        self.node.handle_ws_open(self.now, conn, app);
+        self.drain();
+        conn
+    }
+
+    /// A client sends a text frame.
+    pub fn send(&mut self, conn: ConnId, text: &str) {
+        if !self.open.contains(&conn) {
+            return;
+        }
+        self.transcript
+            .push(Record::ClientSent(self.elapsed(), conn, text.to_string()));
+        self.steps += 1;
+        self.node.handle_ws_text(self.now, conn, text);
+        self.drain();
+    }
+
+    /// A client sends a JSON value.
+    pub fn send_json(&mut self, conn: ConnId, v: Value) {
+        self.send(conn, &v.to_string());
+    }
+
+    /// A client closes its WebSocket.
+    pub fn close(&mut self, conn: ConnId) {
+        if self.open.remove(&conn) {
+            self.transcript
+                .push(Record::ClientClosed(self.elapsed(), conn));
+            self.steps += 1;
+            self.node.handle_ws_closed(self.now, conn);
+            self.drain();
+        }
+    }
+
+    /// Feeds a datagram to the server.
+    pub fn udp_in(&mut self, source: SocketAddr, data: &[u8]) {
+        self.steps += 1;
+        self.node.handle_udp(self.now, source, server_udp(), data);
+        self.drain();
+    }
+
+    /// Graceful shutdown of the server.
+    pub fn shutdown(&mut self) {
+        self.steps += 1;
+        self.node.shutdown(self.now);
+        self.drain();
+    }
+
+    /// Moves virtual time forward by `d`, firing every deadline on the way, in order.
+    pub fn advance(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.advance_until(until);
+    }
+
+    /// Moves virtual time to `until`, firing every deadline on the way, in order.
+    pub fn advance_until(&mut self, until: Instant) {
+        // Bounded: a core that keeps asking for "now" must not hang the test.
+        for _ in 0..1_000_000 {
+            match self.node.poll_timeout() {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.steps += 1;
+                    self.node.handle_timeout(self.now);
+                    self.drain();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Takes every message a client received so far.
+    pub fn take(&mut self, conn: ConnId) -> Vec<Value> {
+        self.inbox
+            .get_mut(&conn)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes every message a client received so far, as `command/definition` labels.
+    pub fn take_labels(&mut self, conn: ConnId) -> Vec<String> {
+        self.take(conn).iter().map(label).collect()
+    }
+
+    /// Whether the server still holds the connection open.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.open.contains(&conn)
+    }
+
+    /// The recorded events.
+    pub fn records(&self) -> &[Record] {
+        &self.transcript
+    }
+
+    /// The transcript as text: one line per event, with virtual milliseconds.
+    pub fn transcript(&self) -> String {
+        let mut s = String::new();
+        for r in &self.transcript {
+            let _ = match r {
+                Record::ClientSent(t, c, m) => writeln!(s, "{:>8} c{} > {m}", t.as_millis(), c.0),
+                Record::ServerSent(t, c, m) => writeln!(s, "{:>8} c{} < {m}", t.as_millis(), c.0),
+                Record::ServerClosed(t, c) => writeln!(s, "{:>8} c{} < CLOSE", t.as_millis(), c.0),
+                Record::ClientClosed(t, c) => writeln!(s, "{:>8} c{} > CLOSE", t.as_millis(), c.0),
+            };
+        }
+        s
+    }
+
+    /// The transcript with the media layer's SDP bodies masked.
+    ///
+    /// The DTLS certificate fingerprint in an SDP comes from the crypto provider's randomness,
+    /// which the seed does not reach; everything else in the transcript is a function of the
+    /// seed alone.
+    pub fn masked_transcript(&self) -> String {
+        let mut s = String::new();
+        for line in self.transcript().lines() {
+            match line.split_once(" < {") {
+                Some((head, json)) => {
+                    let mut v: Value =
+                        serde_json::from_str(&format!("{{{json}")).unwrap_or(Value::Null);
+                    if let Some(sdp) = v.get_mut("sdp") {
+                        *sdp = Value::String("<sdp>".into());
+                    }
+                    let _ = writeln!(s, "{head} < {v}");
+                }
+                None => {
+                    let _ = writeln!(s, "{line}");
+                }
+            }
+        }
+        s
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                NodeOutput::WsSend(conn, text) => {
+                    assert!(
+                        self.open.contains(&conn),
+                        "server sent to a connection that is not open: {conn:?} {text}"
+                    );
+                    let v: Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("server sent invalid JSON {text}: {e}"));
+                    self.transcript
+                        .push(Record::ServerSent(self.elapsed(), conn, text));
+                    if let Some(q) = self.inbox.get_mut(&conn) {
+                        q.push_back(v);
+                    }
+                }
+                NodeOutput::WsClose(conn) => {
+                    if self.open.remove(&conn) {
+                        self.transcript
+                            .push(Record::ServerClosed(self.elapsed(), conn));
+                        self.node.handle_ws_closed(self.now, conn);
+                    }
+                }
+                NodeOutput::UdpSend(t) => self.udp_out.push_back(t),
+            }
+        }
+    }
+}
+
+/// `command` or `command/definition` of a server message.
+pub fn label(v: &Value) -> String {
+    let cmd = v.get("command").and_then(Value::as_str).unwrap_or("?");
+    match v.get("definition").and_then(Value::as_str) {
+        Some(d) => format!("{cmd}/{d}"),
+        None => cmd.to_string(),
+    }
+}
