@@ -25,8 +25,10 @@
 //!   `publishTimeoutError` is sent alone.
 //! - With `play_once_per_session = false`, a second `play` of the same id on the same connection
 //!   replaces the first session (the SDK holds one peer connection per stream id).
-//! - Rooms (legacy `joinRoom`) exist while they have members. A member id that another
-//!   connection holds (as a member or a publisher) gets `streamIdInUse`. `leaveFromRoom` ends the
+//! - Rooms (legacy `joinRoom`) exist while they have members. A `joinRoom` with a member id
+//!   that another connection holds in that room takes the membership over (reconnects, pages
+//!   that join with one adaptor and publish with another). A member's stream counts in the room
+//!   whichever connection publishes it. `leaveFromRoom` ends the
 //!   connection's memberships in the room and stops its publishes in it (members' ids and
 //!   `mainTrack` = room).
 //! - Playing a room id plays only a stream of that very id: one peer connection carrying all of
@@ -601,12 +603,13 @@ impl Signalling {
                 p.live = true;
                 let mut room = p.main_track.clone();
                 if room.is_none() {
-                    room = self.conns.get(&conn).and_then(|c| {
-                        c.rooms
-                            .iter()
-                            .find(|(_, member)| *member == stream)
-                            .map(|(r, _)| r.clone())
-                    });
+                    let app = s.app.clone();
+                    room = self
+                        .rooms
+                        .range(key(&app, "")..)
+                        .take_while(|((a, _), _)| *a == app)
+                        .find(|(_, r)| r.members.contains_key(&stream))
+                        .map(|((_, r), _)| r.clone());
                 }
                 self.set_deadline(sid, None);
                 self.send(
@@ -748,9 +751,6 @@ impl Signalling {
                 SignalError::StreamIdInUse
             };
             return self.error(conn, e, Some(&id));
-        }
-        if self.member_owner(app, &id).is_some_and(|c| c != conn) {
-            return self.error(conn, SignalError::StreamIdInUse, Some(&id));
         }
         let sid = self.alloc_session();
         self.sessions.insert(
@@ -1403,14 +1403,16 @@ impl Signalling {
             Some(id) => id,
             None => self.generate_id(app),
         };
-        let publisher_conn = self
-            .publishers
-            .get(&key(app, &id))
-            .and_then(|sid| self.sessions.get(sid))
-            .map(|s| s.conn);
-        let member_conn = self.member_owner(app, &id);
-        if publisher_conn.is_some_and(|c| c != conn) || member_conn.is_some_and(|c| c != conn) {
-            return self.error(conn, SignalError::StreamIdInUse, Some(&id));
+        // The same member id from another connection (a reconnect, or a page that joins with
+        // one adaptor and publishes with another) takes the membership over.
+        let previous = self
+            .rooms
+            .get(&key(app, &room))
+            .and_then(|r| r.members.get(&id))
+            .map(|m| m.conn)
+            .filter(|c| *c != conn);
+        if let Some(c) = previous.and_then(|c| self.conns.get_mut(&c)) {
+            c.rooms.remove(&(room.clone(), id.clone()));
         }
         self.rooms
             .entry(key(app, &room))
@@ -2490,15 +2492,6 @@ mod tests {
         let j = one(&outs, 2);
         assert_eq!(j["streams"], json!([gen]));
         assert_eq!(j["streamList"], json!([{"streamId":gen}]));
-        let e = error_of(
-            &send(
-                &mut h,
-                1,
-                json!({"command":"joinRoom","room":"r1","streamId":"bob"}),
-            ),
-            1,
-        );
-        assert_eq!(e["definition"], "streamIdInUse");
         live_publisher(&mut h, 2, "bob", "");
         let outs = send(
             &mut h,
@@ -2530,6 +2523,34 @@ mod tests {
                 json!({"command":"getRoomInfo","room":"r1","streamId":gen}),
             ),
             1,
+        );
+        assert_eq!(e["definition"], "no_active_streams_in_room");
+        // Another connection joining with a held member id takes it over.
+        h.open(3, APP);
+        let outs = send(
+            &mut h,
+            3,
+            json!({"command":"joinRoom","room":"r1","streamId":gen}),
+        );
+        assert_eq!(one(&outs, 3)["streamId"], gen.as_str());
+        let outs = send(
+            &mut h,
+            2,
+            json!({"command":"getRoomInfo","room":"r1","streamId":"x"}),
+        );
+        assert_eq!(
+            one(&outs, 2)["streams"],
+            json!([gen]),
+            "published from conn 1, still counts"
+        );
+        h.close(3);
+        let e = error_of(
+            &send(
+                &mut h,
+                2,
+                json!({"command":"getRoomInfo","room":"r1","streamId":"x"}),
+            ),
+            2,
         );
         assert_eq!(e["definition"], "no_active_streams_in_room");
         // Same seed, same generated id.
