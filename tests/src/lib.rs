@@ -16,6 +16,7 @@ use rtc_core::{Sfu, SfuConfig, Transmit};
 use serde_json::Value;
 use server_mio::node::{Node, NodeOutput};
 
+pub mod media;
 pub mod scenario;
 
 /// The server's (virtual) UDP address.
@@ -242,19 +243,17 @@ impl Sim {
     pub fn masked_transcript(&self) -> String {
         let mut s = String::new();
         for line in self.transcript().lines() {
-            match line.split_once(" < {") {
-                Some((head, json)) => {
-                    let mut v: Value =
-                        serde_json::from_str(&format!("{{{json}")).unwrap_or(Value::Null);
-                    if let Some(sdp) = v.get_mut("sdp") {
-                        *sdp = Value::String("<sdp>".into());
-                    }
-                    let _ = writeln!(s, "{head} < {v}");
-                }
-                None => {
-                    let _ = writeln!(s, "{line}");
-                }
-            }
+            let split = line
+                .split_once(" < {")
+                .map(|(h, j)| (h, "<", j))
+                .or_else(|| line.split_once(" > {").map(|(h, j)| (h, ">", j)));
+            let masked = split.and_then(|(head, dir, json)| {
+                let mut v: Value = serde_json::from_str(&format!("{{{json}")).ok()?;
+                let sdp = v.get_mut("sdp")?;
+                *sdp = Value::String("<sdp>".into());
+                Some(format!("{head} {dir} {v}"))
+            });
+            let _ = writeln!(s, "{}", masked.as_deref().unwrap_or(line));
         }
         s
     }
