@@ -536,6 +536,12 @@ mod tests {
         fn random_operations_keep_invariants(data in prop::collection::vec(any::<u8>(), 0..3000)) {
             run_ops(&data);
         }
+
+        /// The machine is deterministic: the same inputs give the same outputs.
+        #[test]
+        fn same_inputs_same_outputs(data in prop::collection::vec(any::<u8>(), 0..1500)) {
+            prop_assert_eq!(run(&data).log, run(&data).log);
+        }
     }
 
     /// The generator reaches the deep flows (otherwise the property test proves little).
