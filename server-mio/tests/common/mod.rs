@@ -39,22 +39,19 @@ fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 }
 
 impl Server {
-    /// Starts the binary on 127.0.0.1 with free ports and debug logs.
+    /// Starts the binary on 127.0.0.1 with free ports and debug logs (unless `extra` has `--log`).
     pub fn start() -> Server {
         Server::start_with(&[])
     }
 
     /// Same, with extra arguments.
     pub fn start_with(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_antenna"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--udp",
-                "127.0.0.1:0",
-                "--log",
-                "debug",
-            ])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_antenna"));
+        cmd.args(["--listen", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+        if !extra.contains(&"--log") {
+            cmd.args(["--log", "debug"]);
+        }
+        let mut child = cmd
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -134,7 +131,12 @@ impl Server {
 
     /// Waits until a stderr line contains `needle`.
     pub fn wait_log(&self, needle: &str) -> bool {
-        let end = Instant::now() + TIMEOUT;
+        self.wait_log_for(needle, TIMEOUT)
+    }
+
+    /// Waits up to `timeout` until a stderr line contains `needle`.
+    pub fn wait_log_for(&self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
         while Instant::now() < end {
             if self.log().iter().any(|l| l.contains(needle)) {
                 return true;
