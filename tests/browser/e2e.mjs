@@ -7,7 +7,8 @@
 // non-zero if any case fails.
 //
 // Environment: ANTENNA_BIN (path of the antenna binary), CHROMIUM (default /usr/bin/chromium),
-// E2E_ONLY (comma-separated case numbers to run, e.g. "0,1,7"), E2E_ALLOW_HOST_NETWORK=1 to run
+// E2E_ONLY (comma-separated case numbers to run, e.g. "0,1,7"), E2E_DUMP=1 (write every page's
+// WebSocket frames and console to artifacts/ even when a case passes), E2E_ALLOW_HOST_NETWORK=1 to run
 // outside a namespace (not recommended: Chromium then offers non-loopback candidates).
 
 import { spawn } from "node:child_process";
@@ -288,6 +289,17 @@ class SdkPage {
     }, 100);
   }
 
+  /** Writes every recorded WebSocket frame and console line of this page to `file`. */
+  async dumpWebSocket(file) {
+    try {
+      const frames = await this.page.evaluate(() => window.__ws);
+      const lines = frames.map((f) => JSON.stringify(f)).concat(this.console.map((c) => JSON.stringify({ console: c })));
+      fs.writeFileSync(file, lines.join("\n") + "\n");
+    } catch (e) {
+      // The page is gone: nothing to dump.
+    }
+  }
+
   async diagnostics() {
     let ws = [];
     let errs = [];
@@ -545,6 +557,25 @@ testCase(8, "demo pages: p2p.html pair and conference.html pair", 90000, async (
   await c2.screenshot({ path: path.join(ARTIFACTS, "demo-conference.png") });
 });
 
+testCase(9, "publisher answer is receive-only: the SDK raises no exception", 30000, async (ctx, env, figures) => {
+  // A page with no remote video element (as every conference page) makes the SDK look up
+  // idMapping in ontrack; a publish answer that offers to send media fires ontrack on the
+  // publisher's peer connection, where there is no idMapping, and the SDK throws.
+  const id = uid("e2e9");
+  const pub = await publisher(ctx, env, id);
+  await sleep(1000);
+  const frames = await pub.eval(() => window.__ws);
+  const answer = frames.find((f) => f.dir === "in" && f.text.includes('"type":"answer"'));
+  if (!answer) throw new Error("no takeConfiguration answer seen by the publisher");
+  const sdp = JSON.parse(answer.text).sdp; // m-lines and directions, kept by page/stubs.js
+  figures.push(`publish answer: ${sdp}`);
+  const media = sdp.split(/ (?=m=)/).filter((m) => /^m=(audio|video)/.test(m));
+  const sending = media.filter((m) => /a=(sendrecv|sendonly)/.test(m));
+  const thrown = pub.console.filter((l) => l.startsWith("pageerror"));
+  if (sending.length) throw new Error(`the answer to a publisher offers to send on ${sending.length} m-line(s): ${sending.join(" | ")}; SDK exceptions: ${thrown.join("; ") || "none"}`);
+  if (thrown.length) throw new Error(`SDK exceptions on the publisher page: ${thrown.join("; ")}`);
+});
+
 // ---------------------------------------------------------------- runner
 
 async function runCase(browser, env, c) {
@@ -570,10 +601,16 @@ async function runCase(browser, env, c) {
   }
   const ms = Date.now() - t0;
   for (const f of figures) log(`  ${f}`);
+  if (!error && process.env.E2E_DUMP === "1") {
+    for (const p of env.pages) await p.dumpWebSocket(path.join(ARTIFACTS, `case${c.num}-${p.label}-ws.jsonl`));
+  }
   if (error) {
     log(`  FAIL: ${error.message}`);
     const diag = [];
-    for (const p of env.pages) diag.push(await p.diagnostics());
+    for (const p of env.pages) {
+      diag.push(await p.diagnostics());
+      await p.dumpWebSocket(path.join(ARTIFACTS, `case${c.num}-${p.label}-ws.jsonl`));
+    }
     if (env.extraDiagnostics) diag.push("--- demo pages console:\n" + env.extraDiagnostics());
     diag.push(`--- antenna log during the case (last 40 lines; full log: ${env.antenna.logFile}):\n${env.antenna.since(logMark)}`);
     console.log(diag.join("\n"));

@@ -22,7 +22,11 @@ window.__ws = [];
     let text = typeof data === "string" ? data : "<binary>";
     try {
       const m = JSON.parse(text);
-      if (typeof m.sdp === "string") m.sdp = m.sdp.slice(0, 40) + "...(" + m.sdp.length + " chars)";
+      if (typeof m.sdp === "string") {
+        // Keep the m-lines and their directions; drop the rest.
+        const mlines = m.sdp.match(/^m=\S+|^a=(sendrecv|sendonly|recvonly|inactive)|^a=mid:\S+/gm) || [];
+        m.sdp = "(" + m.sdp.length + " chars) " + mlines.join(" ");
+      }
       text = JSON.stringify(m);
     } catch (e) { /* not JSON: keep as is */ }
     window.__ws.push({ t: Math.round(performance.now() - t0), dir, text });
