@@ -2734,6 +2734,69 @@ mod tests {
     }
 
     #[test]
+    fn edge_cases() {
+        let mut h = harness();
+        h.open(1, APP);
+        h.open(2, APP);
+        // An invalid mainTrack is an invalid stream name.
+        let e = error_of(
+            &send(
+                &mut h,
+                1,
+                json!({"command":"publish","streamId":"s1","mainTrack":"r 1"}),
+            ),
+            1,
+        );
+        assert_eq!(e["definition"], "invalidStreamName");
+        assert_eq!(e["streamId"], "r 1");
+        // Overload only refuses publish and play.
+        h.overload(true);
+        assert_eq!(
+            one(&h.text(1, r#"{"command":"ping"}"#), 1)["command"],
+            "pong"
+        );
+        h.overload(false);
+        // leaveFromRoom stops this connection's mainTrack=room publishes too.
+        live_publisher(&mut h, 1, "s1", "room1");
+        send(
+            &mut h,
+            1,
+            json!({"command":"joinRoom","room":"room1","streamId":"s2"}),
+        );
+        let outs = send(&mut h, 1, json!({"command":"leaveFromRoom","room":"room1"}));
+        assert_eq!(
+            sent(&outs, 1)
+                .iter()
+                .map(|m| m["definition"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>(),
+            ["publish_finished", "leavedFromRoom"]
+        );
+        assert_eq!(h.sig.publisher_count(), 0);
+        assert!(h.sig.rooms.is_empty());
+        // One stop ends this connection's publish and play of the same id.
+        live_publisher(&mut h, 1, "s3", "");
+        let a = player(&mut h, 1, "s3");
+        let outs = send(&mut h, 1, json!({"command":"stop","streamId":"s3"}));
+        assert!(cmds(&outs).contains(&MediaCmd::Close { session: a }));
+        assert_eq!(
+            sent(&outs, 1).len(),
+            2,
+            "publish_finished and play_finished"
+        );
+        assert_eq!(h.sig.session_count(), 0);
+        // Closing a connection drops its memberships and p2p groups.
+        send(
+            &mut h,
+            2,
+            json!({"command":"joinRoom","room":"room1","streamId":"m2"}),
+        );
+        send(&mut h, 2, json!({"command":"join","streamId":"p"}));
+        h.close(2);
+        assert!(h.sig.rooms.is_empty() && h.sig.p2p.is_empty());
+        h.finish();
+    }
+
+    #[test]
     fn unknown_connections_are_ignored() {
         let mut h = harness();
         assert!(h.text(5, r#"{"command":"ping"}"#).is_empty());
