@@ -6,6 +6,8 @@
 #![allow(clippy::disallowed_methods)] // test timeouts read the clock
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -330,6 +332,39 @@ impl Client {
                 Ok(v) => got.push(v),
                 Err(e) => return (got, e),
             }
+        }
+    }
+
+    /// The next message if one is already there (waits at most 1 ms); panics if the
+    /// connection ended.
+    pub fn poll_message(&mut self) -> Option<Value> {
+        self.set_read_timeout(Duration::from_millis(1));
+        let r = self.next();
+        self.set_read_timeout(TIMEOUT);
+        match r {
+            Ok(v) => Some(v),
+            Err(Ended::Timeout) => None,
+            Err(e) => panic!("connection ended: {e:?}"),
+        }
+    }
+
+    /// Reads until a message with `command` arrives; `takeCandidate` candidates met on the
+    /// way are collected into `candidates`, anything else fails the test.
+    pub fn recv_collecting_candidates(
+        &mut self,
+        command: &str,
+        candidates: &mut Vec<String>,
+    ) -> Value {
+        loop {
+            let m = self.recv();
+            if m["command"] == command {
+                return m;
+            }
+            if m["command"] == "takeCandidate" {
+                candidates.push(m["candidate"].as_str().unwrap_or_default().to_string());
+                continue;
+            }
+            panic!("expected {command}, got {m}");
         }
     }
 
