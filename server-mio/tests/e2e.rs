@@ -298,3 +298,77 @@ fn client_that_does_not_read_is_dropped() {
     a.ping_pong();
     server.client().ping_pong();
 }
+
+#[test]
+fn toml_config_file_is_applied() {
+    let dir = std::env::temp_dir().join(format!("antenna-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("antenna.toml");
+    std::fs::write(
+        &path,
+        "apps = [\"ConfApp\"]\n\
+         stun_server_uri = \"turn:turn.example.org:3478\"\n\
+         turn_server_username = \"user1\"\n\
+         turn_server_credential = \"secret1\"\n\
+         webRTCClientStartTimeoutMs = 3000\n\
+         seed = 42\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", path.to_str().unwrap()]);
+    let mut c = server.ws("/ConfApp/websocket?target=origin");
+    c.send(&json!({"command": "getIceServerConfig"}));
+    assert_eq!(
+        c.recv(),
+        json!({
+            "command": "iceServerConfig",
+            "stunServerUri": "turn:turn.example.org:3478",
+            "turnServerUsername": "user1",
+            "turnServerCredential": "secret1"
+        })
+    );
+    // The default application is replaced by the file's list.
+    assert!(Client::try_connect(server.http, "/WebRTCAppEE/websocket").is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configuration_exits_with_status_2() {
+    let dir = std::env::temp_dir().join(format!("antenna-e2e-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "listen = 5\n").unwrap();
+    for args in [
+        vec!["--config", path.to_str().unwrap()],
+        vec!["--app", "bad/app"],
+        vec!["--listen", "not-an-address"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_antenna"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_documents_the_options() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_antenna"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--listen",
+        "--udp",
+        "--announce-ip",
+        "--app",
+        "--config",
+        "--log",
+        "--seed",
+    ] {
+        assert!(text.contains(opt), "{opt} missing from --help:\n{text}");
+    }
+}
