@@ -286,8 +286,9 @@ impl Runtime {
                 }
                 return Err(e);
             }
-            let now = Instant::now();
             for event in events.iter() {
+                // Per event: a long batch must not age the time the cores see.
+                let now = Instant::now();
                 match event.token() {
                     LISTENER => self.accept(now),
                     SIGNALS => {
@@ -308,12 +309,13 @@ impl Runtime {
                             self.udp_flush_queue();
                         }
                         if event.is_readable() {
-                            self.udp_read(now);
+                            self.udp_read();
                         }
                     }
                     token => self.drive(now, token),
                 }
             }
+            let now = Instant::now();
             if self.node.poll_timeout().is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
                 self.drain(now);
@@ -811,10 +813,12 @@ impl Runtime {
 
     // --- UDP ---------------------------------------------------------------------------------
 
-    fn udp_read(&mut self, now: Instant) {
+    fn udp_read(&mut self) {
         loop {
             match self.udp.recv_from(&mut self.udp_buf) {
                 Ok((n, source)) => {
+                    // Receive time per datagram (RTT and jitter estimates use it).
+                    let now = Instant::now();
                     let data = self.udp_buf.get(..n).unwrap_or_default();
                     self.node.handle_udp(now, source, self.udp_local, data);
                     self.drain(now);
