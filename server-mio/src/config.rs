@@ -41,7 +41,7 @@ pub struct Cli {
     #[arg(long, value_name = "IP")]
     pub announce_ip: Option<IpAddr>,
 
-    /// Application name served at /<APP>/websocket; repeat for several [default: WebRTCAppEE].
+    /// Application name, served at `/<APP>/websocket`; repeat for several [default: WebRTCAppEE].
     #[arg(long = "app", value_name = "APP")]
     pub apps: Vec<String>,
 

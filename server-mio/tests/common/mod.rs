@@ -18,7 +18,7 @@ use serde_json::Value;
 use tungstenite::{Message, WebSocket};
 
 /// How long any single wait may take.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 const READY: &str = "antenna listening on http://";
 
