@@ -372,3 +372,61 @@ fn help_documents_the_options() {
         assert!(text.contains(opt), "{opt} missing from --help:\n{text}");
     }
 }
+
+/// A masked client text frame (payload under 126 bytes).
+fn client_text_frame(text: &str) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let len = u8::try_from(text.len()).expect("short frame");
+    assert!(len < 126);
+    let mut f = vec![0x81, 0x80 | len];
+    f.extend_from_slice(&mask);
+    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[test]
+fn first_frame_in_the_same_packet_as_the_upgrade_is_not_lost() {
+    use std::io::Read;
+    let server = Server::start();
+    let mut s = tcp(server.http);
+    let mut req = format!(
+        "GET /WebRTCAppEE/websocket?target=origin HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.http
+    )
+    .into_bytes();
+    req.extend(client_text_frame(r#"{"command":"ping"}"#));
+    s.write_all(&req).unwrap();
+    let expected_frame = {
+        let pong = json!({"command": "pong"}).to_string();
+        let mut f = vec![0x81, pong.len() as u8];
+        f.extend_from_slice(pong.as_bytes());
+        f
+    };
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(&expected_frame) {
+        let n = s.read(&mut buf).expect("read (timeout means no pong)");
+        assert!(n > 0, "closed; got {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+}
+
+#[test]
+fn request_split_across_writes_is_served() {
+    use std::io::Read;
+    let server = Server::start();
+    let mut s = tcp(server.http);
+    for part in ["GE", "T /nope HT", "TP/1.1\r\nHo", "st: x\r\n", "\r\n"] {
+        s.write_all(part.as_bytes()).unwrap();
+        s.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 404 "), "{resp}");
+}
