@@ -430,3 +430,26 @@ fn request_split_across_writes_is_served() {
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 404 "), "{resp}");
 }
+
+#[test]
+fn client_close_frame_is_answered_and_reported_to_signalling() {
+    let server = Server::start();
+    let mut a = server.client();
+    let mut b = server.client();
+    a.send(&json!({"command": "join", "streamId": "bye1"}));
+    a.recv_notification("joined");
+    b.send(&json!({"command": "join", "streamId": "bye1"}));
+    b.recv_notification("joined");
+    a.recv_command("start");
+    b.close();
+    // The server answers the close handshake...
+    let (msgs, end) = b.until_end();
+    assert!(msgs.is_empty(), "{msgs:?}");
+    assert!(
+        matches!(end, Ended::Closed(_) | Ended::Error(_)),
+        "close not answered: {end:?}"
+    );
+    // ...and signalling learns the peer left.
+    let stop = a.recv_command("stop");
+    assert_eq!(stop["streamId"], "bye1");
+}
