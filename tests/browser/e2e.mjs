@@ -454,7 +454,9 @@ testCase(5, "conference: three joinRoom pages each decode the other two", 90000,
     env.pages.push(p);
     pages.push(p);
     await p.init({ localVideo: true, conference: true });
-    await p.eval(([r, s]) => window.E2E.joinRoom(r, s, 3000), [room, id]);
+    // Poll getRoomInfo every 5 s as the SDK's conference sample does. (A 3 s poll lands in step
+    // with the SDK's 3 s watchdog, which then can stop a play just sent: case 10 covers that.)
+    await p.eval(([r, s]) => window.E2E.joinRoom(r, s, 5000), [room, id]);
     await sleep(500);
   }
   const t0 = Date.now();
@@ -574,6 +576,27 @@ testCase(9, "publisher answer is receive-only: the SDK raises no exception", 300
   const thrown = pub.console.filter((l) => l.startsWith("pageerror"));
   if (sending.length) throw new Error(`the answer to a publisher offers to send on ${sending.length} m-line(s): ${sending.join(" | ")}; SDK exceptions: ${thrown.join("; ") || "none"}`);
   if (thrown.length) throw new Error(`SDK exceptions on the publisher page: ${thrown.join("; ")}`);
+});
+
+testCase(10, "SDK retry pattern: play, stop at once, play again 500 ms later", 40000, async (ctx, env, figures) => {
+  // The SDK's watchdog stops a play whose ICE has not started and plays again 500 ms later; it
+  // checks every stream it plays at once, so a play that has just been sent can be stopped before
+  // the server's offer arrives. That offer then reaches the SDK after its `stop`: the SDK builds a
+  // peer connection from it and answers it, and must still get media from the next play.
+  const id = uid("e2e10");
+  await publisher(ctx, env, id);
+  const player = await playerPage(ctx, env);
+  await player.eval((sid) => {
+    const a = window.E2E.adaptor;
+    a.play(sid);
+    a.stop(sid); // before the server's offer can arrive
+    window.E2E.mark("play");
+    setTimeout(() => a.play(sid), 500);
+  }, id);
+  const first = await player.eval(([sid, t]) => window.E2E.firstFrame(sid, "play", t), [id, 15000]);
+  const errs = await player.errors();
+  figures.push(`first frame ${first < 0 ? "never" : first + " ms"} after the stop; SDK error callbacks: ${errs.join(", ") || "none"}`);
+  if (first < 0) throw new Error(`no frame decoded within 15 s of the replay; SDK errors: ${errs.join(", ") || "none"}`);
 });
 
 // ---------------------------------------------------------------- runner
