@@ -1,17 +1,91 @@
 //! Sans-IO media for Antenna: one `str0m::Rtc` per publish or play session, UDP routing, and
 //! forwarding from each publisher to its players.
 //!
-//! (Skeleton: the API is fixed; the implementation is being filled in.)
+//! # Run loop contract
+//!
+//! The [`Sfu`] owns no socket and never reads the clock: every call takes `now`.
+//!
+//! ```text
+//! sfu.handle_command(now, cmd);              // from signalling
+//! sfu.handle_receive(now, src, dst, &buf);   // a UDP datagram
+//! sfu.handle_timeout(now);                   // when poll_timeout() is reached
+//! while let Some(out) = sfu.poll_output() {
+//!     match out {
+//!         SfuOutput::Transmit(t) => { /* send t.contents from t.source to t.destination */ }
+//!         SfuOutput::Event(ev) => { /* signalling.handle_media(now, ev) */ }
+//!     }
+//! }
+//! // wait for a datagram, a command, or poll_timeout()
+//! ```
+//!
+//! Inside, every mutation of a session's `Rtc` (input, timeout, SDP, candidate, a forwarded
+//! packet) is followed by a drain of `poll_output` until `Output::Timeout`, as str0m requires.
+//! Each session's next deadline (str0m's timeout, its stats tick, its connect timeout) is kept
+//! in an ordered index, so [`Sfu::poll_timeout`] is O(1) and [`Sfu::handle_timeout`] touches
+//! only sessions that are due.
+//!
+//! # Sessions
+//!
+//! - Every session is an ICE-lite `Rtc` with a host candidate per [`SfuConfig::local_addrs`]
+//!   address, all sharing one DTLS certificate generated at start.
+//! - A publisher accepts the browser's offer (Opus without RED, VP8, VP9, H.264; the data
+//!   channel m-line is accepted too) and answers.
+//! - A player gets a server offer with one sendonly m-line per kind the publisher sends,
+//!   offering exactly the publisher's negotiated codecs (same payload types), with the stream
+//!   name as msid stream id so the browser's `ontrack` has `event.streams[0]`.
+//!
+//! # Forwarding: RTP mode, not frames
+//!
+//! Sessions run str0m in RTP mode (`set_rtp_mode(true)`). A publisher's `Event::RtpPacket`
+//! is written to each player's `StreamTx` with `write_rtp`, payload shared (`Arc`), never
+//! depacketised nor re-packetised. Why this over the frame API (`MediaData` + `Writer::write`,
+//! as str0m's chat example does):
+//!
+//! - cost: no jitter buffer, depacketiser and packetiser per player and per frame; SRTP is the
+//!   only per-player per-packet work;
+//! - latency: a packet goes out when it arrives, not when its frame completes;
+//! - loss stays visible: sequence numbers map with a fixed offset per player track
+//!   (`forward.rs`), so a gap at the publisher is a gap at the player, who NACKs it; str0m
+//!   answers NACKs from its send-side RTX cache. The offset is re-based when forwarding resumes
+//!   after `SetForwarding` or the source SSRC changes, so players never see a jump.
+//! - payload types are mapped per player from the negotiated parameters
+//!   (`CodecConfig::match_params` and the answer's payload types); a codec the player's browser
+//!   did not accept is not forwarded.
+//!
+//! str0m still terminates RTCP on both sides: it sends NACKs and receiver reports to the
+//! publisher (and unwraps RTX), and sender reports to players.
+//!
+//! # Keyframes, stats, ends
+//!
+//! - `RequestKeyframe` sends a PLI to the publisher (at most every 300 ms). A player's PLI/FIR
+//!   is both reported as [`MediaEvent::KeyframeRequested`] and forwarded to its publisher
+//!   directly; resuming video with `SetForwarding` also asks for one.
+//! - [`MediaEvent::Stats`] every [`SfuConfig::stats_interval`]: bitrates from the bytes
+//!   received (publisher) or forwarded (player) over the interval, picture size from keyframes
+//!   (VP8 frame header, VP9 scalability structure, H.264 SPS), loss from str0m's RTCP-based
+//!   stats, and the player's BWE estimate (TWCC, see [`Sfu::set_player_bwe`]).
+//! - `ForceQuality` is recorded but advisory: without simulcast there is no layer to switch to.
+//! - Dead `Rtc`s (ICE consent lost, DTLS closed, errors, no connection within
+//!   [`DEFAULT_CONNECT_TIMEOUT`]) are dropped and reported as [`MediaEvent::Closed`] or
+//!   [`MediaEvent::Failed`]; `Close` drops a session silently after sending DTLS close_notify.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use proto_core::{MediaCmd, MediaEvent};
+use proto_core::MediaEvent;
+
+mod codec;
+mod forward;
+mod session;
+mod sfu;
+#[doc(hidden)]
+pub mod testing;
+
+pub use sfu::{Sfu, DEFAULT_CONNECT_TIMEOUT};
 
 /// Media layer configuration.
 #[derive(Debug, Clone)]
@@ -40,54 +114,4 @@ pub enum SfuOutput {
     Transmit(Transmit),
     /// An event for signalling.
     Event(MediaEvent),
-}
-
-/// All media sessions of the server.
-#[derive(Debug)]
-pub struct Sfu {
-    config: SfuConfig,
-    outputs: VecDeque<SfuOutput>,
-}
-
-impl Sfu {
-    /// A media layer with no sessions.
-    pub fn new(config: SfuConfig, _now: Instant) -> Self {
-        Sfu {
-            config,
-            outputs: VecDeque::new(),
-        }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &SfuConfig {
-        &self.config
-    }
-
-    /// A command from signalling.
-    pub fn handle_command(&mut self, _now: Instant, _cmd: MediaCmd) {}
-
-    /// A UDP datagram arrived from `source` on local address `destination`.
-    pub fn handle_receive(
-        &mut self,
-        _now: Instant,
-        _source: SocketAddr,
-        _destination: SocketAddr,
-        _data: &[u8],
-    ) {
-    }
-
-    /// Time passed.
-    pub fn handle_timeout(&mut self, _now: Instant) {}
-
-    /// The next output.
-    #[must_use]
-    pub fn poll_output(&mut self) -> Option<SfuOutput> {
-        self.outputs.pop_front()
-    }
-
-    /// When [`Sfu::handle_timeout`] must next be called.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
 }

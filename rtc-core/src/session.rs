@@ -1,0 +1,461 @@
+//! One media session: a `str0m::Rtc` plus what the SFU knows about it (role, tracks, timers,
+//! measurements), and the drain loop that turns str0m outputs into [`SfuOutput`]s.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proto_core::{MediaEvent, SessionId, SessionStats};
+use str0m::bwe::BweKind;
+use str0m::change::SdpPendingOffer;
+use str0m::format::PayloadParams;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::{Event, IceConnectionState, Output, Rtc};
+use tracing::{debug, trace};
+
+use crate::codec::{codec_name, keyframe_size};
+use crate::forward::OutTrack;
+use crate::{SfuOutput, Transmit};
+
+/// What a drain of one session asks the SFU to do next.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// RTP packets received from a publisher, to forward to its players.
+    pub packets: Vec<RtpPacket>,
+    /// The player's browser asked for a keyframe (PLI/FIR).
+    pub keyframe_requested: bool,
+    /// The session is over; the SFU drops it and reports this event.
+    pub dead: Option<MediaEvent>,
+}
+
+impl Effects {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.packets.is_empty() && !self.keyframe_requested && self.dead.is_none()
+    }
+}
+
+/// A received track of a publisher.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InTrack {
+    pub mid: Mid,
+    pub kind: MediaKind,
+}
+
+/// Publisher state.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    /// Stream name (for logs).
+    pub stream: String,
+    /// Players receiving this publisher's media.
+    pub players: Vec<SessionId>,
+    /// Negotiated receive tracks.
+    pub tracks: Vec<InTrack>,
+    /// Negotiated payload parameters over all tracks.
+    pub params: Vec<PayloadParams>,
+    /// Whether `MediaStarted` was reported.
+    pub media_started: bool,
+    /// Last keyframe request sent to the browser (throttling).
+    pub last_keyframe_request: Option<Instant>,
+    /// Last seen video SSRC (for keyframe requests when the SDP had no `a=ssrc`).
+    pub video_ssrc: Option<Ssrc>,
+}
+
+impl Publisher {
+    /// Payload parameters and kind of a received payload type.
+    pub(crate) fn params_for(&self, pt: str0m::media::Pt) -> Option<PayloadParams> {
+        self.params.iter().find(|p| p.pt() == pt).copied()
+    }
+}
+
+/// Player state.
+pub(crate) struct Player {
+    /// Stream name (for logs).
+    pub stream: String,
+    /// The publish session whose media this player receives.
+    pub publisher: SessionId,
+    /// Our offer, until the browser answers.
+    pub pending: Option<SdpPendingOffer>,
+    /// Outgoing tracks (at most one per kind).
+    pub tracks: Vec<OutTrack>,
+    /// Forward video.
+    pub video_on: bool,
+    /// Forward audio.
+    pub audio_on: bool,
+    /// Requested height (advisory: there is no simulcast layer to pick from).
+    pub forced_height: u32,
+}
+
+impl std::fmt::Debug for Player {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Player")
+            .field("stream", &self.stream)
+            .field("publisher", &self.publisher)
+            .field("pending", &self.pending.is_some())
+            .field("tracks", &self.tracks)
+            .field("video_on", &self.video_on)
+            .field("audio_on", &self.audio_on)
+            .field("forced_height", &self.forced_height)
+            .finish()
+    }
+}
+
+/// Publisher or player.
+#[derive(Debug)]
+pub(crate) enum Role {
+    Publisher(Publisher),
+    Player(Player),
+}
+
+/// Byte counters and latest figures for [`MediaEvent::Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Meter {
+    pub audio_bytes: u64,
+    pub video_bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    pub video_codec: &'static str,
+    pub loss_permille: u32,
+    pub estimated_bitrate: u64,
+}
+
+/// One peer connection.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub id: SessionId,
+    pub rtc: Rtc,
+    pub role: Role,
+    /// str0m's next timeout.
+    pub rtc_deadline: Instant,
+    /// Next [`MediaEvent::Stats`].
+    pub next_stats: Instant,
+    /// Fail if not connected by then.
+    pub connect_deadline: Option<Instant>,
+    /// The deadline currently registered in the SFU's timer index.
+    pub scheduled: Option<Instant>,
+    /// ICE + DTLS are up.
+    pub connected: bool,
+    /// Remote addresses cached in the SFU's route table for this session.
+    pub routes: Vec<SocketAddr>,
+    pub meter: Meter,
+}
+
+impl Session {
+    pub(crate) fn new(id: SessionId, rtc: Rtc, role: Role, now: Instant, stats: Duration) -> Self {
+        Session {
+            id,
+            rtc,
+            role,
+            rtc_deadline: now,
+            next_stats: now + stats,
+            connect_deadline: None,
+            scheduled: None,
+            connected: false,
+            routes: Vec::new(),
+            meter: Meter::default(),
+        }
+    }
+
+    /// The earliest time this session needs `handle_timeout`.
+    pub(crate) fn deadline(&self) -> Instant {
+        let d = self.rtc_deadline.min(self.next_stats);
+        match self.connect_deadline {
+            Some(c) if !self.connected => d.min(c),
+            _ => d,
+        }
+    }
+
+    /// Drains str0m until `Output::Timeout`: the contract after every mutation.
+    pub(crate) fn drain(&mut self, out: &mut VecDeque<SfuOutput>, fx: &mut Effects) {
+        loop {
+            if !self.rtc.is_alive() {
+                fx.dead
+                    .get_or_insert(MediaEvent::Closed { session: self.id });
+                return;
+            }
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.rtc_deadline = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => out.push_back(SfuOutput::Transmit(Transmit {
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                })),
+                Ok(Output::Event(e)) => self.handle_event(e, out, fx),
+                Err(e) => {
+                    debug!(session = %self.id, "rtc error: {e}");
+                    self.rtc.disconnect();
+                    fx.dead = Some(MediaEvent::Failed {
+                        session: self.id,
+                        reason: e.to_string(),
+                        remote_description: false,
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_event(&mut self, e: Event, out: &mut VecDeque<SfuOutput>, fx: &mut Effects) {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                out.push_back(SfuOutput::Event(MediaEvent::Connected { session: self.id }));
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                debug!(session = %self.id, "ice disconnected");
+                self.rtc.disconnect();
+                let ev = if self.connected {
+                    MediaEvent::Closed { session: self.id }
+                } else {
+                    MediaEvent::Failed {
+                        session: self.id,
+                        reason: "ICE failed".into(),
+                        remote_description: false,
+                    }
+                };
+                fx.dead.get_or_insert(ev);
+            }
+            Event::Closed => {
+                fx.dead
+                    .get_or_insert(MediaEvent::Closed { session: self.id });
+            }
+            Event::MediaAdded(m) => {
+                if let Role::Publisher(p) = &mut self.role {
+                    p.tracks.push(InTrack {
+                        mid: m.mid,
+                        kind: m.kind,
+                    });
+                    if let Some(media) = self.rtc.media(m.mid) {
+                        for pt in media.remote_pts() {
+                            if p.params.iter().any(|q| q.pt() == *pt) {
+                                continue;
+                            }
+                            if let Some(params) = self.rtc.codec_config().find(|q| q.pt() == *pt) {
+                                p.params.push(*params);
+                            }
+                        }
+                    }
+                }
+            }
+            Event::RtpPacket(packet) => {
+                if let Role::Publisher(p) = &mut self.role {
+                    if !p.media_started {
+                        p.media_started = true;
+                        out.push_back(SfuOutput::Event(MediaEvent::MediaStarted {
+                            session: self.id,
+                        }));
+                    }
+                    let Some(params) = p.params_for(packet.header.payload_type) else {
+                        trace!(session = %self.id, pt = ?packet.header.payload_type, "rtp with unknown pt");
+                        return;
+                    };
+                    let codec = params.spec().codec;
+                    let len = packet.payload.len() as u64;
+                    if codec.is_video() {
+                        self.meter.video_bytes += len;
+                        self.meter.video_codec = codec_name(codec);
+                        p.video_ssrc = Some(packet.header.ssrc);
+                        if let Some((w, h)) = keyframe_size(codec, &packet.payload) {
+                            self.meter.width = w;
+                            self.meter.height = h;
+                        }
+                    } else {
+                        self.meter.audio_bytes += len;
+                    }
+                    fx.packets.push(packet);
+                }
+            }
+            Event::KeyframeRequest(_) => {
+                if matches!(self.role, Role::Player(_)) {
+                    fx.keyframe_requested = true;
+                }
+            }
+            Event::EgressBitrateEstimate(
+                BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
+            ) => {
+                self.meter.estimated_bitrate = estimate.as_u64();
+            }
+            Event::MediaIngressStats(s) => {
+                if let Some(loss) = s.loss {
+                    self.meter.loss_permille = loss_permille(loss);
+                }
+            }
+            Event::MediaEgressStats(s) => {
+                if let Some(loss) = s.loss {
+                    self.meter.loss_permille = loss_permille(loss);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks the publisher's browser for a keyframe on its video tracks, at most every `min_gap`.
+    pub(crate) fn request_keyframe(&mut self, now: Instant, min_gap: Duration) -> bool {
+        let Role::Publisher(p) = &mut self.role else {
+            return false;
+        };
+        if p.last_keyframe_request
+            .is_some_and(|t| now.saturating_duration_since(t) < min_gap)
+        {
+            return false;
+        }
+        let mut sent = false;
+        let mut api = self.rtc.direct_api();
+        for t in p.tracks.iter().filter(|t| t.kind == MediaKind::Video) {
+            if let Some(rx) = api.stream_rx_by_mid(t.mid, None) {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
+                sent = true;
+            }
+        }
+        if !sent {
+            if let Some(rx) = p.video_ssrc.and_then(|s| api.stream_rx(&s)) {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
+                sent = true;
+            }
+        }
+        if sent {
+            p.last_keyframe_request = Some(now);
+        }
+        sent
+    }
+
+    /// Writes one publisher packet to this player, if it is connected and forwarding that kind.
+    /// Returns the bytes forwarded (0 if dropped). The caller drains afterwards.
+    pub(crate) fn forward(
+        &mut self,
+        now: Instant,
+        packet: &RtpPacket,
+        in_params: &PayloadParams,
+    ) -> usize {
+        let Session {
+            rtc,
+            role,
+            connected,
+            meter,
+            id,
+            ..
+        } = self;
+        let Role::Player(p) = role else {
+            return 0;
+        };
+        if !*connected {
+            return 0;
+        }
+        let kind = in_params.spec().codec.kind();
+        let on = if kind == MediaKind::Video {
+            p.video_on
+        } else {
+            p.audio_on
+        };
+        if !on {
+            return 0;
+        }
+        let Some(track) = p.tracks.iter_mut().find(|t| t.kind == kind) else {
+            return 0;
+        };
+        let in_pt = packet.header.payload_type;
+        let out_pt = match track.pt_map.iter().find(|(i, _)| *i == in_pt) {
+            Some((_, o)) => *o,
+            None => {
+                let o = map_pt(rtc, track.mid, in_params);
+                if o.is_none() {
+                    debug!(session = %id, ?in_pt, "player did not negotiate the publisher's codec");
+                }
+                track.pt_map.push((in_pt, o));
+                o
+            }
+        };
+        let Some(out_pt) = out_pt else {
+            return 0;
+        };
+        let ssrc = match track.ssrc {
+            Some(s) => s,
+            None => {
+                let Some(s) = rtc
+                    .direct_api()
+                    .stream_tx_by_mid(track.mid, None)
+                    .map(|s| s.ssrc())
+                else {
+                    return 0;
+                };
+                track.ssrc = Some(s);
+                s
+            }
+        };
+        let Some((seq, ts)) = track.seq.map(
+            now,
+            kind,
+            packet.header.ssrc,
+            *packet.seq_no,
+            packet.header.timestamp,
+        ) else {
+            return 0;
+        };
+        let mut api = rtc.direct_api();
+        let Some(stream) = api.stream_tx(&ssrc) else {
+            return 0;
+        };
+        let src = &packet.header.ext_vals;
+        let ext = ExtensionValues {
+            audio_level: src.audio_level,
+            voice_activity: src.voice_activity,
+            video_orientation: src.video_orientation,
+            ..Default::default()
+        };
+        let len = packet.payload.len();
+        stream.write_rtp(
+            RtpWrite::new(
+                out_pt,
+                seq.into(),
+                ts,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(ext)
+            .nackable(kind == MediaKind::Video),
+        );
+        if kind == MediaKind::Video {
+            meter.video_bytes += len as u64;
+            meter.video_codec = codec_name(in_params.spec().codec);
+        } else {
+            meter.audio_bytes += len as u64;
+        }
+        len
+    }
+
+    /// The stats report for the interval that just ended, resetting the byte counters.
+    pub(crate) fn take_stats(&mut self, interval: Duration) -> SessionStats {
+        let ms = interval.as_millis().max(1) as u64;
+        let m = &mut self.meter;
+        let stats = SessionStats {
+            width: m.width,
+            height: m.height,
+            video_bitrate: m.video_bytes * 8 * 1000 / ms,
+            audio_bitrate: m.audio_bytes * 8 * 1000 / ms,
+            video_codec: m.video_codec.to_string(),
+            loss_permille: m.loss_permille,
+            estimated_bitrate: m.estimated_bitrate,
+        };
+        m.video_bytes = 0;
+        m.audio_bytes = 0;
+        stats
+    }
+}
+
+/// The player's payload type for the publisher's codec, if the player's browser accepted it.
+fn map_pt(rtc: &Rtc, mid: Mid, in_params: &PayloadParams) -> Option<str0m::media::Pt> {
+    let local = rtc.codec_config().match_params(*in_params)?.pt();
+    let accepted = rtc
+        .media(mid)
+        .map(|m| m.remote_pts().is_empty() || m.remote_pts().contains(&local))
+        .unwrap_or(false);
+    accepted.then_some(local)
+}
+
+fn loss_permille(fraction: f32) -> u32 {
+    (fraction.clamp(0.0, 1.0) * 1000.0).round() as u32
+}

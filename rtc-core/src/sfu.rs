@@ -1,0 +1,758 @@
+//! The [`Sfu`]: all sessions, UDP routing, timers and publisher → player forwarding.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto_core::{LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, TrackKind};
+use slab::Slab;
+use str0m::bwe::Bitrate;
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::{Codec, CodecConfig, PayloadParams};
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::{Candidate, Input, Rtc, RtcConfig, RtcError};
+use tracing::{debug, trace};
+
+use crate::forward::OutTrack;
+use crate::session::{Effects, Player, Publisher, Role, Session};
+use crate::{SfuConfig, SfuOutput};
+
+/// How long a session may take to get ICE and DTLS up before it fails.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Minimum gap between two keyframe requests sent to one publisher.
+const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
+
+/// Initial bandwidth estimate for players (BWE).
+const PLAYER_BWE_START: Bitrate = Bitrate::kbps(1_500);
+
+/// All media sessions of the server.
+pub struct Sfu {
+    config: SfuConfig,
+    /// Template for every `Rtc`: crypto provider and one shared DTLS certificate.
+    rtc_config: RtcConfig,
+    sessions: Slab<Session>,
+    ids: HashMap<SessionId, usize>,
+    /// Remote address → session, for the common path of [`Sfu::handle_receive`].
+    routes: HashMap<SocketAddr, usize>,
+    /// `(deadline, slab key)` of every session.
+    timers: BTreeSet<(Instant, usize)>,
+    outputs: VecDeque<SfuOutput>,
+    /// Effects of drained sessions not yet acted on.
+    work: VecDeque<(usize, SessionId, Effects)>,
+    connect_timeout: Duration,
+    player_bwe: bool,
+}
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu")
+            .field("config", &self.config)
+            .field("sessions", &self.sessions.len())
+            .field("routes", &self.routes.len())
+            .field("outputs", &self.outputs.len())
+            .finish()
+    }
+}
+
+impl Sfu {
+    /// A media layer with no sessions.
+    pub fn new(config: SfuConfig, _now: Instant) -> Self {
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = provider.dtls_provider.generate_certificate();
+        let mut rtc_config = RtcConfig::new().set_crypto_provider(Arc::new(provider));
+        if let Some(cert) = cert {
+            rtc_config = rtc_config.set_dtls_cert(cert);
+        }
+        Sfu {
+            config,
+            rtc_config,
+            sessions: Slab::new(),
+            ids: HashMap::new(),
+            routes: HashMap::new(),
+            timers: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            work: VecDeque::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            player_bwe: true,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SfuConfig {
+        &self.config
+    }
+
+    /// How long a new session may take to connect before [`MediaEvent::Failed`]
+    /// (default [`DEFAULT_CONNECT_TIMEOUT`]). Applies to sessions created afterwards.
+    pub fn set_connect_timeout(&mut self, timeout: Duration) {
+        self.connect_timeout = timeout;
+    }
+
+    /// Whether new players run str0m's bandwidth estimation (TWCC), which feeds
+    /// [`proto_core::SessionStats::estimated_bitrate`] and paces sending. Default on.
+    pub fn set_player_bwe(&mut self, enabled: bool) {
+        self.player_bwe = enabled;
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether `session` exists and has ICE and DTLS up.
+    pub fn is_connected(&self, session: SessionId) -> bool {
+        self.ids
+            .get(&session)
+            .and_then(|k| self.sessions.get(*k))
+            .is_some_and(|s| s.connected)
+    }
+
+    /// Diagnostics: each session with its deadlines and str0m's last timeout reason.
+    #[doc(hidden)]
+    pub fn debug_deadlines(&self) -> Vec<String> {
+        self.sessions
+            .iter()
+            .map(|(k, s)| {
+                format!(
+                    "key {k} {} rtc {:?} stats {:?} sched {:?} reason {:?}",
+                    s.id,
+                    s.rtc_deadline,
+                    s.next_stats,
+                    s.scheduled,
+                    s.rtc.last_timeout_reason()
+                )
+            })
+            .collect()
+    }
+
+    /// A command from signalling.
+    pub fn handle_command(&mut self, now: Instant, cmd: MediaCmd) {
+        match cmd {
+            MediaCmd::StartPublish {
+                session,
+                stream,
+                offer,
+            } => self.start_publish(now, session, stream, &offer),
+            MediaCmd::StartPlay {
+                session,
+                stream,
+                publisher,
+            } => self.start_play(now, session, stream, publisher),
+            MediaCmd::RemoteAnswer { session, sdp } => self.remote_answer(now, session, &sdp),
+            MediaCmd::RemoteCandidate { session, candidate } => {
+                self.remote_candidate(now, session, &candidate)
+            }
+            MediaCmd::RequestKeyframe { session } => self.request_keyframe(now, session),
+            MediaCmd::SetForwarding {
+                session,
+                video,
+                audio,
+            } => self.set_forwarding(now, session, video, audio),
+            MediaCmd::ForceQuality { session, height } => {
+                if let Some(Role::Player(p)) = self.session_mut(session).map(|s| &mut s.role) {
+                    // No simulcast layers to choose from: recorded, advisory only.
+                    p.forced_height = height;
+                }
+            }
+            MediaCmd::Close { session } => {
+                if let Some(&key) = self.ids.get(&session) {
+                    self.close_quietly(key);
+                }
+            }
+            _ => trace!("unhandled media command"),
+        }
+        self.process(now);
+    }
+
+    /// A UDP datagram arrived from `source` on local address `destination`.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            trace!(%source, len = data.len(), "dropped unparsable datagram");
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let cached = self
+            .routes
+            .get(&source)
+            .copied()
+            .filter(|k| self.sessions.get(*k).is_some_and(|s| s.rtc.accepts(&input)));
+        let key = match cached {
+            Some(k) => k,
+            None => {
+                let Some((k, s)) = self
+                    .sessions
+                    .iter_mut()
+                    .find(|(_, s)| s.rtc.accepts(&input))
+                else {
+                    trace!(%source, len = data.len(), "dropped datagram no session accepts");
+                    return;
+                };
+                if self.routes.insert(source, k) != Some(k) {
+                    s.routes.push(source);
+                }
+                k
+            }
+        };
+        self.mutate(key, |rtc| rtc.handle_input(input));
+        self.process(now);
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Collect first: a session rescheduled at `now` is handled on the next call, not in a loop.
+        let due: Vec<(Instant, usize)> = self
+            .timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .copied()
+            .collect();
+        for entry in due {
+            self.timers.remove(&entry);
+            let key = entry.1;
+            let Some(s) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            s.scheduled = None;
+            let id = s.id;
+            if !s.connected && s.connect_deadline.is_some_and(|c| c <= now) {
+                debug!(session = %id, "connect timeout");
+                s.rtc.disconnect();
+                let fx = Effects {
+                    dead: Some(MediaEvent::Failed {
+                        session: id,
+                        reason: "ICE/DTLS connect timeout".into(),
+                        remote_description: false,
+                    }),
+                    ..Effects::default()
+                };
+                self.work.push_back((key, id, fx));
+                self.process(now);
+                continue;
+            }
+            if s.next_stats <= now {
+                let interval = self.config.stats_interval;
+                let stats = s.take_stats(interval);
+                s.next_stats = if s.next_stats + interval > now {
+                    s.next_stats + interval
+                } else {
+                    now + interval
+                };
+                self.outputs
+                    .push_back(SfuOutput::Event(MediaEvent::Stats { session: id, stats }));
+            }
+            if s.rtc_deadline <= now {
+                self.mutate(key, |rtc| rtc.handle_input(Input::Timeout(now)));
+                // str0m may re-arm an expired timer (seen with BWE before connection); calling
+                // it again at the same instant achieves nothing, so look again 1 ms later.
+                if let Some(s) = self.sessions.get_mut(key) {
+                    if s.rtc_deadline <= now {
+                        s.rtc_deadline = now + Duration::from_millis(1);
+                        self.reschedule(key);
+                    }
+                }
+            } else {
+                self.reschedule(key);
+            }
+            // Act on effects now, so players see this publisher's packets in order.
+            self.process(now);
+        }
+    }
+
+    /// The next output.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Sfu::handle_timeout`] must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    // ---- commands ----
+
+    fn base_config(&self) -> RtcConfig {
+        self.rtc_config
+            .clone()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_stats_interval(Some(self.config.stats_interval))
+    }
+
+    fn start_publish(&mut self, now: Instant, id: SessionId, stream: String, offer: &str) {
+        if self.ids.contains_key(&id) {
+            debug!(session = %id, "StartPublish for an existing session ignored");
+            return;
+        }
+        let offer = match SdpOffer::from_sdp_string(offer) {
+            Ok(o) => o,
+            Err(e) => return self.fail_sdp(id, format!("bad offer: {e}")),
+        };
+        // Opus without RED (so audio arrives as plain Opus), VP8, VP9, H.264.
+        let config = self
+            .base_config()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_vp9(true)
+            .enable_h264(true);
+        let mut rtc = config.build(now);
+        let candidates = self.add_local_candidates(&mut rtc);
+        let answer = match rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a.to_sdp_string(),
+            Err(e) => return self.fail_sdp(id, format!("offer not accepted: {e}")),
+        };
+        let stream_name = stream.clone();
+        let role = Role::Publisher(Publisher {
+            stream,
+            players: Vec::new(),
+            tracks: Vec::new(),
+            params: Vec::new(),
+            media_started: false,
+            last_keyframe_request: None,
+            video_ssrc: None,
+        });
+        debug!(session = %id, %stream_name, "publish session created");
+        let key = self.insert(now, id, rtc, role);
+        // Players that asked for this publisher before it existed.
+        let waiting: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| matches!(&s.role, Role::Player(p) if p.publisher == id))
+            .map(|(_, s)| s.id)
+            .collect();
+        if let Some(Role::Publisher(p)) = self.sessions.get_mut(key).map(|s| &mut s.role) {
+            p.players = waiting;
+        }
+        self.outputs.push_back(SfuOutput::Event(MediaEvent::Answer {
+            session: id,
+            sdp: answer.clone(),
+        }));
+        self.emit_candidates(id, &answer, candidates);
+        self.mutate(key, |_| Ok(()));
+    }
+
+    fn start_play(&mut self, now: Instant, id: SessionId, stream: String, publisher: SessionId) {
+        if self.ids.contains_key(&id) {
+            debug!(session = %id, "StartPlay for an existing session ignored");
+            return;
+        }
+        // Mirror the publisher's negotiated codecs and kinds; defaults if not known yet.
+        let (kinds, params) = match self
+            .ids
+            .get(&publisher)
+            .and_then(|k| self.sessions.get(*k))
+            .map(|s| &s.role)
+        {
+            Some(Role::Publisher(p)) if !p.tracks.is_empty() => {
+                let mut kinds: Vec<MediaKind> = Vec::new();
+                for t in &p.tracks {
+                    if !kinds.contains(&t.kind) {
+                        kinds.push(t.kind);
+                    }
+                }
+                (kinds, p.params.clone())
+            }
+            _ => (vec![MediaKind::Audio, MediaKind::Video], Vec::new()),
+        };
+        let mut config = self.base_config();
+        if params.is_empty() {
+            config = config
+                .clear_codecs()
+                .enable_opus(true, false)
+                .enable_vp8(true)
+                .enable_vp9(true)
+                .enable_h264(true);
+        } else {
+            let fresh: Vec<PayloadParams> = params
+                .iter()
+                .filter(|p| !matches!(p.spec().codec, Codec::Rtx | Codec::Red | Codec::Unknown))
+                .map(|p| PayloadParams::new(p.pt(), p.resend(), p.spec()))
+                .collect();
+            *config.codec_config() = CodecConfig::new_from_payload_params(fresh);
+        }
+        if self.player_bwe {
+            config = config.enable_bwe(Some(PLAYER_BWE_START));
+        }
+        let mut rtc = config.build(now);
+        let candidates = self.add_local_candidates(&mut rtc);
+        let mut api = rtc.sdp_api();
+        let mut tracks = Vec::new();
+        let mut offered = Vec::new();
+        for kind in kinds {
+            let mid = api.add_media(kind, Direction::SendOnly, Some(stream.clone()), None, None);
+            tracks.push(OutTrack::new(mid, kind));
+            offered.push(OfferedTrack {
+                mid: mid.to_string(),
+                kind: if kind == MediaKind::Audio {
+                    TrackKind::Audio
+                } else {
+                    TrackKind::Video
+                },
+            });
+        }
+        let Some((offer, pending)) = api.apply() else {
+            debug!(session = %id, "no offer could be created");
+            self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
+                session: id,
+                reason: "no offer".into(),
+                remote_description: false,
+            }));
+            return;
+        };
+        let sdp = offer.to_sdp_string();
+        let role = Role::Player(Player {
+            stream,
+            publisher,
+            pending: Some(pending),
+            tracks,
+            video_on: true,
+            audio_on: true,
+            forced_height: 0,
+        });
+        let key = self.insert(now, id, rtc, role);
+        if let Some(Role::Publisher(p)) = self.session_mut(publisher).map(|s| &mut s.role) {
+            p.players.push(id);
+        }
+        self.outputs.push_back(SfuOutput::Event(MediaEvent::Offer {
+            session: id,
+            sdp: sdp.clone(),
+            tracks: offered,
+        }));
+        self.emit_candidates(id, &sdp, candidates);
+        self.mutate(key, |_| Ok(()));
+    }
+
+    fn remote_answer(&mut self, now: Instant, id: SessionId, sdp: &str) {
+        let Some(&key) = self.ids.get(&id) else {
+            trace!(session = %id, "answer for unknown session");
+            return;
+        };
+        let Some(Role::Player(p)) = self.sessions.get_mut(key).map(|s| &mut s.role) else {
+            trace!(session = %id, "answer for a publish session ignored");
+            return;
+        };
+        let Some(pending) = p.pending.take() else {
+            trace!(session = %id, "answer without a pending offer ignored");
+            return;
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                self.remove(key);
+                return self.fail_sdp(id, format!("bad answer: {e}"));
+            }
+        };
+        let mut failed = None;
+        self.mutate(key, |rtc| {
+            rtc.sdp_api()
+                .accept_answer(pending, answer)
+                .inspect_err(|e| failed = Some(e.to_string()))
+        });
+        if let Some(reason) = failed {
+            // `mutate` queued a generic failure; report the SDP failure instead.
+            self.work.retain(|(k, _, _)| *k != key);
+            self.remove(key);
+            self.fail_sdp(id, format!("answer not accepted: {reason}"));
+        }
+        self.process(now);
+    }
+
+    fn remote_candidate(&mut self, _now: Instant, id: SessionId, candidate: &str) {
+        let line = candidate.trim();
+        let line = line.strip_prefix("a=").unwrap_or(line);
+        if line.is_empty() {
+            return; // end-of-candidates
+        }
+        let line = if line.starts_with("candidate:") {
+            line.to_string()
+        } else {
+            format!("candidate:{line}")
+        };
+        let c = match Candidate::from_sdp_string(&line) {
+            Ok(c) => c,
+            Err(e) => {
+                trace!(session = %id, "ignored candidate: {e}");
+                return;
+            }
+        };
+        if c.proto() != Protocol::Udp {
+            trace!(session = %id, "ignored non-udp candidate");
+            return;
+        }
+        if let Some(&key) = self.ids.get(&id) {
+            self.mutate(key, |rtc| {
+                rtc.add_remote_candidate(c);
+                Ok(())
+            });
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, publisher: SessionId) {
+        let Some(&key) = self.ids.get(&publisher) else {
+            return;
+        };
+        let sent = self
+            .sessions
+            .get_mut(key)
+            .is_some_and(|s| s.request_keyframe(now, KEYFRAME_REQUEST_GAP));
+        if sent {
+            self.mutate(key, |_| Ok(()));
+        }
+    }
+
+    fn set_forwarding(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        video: Option<bool>,
+        audio: Option<bool>,
+    ) {
+        let Some(Role::Player(p)) = self.session_mut(id).map(|s| &mut s.role) else {
+            return;
+        };
+        let mut resumed_video = false;
+        for (kind, want, on) in [
+            (MediaKind::Video, video, &mut p.video_on),
+            (MediaKind::Audio, audio, &mut p.audio_on),
+        ] {
+            let Some(want) = want else { continue };
+            if *on && !want {
+                for t in p.tracks.iter_mut().filter(|t| t.kind == kind) {
+                    t.seq.pause();
+                }
+            }
+            if !*on && want && kind == MediaKind::Video {
+                resumed_video = true;
+            }
+            *on = want;
+        }
+        if resumed_video {
+            let publisher = p.publisher;
+            self.request_keyframe(now, publisher);
+        }
+    }
+
+    // ---- helpers ----
+
+    fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        let key = *self.ids.get(&id)?;
+        self.sessions.get_mut(key)
+    }
+
+    fn add_local_candidates(&self, rtc: &mut Rtc) -> Vec<String> {
+        let mut lines = Vec::new();
+        for addr in &self.config.local_addrs {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    if let Some(c) = rtc.add_local_candidate(c) {
+                        lines.push(c.to_sdp_string());
+                    }
+                }
+                Err(e) => debug!(%addr, "local address not usable as candidate: {e}"),
+            }
+        }
+        lines
+    }
+
+    fn emit_candidates(&mut self, id: SessionId, sdp: &str, lines: Vec<String>) {
+        let mid = sdp
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+            .unwrap_or("0")
+            .to_string();
+        for candidate in lines {
+            self.outputs
+                .push_back(SfuOutput::Event(MediaEvent::Candidate {
+                    session: id,
+                    candidate: LocalCandidate {
+                        mline_index: 0,
+                        mid: mid.clone(),
+                        candidate,
+                    },
+                }));
+        }
+    }
+
+    fn fail_sdp(&mut self, id: SessionId, reason: String) {
+        debug!(session = %id, "{reason}");
+        self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
+            session: id,
+            reason,
+            remote_description: true,
+        }));
+    }
+
+    fn insert(&mut self, now: Instant, id: SessionId, rtc: Rtc, role: Role) -> usize {
+        let mut s = Session::new(id, rtc, role, now, self.config.stats_interval);
+        s.connect_deadline = Some(now + self.connect_timeout);
+        let key = self.sessions.insert(s);
+        self.ids.insert(id, key);
+        key
+    }
+
+    /// One mutation of a session's `Rtc`, then the drain, then its timer is updated. Effects
+    /// are queued for [`Sfu::process`].
+    fn mutate(&mut self, key: usize, f: impl FnOnce(&mut Rtc) -> Result<(), RtcError>) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let mut fx = Effects::default();
+        if let Err(e) = f(&mut s.rtc) {
+            debug!(session = %s.id, "rtc error: {e}");
+            s.rtc.disconnect();
+            fx.dead = Some(MediaEvent::Failed {
+                session: s.id,
+                reason: e.to_string(),
+                remote_description: false,
+            });
+        } else {
+            s.drain(&mut self.outputs, &mut fx);
+        }
+        let id = s.id;
+        if !fx.is_empty() {
+            self.work.push_back((key, id, fx));
+        }
+        self.reschedule(key);
+    }
+
+    fn reschedule(&mut self, key: usize) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let at = s.deadline();
+        if s.scheduled == Some(at) {
+            return;
+        }
+        if let Some(old) = s.scheduled.take() {
+            self.timers.remove(&(old, key));
+        }
+        s.scheduled = Some(at);
+        self.timers.insert((at, key));
+    }
+
+    /// Acts on queued effects: forwarding, keyframe requests, dead sessions.
+    fn process(&mut self, now: Instant) {
+        while let Some((key, id, fx)) = self.work.pop_front() {
+            if self.sessions.get(key).is_none_or(|s| s.id != id) {
+                continue;
+            }
+            if !fx.packets.is_empty() {
+                self.forward(now, key, fx.packets);
+            }
+            if fx.keyframe_requested {
+                self.outputs
+                    .push_back(SfuOutput::Event(MediaEvent::KeyframeRequested {
+                        session: id,
+                    }));
+                let publisher = match self.sessions.get(key).map(|s| &s.role) {
+                    Some(Role::Player(p)) => Some(p.publisher),
+                    _ => None,
+                };
+                if let Some(publisher) = publisher {
+                    self.request_keyframe(now, publisher);
+                }
+            }
+            if let Some(ev) = fx.dead {
+                self.remove(key);
+                self.outputs.push_back(SfuOutput::Event(ev));
+            }
+        }
+    }
+
+    /// Writes a publisher's packets to each of its players.
+    fn forward(&mut self, now: Instant, pub_key: usize, packets: Vec<str0m::rtp::RtpPacket>) {
+        let Some(Role::Publisher(p)) = self.sessions.get_mut(pub_key).map(|s| &mut s.role) else {
+            return;
+        };
+        let players = std::mem::take(&mut p.players);
+        let params: Vec<Option<PayloadParams>> = packets
+            .iter()
+            .map(|pk| p.params_for(pk.header.payload_type))
+            .collect();
+        for player in &players {
+            let Some(&key) = self.ids.get(player) else {
+                continue;
+            };
+            let Some(s) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            let mut wrote = false;
+            let mut fx = Effects::default();
+            for (packet, params) in packets.iter().zip(&params) {
+                let Some(params) = params else { continue };
+                if s.forward(now, packet, params) > 0 {
+                    // Drain after every write: str0m's single-mutation contract.
+                    s.drain(&mut self.outputs, &mut fx);
+                    wrote = true;
+                }
+            }
+            if wrote {
+                if !fx.is_empty() {
+                    self.work.push_back((key, *player, fx));
+                }
+                self.reschedule(key);
+            }
+        }
+        if let Some(Role::Publisher(p)) = self.sessions.get_mut(pub_key).map(|s| &mut s.role) {
+            // Players added meanwhile (none can be, but keep them) go after the existing ones.
+            let added = std::mem::replace(&mut p.players, players);
+            p.players.extend(added);
+        }
+    }
+
+    /// Sends close output (DTLS close_notify, RTCP BYE) and drops the session without an event.
+    fn close_quietly(&mut self, key: usize) {
+        if let Some(s) = self.sessions.get_mut(key) {
+            if s.connected && s.rtc.close().is_ok() {
+                let mut fx = Effects::default();
+                s.drain(&mut self.outputs, &mut fx);
+            }
+        }
+        self.remove(key);
+    }
+
+    fn remove(&mut self, key: usize) {
+        if self.sessions.get(key).is_none() {
+            return;
+        }
+        let s = self.sessions.remove(key);
+        self.ids.remove(&s.id);
+        for addr in &s.routes {
+            if self.routes.get(addr) == Some(&key) {
+                self.routes.remove(addr);
+            }
+        }
+        if let Some(at) = s.scheduled {
+            self.timers.remove(&(at, key));
+        }
+        if let Role::Player(p) = &s.role {
+            if let Some(Role::Publisher(pb)) = self.session_mut(p.publisher).map(|x| &mut x.role) {
+                pb.players.retain(|x| *x != s.id);
+            }
+        }
+        let stream = match &s.role {
+            Role::Publisher(p) => &p.stream,
+            Role::Player(p) => &p.stream,
+        };
+        debug!(session = %s.id, %stream, "session removed");
+    }
+}

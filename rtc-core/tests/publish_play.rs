@@ -1,0 +1,349 @@
+//! A str0m "browser" publishes through the SFU in memory, another plays it.
+#![allow(clippy::disallowed_methods)] // the one Instant::now() that starts the virtual clock
+
+use std::time::{Duration, Instant};
+
+use proto_core::{MediaCmd, MediaEvent, SessionId, TrackKind};
+use rtc_core::testing::Harness;
+use str0m::media::{KeyframeRequestKind, MediaKind};
+use str0m::Event;
+
+const PUB: SessionId = SessionId(1);
+const PLAY: SessionId = SessionId(2);
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Publisher (client 0) connected and sending, player (client 1) connected.
+fn publish_and_play() -> Harness {
+    let mut h = Harness::new(Instant::now());
+    let p = h.add_client();
+    let v = h.add_client();
+    h.publish(p, PUB, "stream1");
+    assert!(
+        h.run_until(SECS(5), |h| h.clients[p].is_connected()
+            && h.has_event(|e| *e == MediaEvent::Connected { session: PUB })),
+        "publisher connects"
+    );
+    h.run_media(p, Duration::from_millis(500));
+    h.play(v, PLAY, "stream1", PUB);
+    assert!(
+        h.run_until(SECS(5), |h| h.clients[v].is_connected()
+            && h.has_event(|e| *e == MediaEvent::Connected { session: PLAY })),
+        "player connects"
+    );
+    // Signalling asks for a keyframe when a player connects.
+    h.command(MediaCmd::RequestKeyframe { session: PUB });
+    h
+}
+
+#[test]
+fn publish_answer_candidate_connected_media_started() {
+    let mut h = Harness::new(Instant::now());
+    let p = h.add_client();
+    h.publish(p, PUB, "s");
+    let answer = h.events.iter().find_map(|(_, e)| match e {
+        MediaEvent::Answer { session, sdp } if *session == PUB => Some(sdp.clone()),
+        _ => None,
+    });
+    let answer = answer.expect("answer");
+    assert!(answer.contains("a=ice-lite"), "ICE-lite server");
+    assert!(
+        answer.contains("a=candidate:"),
+        "answer carries the host candidate"
+    );
+    let cand = h.events.iter().find_map(|(_, e)| match e {
+        MediaEvent::Candidate { session, candidate } if *session == PUB => Some(candidate.clone()),
+        _ => None,
+    });
+    let cand = cand.expect("candidate event");
+    assert_eq!(cand.mline_index, 0);
+    let first_mid = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=mid:"))
+        .expect("mid");
+    assert_eq!(cand.mid, first_mid.trim());
+    assert!(cand.candidate.starts_with("candidate:"));
+    assert!(cand.candidate.contains("10.0.0.1 5000 typ host"));
+
+    assert!(h.run_until(SECS(5), |h| h
+        .has_event(|e| *e == MediaEvent::Connected { session: PUB })));
+    assert!(!h.has_event(|e| matches!(e, MediaEvent::MediaStarted { .. })));
+    h.run_media(p, Duration::from_millis(300));
+    assert!(h.has_event(|e| *e == MediaEvent::MediaStarted { session: PUB }));
+}
+
+#[test]
+fn player_receives_audio_and_video() {
+    let mut h = publish_and_play();
+    let offer = h.events.iter().find_map(|(_, e)| match e {
+        MediaEvent::Offer {
+            session,
+            sdp,
+            tracks,
+        } if *session == PLAY => Some((sdp.clone(), tracks.clone())),
+        _ => None,
+    });
+    let (sdp, tracks) = offer.expect("offer");
+    let kinds: Vec<TrackKind> = tracks.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, vec![TrackKind::Audio, TrackKind::Video]);
+    assert!(
+        sdp.contains("a=msid:stream1 "),
+        "msid stream id is the stream name"
+    );
+    assert!(sdp.contains("a=sendonly"));
+    assert!(sdp.contains("VP8/90000") && sdp.contains("opus/48000/2"));
+
+    h.run_media(0, SECS(2));
+    let audio = h.clients[1].media_count(MediaKind::Audio);
+    let video = h.clients[1].media_count(MediaKind::Video);
+    assert!(audio > 50, "player got {audio} audio frames");
+    assert!(video > 25, "player got {video} video frames");
+    // The first forwarded video is decodable from a keyframe onwards; payloads arrive intact.
+    let key = h.clients[1].events.iter().find_map(|(_, e)| match e {
+        Event::MediaData(d) if d.data.len() == 3000 => Some(d.data.clone()),
+        _ => None,
+    });
+    let key = key.expect("a keyframe reached the player");
+    assert_eq!(
+        &key[..10],
+        &rtc_core::testing::vp8_keyframe(640, 480, 3000)[..10]
+    );
+}
+
+#[test]
+fn stats_report_size_codec_and_bitrates() {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(3));
+    let last = |s: SessionId| {
+        h.events.iter().rev().find_map(|(_, e)| match e {
+            MediaEvent::Stats { session, stats } if *session == s => Some(stats.clone()),
+            _ => None,
+        })
+    };
+    let pub_stats = last(PUB).expect("publisher stats");
+    assert_eq!((pub_stats.width, pub_stats.height), (640, 480));
+    assert_eq!(pub_stats.video_codec, "VP8");
+    // ~1.2 kB every 40 ms plus keyframes: ~250 kbit/s; 80 B audio every 20 ms: ~32 kbit/s.
+    assert!(pub_stats.video_bitrate > 150_000, "{pub_stats:?}");
+    assert!(pub_stats.audio_bitrate > 20_000, "{pub_stats:?}");
+    let play_stats = last(PLAY).expect("player stats");
+    assert!(play_stats.video_bitrate > 150_000, "{play_stats:?}");
+    assert!(play_stats.audio_bitrate > 20_000, "{play_stats:?}");
+    assert_eq!(play_stats.video_codec, "VP8");
+}
+
+#[test]
+fn request_keyframe_reaches_publisher() {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    let before = h.clients[0].keyframe_requests();
+    h.command(MediaCmd::RequestKeyframe { session: PUB });
+    h.run_media(0, Duration::from_millis(200));
+    assert!(
+        h.clients[0].keyframe_requests() > before,
+        "publisher saw a PLI"
+    );
+}
+
+#[test]
+fn player_pli_is_reported_and_reaches_publisher() {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    let before = h.clients[0].keyframe_requests();
+    let video_mid = {
+        let c = &h.clients[1];
+        c.events
+            .iter()
+            .find_map(|(_, e)| match e {
+                Event::MediaAdded(m) if m.kind == MediaKind::Video => Some(m.mid),
+                _ => None,
+            })
+            .expect("video media at player")
+    };
+    let now = h.now;
+    {
+        let c = &mut h.clients[1];
+        c.rtc
+            .writer(video_mid)
+            .expect("writer")
+            .request_keyframe(None, KeyframeRequestKind::Pli)
+            .expect("pli");
+        c.handle_timeout(now);
+    }
+    h.run_media(0, Duration::from_millis(500));
+    assert!(h.has_event(|e| *e == MediaEvent::KeyframeRequested { session: PLAY }));
+    assert!(h.clients[0].keyframe_requests() > before);
+}
+
+#[test]
+fn set_forwarding_gates_video_only() {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    h.command(MediaCmd::SetForwarding {
+        session: PLAY,
+        video: Some(false),
+        audio: None,
+    });
+    // Let in-flight frames land.
+    h.run_media(0, Duration::from_millis(300));
+    let v0 = h.clients[1].media_count(MediaKind::Video);
+    let a0 = h.clients[1].media_count(MediaKind::Audio);
+    h.run_media(0, SECS(1));
+    assert_eq!(
+        h.clients[1].media_count(MediaKind::Video),
+        v0,
+        "video stopped"
+    );
+    assert!(
+        h.clients[1].media_count(MediaKind::Audio) > a0 + 30,
+        "audio continues"
+    );
+
+    h.command(MediaCmd::SetForwarding {
+        session: PLAY,
+        video: Some(true),
+        audio: None,
+    });
+    h.run_media(0, SECS(2));
+    assert!(
+        h.clients[1].media_count(MediaKind::Video) > v0 + 20,
+        "video resumed"
+    );
+}
+
+#[test]
+fn closing_publisher_stops_media_and_drops_session() {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    let events_before = h.events.len();
+    h.command(MediaCmd::Close { session: PUB });
+    assert!(!h.sfu.is_connected(PUB));
+    assert_eq!(h.sfu.session_count(), 1);
+    // The browser is told (DTLS close_notify).
+    assert!(
+        h.clients[0]
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Closed))
+            || !h.clients[0].rtc.is_alive(),
+        "publisher client saw the close"
+    );
+    h.run_for(Duration::from_millis(200));
+    let v0 = h.clients[1].media_count(MediaKind::Video);
+    h.run_for(SECS(1));
+    assert_eq!(
+        h.clients[1].media_count(MediaKind::Video),
+        v0,
+        "no media after close"
+    );
+    // Close is silent: no Closed/Failed for the publisher.
+    assert!(!h.events[events_before..].iter().any(|(_, e)| matches!(
+        e,
+        MediaEvent::Closed { session } | MediaEvent::Failed { session, .. } if *session == PUB
+    )));
+    // The player is still there and keeps its connection.
+    assert!(h.sfu.is_connected(PLAY));
+}
+
+#[test]
+fn player_gone_is_reported_closed() {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    // The player's browser vanishes: no more STUN consent, no DTLS close.
+    h.clients[1].rtc.disconnect();
+    assert!(
+        h.run_until(SECS(60), |h| h
+            .has_event(|e| *e == MediaEvent::Closed { session: PLAY })),
+        "player session closes once consent is lost"
+    );
+    assert!(!h.sfu.is_connected(PLAY));
+    // The publisher keeps going.
+    h.run_media(0, Duration::from_millis(200));
+    assert!(h.sfu.is_connected(PUB));
+}
+
+#[test]
+fn bad_offer_fails_with_remote_description() {
+    let mut h = Harness::new(Instant::now());
+    h.command(MediaCmd::StartPublish {
+        session: PUB,
+        stream: "s".into(),
+        offer: "v=0\r\nthis is not sdp\r\n".into(),
+    });
+    assert!(h.has_event(|e| matches!(e,
+        MediaEvent::Failed { session, remote_description: true, .. } if *session == PUB)));
+    assert_eq!(h.sfu.session_count(), 0);
+}
+
+#[test]
+fn bad_answer_fails_with_remote_description() {
+    let mut h = Harness::new(Instant::now());
+    h.command(MediaCmd::StartPlay {
+        session: PLAY,
+        stream: "s".into(),
+        publisher: PUB,
+    });
+    assert!(h.has_event(|e| matches!(e, MediaEvent::Offer { .. })));
+    h.command(MediaCmd::RemoteAnswer {
+        session: PLAY,
+        sdp: "garbage".into(),
+    });
+    assert!(h.has_event(|e| matches!(e,
+        MediaEvent::Failed { session, remote_description: true, .. } if *session == PLAY)));
+    assert_eq!(h.sfu.session_count(), 0);
+}
+
+#[test]
+fn unconnected_session_fails_after_connect_timeout() {
+    let mut h = Harness::new(Instant::now());
+    let p = h.add_client();
+    let offer = h.clients[p].publish_offer(true, true);
+    h.command(MediaCmd::StartPublish {
+        session: PUB,
+        stream: "s".into(),
+        offer,
+    });
+    // The client never applies the answer, so it never connects.
+    assert!(h.run_until(SECS(40), |h| {
+        h.has_event(|e| {
+            matches!(e,
+        MediaEvent::Failed { session, remote_description: false, .. } if *session == PUB)
+        })
+    }));
+    assert_eq!(h.sfu.session_count(), 0);
+}
+
+#[test]
+fn play_before_publish_offer_uses_audio_and_video() {
+    let mut h = Harness::new(Instant::now());
+    h.command(MediaCmd::StartPlay {
+        session: PLAY,
+        stream: "later".into(),
+        publisher: PUB,
+    });
+    let tracks = h.events.iter().find_map(|(_, e)| match e {
+        MediaEvent::Offer { tracks, .. } => Some(tracks.clone()),
+        _ => None,
+    });
+    let kinds: Vec<TrackKind> = tracks.expect("offer").iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, vec![TrackKind::Audio, TrackKind::Video]);
+}
+
+#[test]
+fn unparsable_and_tcp_candidates_are_ignored() {
+    let mut h = publish_and_play();
+    for c in [
+        "",
+        "candidate:",
+        "candidate:1 1 tcp 2122260223 10.0.9.9 9 typ host tcptype active",
+        "candidate:1 1 udp 2122260223 abcd.local 5000 typ host",
+        "a=candidate:1 1 udp 2122260223 10.0.9.9 5000 typ host",
+        "1 1 udp 2122260223 10.0.9.8 5000 typ host",
+    ] {
+        h.command(MediaCmd::RemoteCandidate {
+            session: PLAY,
+            candidate: c.into(),
+        });
+    }
+    h.run_media(0, Duration::from_millis(300));
+    assert!(h.sfu.is_connected(PLAY));
+}
