@@ -141,7 +141,7 @@ fn demo_pages_are_served() {
 }
 
 #[test]
-fn slow_http_client_is_dropped_without_blocking_others() {
+fn half_sent_request_does_not_block_others() {
     let server = Server::start();
     // Half a request, never finished.
     let mut idle = tcp(server.http);
