@@ -124,7 +124,10 @@ impl RestResponse {
 
 /// Is this path one the [`RestApi`] serves (`/{App}/rest/…` or `/rest/…`)?
 pub fn is_rest_path(path: &str) -> bool {
-    let mut segs = path.trim_start_matches('/').split('/');
+    let Some(path) = path.strip_prefix('/') else {
+        return false;
+    };
+    let mut segs = path.split('/');
     match (segs.next(), segs.next()) {
         (Some("rest"), _) => true,
         (Some(app), Some("rest")) => !app.is_empty(),
@@ -255,7 +258,8 @@ impl RestApi {
     pub fn handle(&mut self, now_ms: u64, req: &RestRequest<'_>) -> RestResponse {
         let segs: Vec<String> = req
             .path
-            .trim_start_matches('/')
+            .strip_prefix('/')
+            .unwrap_or(req.path)
             .trim_end_matches('/')
             .split('/')
             .map(percent_decode)
