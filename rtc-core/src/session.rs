@@ -62,6 +62,28 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
+    /// Records a negotiated receive track and its payload parameters (once per mid).
+    pub(crate) fn learn_track(&mut self, rtc: &Rtc, mid: Mid) {
+        let Some(media) = rtc.media(mid) else {
+            return;
+        };
+        if self.tracks.iter().any(|t| t.mid == mid) {
+            return;
+        }
+        self.tracks.push(InTrack {
+            mid,
+            kind: media.kind(),
+        });
+        for pt in media.remote_pts() {
+            if self.params.iter().any(|q| q.pt() == *pt) {
+                continue;
+            }
+            if let Some(params) = rtc.codec_config().find(|q| q.pt() == *pt) {
+                self.params.push(*params);
+            }
+        }
+    }
+
     /// Payload parameters and kind of a received payload type.
     pub(crate) fn params_for(&self, pt: str0m::media::Pt) -> Option<PayloadParams> {
         self.params.iter().find(|p| p.pt() == pt).copied()
@@ -224,20 +246,7 @@ impl Session {
             }
             Event::MediaAdded(m) => {
                 if let Role::Publisher(p) = &mut self.role {
-                    p.tracks.push(InTrack {
-                        mid: m.mid,
-                        kind: m.kind,
-                    });
-                    if let Some(media) = self.rtc.media(m.mid) {
-                        for pt in media.remote_pts() {
-                            if p.params.iter().any(|q| q.pt() == *pt) {
-                                continue;
-                            }
-                            if let Some(params) = self.rtc.codec_config().find(|q| q.pt() == *pt) {
-                                p.params.push(*params);
-                            }
-                        }
-                    }
+                    p.learn_track(&self.rtc, m.mid);
                 }
             }
             Event::RtpPacket(packet) => {

@@ -10,7 +10,7 @@ use slab::Slab;
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::{Codec, CodecConfig, PayloadParams};
-use str0m::media::{Direction, MediaKind};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Input, Rtc, RtcConfig, RtcError};
 use tracing::{debug, trace};
@@ -302,7 +302,21 @@ impl Sfu {
             debug!(session = %id, "StartPublish for an existing session ignored");
             return;
         }
-        let offer = match SdpOffer::from_sdp_string(offer) {
+        // A publisher only sends: answering `recvonly` keeps the browser from expecting media
+        // (and firing `ontrack`) on its publish connection. The SDK offers `sendrecv`.
+        let offer = offer
+            .lines()
+            .map(|l| {
+                if l.trim_end() == "a=sendrecv" {
+                    "a=sendonly"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            + "\r\n";
+        let offer = match SdpOffer::from_sdp_string(&offer) {
             Ok(o) => o,
             Err(e) => return self.fail_sdp(id, format!("bad offer: {e}")),
         };
@@ -321,7 +335,7 @@ impl Sfu {
             Err(e) => return self.fail_sdp(id, format!("offer not accepted: {e}")),
         };
         let stream_name = stream.clone();
-        let role = Role::Publisher(Publisher {
+        let mut publisher = Publisher {
             stream,
             players: Vec::new(),
             tracks: Vec::new(),
@@ -329,7 +343,13 @@ impl Sfu {
             media_started: false,
             last_keyframe_request: None,
             video_ssrc: None,
-        });
+        };
+        // Learn the tracks now: str0m's MediaAdded only comes once DTLS is up, and players
+        // joining before that should still mirror this publisher's codecs.
+        for mid in accepted_media_mids(&answer) {
+            publisher.learn_track(&rtc, Mid::from(mid));
+        }
+        let role = Role::Publisher(publisher);
         debug!(session = %id, %stream_name, "publish session created");
         let key = self.insert(now, id, rtc, role);
         // Players that asked for this publisher before it existed.
@@ -754,5 +774,39 @@ impl Sfu {
             Role::Player(p) => &p.stream,
         };
         debug!(session = %s.id, %stream, "session removed");
+    }
+}
+
+/// Mids of the audio/video m-lines an SDP accepts (port not 0).
+fn accepted_media_mids(sdp: &str) -> Vec<&str> {
+    let mut mids = Vec::new();
+    let mut in_media = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            let mut parts = m.split_whitespace();
+            let kind = parts.next().unwrap_or("");
+            let port = parts.next().unwrap_or("0");
+            in_media = matches!(kind, "audio" | "video") && port != "0";
+        } else if in_media {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                mids.push(mid);
+                in_media = false;
+            }
+        }
+    }
+    mids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_mids_skip_rejected_and_application() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a\r\n\
+                   m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:b\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:c\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:d\r\n";
+        assert_eq!(accepted_media_mids(sdp), vec!["a", "d"]);
     }
 }

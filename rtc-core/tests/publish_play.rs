@@ -347,3 +347,69 @@ fn unparsable_and_tcp_candidates_are_ignored() {
     h.run_media(0, Duration::from_millis(300));
     assert!(h.sfu.is_connected(PLAY));
 }
+
+/// The offer the real AMS SDK 2.16.2 made in Chrome (audio, video, data channel; BUNDLE).
+const SDK_OFFER: &str = include_str!("data/sdk-2.16.2-publish-offer.sdp");
+
+#[test]
+fn sdk_chrome_offer_is_answered_and_mirrored_to_players() {
+    let mut h = Harness::new(Instant::now());
+    h.command(MediaCmd::StartPublish {
+        session: PUB,
+        stream: "stream1".into(),
+        offer: SDK_OFFER.into(),
+    });
+    let answer = h.events.iter().find_map(|(_, e)| match e {
+        MediaEvent::Answer { sdp, .. } => Some(sdp.clone()),
+        _ => None,
+    });
+    let answer = answer.expect("answer to the SDK offer");
+    for needle in [
+        "a=group:BUNDLE 0 1 2",
+        "m=application",
+        "a=rtpmap:111 opus/48000/2",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtpmap:98 VP9/90000",
+        "H264/90000",
+        "a=recvonly",
+    ] {
+        assert!(answer.contains(needle), "answer lacks {needle}:\n{answer}");
+    }
+    assert!(!answer.contains("red/48000"), "audio RED is not negotiated");
+    let cand = h.events.iter().find_map(|(_, e)| match e {
+        MediaEvent::Candidate { candidate, .. } => Some(candidate.clone()),
+        _ => None,
+    });
+    assert_eq!(cand.expect("candidate").mid, "0");
+
+    // A player joining before the publisher's DTLS is up already mirrors its codecs and PTs.
+    h.command(MediaCmd::StartPlay {
+        session: PLAY,
+        stream: "stream1".into(),
+        publisher: PUB,
+    });
+    let offer = h.events.iter().find_map(|(_, e)| match e {
+        MediaEvent::Offer { sdp, tracks, .. } => Some((sdp.clone(), tracks.clone())),
+        _ => None,
+    });
+    let (offer, tracks) = offer.expect("player offer");
+    assert_eq!(tracks.len(), 2);
+    for needle in [
+        "a=rtpmap:111 opus/48000/2",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtpmap:102 H264/90000",
+        "a=rtpmap:98 VP9/90000",
+        "a=msid:stream1 ",
+        "a=sendonly",
+        "a=ice-lite",
+    ] {
+        assert!(
+            offer.contains(needle),
+            "player offer lacks {needle}:\n{offer}"
+        );
+    }
+    assert!(
+        !offer.contains("AV1"),
+        "only the publisher's codecs are offered"
+    );
+}
