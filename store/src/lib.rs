@@ -68,7 +68,8 @@
 //!     method: "GET", path: "/LiveApp/rest/v2/broadcasts/count", query: "",
 //!     authorization: None, body: b"", peer: "127.0.0.1".parse().unwrap(),
 //! });
-//! // Send it once store.borrow().durable_seq() >= resp.durable_after (if Some).
+//! // Send it once store.borrow().durable_seq() >= resp.durable_after (if Some): see
+//! // DurableQueue, drained when the Notify hook wakes the loop.
 //! # let _ = resp;
 //! ```
 #![cfg_attr(
@@ -84,11 +85,12 @@ mod security;
 mod settings;
 mod store;
 
-pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType};
+pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
 pub use persist::{Notify, RedbStore, WriteBehind};
 pub use rest::{is_rest_path, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON};
 pub use security::{system_clock, StreamSecurity, WallClock};
 pub use settings::{parse_cidr_list, AppSettings, CidrError};
 pub use store::{
-    shared, AppData, Data, MemStore, SharedStore, Store, StoreError, WriteOp, WriteSeq,
+    shared, AppData, Data, DurableQueue, MemStore, SharedStore, Store, StoreError, WriteOp,
+    WriteSeq,
 };

@@ -1,7 +1,16 @@
 //! The stored records: broadcasts, one-time tokens and TOTP subscribers, with AMS JSON names.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+
+/// Deserialises `null` as the type's default (Jackson writes `null` for unset Java objects).
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// A stream known to the datastore (AMS `Broadcast`).
 ///
@@ -11,6 +20,7 @@ use serde_json::{Map, Value};
 #[serde(rename_all = "camelCase", default)]
 pub struct Broadcast {
     /// The stream id.
+    #[serde(deserialize_with = "nullable")]
     pub stream_id: String,
     /// Display name.
     pub name: Option<String>,
@@ -18,9 +28,11 @@ pub struct Broadcast {
     pub description: Option<String>,
     /// `created`, `broadcasting`, `finished`, `preparing`, `error`, `failed`,
     /// `terminated_unexpectedly`.
+    #[serde(deserialize_with = "nullable")]
     pub status: String,
     /// `liveStream`, `ipCamera`, `streamSource`, `VoD`, `playlist`.
     #[serde(rename = "type")]
+    #[serde(deserialize_with = "nullable")]
     pub stream_type: String,
     /// `WebRTC`, `RTMP`, `Pull`, `SRT`.
     pub publish_type: Option<String>,
@@ -50,6 +62,7 @@ pub struct Broadcast {
     /// The main track (room) this stream is a subtrack of.
     pub main_track_stream_id: Option<String>,
     /// Subtracks of this main track.
+    #[serde(deserialize_with = "nullable")]
     pub sub_track_stream_ids: Vec<String>,
     /// Maximum subtracks (-1 = unlimited).
     pub subtracks_limit: i64,
@@ -160,6 +173,51 @@ pub struct Token {
     /// A room token is kept after use and is valid for the room.
     #[serde(default)]
     pub room_id: Option<String>,
+}
+
+/// What using a stored one-time token for a request amounts to (see [`Token::check_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// Valid; a single-use token, to be deleted.
+    Consume,
+    /// Valid; a room token, kept for the room's other members.
+    Keep,
+    /// Not valid for this request.
+    Refuse,
+}
+
+impl Token {
+    /// AMS `validateToken`, with the room rule made explicit: the type must match and
+    /// `now < expireDate`; then
+    /// - a room token (`roomId` set) used for that room (the request's room, or playing the
+    ///   room's own id) is kept;
+    /// - a token made for the room's stream id, used by a request inside that room, is kept;
+    /// - otherwise the `streamId` must match and the token is used up.
+    pub fn check_use(
+        &self,
+        what: TokenType,
+        stream_id: &str,
+        room: Option<&str>,
+        now_ms: u64,
+    ) -> TokenUse {
+        if self.token_type != what || i128::from(now_ms / 1000) >= i128::from(self.expire_date) {
+            return TokenUse::Refuse;
+        }
+        let room = room.filter(|r| !r.is_empty());
+        if let Some(r) = self.room_id.as_deref().filter(|r| !r.is_empty()) {
+            if room == Some(r) || r == stream_id {
+                return TokenUse::Keep;
+            }
+        }
+        if room.is_some() && room == Some(self.stream_id.as_str()) {
+            return TokenUse::Keep;
+        }
+        if self.stream_id == stream_id {
+            TokenUse::Consume
+        } else {
+            TokenUse::Refuse
+        }
+    }
 }
 
 /// The type of a TOTP subscriber, or of a block.
@@ -290,6 +348,73 @@ mod tests {
         assert_eq!(v["hlsViewerLimit"], 9);
         assert_eq!(v["webRTCViewerLimit"], 3);
         assert_eq!(v["listenerHookURL"], Value::Null);
+    }
+
+    #[test]
+    fn jackson_nulls_read_as_defaults() {
+        let b: Broadcast = serde_json::from_str(
+            r#"{"streamId":null,"status":null,"type":null,"subTrackStreamIds":null,"name":null}"#,
+        )
+        .unwrap();
+        assert_eq!(b.stream_id, "");
+        assert_eq!(b.status, "");
+        assert!(b.sub_track_stream_ids.is_empty());
+        assert!(serde_json::from_str::<Broadcast>(r#"{"date":null}"#).is_err());
+    }
+
+    #[test]
+    fn token_use_rules() {
+        let t = Token {
+            token_id: "t".into(),
+            stream_id: "s1".into(),
+            expire_date: 100,
+            token_type: TokenType::Play,
+            room_id: None,
+        };
+        assert_eq!(
+            t.check_use(TokenType::Play, "s1", None, 99_999),
+            TokenUse::Consume
+        );
+        assert_eq!(
+            t.check_use(TokenType::Play, "s1", None, 100_000),
+            TokenUse::Refuse
+        );
+        assert_eq!(
+            t.check_use(TokenType::Publish, "s1", None, 0),
+            TokenUse::Refuse
+        );
+        assert_eq!(
+            t.check_use(TokenType::Play, "s2", None, 0),
+            TokenUse::Refuse
+        );
+        assert_eq!(
+            t.check_use(TokenType::Play, "x", Some("s1"), 0),
+            TokenUse::Keep
+        );
+        assert_eq!(
+            t.check_use(TokenType::Play, "s1", Some(""), 0),
+            TokenUse::Consume
+        );
+        let r = Token {
+            room_id: Some("room".into()),
+            ..t.clone()
+        };
+        assert_eq!(
+            r.check_use(TokenType::Play, "x", Some("room"), 0),
+            TokenUse::Keep
+        );
+        assert_eq!(
+            r.check_use(TokenType::Play, "room", None, 0),
+            TokenUse::Keep
+        );
+        assert_eq!(
+            r.check_use(TokenType::Play, "x", Some("other"), 0),
+            TokenUse::Refuse
+        );
+        assert_eq!(
+            r.check_use(TokenType::Play, "s1", None, 0),
+            TokenUse::Consume
+        );
     }
 
     #[test]

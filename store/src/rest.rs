@@ -41,7 +41,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::crypto;
-use crate::model::{Broadcast, Subscriber, SubscriberType, Token, TokenType};
+use crate::model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
 use crate::settings::{parse_cidr_list, AppSettings};
 use crate::store::{Data, SharedStore, StoreError, WriteOp, WriteSeq};
 
@@ -763,30 +763,16 @@ impl RestApi {
             Ok(t) => t,
             Err(e) => return bad_json(&e),
         };
-        let room = t.room_id.as_deref().filter(|r| !r.is_empty());
-        let verdict = {
-            let store = self.store.borrow();
-            match store.data().token(app, &t.token_id) {
-                Some(s)
-                    if s.token_type == t.token_type
-                        && i128::from(now_ms / 1000) < i128::from(s.expire_date) =>
-                {
-                    match room {
-                        Some(r) if s.room_id.as_deref() == Some(r) || s.stream_id == r => {
-                            Some(false)
-                        }
-                        Some(_) => None,
-                        None if s.stream_id == t.stream_id => Some(true),
-                        None => None,
-                    }
-                }
-                _ => None,
+        let verdict = match self.store.borrow().data().token(app, &t.token_id) {
+            Some(stored) => {
+                stored.check_use(t.token_type, &t.stream_id, t.room_id.as_deref(), now_ms)
             }
+            None => TokenUse::Refuse,
         };
         match verdict {
-            None => RestResponse::result(200, false, Some("Token is not valid"), None),
-            Some(false) => RestResponse::ok(None, Some(&t.token_id)),
-            Some(true) => {
+            TokenUse::Refuse => RestResponse::result(200, false, Some("Token is not valid"), None),
+            TokenUse::Keep => RestResponse::ok(None, Some(&t.token_id)),
+            TokenUse::Consume => {
                 let op = WriteOp::DeleteToken {
                     app: app.to_string(),
                     token_id: t.token_id.clone(),

@@ -6,7 +6,7 @@ use proto_core::{AccessPolicy, PlayRequest, PublishRequest, SignalError};
 use tracing::debug;
 
 use crate::crypto;
-use crate::model::{Broadcast, TokenType};
+use crate::model::{Broadcast, TokenType, TokenUse};
 use crate::settings::AppSettings;
 use crate::store::{Data, SharedStore, WriteOp};
 
@@ -78,8 +78,9 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
 ///   A stored subscriber of type `play` may not publish. Without a stored subscriber the AMS
 ///   derived key is used (`timeTokenSecretFor{Publish|Play}` + subscriberId + streamId + type),
 ///   unless `timeTokenSubscriberOnly`, which requires a stored subscriber.
-/// - A one-time token used with a room is valid if its `roomId` or its `streamId` is that room
-///   (AMS compares nothing then); it is kept, as in AMS.
+/// - Room tokens: see [`crate::Token::check_use`]. A token whose `roomId` (or `streamId`) is
+///   the request's room is kept, as in AMS (which compares nothing else then); a plain token for
+///   the publisher's own stream id still works inside a room and is used up.
 /// - JWT: `streamId` claim equal to the stream (or the room), `type` claim equal to the action,
 ///   `exp` (if any) in the future.
 /// - `concurrentConnectionsLimit` is stored but not enforced: the policy is not told when a
@@ -281,22 +282,10 @@ fn one_time_check(data: &Data, ask: &Ask<'_>, now_ms: u64) -> Result<Option<Stri
     };
     let id = ask.token.ok_or_else(|| refuse("no token"))?;
     let t = data.token(ask.app, id).ok_or_else(|| refuse("unknown"))?;
-    if t.token_type != ask.what {
-        return Err(refuse("type"));
-    }
-    if i128::from(now_ms / 1000) >= i128::from(t.expire_date) {
-        return Err(refuse("expired"));
-    }
-    match ask.room {
-        Some(room) => {
-            if t.room_id.as_deref() == Some(room) || t.stream_id == room {
-                Ok(None)
-            } else {
-                Err(refuse("room"))
-            }
-        }
-        None if t.stream_id == ask.stream_id => Ok(Some(t.token_id.clone())),
-        None => Err(refuse("stream")),
+    match t.check_use(ask.what, ask.stream_id, ask.room, now_ms) {
+        TokenUse::Consume => Ok(Some(t.token_id.clone())),
+        TokenUse::Keep => Ok(None),
+        TokenUse::Refuse => Err(refuse("type, expiry, stream or room")),
     }
 }
 

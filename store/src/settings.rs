@@ -27,12 +27,14 @@ pub struct AppSettings {
     /// JWT stream tokens required to play.
     pub play_jwt_control_enabled: bool,
     /// HS256 key of JWT stream tokens.
+    #[serde(deserialize_with = "crate::model::nullable")]
     pub jwt_stream_secret_key: String,
     /// Hash tokens required to publish.
     pub hash_control_publish_enabled: bool,
     /// Hash tokens required to play.
     pub hash_control_play_enabled: bool,
     /// Secret of hash tokens.
+    #[serde(deserialize_with = "crate::model::nullable")]
     pub token_hash_secret: String,
     /// TOTP required to publish.
     pub enable_time_token_for_publish: bool,
@@ -56,24 +58,30 @@ pub struct AppSettings {
     pub webrtc_client_start_timeout_ms: u64,
     /// Comma-separated CIDRs (or bare addresses) allowed to use the REST API besides loopback.
     #[serde(rename = "remoteAllowedCIDR")]
+    #[serde(deserialize_with = "crate::model::nullable")]
     pub remote_allowed_cidr: String,
     /// REST API requires a JWT in `Authorization`.
     pub jwt_control_enabled: bool,
     /// HS256 key of REST API JWTs.
+    #[serde(deserialize_with = "crate::model::nullable")]
     pub jwt_secret_key: String,
     /// A session may play a stream id only once.
     #[serde(rename = "playWebRTCStreamOnceForEachSession")]
     pub play_webrtc_stream_once_for_each_session: bool,
     /// STUN/TURN URI handed out in `iceServerConfig`.
     #[serde(rename = "stunServerURI")]
+    #[serde(deserialize_with = "crate::model::nullable")]
     pub stun_server_uri: String,
     /// TURN user name.
+    #[serde(deserialize_with = "crate::model::nullable")]
     pub turn_server_username: String,
     /// TURN credential.
+    #[serde(deserialize_with = "crate::model::nullable")]
     pub turn_server_credential: String,
     /// Data channels enabled.
     pub data_channel_enabled: bool,
     /// Where player data-channel messages go: `none`, `publisher`, `all`.
+    #[serde(deserialize_with = "crate::model::nullable")]
     pub data_channel_player_distribution: String,
     /// Lowest WebRTC UDP port.
     #[serde(rename = "webRTCPortRangeMin")]
@@ -93,6 +101,7 @@ pub struct AppSettings {
     /// Video tracks per conference player (-1 = unlimited).
     pub max_video_track_count: i64,
     /// Transcoding ladder ("" = SFU only).
+    #[serde(deserialize_with = "crate::model::nullable")]
     pub encoder_settings_string: String,
     /// AMS keys that Antenna does not model, preserved as given.
     #[serde(flatten)]
@@ -218,6 +227,11 @@ mod tests {
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["hlsMuxingEnabled"], true);
         assert!(serde_json::from_str::<AppSettings>(r#"{"timeTokenPeriod":"x"}"#).is_err());
+        let s: AppSettings =
+            serde_json::from_str(r#"{"jwtStreamSecretKey":null,"remoteAllowedCIDR":null}"#)
+                .unwrap();
+        assert_eq!(s.jwt_stream_secret_key, "");
+        assert_eq!(s.remote_allowed_cidr, "");
     }
 
     #[test]

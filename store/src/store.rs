@@ -6,7 +6,7 @@
 //! [`WriteSeq`]; [`Store::durable_seq`] says how far writes are durable.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 
 use proto_core::SignalError;
@@ -333,6 +333,61 @@ impl Store for MemStore {
 
     fn flush(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// Items (typically HTTP responses) held until the store has made a write durable.
+///
+/// The runtime pushes a response with its [`crate::RestResponse::durable_after`] and, after each
+/// store notification (or loop iteration), pops those whose write is durable:
+///
+/// ```
+/// # use antenna_store::{DurableQueue, WriteSeq};
+/// let mut q = DurableQueue::new();
+/// q.push(WriteSeq(3), "created s1");
+/// q.push(WriteSeq(5), "created s2");
+/// assert_eq!(q.pop_ready(WriteSeq(4)), Some("created s1"));
+/// assert_eq!(q.pop_ready(WriteSeq(4)), None);
+/// assert_eq!(q.pop_ready(WriteSeq(5)), Some("created s2"));
+/// ```
+#[derive(Debug)]
+pub struct DurableQueue<T> {
+    items: VecDeque<(WriteSeq, T)>,
+}
+
+impl<T> Default for DurableQueue<T> {
+    fn default() -> Self {
+        DurableQueue {
+            items: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> DurableQueue<T> {
+    /// An empty queue.
+    pub fn new() -> Self {
+        DurableQueue::default()
+    }
+
+    /// Holds `item` until write `seq` is durable.
+    pub fn push(&mut self, seq: WriteSeq, item: T) {
+        self.items.push_back((seq, item));
+    }
+
+    /// The oldest held item whose write is durable (`seq <= durable`), if any.
+    pub fn pop_ready(&mut self, durable: WriteSeq) -> Option<T> {
+        let i = self.items.iter().position(|(seq, _)| *seq <= durable)?;
+        self.items.remove(i).map(|(_, item)| item)
+    }
+
+    /// Number of held items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Nothing held.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 

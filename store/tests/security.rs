@@ -859,3 +859,45 @@ fn every_access_policy_error_definition() {
         Ok(())
     );
 }
+
+#[test]
+fn plain_token_for_own_stream_works_inside_a_room_and_is_used_up() {
+    let store = store_with(AppSettings {
+        publish_token_control_enabled: true,
+        play_token_control_enabled: true,
+        ..AppSettings::default()
+    });
+    token(&store, "own", "alice", TokenType::Publish, NOW_S + 60, None);
+    token(
+        &store,
+        "roomplay",
+        "room1",
+        TokenType::Play,
+        NOW_S + 60,
+        Some("room1"),
+    );
+    let mut s = sec(&store);
+    let req = PublishRequest {
+        main_track: Some("room1"),
+        ..publish("alice", Some("own"))
+    };
+    assert_eq!(s.check_publish_at(NOW, &req), Ok(()));
+    assert!(store.borrow().data().token(APP, "own").is_none());
+    assert_eq!(
+        s.check_publish_at(NOW, &req),
+        Err(SignalError::UnauthorizedAccess)
+    );
+    // A room token plays the room id itself, repeatedly.
+    for _ in 0..2 {
+        assert_eq!(
+            s.check_play_at(NOW, &play("room1", Some("roomplay"))),
+            Ok(())
+        );
+    }
+    assert!(store.borrow().data().token(APP, "roomplay").is_some());
+    // but not another stream
+    assert_eq!(
+        s.check_play_at(NOW, &play("other", Some("roomplay"))),
+        Err(SignalError::UnauthorizedAccess)
+    );
+}
