@@ -91,6 +91,6 @@ pub use rest::{is_rest_path, RestApi, RestRequest, RestResponse, MAX_LIST, OPENA
 pub use security::{system_clock, StreamSecurity, WallClock};
 pub use settings::{parse_cidr_list, AppSettings, CidrError};
 pub use store::{
-    shared, AppData, Data, DurableQueue, MemStore, SharedStore, Store, StoreError, WriteOp,
-    WriteSeq,
+    set_broadcast_status, set_webrtc_viewer_count, shared, AppData, Data, DurableQueue, MemStore,
+    SharedStore, Store, StoreError, WriteOp, WriteSeq,
 };

@@ -336,6 +336,58 @@ impl Store for MemStore {
     }
 }
 
+/// Records a live status change of a stored broadcast (`broadcasting`, `finished`, …) and its
+/// `updateTime` (unix ms), for the REST API. Does nothing (`Ok(None)`) if the stream has no
+/// record or the status is unchanged. For the runtime, on publish start/end.
+pub fn set_broadcast_status(
+    store: &mut dyn Store,
+    app: &str,
+    stream_id: &str,
+    status: &str,
+    now_ms: u64,
+) -> Result<Option<WriteSeq>, StoreError> {
+    let Some(b) = store.data().broadcast(app, stream_id) else {
+        return Ok(None);
+    };
+    if b.status == status {
+        return Ok(None);
+    }
+    let mut b = b.clone();
+    b.status = status.to_string();
+    b.update_time = i64::try_from(now_ms).unwrap_or(i64::MAX);
+    store
+        .write(WriteOp::PutBroadcast {
+            app: app.to_string(),
+            broadcast: Box::new(b),
+        })
+        .map(Some)
+}
+
+/// Records the current WebRTC viewer count of a stored broadcast (`webRTCViewerCount`, shown by
+/// the REST statistics). Does nothing if the stream has no record or the count is unchanged.
+pub fn set_webrtc_viewer_count(
+    store: &mut dyn Store,
+    app: &str,
+    stream_id: &str,
+    viewers: usize,
+) -> Result<Option<WriteSeq>, StoreError> {
+    let n = i64::try_from(viewers).unwrap_or(i64::MAX);
+    let Some(b) = store.data().broadcast(app, stream_id) else {
+        return Ok(None);
+    };
+    if b.webrtc_viewer_count == n {
+        return Ok(None);
+    }
+    let mut b = b.clone();
+    b.webrtc_viewer_count = n;
+    store
+        .write(WriteOp::PutBroadcast {
+            app: app.to_string(),
+            broadcast: Box::new(b),
+        })
+        .map(Some)
+}
+
 /// Items (typically HTTP responses) held until the store has made a write durable.
 ///
 /// The runtime pushes a response with its [`crate::RestResponse::durable_after`] and, after each
@@ -466,6 +518,38 @@ mod tests {
         assert!(s.data().subscriber("A", "s1", "sub1").is_none());
         assert_eq!(s.durable_seq(), WriteSeq(6));
         assert_eq!(s.data().settings("A"), AppSettings::default());
+        // live status and viewer counts of stored broadcasts only
+        assert_eq!(
+            set_broadcast_status(&mut s, "A", "s1", "broadcasting", 5),
+            Ok(None)
+        );
+        s.write(WriteOp::PutBroadcast {
+            app: "A".into(),
+            broadcast: Box::new(b.clone()),
+        })
+        .unwrap();
+        assert_eq!(
+            set_broadcast_status(&mut s, "A", "s1", "broadcasting", 5),
+            Ok(Some(WriteSeq(8)))
+        );
+        assert_eq!(
+            set_broadcast_status(&mut s, "A", "s1", "broadcasting", 6),
+            Ok(None)
+        );
+        assert_eq!(
+            set_webrtc_viewer_count(&mut s, "A", "s1", 3),
+            Ok(Some(WriteSeq(9)))
+        );
+        assert_eq!(set_webrtc_viewer_count(&mut s, "A", "s1", 3), Ok(None));
+        let got = s.data().broadcast("A", "s1").unwrap();
+        assert_eq!(
+            (
+                got.status.as_str(),
+                got.update_time,
+                got.webrtc_viewer_count
+            ),
+            ("broadcasting", 5, 3)
+        );
         assert_eq!(
             SignalError::from(StoreError::Unavailable("x".into())).definition(),
             "data_store_not_available"
