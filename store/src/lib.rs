@@ -54,15 +54,14 @@
 //! # Runtime wiring
 //!
 //! ```no_run
-//! use antenna_store::{shared, RestApi, RestRequest, StreamSecurity, WriteBehind, system_clock};
-//! # fn os_random_seed() -> [u8; 32] { [7; 32] }
+//! use antenna_store::{shared, os_random_seed, RestApi, RestRequest, StreamSecurity, WriteBehind, system_clock};
 //! let store = match WriteBehind::open("antenna.redb", None /* Some(Box::new(move || waker.wake())) */) {
 //!     Ok(s) => shared(s),
 //!     Err(e) => panic!("{e}"), // or serve with MemStore and answer data_store_not_available
 //! };
 //! // signalling.set_access_policy(Box::new(StreamSecurity::new(store.clone(), system_clock)));
 //! let _policy = StreamSecurity::new(store.clone(), system_clock);
-//! let mut rest = RestApi::new(store.clone(), os_random_seed());
+//! let mut rest = RestApi::new(store.clone(), os_random_seed().expect("/dev/urandom"));
 //! // For an HTTP request whose path satisfies antenna_store::is_rest_path(path):
 //! let resp = rest.handle(system_clock(), &RestRequest {
 //!     method: "GET", path: "/LiveApp/rest/v2/broadcasts/count", query: "",
@@ -87,7 +86,9 @@ mod store;
 
 pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
 pub use persist::{Notify, RedbStore, WriteBehind};
-pub use rest::{is_rest_path, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON};
+pub use rest::{
+    is_rest_path, os_random_seed, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON,
+};
 pub use security::{system_clock, StreamSecurity, WallClock};
 pub use settings::{parse_cidr_list, AppSettings, CidrError};
 pub use store::{
