@@ -519,6 +519,10 @@ impl Signalling {
             trace!(%sid, "media event for an unknown session ignored");
             return;
         };
+        if !s.media_known {
+            debug!(%sid, "media event for a session not started in the media layer ignored");
+            return;
+        }
         let conn = s.conn;
         let stream = s.stream.clone();
         match event {
@@ -2793,6 +2797,25 @@ mod tests {
         send(&mut h, 2, json!({"command":"join","streamId":"p"}));
         h.close(2);
         assert!(h.sig.rooms.is_empty() && h.sig.p2p.is_empty());
+        h.finish();
+    }
+
+    #[test]
+    fn media_events_before_the_media_layer_knows_a_session_are_ignored() {
+        let mut h = harness();
+        h.open(1, APP);
+        h.open(2, APP);
+        // Publish session allocated, but its offer never reached the media layer.
+        send(&mut h, 1, json!({"command":"publish","streamId":"s1"}));
+        let sid = SessionId(1);
+        h.sig
+            .handle_media(h.now, MediaEvent::MediaStarted { session: sid });
+        assert!(h.drain().is_empty());
+        let e = error_of(
+            &send(&mut h, 2, json!({"command":"play","streamId":"s1"})),
+            2,
+        );
+        assert_eq!(e["definition"], "no_stream_exist");
         h.finish();
     }
 
