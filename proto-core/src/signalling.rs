@@ -345,6 +345,16 @@ impl Signalling {
         &self.config
     }
 
+    /// Replaces the configuration for what follows (a runtime applying changed application
+    /// settings). Running sessions keep their deadlines; the RNG keeps its state, so
+    /// `config.seed` is ignored.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = Config {
+            seed: self.config.seed,
+            ..config
+        };
+    }
+
     /// True when no connection, session, room, p2p group or timer is left.
     pub fn is_idle(&self) -> bool {
         self.conns.is_empty()
