@@ -513,8 +513,8 @@ testCase(7, "demo pages: publish.html + play.html", 60000, async (ctx, env, figu
   await sleep(2000);
   const later = Number(await play.textContent("#frames"));
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  await pub.screenshot({ path: path.join(ARTIFACTS, "demo-publish.png") });
-  await play.screenshot({ path: path.join(ARTIFACTS, "demo-play.png") });
+  await pub.screenshot({ path: path.join(ARTIFACTS, "demo-publish.png"), fullPage: true });
+  await play.screenshot({ path: path.join(ARTIFACTS, "demo-play.png"), fullPage: true });
   figures.push(`play.html frames decoded: ${frames} at first, ${later} two seconds later; state "${await play.textContent("#state")}"`);
   figures.push("screenshots: tests/browser/artifacts/demo-publish.png, demo-play.png");
   if (later <= frames) throw new Error("play.html frames stopped growing");
@@ -543,7 +543,7 @@ testCase(8, "demo pages: p2p.html pair and conference.html pair", 90000, async (
   const b = await open("p2p.html", `id=${id}`, "p2pB");
   await waitUntil("both p2p pages decoding", 20000, async () => (await frames(a)) > 0 && (await frames(b)) > 0, 200);
   figures.push(`p2p.html: A ${await frames(a)} frames, B ${await frames(b)} frames`);
-  await a.screenshot({ path: path.join(ARTIFACTS, "demo-p2p.png") });
+  await a.screenshot({ path: path.join(ARTIFACTS, "demo-p2p.png"), fullPage: true });
   await b.click("#leave");
   await waitUntil("p2pA told that B left", 5000, async () => (await a.textContent("#state")).startsWith("peer left"));
   await a.close();
@@ -556,7 +556,7 @@ testCase(8, "demo pages: p2p.html pair and conference.html pair", 90000, async (
   // Each page polls getRoomInfo every 3 s and plays the other member.
   await waitUntil("both conference pages decoding", 30000, async () => (await frames(c1)) > 0 && (await frames(c2)) > 0, 250);
   figures.push(`conference.html: member1 ${await frames(c1)} frames, member2 ${await frames(c2)} frames`);
-  await c2.screenshot({ path: path.join(ARTIFACTS, "demo-conference.png") });
+  await c2.screenshot({ path: path.join(ARTIFACTS, "demo-conference.png"), fullPage: true });
 });
 
 testCase(9, "publisher answer is receive-only: the SDK raises no exception", 30000, async (ctx, env, figures) => {
