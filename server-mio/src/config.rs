@@ -59,10 +59,19 @@ pub struct Cli {
     /// Seed of the signalling RNG (generated stream ids) [default: random].
     #[arg(long)]
     pub seed: Option<u64>,
+
+    /// Directory of the datastore (`antenna.redb`: broadcasts, tokens, subscribers, app
+    /// settings); created if missing [default: ./antenna-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Keep the datastore in memory only (nothing survives a restart; for tests).
+    #[arg(long)]
+    pub memory_store: bool,
 }
 
 /// The TOML file. Keys use snake_case; the AMS setting names are accepted as aliases.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// See [`Cli::listen`].
@@ -72,9 +81,15 @@ pub struct FileConfig {
     /// See [`Cli::announce_ip`].
     #[serde(alias = "announceIp")]
     pub announce_ip: Option<IpAddr>,
-    /// See [`Cli::apps`].
+    /// See [`Cli::apps`]: a list of names, or one table per application holding its AMS
+    /// settings (`[apps.WebRTCAppEE]` with `publishTokenControlEnabled = true`, …).
     #[serde(alias = "app")]
-    pub apps: Option<Vec<String>>,
+    pub apps: Option<AppsConfig>,
+    /// See [`Cli::data_dir`].
+    #[serde(alias = "dataDir")]
+    pub data_dir: Option<PathBuf>,
+    /// See [`Cli::memory_store`].
+    pub memory_store: Option<bool>,
     /// See [`Cli::log`].
     pub log: Option<String>,
     /// See [`Cli::seed`].
@@ -109,6 +124,30 @@ pub struct FileConfig {
     pub stats_interval_ms: Option<u64>,
 }
 
+/// The `apps` key: names only, or names with their AMS settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum AppsConfig {
+    /// `apps = ["WebRTCAppEE", "LiveApp"]`.
+    List(Vec<String>),
+    /// `[apps.WebRTCAppEE]` tables of AMS settings (AMS key names and JSON types), in name order.
+    Table(std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>),
+}
+
+/// Where the datastore lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `DIR/antenna.redb`.
+    Dir(PathBuf),
+    /// Memory only.
+    Memory,
+}
+
+/// Default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "antenna-data";
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "antenna.redb";
+
 /// A configuration error: reported and the process exits with status 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -138,6 +177,11 @@ pub struct Settings {
     pub signalling: proto_core::Config,
     /// Media stats interval.
     pub stats_interval: Duration,
+    /// The datastore.
+    pub store: StoreLocation,
+    /// AMS settings per application from the file (`[apps.X]` tables), seeded into the
+    /// datastore for applications that have no stored settings yet.
+    pub app_settings: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
 }
 
 impl FileConfig {
@@ -187,9 +231,11 @@ impl Settings {
         let mut apps: Vec<String> = if !cli.apps.is_empty() {
             cli.apps.clone()
         } else {
-            file.apps
-                .clone()
-                .unwrap_or_else(|| vec![DEFAULT_APP.to_string()])
+            match &file.apps {
+                Some(AppsConfig::List(l)) => l.clone(),
+                Some(AppsConfig::Table(t)) => t.keys().cloned().collect(),
+                None => vec![DEFAULT_APP.to_string()],
+            }
         };
         let mut seen = std::collections::HashSet::new();
         apps.retain(|a| seen.insert(a.clone()));
@@ -223,6 +269,27 @@ impl Settings {
             max_track_count: file.max_track_count.unwrap_or(defaults.max_track_count),
         };
         let stats_interval = Duration::from_millis(file.stats_interval_ms.unwrap_or(1000).max(1));
+        let store = if cli.memory_store {
+            StoreLocation::Memory
+        } else if let Some(dir) = &cli.data_dir {
+            StoreLocation::Dir(dir.clone())
+        } else if file.memory_store == Some(true) {
+            StoreLocation::Memory
+        } else {
+            StoreLocation::Dir(
+                file.data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            )
+        };
+        let app_settings = match &file.apps {
+            Some(AppsConfig::Table(t)) => t
+                .iter()
+                .filter(|(name, _)| apps.contains(name))
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Settings {
             listen,
             udp,
@@ -231,6 +298,8 @@ impl Settings {
             log: cli.log.clone().or_else(|| file.log.clone()),
             signalling,
             stats_interval,
+            store,
+            app_settings,
         })
     }
 }
@@ -327,6 +396,39 @@ mod tests {
         let file = FileConfig::parse("apps = [\"A\", \"B\"]").unwrap();
         let s = Settings::resolve(&cli(&[]), &file, 0).unwrap();
         assert_eq!(s.apps, vec!["A".to_string(), "B".to_string()]);
+    }
+
+    #[test]
+    fn app_tables_name_apps_and_carry_ams_settings() {
+        let file = FileConfig::parse(
+            r#"
+            data_dir = "/tmp/x"
+            [apps.WebRTCAppEE]
+            publishTokenControlEnabled = true
+            webRTCViewerLimit = 2
+            [apps.LiveApp]
+            remoteAllowedCIDR = "10.0.0.0/8"
+            "#,
+        )
+        .unwrap();
+        let s = Settings::resolve(&cli(&[]), &file, 0).unwrap();
+        assert_eq!(
+            s.apps,
+            vec!["LiveApp".to_string(), "WebRTCAppEE".to_string()]
+        );
+        assert_eq!(s.store, StoreLocation::Dir(PathBuf::from("/tmp/x")));
+        let (name, web) = &s.app_settings[1];
+        assert_eq!(name, "WebRTCAppEE");
+        assert_eq!(web["publishTokenControlEnabled"], true);
+        assert_eq!(web["webRTCViewerLimit"], 2);
+        // --app picks the served apps; tables of other apps are ignored.
+        let s = Settings::resolve(&cli(&["--app", "LiveApp", "--memory-store"]), &file, 0).unwrap();
+        assert_eq!(s.app_settings.len(), 1);
+        assert_eq!(s.store, StoreLocation::Memory);
+        let s = Settings::resolve(&cli(&["--data-dir", "d"]), &FileConfig::default(), 0).unwrap();
+        assert_eq!(s.store, StoreLocation::Dir(PathBuf::from("d")));
+        let s = Settings::resolve(&cli(&[]), &FileConfig::default(), 0).unwrap();
+        assert_eq!(s.store, StoreLocation::Dir(PathBuf::from(DEFAULT_DATA_DIR)));
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! - `GET /<App>/websocket` with an `Upgrade: websocket` handshake → `101`, then WebSocket;
 //! - `GET|HEAD /`, `/<file>`, `/<App>/`, `/<App>/<file>` → a file from `static/`
 //!   (`/` and `/<App>/` are `index.html`; `/<App>` redirects to `/<App>/`);
+//! - `/<App>/rest/…` and `/rest/v2/applications/settings/<App>` (any method) → the admin REST
+//!   API ([`Action::Rest`]; the runtime reads a `Content-Length` body of up to
+//!   [`MAX_BODY_LEN`], else `413`; chunked bodies get `411`);
 //! - other paths → `404`, other methods → `405`, malformed requests → `400`.
 //!
 //! Every plain response carries `Connection: close`; there is no keep-alive.
@@ -23,6 +26,26 @@ include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
 
 /// Largest request head accepted (request line plus headers).
 pub const MAX_REQUEST_LEN: usize = 16 * 1024;
+
+/// Largest REST request body.
+pub const MAX_BODY_LEN: usize = 1024 * 1024;
+
+/// The head of a REST request; the runtime reads `content_length` body bytes next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestHead {
+    /// Method as sent.
+    pub method: String,
+    /// The path without the query, still percent-encoded.
+    pub path: String,
+    /// The query without `?`.
+    pub query: String,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// Body length (`Content-Length`, 0 if absent).
+    pub content_length: usize,
+    /// The application the request is for.
+    pub app: String,
+}
 
 /// Most headers accepted in one request.
 const MAX_HEADERS: usize = 48;
@@ -44,6 +67,8 @@ pub enum Action {
         /// The whole response.
         response: Vec<u8>,
     },
+    /// A REST API request: read the body, then answer it.
+    Rest(RestHead),
 }
 
 /// Parses the request head at the start of `buf`.
@@ -98,6 +123,10 @@ fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
     let is_app = |s: &str| apps.iter().any(|a| a == s);
     let head = method == "HEAD";
     let file = match segments.as_slice() {
+        [app, "rest", ..] if is_app(app) => return rest(req, app, target),
+        ["rest", "v2", "applications", "settings", app] if is_app(app) => {
+            return rest(req, app, target)
+        }
         [app, "websocket"] if is_app(app) => return websocket(req, app),
         [""] => "index.html",
         [app] if is_app(app) => return redirect(&format!("/{app}/")),
@@ -113,6 +142,56 @@ fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
         },
         Some(_) => method_not_allowed(),
         None => not_found(),
+    }
+}
+
+fn rest(req: &httparse::Request<'_, '_>, app: &str, target: &str) -> Action {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = query.split('#').next().unwrap_or("");
+    if header(req, "transfer-encoding").is_some() {
+        return error(
+            411,
+            "Length Required",
+            "send the body with Content-Length\n",
+        );
+    }
+    let content_length = match header(req, "content-length") {
+        None => 0,
+        Some(v) => match std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            Some(n) => n,
+            None => return error(400, "Bad Request", "invalid Content-Length\n"),
+        },
+    };
+    if content_length > MAX_BODY_LEN {
+        return error(413, "Content Too Large", "request body too large\n");
+    }
+    Action::Rest(RestHead {
+        method: req.method.unwrap_or("").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        authorization: header(req, "authorization")
+            .map(|v| String::from_utf8_lossy(v).into_owned()),
+        content_length,
+        app: app.to_string(),
+    })
+}
+
+/// The reason phrase of the status codes the REST API answers with.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
     }
 }
 
@@ -253,7 +332,53 @@ mod tests {
         match action {
             Action::Upgrade { .. } => 101,
             Action::Respond { status, .. } => *status,
+            Action::Rest(_) => 0,
         }
+    }
+
+    #[test]
+    fn rest_requests_are_routed_with_their_head() {
+        let req = "PUT /WebRTCAppEE/rest/v2/broadcasts/s1?a=1&b=2 HTTP/1.1\r\n\
+                   Authorization: Bearer x.y.z\r\nContent-Length: 5\r\n\r\nhello";
+        let (n, a) = handle_request(req.as_bytes(), &apps()).unwrap();
+        assert_eq!(&req[n..], "hello");
+        let Action::Rest(head) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(head.method, "PUT");
+        assert_eq!(head.path, "/WebRTCAppEE/rest/v2/broadcasts/s1");
+        assert_eq!(head.query, "a=1&b=2");
+        assert_eq!(head.authorization.as_deref(), Some("Bearer x.y.z"));
+        assert_eq!(head.content_length, 5);
+        assert_eq!(head.app, "WebRTCAppEE");
+        let (_, a) = handle_request(
+            b"GET /rest/v2/applications/settings/LiveApp HTTP/1.1\r\n\r\n",
+            &apps(),
+        )
+        .unwrap();
+        assert!(matches!(a, Action::Rest(RestHead { ref app, .. }) if app == "LiveApp"));
+        // Unknown application, oversize and chunked bodies, bad lengths.
+        assert_eq!(status_of(&get("/Other/rest/v2/broadcasts/count")), 404);
+        assert_eq!(status_of(&get("/rest/v2/applications/settings/Other")), 404);
+        let big = format!(
+            "POST /LiveApp/rest/v2/broadcasts/create HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY_LEN + 1
+        );
+        assert_eq!(
+            status_of(&handle_request(big.as_bytes(), &apps()).unwrap().1),
+            413
+        );
+        let chunked = "POST /LiveApp/rest/v2/broadcasts/create HTTP/1.1\r\n\
+                       Transfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            status_of(&handle_request(chunked.as_bytes(), &apps()).unwrap().1),
+            411
+        );
+        let bad = "POST /LiveApp/rest/v2/x HTTP/1.1\r\nContent-Length: -1\r\n\r\n";
+        assert_eq!(
+            status_of(&handle_request(bad.as_bytes(), &apps()).unwrap().1),
+            400
+        );
     }
 
     fn get(path: &str) -> Action {

@@ -2,11 +2,13 @@
 //! Sans-IO cores (`proto-core` signalling, `rtc-core` media) through the pure [`node::Node`].
 //!
 //! - [`config`]: command line and TOML settings of the `antenna` binary;
+//! - [`datastore`]: the datastore, the access policy and the settings rule;
 //! - [`http`]: request parsing and routing (WebSocket upgrade, demo pages, errors), no IO;
 //! - [`overload`]: process CPU sampling for `highResourceUsage`;
 //! - [`runtime`]: the event loop, the only code that touches sockets or reads the clock.
 
 pub mod config;
+pub mod datastore;
 pub mod http;
 pub mod node;
 pub mod overload;

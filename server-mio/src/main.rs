@@ -8,9 +8,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use server_mio::config::{Cli, FileConfig, Settings, DEFAULT_LOG};
+use server_mio::datastore::{self, Policy};
 use server_mio::node::Node;
-use server_mio::runtime::{self, Runtime};
-use tracing::error;
+use server_mio::runtime::{self, Admin, Runtime};
+use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
 /// A random seed without a clock: std's `RandomState` is seeded from the OS.
@@ -62,19 +63,90 @@ fn main() -> ExitCode {
     let listen_addr = bound.listen_addr;
     let udp_addr = bound.udp_addr;
     let announce = SocketAddr::new(settings.announce_ip, udp_addr.port());
-    let signalling_config = settings.signalling.clone();
+    // The seeded settings of every application (checked before anything is opened).
+    let mut seeds = Vec::new();
+    for app in &settings.apps {
+        let table = settings
+            .app_settings
+            .iter()
+            .find(|(name, _)| name == app)
+            .map(|(_, t)| t);
+        match datastore::seed_for(app, &settings.signalling, table) {
+            Ok(s) => seeds.push((app.clone(), s)),
+            Err(e) => {
+                eprintln!("antenna: invalid configuration: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let rest_seed = match antenna_store::os_random_seed() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("antenna: cannot read /dev/urandom: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut signalling_config = settings.signalling.clone();
     let stats_interval = settings.stats_interval;
-    let rt = Runtime::new(bound, announce, settings.apps.clone(), |now, local| {
-        let sig = proto_core::Signalling::new(signalling_config, now);
-        let sfu = rtc_core::Sfu::new(
-            rtc_core::SfuConfig {
-                local_addrs: vec![local],
-                stats_interval,
-            },
-            now,
-        );
-        Node::new(sig, sfu)
-    });
+    let store_location = settings.store.clone();
+    let primary_app = settings.apps.first().cloned().unwrap_or_default();
+    let rt = Runtime::new(
+        bound,
+        announce,
+        settings.apps.clone(),
+        |now, local, notify| {
+            let ds = datastore::open(&store_location, notify);
+            match ds.health() {
+                Ok(()) => {
+                    match &ds.path {
+                        Some(p) => info!(path = %p.display(), "datastore open"),
+                        None => info!("datastore in memory only (--memory-store)"),
+                    }
+                    match ds.seed_settings(&seeds) {
+                        Ok(seeded) if !seeded.is_empty() => {
+                            info!(apps = ?seeded, "application settings seeded from the configuration")
+                        }
+                        Ok(_) => {}
+                        Err(e) => error!("cannot seed application settings: {e}"),
+                    }
+                    datastore::apply_to_signalling(
+                        &ds.settings(&primary_app),
+                        &mut signalling_config,
+                    );
+                }
+                Err(e) => {
+                    error!(
+                    "DATASTORE NOT AVAILABLE: {e}. The server keeps running; every publish and \
+                     play is refused with data_store_not_available and the REST API answers 503"
+                );
+                    eprintln!("antenna: datastore not available: {e}");
+                    if let Some((_, s)) = seeds.iter().find(|(a, _)| *a == primary_app) {
+                        datastore::apply_to_signalling(s, &mut signalling_config);
+                    }
+                }
+            }
+            let mut sig = proto_core::Signalling::new(signalling_config, now);
+            sig.set_access_policy(Box::new(Policy::new(
+                ds.store.clone(),
+                antenna_store::system_clock,
+            )));
+            let sfu = rtc_core::Sfu::new(
+                rtc_core::SfuConfig {
+                    local_addrs: vec![local],
+                    stats_interval,
+                },
+                now,
+            );
+            let rest = antenna_store::RestApi::new(ds.store.clone(), rest_seed);
+            (
+                Node::new(sig, sfu),
+                Admin {
+                    datastore: ds,
+                    rest,
+                },
+            )
+        },
+    );
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {

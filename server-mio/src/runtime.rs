@@ -24,8 +24,9 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
+use antenna_store::{DurableQueue, Notify, RestApi, RestRequest, WriteSeq};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use proto_core::ConnId;
 use rtc_core::Transmit;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -35,13 +36,16 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-use crate::http::{self, Action};
+use crate::datastore::{self, Datastore};
+use crate::http::{self, Action, RestHead};
 use crate::node::{Node, NodeOutput};
 use crate::overload::{self, CpuMonitor};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const UDP: Token = Token(2);
+/// The store thread wakes the loop after each durable commit.
+const STORE: Token = Token(3);
 /// Connection tokens start here; they are never reused, and `ConnId(token)` names the
 /// connection towards the node.
 const FIRST_CONN: usize = 16;
@@ -64,6 +68,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Largest UDP datagram read.
 const UDP_BUF: usize = 65_536;
+/// How long a REST response may wait for its write to become durable.
+const DURABLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The bound sockets, before the node exists (the node needs the UDP port).
 #[derive(Debug)]
@@ -93,6 +99,17 @@ pub fn bind(listen: SocketAddr, udp: SocketAddr) -> io::Result<Bound> {
 enum State {
     /// Reading the request head.
     Http { stream: TcpStream, buf: Vec<u8> },
+    /// Reading a REST request body.
+    Body {
+        stream: TcpStream,
+        head: RestHead,
+        body: Vec<u8>,
+    },
+    /// A REST response held until the store made its write durable.
+    Held {
+        stream: TcpStream,
+        response: Vec<u8>,
+    },
     /// Writing a response; then WebSocket for `upgrade = Some((app, early bytes))`, else close.
     Respond {
         stream: TcpStream,
@@ -149,6 +166,15 @@ struct Counters {
     slow_clients_dropped: u64,
 }
 
+/// The datastore and the REST API, built by the caller of [`Runtime::new`].
+#[derive(Debug)]
+pub struct Admin {
+    /// The datastore (shared with the access policy inside the node).
+    pub datastore: Datastore,
+    /// The REST API over it.
+    pub rest: RestApi,
+}
+
 /// The runtime. Build with [`Runtime::new`], then [`Runtime::run`].
 pub struct Runtime {
     poll: Poll,
@@ -174,6 +200,11 @@ pub struct Runtime {
     shutdown_deadline: Option<Instant>,
     counters: Counters,
     logged: Counters,
+    admin: Admin,
+    /// REST responses waiting for durability.
+    held: DurableQueue<Token>,
+    /// Keeps the store's wake-up registered.
+    _waker: std::sync::Arc<Waker>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -199,13 +230,14 @@ fn interrupted(e: &tungstenite::Error) -> bool {
 }
 
 impl Runtime {
-    /// Registers the sockets and signal handlers, and builds the node with `make_node(now,
-    /// announced UDP address)`.
+    /// Registers the sockets and signal handlers, and builds the node and the datastore with
+    /// `make(now, announced UDP address, store notification)`. The notification wakes the loop
+    /// (pass it to [`antenna_store::WriteBehind::open`]).
     pub fn new(
         bound: Bound,
         announce: SocketAddr,
         apps: Vec<String>,
-        make_node: impl FnOnce(Instant, SocketAddr) -> Node,
+        make: impl FnOnce(Instant, SocketAddr, Notify) -> (Node, Admin),
     ) -> io::Result<Runtime> {
         let poll = Poll::new()?;
         let Bound {
@@ -220,8 +252,15 @@ impl Runtime {
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let waker = std::sync::Arc::new(Waker::new(poll.registry(), STORE)?);
+        let notify_waker = waker.clone();
+        let notify: Notify = Box::new(move || {
+            if let Err(e) = notify_waker.wake() {
+                trace!("store wake: {e}");
+            }
+        });
         let now = Instant::now();
-        let node = make_node(now, announce);
+        let (node, admin) = make(now, announce, notify);
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
             .write_buffer_size(64 * 1024)
@@ -251,11 +290,30 @@ impl Runtime {
             shutdown_deadline: None,
             counters: Counters::default(),
             logged: Counters::default(),
+            admin,
+            held: DurableQueue::new(),
+            _waker: waker,
         })
     }
 
-    /// Runs until SIGTERM/SIGINT and the graceful shutdown that follows.
+    /// Runs until SIGTERM/SIGINT and the graceful shutdown that follows, then makes every
+    /// store write durable and closes the store.
     pub fn run(mut self) -> io::Result<()> {
+        let result = self.run_loop();
+        self.close_store();
+        result
+    }
+
+    fn close_store(&mut self) {
+        let flushed = self.admin.datastore.store.borrow_mut().flush();
+        match (flushed, &self.admin.datastore.path) {
+            (Ok(()), Some(path)) => info!(path = %path.display(), "datastore flushed and closed"),
+            (Ok(()), None) => debug!("in-memory datastore dropped"),
+            (Err(e), _) => warn!("datastore not flushed at exit: {e}"),
+        }
+    }
+
+    fn run_loop(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -291,6 +349,7 @@ impl Runtime {
                 let now = Instant::now();
                 match event.token() {
                     LISTENER => self.accept(now),
+                    STORE => self.release_held(now),
                     SIGNALS => {
                         let mut stop = false;
                         for sig in self.signals.pending() {
@@ -362,6 +421,7 @@ impl Runtime {
             self.remove(now, token, "timed out");
         }
         self.drain(now);
+        self.release_held(now);
         if self.accept_pending {
             self.accept(now);
         }
@@ -457,9 +517,10 @@ impl Runtime {
         };
         let registry = self.poll.registry();
         let result = match &mut conn.state {
-            State::Http { stream, .. } | State::Respond { stream, .. } => {
-                registry.reregister(stream, token, interest)
-            }
+            State::Http { stream, .. }
+            | State::Respond { stream, .. }
+            | State::Body { stream, .. }
+            | State::Held { stream, .. } => registry.reregister(stream, token, interest),
             State::Ws { ws, .. } => registry.reregister(ws.get_mut(), token, interest),
             State::Gone => Ok(()),
         };
@@ -478,6 +539,8 @@ impl Runtime {
             };
             let next = match conn.state {
                 State::Http { .. } => self.drive_http(token),
+                State::Body { .. } => self.drive_body(now, token),
+                State::Held { .. } => Next::Wait,
                 State::Respond { .. } => self.drive_respond(now, token),
                 State::Ws { .. } => self.drive_ws(now, token),
                 State::Gone => Next::Remove("internal state"),
@@ -521,6 +584,12 @@ impl Runtime {
                         return Next::Remove("internal state");
                     };
                     let (out, upgrade) = match action {
+                        Action::Rest(head) => {
+                            let mut body = early;
+                            body.truncate(head.content_length);
+                            conn.state = State::Body { stream, head, body };
+                            return Next::Again;
+                        }
                         Action::Upgrade { app, response } => (response, Some((app, early))),
                         Action::Respond { status, response } => {
                             debug!(conn = token.0, peer = %conn.peer, status, "http response");
@@ -542,6 +611,188 @@ impl Runtime {
                     return Next::Remove("read error");
                 }
             }
+        }
+    }
+
+    /// Reads a REST body; once complete, answers the request (or holds the answer until its
+    /// write is durable).
+    fn drive_body(&mut self, now: Instant, token: Token) -> Next {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Next::Wait;
+        };
+        let State::Body { stream, head, body } = &mut conn.state else {
+            return Next::Again;
+        };
+        let mut chunk = [0u8; 16 * 1024];
+        while body.len() < head.content_length {
+            let want = (head.content_length - body.len()).min(chunk.len());
+            match stream.read(chunk.get_mut(..want).unwrap_or_default()) {
+                Ok(0) => return Next::Remove("closed before sending the body"),
+                Ok(n) => body.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Wait,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    trace!(conn = token.0, "read: {e}");
+                    return Next::Remove("read error");
+                }
+            }
+        }
+        let State::Body { stream, head, body } = std::mem::replace(&mut conn.state, State::Gone)
+        else {
+            return Next::Remove("internal state");
+        };
+        let peer = conn.peer;
+        let (status, response, durable_after) = self.rest_answer(now, peer, &head, &body);
+        debug!(conn = token.0, %peer, method = %head.method, path = %head.path, status,
+            held = durable_after.is_some(), "rest response");
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Next::Wait;
+        };
+        let durable = self.admin.datastore.store.borrow().durable_seq();
+        match durable_after {
+            Some(seq) if seq > durable => {
+                conn.state = State::Held { stream, response };
+                conn.deadline = Some(now + DURABLE_TIMEOUT);
+                self.held.push(seq, token);
+                Next::Wait
+            }
+            _ => {
+                conn.state = State::Respond {
+                    stream,
+                    out: response,
+                    written: 0,
+                    upgrade: None,
+                };
+                Next::Again
+            }
+        }
+    }
+
+    /// Answers one REST request: `(status, whole HTTP response, write to wait for)`.
+    fn rest_answer(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        head: &RestHead,
+        body: &[u8],
+    ) -> (u16, Vec<u8>, Option<WriteSeq>) {
+        let json = |status: u16, v: &serde_json::Value| {
+            let body = v.to_string();
+            let r = http::response(
+                status,
+                http::reason(status),
+                "application/json",
+                body.as_bytes(),
+                false,
+                &[],
+            );
+            (status, r, None)
+        };
+        if let Err(e) = self.admin.datastore.health() {
+            return json(
+                503,
+                &serde_json::json!({"success": false, "message": format!("data_store_not_available: {e}"),
+                    "dataId": null, "errorId": 0}),
+            );
+        }
+        let settings = self.admin.datastore.settings(&head.app);
+        if datastore::refuse_other_loopback(peer.ip(), &settings) {
+            return json(
+                403,
+                &serde_json::json!({"success": false, "message": "Not allowed IP",
+                    "dataId": null, "errorId": 0}),
+            );
+        }
+        let resp = self.admin.rest.handle(
+            antenna_store::system_clock(),
+            &RestRequest {
+                method: &head.method,
+                path: &head.path,
+                query: &head.query,
+                authorization: head.authorization.as_deref(),
+                body,
+                peer: peer.ip(),
+            },
+        );
+        if let Some(app) = &resp.settings_changed {
+            self.settings_changed(now, app);
+        }
+        let out = http::response(
+            resp.status,
+            http::reason(resp.status),
+            resp.content_type,
+            &resp.body,
+            head.method == "HEAD",
+            &[],
+        );
+        (resp.status, out, resp.durable_after)
+    }
+
+    /// An application's settings changed: security settings apply by themselves (read from the
+    /// store); the signalling options follow the first application's settings.
+    fn settings_changed(&mut self, now: Instant, app: &str) {
+        if self.apps.first().map(String::as_str) != Some(app) {
+            return;
+        }
+        let settings = self.admin.datastore.settings(app);
+        let mut config = self.node.sig.config().clone();
+        datastore::apply_to_signalling(&settings, &mut config);
+        info!(
+            app,
+            "application settings changed; signalling options updated"
+        );
+        self.node.sig.set_config(config);
+        self.drain(now);
+    }
+
+    /// Sends the held REST responses whose writes are durable (all of them, with 503, if the
+    /// store failed meanwhile).
+    fn release_held(&mut self, now: Instant) {
+        if self.held.is_empty() {
+            return;
+        }
+        let failed = self.admin.datastore.health().err();
+        let durable = if failed.is_some() {
+            WriteSeq(u64::MAX)
+        } else {
+            self.admin.datastore.store.borrow().durable_seq()
+        };
+        while let Some(token) = self.held.pop_ready(durable) {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            let State::Held { stream, response } = std::mem::replace(&mut conn.state, State::Gone)
+            else {
+                continue;
+            };
+            let out = match &failed {
+                None => response,
+                Some(e) => {
+                    warn!(
+                        conn = token.0,
+                        "store failed before the write was durable: {e}"
+                    );
+                    let body = serde_json::json!({"success": false,
+                        "message": format!("data_store_not_available: {e}"), "dataId": null, "errorId": 0})
+                    .to_string();
+                    http::response(
+                        503,
+                        http::reason(503),
+                        "application/json",
+                        body.as_bytes(),
+                        false,
+                        &[],
+                    )
+                }
+            };
+            conn.state = State::Respond {
+                stream,
+                out,
+                written: 0,
+                upgrade: None,
+            };
+            conn.deadline = Some(now + HTTP_TIMEOUT);
+            self.drive(now, token);
         }
     }
 
@@ -700,9 +951,10 @@ impl Runtime {
         }
         let registry = self.poll.registry();
         let _ = match &mut conn.state {
-            State::Http { stream, .. } | State::Respond { stream, .. } => {
-                registry.deregister(stream)
-            }
+            State::Http { stream, .. }
+            | State::Respond { stream, .. }
+            | State::Body { stream, .. }
+            | State::Held { stream, .. } => registry.deregister(stream),
             State::Ws { ws, .. } => registry.deregister(ws.get_mut()),
             State::Gone => Ok(()),
         };

@@ -53,6 +53,11 @@ impl Server {
         if !extra.contains(&"--log") {
             cmd.args(["--log", "debug"]);
         }
+        // Tests run in parallel: each server gets an in-memory store unless the test names a
+        // data directory (the default ./antenna-data would be shared).
+        if !extra.contains(&"--data-dir") && !extra.contains(&"--memory-store") {
+            cmd.arg("--memory-store");
+        }
         let mut child = cmd
             .args(extra)
             .stdin(Stdio::null())
@@ -390,4 +395,55 @@ impl Client {
             .send(Message::binary(data.to_vec()))
             .expect("send binary");
     }
+}
+
+/// An HTTP/1.1 request with an optional `Authorization` header and a JSON body; returns the
+/// status and the body parsed as JSON (`Value::Null` if it is not JSON).
+pub fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    if let Some(a) = authorization {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method != "GET" {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    let (status, text) = http_raw(addr, req.as_bytes());
+    let v = serde_json::from_str(self::body(&text)).unwrap_or(Value::Null);
+    (status, v)
+}
+
+/// A fresh empty directory under the system temp dir, for one test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("antenna-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Writes `text` as `antenna.toml` in a fresh temp dir and returns its path.
+pub fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = temp_dir(name).join("antenna.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Unix time in seconds, `plus` seconds from now.
+pub fn unix_s(plus: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    i64::try_from(now).expect("time") + plus
 }
