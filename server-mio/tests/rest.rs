@@ -1,0 +1,619 @@
+//! The admin REST API of the real `antenna` binary over real HTTP: every endpoint, bad input,
+//! unknown ids, missing or wrong JWT, a caller outside `remoteAllowedCIDR`, oversize bodies,
+//! and the OpenAPI document.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{config_file, http_json, http_raw, unix_s, Server};
+use serde_json::{json, Map, Value};
+
+const REST_KEY: &str = "rest-api-secret-key-0123456789abcdef";
+
+fn server() -> Server {
+    let cfg = config_file(
+        "rest",
+        &format!(
+            r#"
+            [apps.WebRTCAppEE]
+            [apps.Secured]
+            jwtControlEnabled = true
+            jwtSecretKey = "{REST_KEY}"
+            "#
+        ),
+    );
+    Server::start_with(&["--config", cfg.to_str().expect("utf-8")])
+}
+
+const B: &str = "/WebRTCAppEE/rest/v2/broadcasts";
+
+fn call(s: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    http_json(
+        s.http,
+        method,
+        path,
+        None,
+        body.map(|b| b.to_string()).as_deref(),
+    )
+}
+
+fn ok(r: &(u16, Value)) {
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["success"], true, "{}", r.1);
+}
+
+fn fails(r: &(u16, Value), status: u16) {
+    assert_eq!(r.0, status, "{}", r.1);
+    assert_eq!(r.1["success"], false, "{}", r.1);
+    assert!(r.1["message"].is_string(), "{}", r.1);
+}
+
+#[test]
+fn broadcasts_crud_list_count_and_statistics() {
+    let s = server();
+    // create: explicit and generated ids; duplicates and bad ids refused; bad JSON refused.
+    let (st, b) = call(
+        &s,
+        "POST",
+        &format!("{B}/create"),
+        Some(json!({"streamId": "s1", "name": "one"})),
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        (b["streamId"].as_str(), b["status"].as_str()),
+        (Some("s1"), Some("created"))
+    );
+    let (st, g) = call(
+        &s,
+        "POST",
+        &format!("{B}/create"),
+        Some(json!({"name": "gen"})),
+    );
+    assert_eq!(st, 200, "{g}");
+    let gen_id = g["streamId"].as_str().expect("generated id").to_string();
+    assert!(gen_id.len() > 16, "{gen_id}");
+    fails(
+        &call(
+            &s,
+            "POST",
+            &format!("{B}/create"),
+            Some(json!({"streamId": "s1"})),
+        ),
+        400,
+    );
+    fails(
+        &call(
+            &s,
+            "POST",
+            &format!("{B}/create"),
+            Some(json!({"streamId": "bad id!"})),
+        ),
+        400,
+    );
+    let (st, _) = http_json(
+        s.http,
+        "POST",
+        &format!("{B}/create"),
+        None,
+        Some("{not json"),
+    );
+    assert_eq!(st, 400);
+    // get, unknown id, invalid id.
+    let (st, got) = call(&s, "GET", &format!("{B}/s1"), None);
+    assert_eq!((st, got["name"].as_str()), (200, Some("one")), "{got}");
+    fails(&call(&s, "GET", &format!("{B}/nope"), None), 404);
+    fails(&call(&s, "GET", &format!("{B}/bad%20id"), None), 400);
+    // update merges keys.
+    ok(&call(
+        &s,
+        "PUT",
+        &format!("{B}/s1"),
+        Some(json!({"description": "d"})),
+    ));
+    let (_, got) = call(&s, "GET", &format!("{B}/s1"), None);
+    assert_eq!(
+        (got["name"].as_str(), got["description"].as_str()),
+        (Some("one"), Some("d"))
+    );
+    fails(
+        &call(&s, "PUT", &format!("{B}/nope"), Some(json!({"name": "x"}))),
+        404,
+    );
+    fails(
+        &call(
+            &s,
+            "PUT",
+            &format!("{B}/s1"),
+            Some(json!({"webRTCViewerLimit": "x"})),
+        ),
+        400,
+    );
+    // list and count.
+    for i in 0..3 {
+        call(
+            &s,
+            "POST",
+            &format!("{B}/create"),
+            Some(json!({"streamId": format!("l{i}")})),
+        );
+    }
+    let (st, list) = call(&s, "GET", &format!("{B}/list/0/50"), None);
+    assert_eq!(st, 200);
+    assert_eq!(list.as_array().map(Vec::len), Some(5), "{list}");
+    let (_, page) = call(
+        &s,
+        "GET",
+        &format!("{B}/list/1/2?sort_by=name&order_by=desc"),
+        None,
+    );
+    assert_eq!(page.as_array().map(Vec::len), Some(2), "{page}");
+    let (_, found) = call(&s, "GET", &format!("{B}/list/0/10?search=l1"), None);
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+    fails(&call(&s, "GET", &format!("{B}/list/x/10"), None), 400);
+    let (st, n) = call(&s, "GET", &format!("{B}/count"), None);
+    assert_eq!((st, n["number"].as_u64()), (200, Some(5)));
+    let (st, n) = call(&s, "GET", &format!("{B}/active-live-stream-count"), None);
+    assert_eq!((st, n["number"].as_u64()), (200, Some(0)));
+    // statistics.
+    let (st, stats) = call(&s, "GET", &format!("{B}/s1/broadcast-statistics"), None);
+    assert_eq!(
+        (st, stats["totalWebRTCWatchersCount"].as_i64()),
+        (200, Some(0)),
+        "{stats}"
+    );
+    fails(
+        &call(&s, "GET", &format!("{B}/nope/broadcast-statistics"), None),
+        404,
+    );
+    let (st, t) = call(&s, "GET", &format!("{B}/total-broadcast-statistics"), None);
+    assert_eq!(
+        (st, t["activeLiveStreamCount"].as_u64()),
+        (200, Some(0)),
+        "{t}"
+    );
+    // delete one, unknown, many.
+    ok(&call(&s, "DELETE", &format!("{B}/{gen_id}"), None));
+    fails(&call(&s, "DELETE", &format!("{B}/{gen_id}"), None), 404);
+    ok(&call(&s, "DELETE", &format!("{B}?ids=l0,l1"), None));
+    fails(&call(&s, "DELETE", &format!("{B}?ids=l2,gone"), None), 404);
+    fails(&call(&s, "DELETE", B, None), 400);
+    let (_, n) = call(&s, "GET", &format!("{B}/count"), None);
+    assert_eq!(n["number"].as_u64(), Some(1), "{n}");
+    // Wrong method, unknown route.
+    fails(&call(&s, "GET", &format!("{B}/create"), None), 405);
+    fails(&call(&s, "GET", "/WebRTCAppEE/rest/v2/nothing", None), 404);
+}
+
+#[test]
+fn tokens_validate_list_and_delete() {
+    let s = server();
+    call(
+        &s,
+        "POST",
+        &format!("{B}/create"),
+        Some(json!({"streamId": "tk1"})),
+    );
+    let exp = unix_s(600);
+    let (st, t) = call(
+        &s,
+        "GET",
+        &format!("{B}/tk1/token?expireDate={exp}&type=play"),
+        None,
+    );
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(
+        (t["streamId"].as_str(), t["expireDate"].as_i64()),
+        (Some("tk1"), Some(exp))
+    );
+    // Bad input: missing or past expireDate, bad type.
+    fails(
+        &call(&s, "GET", &format!("{B}/tk1/token?type=play"), None),
+        400,
+    );
+    fails(
+        &call(
+            &s,
+            "GET",
+            &format!("{B}/tk1/token?expireDate={}&type=play", unix_s(-5)),
+            None,
+        ),
+        400,
+    );
+    fails(
+        &call(
+            &s,
+            "GET",
+            &format!("{B}/tk1/token?expireDate={exp}&type=watch"),
+            None,
+        ),
+        400,
+    );
+    // jwt-token needs jwtStreamSecretKey.
+    fails(
+        &call(
+            &s,
+            "GET",
+            &format!("{B}/tk1/jwt-token?expireDate={exp}&type=play"),
+            None,
+        ),
+        400,
+    );
+    ok(&call(
+        &s,
+        "PUT",
+        "/rest/v2/applications/settings/WebRTCAppEE",
+        Some(json!({"jwtStreamSecretKey": "k0123456789abcdef0123456789abcdef"})),
+    ));
+    let (st, j) = call(
+        &s,
+        "GET",
+        &format!("{B}/tk1/jwt-token?expireDate={exp}&type=play"),
+        None,
+    );
+    assert_eq!(st, 200, "{j}");
+    assert_eq!(
+        j["tokenId"].as_str().map(|t| t.split('.').count()),
+        Some(3),
+        "{j}"
+    );
+    // list
+    let (st, list) = call(&s, "GET", &format!("{B}/tk1/tokens/list/0/10"), None);
+    assert_eq!(
+        (st, list.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{list}"
+    );
+    fails(
+        &call(&s, "GET", &format!("{B}/tk1/tokens/list/0/x"), None),
+        400,
+    );
+    // validate-token uses it up; a wrong type or unknown token is not valid.
+    let wrong = json!({"tokenId": t["tokenId"], "streamId": "tk1", "type": "publish"});
+    let r = call(&s, "POST", &format!("{B}/validate-token"), Some(wrong));
+    assert_eq!((r.0, &r.1["success"]), (200, &json!(false)), "{}", r.1);
+    ok(&call(
+        &s,
+        "POST",
+        &format!("{B}/validate-token"),
+        Some(t.clone()),
+    ));
+    let r = call(&s, "POST", &format!("{B}/validate-token"), Some(t));
+    assert_eq!(r.1["success"], false, "{}", r.1);
+    fails(
+        &call(
+            &s,
+            "POST",
+            &format!("{B}/validate-token"),
+            Some(json!({"x": 1})),
+        ),
+        400,
+    );
+    // delete all tokens of the stream.
+    call(
+        &s,
+        "GET",
+        &format!("{B}/tk1/token?expireDate={exp}&type=publish"),
+        None,
+    );
+    ok(&call(&s, "DELETE", &format!("{B}/tk1/tokens"), None));
+    let (_, list) = call(&s, "GET", &format!("{B}/tk1/tokens/list/0/10"), None);
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+}
+
+#[test]
+fn subscribers_totp_block_and_subtracks() {
+    let s = server();
+    call(
+        &s,
+        "POST",
+        &format!("{B}/create"),
+        Some(json!({"streamId": "m1"})),
+    );
+    call(
+        &s,
+        "POST",
+        &format!("{B}/create"),
+        Some(json!({"streamId": "sub1"})),
+    );
+    let add = |body: Value| call(&s, "POST", &format!("{B}/m1/subscribers"), Some(body));
+    ok(&add(
+        json!({"subscriberId": "alice", "b32Secret": "JBSWY3DPEHPK3PXP", "type": "play"}),
+    ));
+    ok(&add(
+        json!({"subscriberId": "bobby", "b32Secret": "JBSWY3DPEHPK3PXP", "type": "publish"}),
+    ));
+    fails(&add(json!({"subscriberId": "ab", "type": "play"})), 400);
+    fails(
+        &add(json!({"subscriberId": "carol", "b32Secret": "not base32!", "type": "play"})),
+        400,
+    );
+    fails(
+        &add(json!({"subscriberId": "carol", "type": "play", "totpExpiryPeriodSeconds": 5})),
+        400,
+    );
+    let (st, list) = call(&s, "GET", &format!("{B}/m1/subscribers/list/0/10"), None);
+    assert_eq!(
+        (st, list.as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{list}"
+    );
+    assert!(
+        !list.to_string().contains("JBSWY3DPEHPK3PXP"),
+        "secrets listed: {list}"
+    );
+    // TOTP: a 6-digit code; bad type; no secret for an unknown subscriber.
+    let r = call(&s, "GET", &format!("{B}/m1/subscribers/alice/totp"), None);
+    ok(&r);
+    assert_eq!(r.1["dataId"].as_str().map(str::len), Some(6), "{}", r.1);
+    fails(
+        &call(
+            &s,
+            "GET",
+            &format!("{B}/m1/subscribers/alice/totp?type=x"),
+            None,
+        ),
+        400,
+    );
+    fails(
+        &call(&s, "GET", &format!("{B}/m1/subscribers/nobody/totp"), None),
+        400,
+    );
+    // block
+    ok(&call(
+        &s,
+        "PUT",
+        &format!("{B}/m1/subscribers/alice/block/60/play"),
+        None,
+    ));
+    fails(
+        &call(
+            &s,
+            "PUT",
+            &format!("{B}/m1/subscribers/nobody/block/60/play"),
+            None,
+        ),
+        404,
+    );
+    fails(
+        &call(
+            &s,
+            "PUT",
+            &format!("{B}/m1/subscribers/alice/block/x/play"),
+            None,
+        ),
+        400,
+    );
+    fails(
+        &call(
+            &s,
+            "PUT",
+            &format!("{B}/m1/subscribers/alice/block/60/x"),
+            None,
+        ),
+        400,
+    );
+    // delete one, unknown, all.
+    ok(&call(
+        &s,
+        "DELETE",
+        &format!("{B}/m1/subscribers/alice"),
+        None,
+    ));
+    fails(
+        &call(&s, "DELETE", &format!("{B}/m1/subscribers/alice"), None),
+        404,
+    );
+    ok(&call(&s, "DELETE", &format!("{B}/m1/subscribers"), None));
+    let (_, list) = call(&s, "GET", &format!("{B}/m1/subscribers/list/0/10"), None);
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    // subtracks
+    ok(&call(&s, "POST", &format!("{B}/m1/subtrack?id=sub1"), None));
+    let (_, m) = call(&s, "GET", &format!("{B}/m1"), None);
+    assert_eq!(m["subTrackStreamIds"], json!(["sub1"]), "{m}");
+    let (_, sub) = call(&s, "GET", &format!("{B}/sub1"), None);
+    assert_eq!(sub["mainTrackStreamId"], "m1", "{sub}");
+    fails(&call(&s, "POST", &format!("{B}/m1/subtrack"), None), 400);
+    fails(
+        &call(&s, "POST", &format!("{B}/nope/subtrack?id=sub1"), None),
+        404,
+    );
+    ok(&call(
+        &s,
+        "DELETE",
+        &format!("{B}/m1/subtrack?id=sub1"),
+        None,
+    ));
+    fails(
+        &call(&s, "DELETE", &format!("{B}/m1/subtrack?id=sub1"), None),
+        404,
+    );
+}
+
+#[test]
+fn application_settings_get_put_and_bad_input() {
+    let s = server();
+    for path in [
+        "/rest/v2/applications/settings/WebRTCAppEE",
+        "/WebRTCAppEE/rest/v2/applications/settings/WebRTCAppEE",
+    ] {
+        let (st, v) = call(&s, "GET", path, None);
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["remoteAllowedCIDR"], "127.0.0.1", "{v}");
+        assert_eq!(v["webRTCViewerLimit"], -1, "{v}");
+    }
+    ok(&call(
+        &s,
+        "PUT",
+        "/rest/v2/applications/settings/WebRTCAppEE",
+        Some(json!({"webRTCViewerLimit": 7, "hlsMuxingEnabled": true})),
+    ));
+    let (_, v) = call(
+        &s,
+        "GET",
+        "/rest/v2/applications/settings/WebRTCAppEE",
+        None,
+    );
+    assert_eq!(
+        (v["webRTCViewerLimit"].as_i64(), &v["hlsMuxingEnabled"]),
+        (Some(7), &json!(true))
+    );
+    let put = |body: &str| {
+        http_json(
+            s.http,
+            "PUT",
+            "/rest/v2/applications/settings/WebRTCAppEE",
+            None,
+            Some(body),
+        )
+    };
+    fails(&put("{not json"), 400);
+    fails(&put(r#"{"webRTCViewerLimit": "many"}"#), 400);
+    fails(&put(r#"{"remoteAllowedCIDR": "10.0.0.0/33"}"#), 400);
+    fails(&put(r#"{"timeTokenPeriod": 0}"#), 400);
+    fails(
+        &call(
+            &s,
+            "DELETE",
+            "/rest/v2/applications/settings/WebRTCAppEE",
+            None,
+        ),
+        405,
+    );
+    // Unknown application: 404 from the router.
+    let (st, _) = call(&s, "GET", "/rest/v2/applications/settings/Nope", None);
+    assert_eq!(st, 404);
+    let (st, _) = call(&s, "GET", "/Nope/rest/v2/broadcasts/count", None);
+    assert_eq!(st, 404);
+}
+
+#[test]
+fn openapi_document() {
+    let s = server();
+    let (st, doc) = call(&s, "GET", "/WebRTCAppEE/rest/v2/openapi.json", None);
+    assert_eq!(st, 200);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')),
+        "{doc}"
+    );
+    let paths: &Map<String, Value> = doc["paths"].as_object().expect("paths");
+    assert!(
+        paths.keys().any(|p| p.contains("broadcasts/create")),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn jwt_protected_application() {
+    let s = server();
+    let path = "/Secured/rest/v2/broadcasts/count";
+    // Missing, malformed, wrongly signed, expired: 401.
+    fails(&http_json(s.http, "GET", path, None, None), 401);
+    fails(
+        &http_json(s.http, "GET", path, Some("Bearer nope"), None),
+        401,
+    );
+    let sign = |claims: Value, key: &str| {
+        let Value::Object(c) = claims else { panic!() };
+        antenna_store::crypto::jwt_sign(&c, key).expect("sign")
+    };
+    let other = sign(
+        json!({"exp": unix_s(600)}),
+        "another-key-0123456789abcdef0123456789",
+    );
+    fails(&http_json(s.http, "GET", path, Some(&other), None), 401);
+    let expired = sign(json!({"exp": unix_s(-600)}), REST_KEY);
+    fails(&http_json(s.http, "GET", path, Some(&expired), None), 401);
+    // A valid one, with or without "Bearer ".
+    let good = sign(json!({"exp": unix_s(600)}), REST_KEY);
+    let (st, n) = http_json(s.http, "GET", path, Some(&good), None);
+    assert_eq!((st, n["number"].as_u64()), (200, Some(0)), "{n}");
+    let (st, _) = http_json(s.http, "GET", path, Some(&format!("Bearer {good}")), None);
+    assert_eq!(st, 200);
+    // The unprotected application needs none.
+    assert_eq!(call(&s, "GET", &format!("{B}/count"), None).0, 200);
+}
+
+/// `curl` from a given source address; returns the HTTP status.
+fn curl_from(source: &str, url: &str) -> u16 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(["--interface", source, url])
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("curl: {out:?}"))
+}
+
+#[test]
+fn only_local_callers_unless_the_cidr_list_allows() {
+    // The server listens on 127.0.0.1; the caller connects from 127.0.0.2, which the runtime
+    // does not count as the local host (only 127.0.0.1 and ::1 do).
+    let s = server();
+    let url = format!("http://{}{B}/count", s.http);
+    assert_eq!(curl_from("127.0.0.1", &url), 200);
+    assert_eq!(curl_from("127.0.0.2", &url), 403);
+    ok(&call(
+        &s,
+        "PUT",
+        "/rest/v2/applications/settings/WebRTCAppEE",
+        Some(json!({"remoteAllowedCIDR": "127.0.0.1, 127.0.0.2/32"})),
+    ));
+    assert_eq!(curl_from("127.0.0.2", &url), 200);
+    assert_eq!(curl_from("127.0.0.3", &url), 403);
+    // Another application keeps its own (default) list.
+    let other = format!("http://{}/Secured/rest/v2/broadcasts/count", s.http);
+    assert_eq!(curl_from("127.0.0.2", &other), 403);
+}
+
+#[test]
+fn bodies_oversize_chunked_and_split() {
+    let s = server();
+    let (st, _) = http_raw(
+        s.http,
+        format!(
+            "POST {B}/create HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            2 * 1024 * 1024
+        )
+        .as_bytes(),
+    );
+    assert_eq!(st, 413);
+    let (st, _) = http_raw(
+        s.http,
+        format!("POST {B}/create HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(st, 411);
+    // A body sent in pieces after the head.
+    use std::io::{Read, Write};
+    let body = json!({"streamId": "split1"}).to_string();
+    let mut t = common::tcp(s.http);
+    t.write_all(
+        format!(
+            "POST {B}/create HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let (a, b) = body.split_at(5);
+    t.write_all(a.as_bytes()).expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    t.write_all(b.as_bytes()).expect("write");
+    let mut resp = String::new();
+    let _ = t.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+    assert!(resp.contains("\"split1\""), "{resp}");
+}
