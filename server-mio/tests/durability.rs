@@ -1,0 +1,211 @@
+//! Durability of the real `antenna` binary's datastore: a REST write is acknowledged only once
+//! it is on disk, so SIGKILL right after the acknowledgement loses nothing; settings persist; the
+//! TOML seeds settings only on the first start; SIGTERM flushes and closes the store.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{config_file, http_json, temp_dir, Server};
+use serde_json::json;
+
+const B: &str = "/WebRTCAppEE/rest/v2/broadcasts";
+
+fn start(dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--data-dir", dir.to_str().expect("utf-8"), "--log", "info"];
+    args.extend_from_slice(extra);
+    Server::start_with(&args)
+}
+
+fn sigkill(mut s: Server) {
+    s.signal("KILL");
+    assert!(s.wait_exit(Duration::from_secs(10)).is_some(), "not killed");
+}
+
+#[test]
+fn sigkill_right_after_an_acknowledged_create_loses_nothing() {
+    let dir = temp_dir("kill-one");
+    let s = start(&dir, &[]);
+    let (st, b) = http_json(
+        s.http,
+        "POST",
+        &format!("{B}/create"),
+        None,
+        Some(r#"{"streamId":"k1","name":"kept"}"#),
+    );
+    assert_eq!(st, 200, "{b}");
+    sigkill(s);
+    let s = start(&dir, &[]);
+    let (st, b) = http_json(s.http, "GET", &format!("{B}/k1"), None, None);
+    assert_eq!((st, b["name"].as_str()), (200, Some("kept")), "{b}");
+}
+
+#[test]
+fn none_of_1000_acknowledged_writes_is_lost_after_sigkill() {
+    let dir = temp_dir("kill-1000");
+    let s = start(&dir, &[]);
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(1000);
+    for i in 0..1000 {
+        let (st, b) = http_json(
+            s.http,
+            "POST",
+            &format!("{B}/create"),
+            None,
+            Some(&json!({"name": format!("n{i}")}).to_string()),
+        );
+        assert_eq!(st, 200, "write {i}: {b}");
+        ids.push(b["streamId"].as_str().expect("streamId").to_string());
+    }
+    let took = started.elapsed();
+    sigkill(s);
+    eprintln!(
+        "1000 sequential acknowledged creates over HTTP took {:.0} ms ({:.2} ms each), then SIGKILL",
+        took.as_secs_f64() * 1000.0,
+        took.as_secs_f64() * 1000.0 / 1000.0
+    );
+    let s = start(&dir, &[]);
+    let mut lost = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (st, b) = http_json(s.http, "GET", &format!("{B}/{id}"), None, None);
+        if st != 200 || b["name"] != format!("n{i}") {
+            lost.push(id.clone());
+        }
+    }
+    assert!(lost.is_empty(), "{} of 1000 lost: {lost:?}", lost.len());
+    let (_, n) = http_json(s.http, "GET", &format!("{B}/count"), None, None);
+    assert_eq!(n["number"].as_u64(), Some(1000), "{n}");
+}
+
+#[test]
+fn settings_are_seeded_once_then_the_store_wins() {
+    let dir = temp_dir("seed");
+    let settings = "/rest/v2/applications/settings/WebRTCAppEE";
+    let cfg1 = config_file(
+        "seed1",
+        "[apps.WebRTCAppEE]\nwebRTCViewerLimit = 3\npublishTokenControlEnabled = true\n",
+    );
+    let s = start(&dir, &["--config", cfg1.to_str().expect("utf-8")]);
+    let (_, v) = http_json(s.http, "GET", settings, None, None);
+    assert_eq!(v["webRTCViewerLimit"], 3, "{v}");
+    assert_eq!(v["publishTokenControlEnabled"], true, "{v}");
+    // A REST change, acknowledged, then SIGKILL.
+    let (st, r) = http_json(
+        s.http,
+        "PUT",
+        settings,
+        None,
+        Some(r#"{"webRTCViewerLimit": 9}"#),
+    );
+    assert_eq!(st, 200, "{r}");
+    sigkill(s);
+    // Restart with a file that says otherwise: the stored settings win.
+    let cfg2 = config_file("seed2", "[apps.WebRTCAppEE]\nwebRTCViewerLimit = 4\n");
+    let s = start(&dir, &["--config", cfg2.to_str().expect("utf-8")]);
+    let (_, v) = http_json(s.http, "GET", settings, None, None);
+    assert_eq!(v["webRTCViewerLimit"], 9, "{v}");
+    assert_eq!(v["publishTokenControlEnabled"], true, "{v}");
+    // The security setting applies after the restart too.
+    let mut c = s.client();
+    c.send(&json!({"command": "publish", "streamId": "x1", "video": true, "audio": true}));
+    c.recv_error("unauthorized_access");
+}
+
+#[test]
+fn sigterm_flushes_and_closes_the_store() {
+    let dir = temp_dir("term");
+    let mut s = start(&dir, &[]);
+    for i in 0..50 {
+        let (st, _) = http_json(
+            s.http,
+            "POST",
+            &format!("{B}/create"),
+            None,
+            Some(&json!({"streamId": format!("t{i}")}).to_string()),
+        );
+        assert_eq!(st, 200);
+    }
+    let mut c = s.client();
+    c.ping_pong();
+    s.signal("TERM");
+    c.recv_notification("server_will_stop");
+    let status = s.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        s.log()
+            .iter()
+            .any(|l| l.contains("datastore flushed and closed")),
+        "{}",
+        s.log().join("\n")
+    );
+    drop(s);
+    let s = start(&dir, &[]);
+    let (_, n) = http_json(s.http, "GET", &format!("{B}/count"), None, None);
+    assert_eq!(n["number"].as_u64(), Some(50), "{n}");
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_reports_the_store_unavailable() {
+    let dir = temp_dir("locked");
+    let first = start(&dir, &[]);
+    let second = start(&dir, &[]);
+    assert!(
+        second.wait_log("DATASTORE NOT AVAILABLE"),
+        "{}",
+        second.log().join("\n")
+    );
+    let mut c = second.client();
+    c.send(&json!({"command": "publish", "streamId": "x", "video": true, "audio": true}));
+    c.recv_error("data_store_not_available");
+    // The first one is unaffected.
+    let (st, _) = http_json(first.http, "GET", &format!("{B}/count"), None, None);
+    assert_eq!(st, 200);
+}
+
+#[test]
+fn concurrent_acknowledged_writes_survive_sigkill_too() {
+    // 8 clients x 125 creates at once: the store commits them in groups.
+    let dir = temp_dir("kill-concurrent");
+    let s = start(&dir, &[]);
+    let http = s.http;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            std::thread::spawn(move || {
+                (0..125)
+                    .map(|i| {
+                        let id = format!("w{w}x{i}");
+                        let (st, b) = http_json(
+                            http,
+                            "POST",
+                            &format!("{B}/create"),
+                            None,
+                            Some(&json!({"streamId": id}).to_string()),
+                        );
+                        assert_eq!(st, 200, "{b}");
+                        id
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let ids: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("worker"))
+        .collect();
+    let took = started.elapsed();
+    sigkill(s);
+    eprintln!(
+        "1000 acknowledged creates from 8 concurrent clients took {:.0} ms, then SIGKILL",
+        took.as_secs_f64() * 1000.0
+    );
+    let s = start(&dir, &[]);
+    let (_, n) = http_json(s.http, "GET", &format!("{B}/count"), None, None);
+    assert_eq!(n["number"].as_u64(), Some(1000), "{n}");
+    for id in ids.iter().step_by(37) {
+        let (st, _) = http_json(s.http, "GET", &format!("{B}/{id}"), None, None);
+        assert_eq!(st, 200, "{id} lost");
+    }
+}
