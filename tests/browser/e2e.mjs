@@ -501,20 +501,27 @@ testCase(7, "demo pages: publish.html + play.html", 60000, async (ctx, env, figu
     pg.on("pageerror", (e) => consoleLines.push(`${name} pageerror: ${e.message}`));
   }
   env.extraDiagnostics = () => consoleLines.slice(-30).join("\n");
-  for (const [pg, file] of [[pub, "publish.html"], [play, "play.html"]]) {
+  // The viewer comes first: it gets no_stream_exist and asks again every 3 s until the stream is live.
+  for (const [pg, file] of [[play, "play.html"], [pub, "publish.html"]]) {
     const resp = await pg.goto(`${env.antenna.http}/${file}?id=${id}&autostart=1`);
     if (!resp || resp.status() !== 200) throw new Error(`GET /${file} -> ${resp ? resp.status() : "no response"}`);
+    if (file === "play.html") {
+      await waitUntil("play.html to report no_stream_exist", 5000, async () => (await play.textContent("#state")) === "error: no_stream_exist");
+    }
   }
+  const t0 = Date.now();
   const frames = await waitUntil("play.html #frames > 0", 20000, async () => {
     env.antenna.assertAlive();
     const n = Number(await play.textContent("#frames"));
     return n > 0 ? n : null;
   }, 200);
+  const firstMs = Date.now() - t0;
   await sleep(2000);
   const later = Number(await play.textContent("#frames"));
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   await pub.screenshot({ path: path.join(ARTIFACTS, "demo-publish.png"), fullPage: true });
   await play.screenshot({ path: path.join(ARTIFACTS, "demo-play.png"), fullPage: true });
+  figures.push(`play.html (opened before the stream existed) decoding ${firstMs} ms after publish.html opened`);
   figures.push(`play.html frames decoded: ${frames} at first, ${later} two seconds later; state "${await play.textContent("#state")}"`);
   figures.push("screenshots: tests/browser/artifacts/demo-publish.png, demo-play.png");
   if (later <= frames) throw new Error("play.html frames stopped growing");
