@@ -120,13 +120,18 @@ class Antenna {
     this.exited = null;
   }
 
+  /** Starts the server; a restart keeps the ports (and appends to the log). */
   async start() {
     if (!fs.existsSync(ANTENNA)) throw new Error(`antenna binary not found at ${ANTENNA}`);
-    this.port = await freePort();
-    this.udpPort = await freeUdpPort();
+    const restart = this.port !== undefined;
+    if (!restart) {
+      this.port = await freePort();
+      this.udpPort = await freeUdpPort();
+    }
+    this.exited = null;
     const args = antennaArgs(this.port, this.udpPort);
     this.logFile = path.join(ARTIFACTS, "antenna.log");
-    const out = fs.createWriteStream(this.logFile);
+    const out = fs.createWriteStream(this.logFile, { flags: restart ? "a" : "w" });
     log(`starting ${ANTENNA} ${args.join(" ")}`);
     this.proc = spawn(ANTENNA, args, {
       stdio: ["ignore", "pipe", "pipe"],
@@ -141,8 +146,9 @@ class Antenna {
         if (this.lines.length > 5000) this.lines.splice(0, 1000);
       });
     }
-    this.proc.on("exit", (code, signal) => {
-      this.exited = { code, signal };
+    const proc = this.proc;
+    proc.on("exit", (code, signal) => {
+      if (this.proc === proc) this.exited = { code, signal };
       out.end();
     });
     await waitUntil(`antenna to listen on 127.0.0.1:${this.port}`, 15000, async () => {
@@ -169,12 +175,16 @@ class Antenna {
     if (this.exited) throw new Error(`antenna died (${JSON.stringify(this.exited)})`);
   }
 
+  /** SIGTERM (graceful shutdown), SIGKILL after 5 s; resolves when the process has exited. */
   async stop() {
     if (!this.proc || this.exited) return;
     this.proc.kill("SIGTERM");
     const deadline = Date.now() + 5000;
     while (!this.exited && Date.now() < deadline) await sleep(50);
-    if (!this.exited) this.proc.kill("SIGKILL");
+    if (!this.exited) {
+      this.proc.kill("SIGKILL");
+      while (!this.exited) await sleep(50);
+    }
   }
 }
 
@@ -604,6 +614,25 @@ testCase(10, "SDK retry pattern: play, stop at once, play again 500 ms later", 4
   const errs = await player.errors();
   figures.push(`first frame ${first < 0 ? "never" : first + " ms"} after the stop; SDK error callbacks: ${errs.join(", ") || "none"}`);
   if (first < 0) throw new Error(`no frame decoded within 15 s of the replay; SDK errors: ${errs.join(", ") || "none"}`);
+});
+
+testCase(11, "server restart: the SDK's publisher and player come back by themselves", 60000, async (ctx, env, figures) => {
+  // Graceful stop sends server_will_stop and closes the WebSockets; the SDK then stops and, 500 ms
+  // later, publishes and plays again on new connections. The server comes back on the same ports.
+  const id = uid("e2e11");
+  const pub = await publisher(ctx, env, id);
+  const player = await playerPage(ctx, env);
+  if ((await playAndTimeFirstFrame(player, id, 15000)) < 0) throw new Error("player decoded no frame within 15 s");
+  const before = await player.count("play_started", id);
+  const t0 = Date.now();
+  await env.antenna.stop();
+  const down = Date.now() - t0;
+  await env.antenna.start();
+  const t1 = Date.now();
+  await waitUntil("a new play session (play_started) after the restart", 30000, async () => (await player.count("play_started", id)) > before, 100);
+  const s = await player.waitMedia(id, 15000);
+  figures.push(`graceful stop took ${down} ms; player decoding again ${Date.now() - t1} ms after the restart (${s.framesDecoded} frames on the new connection)`);
+  figures.push(`publisher callbacks: server_will_stop ${await pub.count("server_will_stop")}, closed ${await pub.count("closed")}, reconnection_attempt_for_publisher ${await pub.count("reconnection_attempt_for_publisher")}`);
 });
 
 // ---------------------------------------------------------------- runner
