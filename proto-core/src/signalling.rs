@@ -145,6 +145,13 @@ pub trait AccessPolicy: std::fmt::Debug {
     fn check_publish(&mut self, now: Instant, req: &PublishRequest<'_>) -> Result<(), SignalError>;
     /// May this client play?
     fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<(), SignalError>;
+    /// A publisher's media started (`publish_started`): a datastore records the stream as
+    /// broadcasting. Default: nothing.
+    fn on_publish_started(&mut self, _app: &str, _stream_id: &str) {}
+    /// A publisher whose media had started ended. Default: nothing.
+    fn on_publish_finished(&mut self, _app: &str, _stream_id: &str) {}
+    /// The number of WebRTC players of a published stream changed. Default: nothing.
+    fn on_viewer_count(&mut self, _app: &str, _stream_id: &str, _viewers: usize) {}
 }
 
 /// The policy of an open server: everything is allowed.
@@ -615,6 +622,7 @@ impl Signalling {
                     return;
                 }
                 p.live = true;
+                self.access.on_publish_started(&s.app, &stream);
                 let mut room = p.main_track.clone();
                 if room.is_none() {
                     let app = s.app.clone();
@@ -857,6 +865,7 @@ impl Signalling {
         );
         if let Some(Role::Publish(ps)) = self.sessions.get_mut(&publisher).map(|s| &mut s.role) {
             ps.players.insert(sid);
+            self.access.on_viewer_count(app, &id, ps.players.len());
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.plays.insert(id.clone(), sid);
@@ -1181,8 +1190,15 @@ impl Signalling {
                         }),
                     );
                 }
+                let had_players = !p.players.is_empty();
                 for player in p.players {
                     self.end_session(player, End::STOP);
+                }
+                if had_players {
+                    self.access.on_viewer_count(&s.app, &s.stream, 0);
+                }
+                if p.live {
+                    self.access.on_publish_finished(&s.app, &s.stream);
                 }
             }
             Role::Play(p) => {
@@ -1195,6 +1211,8 @@ impl Signalling {
                     self.sessions.get_mut(&p.publisher).map(|s| &mut s.role)
                 {
                     ps.players.remove(&sid);
+                    self.access
+                        .on_viewer_count(&s.app, &s.stream, ps.players.len());
                 }
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));
