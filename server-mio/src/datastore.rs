@@ -195,19 +195,38 @@ pub fn apply_to_signalling(settings: &AppSettings, config: &mut proto_core::Conf
 }
 
 /// The access policy installed into signalling: [`StreamSecurity`] behind a health check, so
-/// that a store that cannot be opened or has failed answers `data_store_not_available`.
-#[derive(Debug)]
+/// that a store that cannot be opened or has failed answers `data_store_not_available`. It also
+/// records the live status (`broadcasting` / `finished`) and WebRTC viewer count of streams that
+/// have a broadcast record, for the REST API (written behind, never waited for).
 pub struct Policy {
     store: SharedStore,
     inner: StreamSecurity,
+    clock: Box<dyn Fn() -> u64>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").finish_non_exhaustive()
+    }
 }
 
 impl Policy {
     /// The policy over `store`, reading wall-clock time (unix ms) from `clock`.
-    pub fn new(store: SharedStore, clock: impl Fn() -> u64 + 'static) -> Policy {
+    pub fn new(store: SharedStore, clock: impl Fn() -> u64 + Clone + 'static) -> Policy {
         Policy {
-            inner: StreamSecurity::new(store.clone(), clock),
+            inner: StreamSecurity::new(store.clone(), clock.clone()),
             store,
+            clock: Box::new(clock),
+        }
+    }
+
+    fn status(&mut self, app: &str, stream_id: &str, status: &str) {
+        let now_ms = (self.clock)();
+        let mut store = self.store.borrow_mut();
+        if let Err(e) =
+            antenna_store::set_broadcast_status(&mut *store, app, stream_id, status, now_ms)
+        {
+            debug!(app, stream_id, status, "status not recorded: {e}");
         }
     }
 
@@ -228,6 +247,22 @@ impl AccessPolicy for Policy {
     fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<(), SignalError> {
         self.healthy()?;
         self.inner.check_play(now, req)
+    }
+
+    fn on_publish_started(&mut self, app: &str, stream_id: &str) {
+        self.status(app, stream_id, "broadcasting");
+    }
+
+    fn on_publish_finished(&mut self, app: &str, stream_id: &str) {
+        self.status(app, stream_id, "finished");
+    }
+
+    fn on_viewer_count(&mut self, app: &str, stream_id: &str, viewers: usize) {
+        let mut store = self.store.borrow_mut();
+        if let Err(e) = antenna_store::set_webrtc_viewer_count(&mut *store, app, stream_id, viewers)
+        {
+            debug!(app, stream_id, viewers, "viewer count not recorded: {e}");
+        }
     }
 }
 
@@ -276,6 +311,35 @@ mod tests {
         apply_to_signalling(&s, &mut cfg);
         assert_eq!(cfg.ice_servers.stun_server_uri, "stun:b:2");
         assert_eq!(cfg.ice_servers.turn_server_username, None);
+    }
+
+    #[test]
+    fn live_status_and_viewers_of_stored_broadcasts() {
+        let store = shared(MemStore::new());
+        store
+            .borrow_mut()
+            .write(WriteOp::PutBroadcast {
+                app: "A".into(),
+                broadcast: Box::new(antenna_store::Broadcast {
+                    stream_id: "s".into(),
+                    ..antenna_store::Broadcast::default()
+                }),
+            })
+            .unwrap();
+        let mut p = Policy::new(store.clone(), || 42);
+        p.on_publish_started("A", "s");
+        p.on_viewer_count("A", "s", 2);
+        p.on_publish_started("A", "unknown");
+        let b = store.borrow().data().broadcast("A", "s").cloned().unwrap();
+        assert_eq!(
+            (b.status.as_str(), b.update_time, b.webrtc_viewer_count),
+            ("broadcasting", 42, 2)
+        );
+        p.on_publish_finished("A", "s");
+        assert_eq!(
+            store.borrow().data().broadcast("A", "s").unwrap().status,
+            "finished"
+        );
     }
 
     #[test]

@@ -146,3 +146,110 @@ fn publish_then_play_media_over_udp() {
     );
     assert!(play_finished.get(), "player not told play_finished");
 }
+
+/// Publishes `id` with `extra` fields until `publish_started`.
+fn publish_live(server: &Server, app: &str, id: &str, extra: Value) -> (Browser, Client) {
+    let mut ws = server.ws(&format!("/{app}/websocket"));
+    let mut publisher = Browser::new();
+    let mut m = json!({"command": "publish", "streamId": id, "video": true, "audio": true});
+    if let (Some(m), Value::Object(extra)) = (m.as_object_mut(), extra) {
+        m.extend(extra);
+    }
+    ws.send(&m);
+    ws.recv_command("start");
+    let offer = publisher.publish_offer();
+    ws.send(
+        &json!({"command": "takeConfiguration", "streamId": id, "type": "offer", "sdp": offer}),
+    );
+    let mut candidates = Vec::new();
+    let answer = ws.recv_collecting_candidates("takeConfiguration", &mut candidates);
+    publisher.accept_answer(answer["sdp"].as_str().expect("sdp"));
+    for c in &candidates {
+        publisher.add_candidate(c);
+    }
+    let started = Cell::new(false);
+    let ok = run(
+        &mut [(&mut publisher, &mut ws, true)],
+        Duration::from_secs(15),
+        |_, m| started.set(started.get() || m["definition"] == "publish_started"),
+        |_| started.get(),
+    );
+    assert!(ok, "no publish_started");
+    (publisher, ws)
+}
+
+#[test]
+fn tokens_media_and_live_status_in_the_rest_api() {
+    let cfg = common::config_file(
+        "media-tokens",
+        "[apps.WebRTCAppEE]\npublishTokenControlEnabled = true\nplayTokenControlEnabled = true\n",
+    );
+    let server = Server::start_with(&["--config", cfg.to_str().expect("utf-8")]);
+    let b = "/WebRTCAppEE/rest/v2/broadcasts";
+    let rest = |method: &str, path: &str, body: Option<&str>| {
+        common::http_json(server.http, method, path, None, body)
+    };
+    let (st, _) = rest(
+        "POST",
+        &format!("{b}/create"),
+        Some(r#"{"streamId":"live1"}"#),
+    );
+    assert_eq!(st, 200);
+    let token = |kind: &str| {
+        let (st, t) = rest(
+            "GET",
+            &format!(
+                "{b}/live1/token?expireDate={}&type={kind}",
+                common::unix_s(600)
+            ),
+            None,
+        );
+        assert_eq!(st, 200, "{t}");
+        t["tokenId"].as_str().expect("tokenId").to_string()
+    };
+    let (mut publisher, mut pub_ws) = publish_live(
+        &server,
+        "WebRTCAppEE",
+        "live1",
+        json!({"token": token("publish")}),
+    );
+    let (_, got) = rest("GET", &format!("{b}/live1"), None);
+    assert_eq!(got["status"], "broadcasting", "{got}");
+    let (_, n) = rest("GET", &format!("{b}/active-live-stream-count"), None);
+    assert_eq!(n["number"], 1, "{n}");
+
+    // A player with the play token gets media; the viewer count shows it.
+    let mut play_ws = server.client();
+    let mut player = Browser::new();
+    play_ws.send(&json!({"command": "play", "streamId": "live1", "token": token("play")}));
+    let mut candidates = Vec::new();
+    let offer = play_ws.recv_collecting_candidates("takeConfiguration", &mut candidates);
+    let answer = player.accept_offer(offer["sdp"].as_str().expect("sdp"));
+    for c in &candidates {
+        player.add_candidate(c);
+    }
+    play_ws.send(&json!({"command": "takeConfiguration", "streamId": "live1", "type": "answer", "sdp": answer}));
+    let ok = run(
+        &mut [
+            (&mut publisher, &mut pub_ws, true),
+            (&mut player, &mut play_ws, false),
+        ],
+        Duration::from_secs(20),
+        |_, _| {},
+        |peers| peers[1].0.video_frames >= 10,
+    );
+    assert!(ok, "player got {} video frames", player.video_frames);
+    let (_, stats) = rest("GET", &format!("{b}/live1/broadcast-statistics"), None);
+    assert_eq!(stats["totalWebRTCWatchersCount"], 1, "{stats}");
+    // A player with a wrong token is refused.
+    let mut bad = server.client();
+    bad.send(&json!({"command": "play", "streamId": "live1", "token": "wrong"}));
+    bad.recv_error("unauthorized_access");
+
+    // The publisher stops: finished, no viewers.
+    pub_ws.send(&json!({"command": "stop", "streamId": "live1"}));
+    pub_ws.recv_notification("publish_finished");
+    let (_, got) = rest("GET", &format!("{b}/live1"), None);
+    assert_eq!(got["status"], "finished", "{got}");
+    assert_eq!(got["webRTCViewerCount"], 0, "{got}");
+}
