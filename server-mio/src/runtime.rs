@@ -13,7 +13,11 @@
 //!    queue while the socket would block).
 //!
 //! Connections go through `Http` (reading the request head) → `Respond` (writing the answer)
-//! → `Ws` (WebSocket; only after a `101`) and are dropped otherwise. Nothing a client sends can
+//! → `Ws` (WebSocket; only after a `101`) and are dropped otherwise. A REST request goes
+//! `Http` → `Body` (reading its `Content-Length` body) → answered by [`antenna_store::RestApi`]
+//! → `Held` while its write is not yet durable (the store thread wakes the loop through a
+//! [`mio::Waker`] after each commit) → `Respond`. The loop never waits on disk; only the final
+//! flush at exit does. Nothing a client sends can
 //! panic the loop: every failure is logged and ends at most that client's connection.
 
 // The one place that reads the clock (server-mio/clippy.toml forbids it elsewhere).

@@ -41,6 +41,8 @@ fn server() -> Server {
             enableTimeTokenForPlay = true
             [apps.Lim]
             webRTCViewerLimit = 0
+            [apps.Rooms]
+            acceptOnlyRoomsInDataStore = true
             "#
         ),
     );
@@ -460,5 +462,42 @@ fn data_store_not_available_when_the_data_dir_is_a_file() {
             .unwrap_or("")
             .contains("data_store_not_available"),
         "{r}"
+    );
+}
+
+#[test]
+fn room_not_active_or_expired() {
+    let s = server();
+    // acceptOnlyRoomsInDataStore: a room (mainTrack) without a record is refused.
+    assert_error(
+        &publish(
+            &mut s.ws("/Rooms/websocket"),
+            "r1",
+            json!({"mainTrack": "noroom"}),
+        ),
+        "room_not_active_or_expired",
+    );
+    create(&s, "Rooms", json!({"streamId": "room1"}));
+    assert_start(
+        &publish(
+            &mut s.ws("/Rooms/websocket"),
+            "r2",
+            json!({"mainTrack": "room1"}),
+        ),
+        "r2",
+    );
+    // A room outside its planned dates, for a player.
+    create(
+        &s,
+        "Open",
+        json!({"streamId": "oldroom", "plannedStartDate": unix_s(-7200), "plannedEndDate": unix_s(-3600)}),
+    );
+    assert_error(
+        &play(
+            &mut s.ws("/Open/websocket"),
+            "x",
+            json!({"room": "oldroom"}),
+        ),
+        "room_not_active_or_expired",
     );
 }
