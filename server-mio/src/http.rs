@@ -45,6 +45,9 @@ pub struct RestHead {
     pub content_length: usize,
     /// The application the request is for.
     pub app: String,
+    /// The client sent `Expect: 100-continue` (curl does for bodies over 1 KiB) and waits for
+    /// an interim `100 Continue` before sending the body.
+    pub expect_continue: bool,
 }
 
 /// Most headers accepted in one request.
@@ -176,6 +179,7 @@ fn rest(req: &httparse::Request<'_, '_>, app: &str, target: &str) -> Action {
             .map(|v| String::from_utf8_lossy(v).into_owned()),
         content_length,
         app: app.to_string(),
+        expect_continue: has_token(header(req, "expect"), "100-continue"),
     })
 }
 
@@ -351,6 +355,7 @@ mod tests {
         assert_eq!(head.authorization.as_deref(), Some("Bearer x.y.z"));
         assert_eq!(head.content_length, 5);
         assert_eq!(head.app, "WebRTCAppEE");
+        assert!(!head.expect_continue);
         let (_, a) = handle_request(
             b"GET /rest/v2/applications/settings/LiveApp HTTP/1.1\r\n\r\n",
             &apps(),

@@ -591,6 +591,14 @@ impl Runtime {
                         Action::Rest(head) => {
                             let mut body = early;
                             body.truncate(head.content_length);
+                            if head.expect_continue && body.len() < head.content_length {
+                                // Best effort: a fresh socket takes 25 bytes at once; if not,
+                                // the client sends the body after its own short wait anyway.
+                                let mut stream = stream;
+                                let _ = stream.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+                                conn.state = State::Body { stream, head, body };
+                                return Next::Again;
+                            }
                             conn.state = State::Body { stream, head, body };
                             return Next::Again;
                         }

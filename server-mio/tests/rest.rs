@@ -617,3 +617,31 @@ fn bodies_oversize_chunked_and_split() {
     assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
     assert!(resp.contains("\"split1\""), "{resp}");
 }
+
+#[test]
+fn expect_100_continue_gets_an_interim_response() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let s = server();
+    let body = json!({"streamId": "cont1", "description": "x".repeat(2000)}).to_string();
+    let mut t = common::tcp(s.http);
+    t.write_all(
+        format!(
+            "POST {B}/create HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .expect("write head");
+    let mut reader = BufReader::new(t.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("interim line");
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    line.clear();
+    reader.read_line(&mut line).expect("blank line");
+    assert_eq!(line, "\r\n");
+    t.write_all(body.as_bytes()).expect("write body");
+    let mut resp = String::new();
+    reader.read_to_string(&mut resp).expect("response");
+    assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+    assert!(resp.contains("\"cont1\""), "{resp}");
+}
