@@ -52,17 +52,6 @@ fn main() -> ExitCode {
         eprintln!("antenna: {e}");
         return ExitCode::from(2);
     }
-    let bound = match runtime::bind(settings.listen, settings.udp) {
-        Ok(b) => b,
-        Err(e) => {
-            error!("{e}");
-            eprintln!("antenna: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let listen_addr = bound.listen_addr;
-    let udp_addr = bound.udp_addr;
-    let announce = SocketAddr::new(settings.announce_ip, udp_addr.port());
     // The seeded settings of every application (checked before anything is opened).
     let mut seeds = Vec::new();
     for app in &settings.apps {
@@ -79,6 +68,17 @@ fn main() -> ExitCode {
             }
         }
     }
+    let bound = match runtime::bind(settings.listen, settings.udp) {
+        Ok(b) => b,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("antenna: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let listen_addr = bound.listen_addr;
+    let udp_addr = bound.udp_addr;
+    let announce = SocketAddr::new(settings.announce_ip, udp_addr.port());
     let rest_seed = match antenna_store::os_random_seed() {
         Ok(s) => s,
         Err(e) => {
@@ -116,9 +116,10 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     error!(
-                    "DATASTORE NOT AVAILABLE: {e}. The server keeps running; every publish and \
-                     play is refused with data_store_not_available and the REST API answers 503"
-                );
+                        "DATASTORE NOT AVAILABLE: {e}. The server keeps running; every publish \
+                         and play is refused with data_store_not_available and the REST API \
+                         answers 503"
+                    );
                     eprintln!("antenna: datastore not available: {e}");
                     if let Some((_, s)) = seeds.iter().find(|(a, _)| *a == primary_app) {
                         datastore::apply_to_signalling(s, &mut signalling_config);

@@ -501,3 +501,27 @@ fn room_not_active_or_expired() {
         "room_not_active_or_expired",
     );
 }
+
+#[test]
+fn bad_app_settings_in_the_config_exit_2() {
+    for (name, table) in [
+        ("type", "webRTCViewerLimit = \"many\""),
+        ("cidr", "remoteAllowedCIDR = \"10.0.0.0/33\""),
+    ] {
+        let cfg = config_file(name, &format!("[apps.WebRTCAppEE]\n{table}\n"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_antenna"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--udp",
+                "127.0.0.1:0",
+                "--memory-store",
+            ])
+            .args(["--config", cfg.to_str().expect("utf-8")])
+            .output()
+            .expect("run antenna");
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("[apps.WebRTCAppEE]"), "{err}");
+    }
+}
