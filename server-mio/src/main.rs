@@ -115,11 +115,7 @@ fn main() -> ExitCode {
                     );
                 }
                 Err(e) => {
-                    error!(
-                        "DATASTORE NOT AVAILABLE: {e}. The server keeps running; every publish \
-                         and play is refused with data_store_not_available and the REST API \
-                         answers 503"
-                    );
+                    // The runtime logs "DATASTORE NOT AVAILABLE" as its loop starts.
                     eprintln!("antenna: datastore not available: {e}");
                     if let Some((_, s)) = seeds.iter().find(|(a, _)| *a == primary_app) {
                         datastore::apply_to_signalling(s, &mut signalling_config);

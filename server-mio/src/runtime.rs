@@ -35,7 +35,7 @@ use proto_core::ConnId;
 use rtc_core::Transmit;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use tracing::{debug, info, trace, warn};
+use tracing::{debug, error, info, trace, warn};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
@@ -207,6 +207,8 @@ pub struct Runtime {
     admin: Admin,
     /// REST responses waiting for durability.
     held: DurableQueue<Token>,
+    /// The store's failure was reported (once).
+    store_failure_reported: bool,
     /// Keeps the store's wake-up registered.
     _waker: std::sync::Arc<Waker>,
 }
@@ -296,6 +298,7 @@ impl Runtime {
             logged: Counters::default(),
             admin,
             held: DurableQueue::new(),
+            store_failure_reported: false,
             _waker: waker,
         })
     }
@@ -318,6 +321,7 @@ impl Runtime {
     }
 
     fn run_loop(&mut self) -> io::Result<()> {
+        self.report_store_failure();
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -413,8 +417,23 @@ impl Runtime {
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
     }
 
+    /// Says so, once and loudly, when the store has failed (at open or since).
+    fn report_store_failure(&mut self) {
+        if self.store_failure_reported {
+            return;
+        }
+        if let Err(e) = self.admin.datastore.health() {
+            self.store_failure_reported = true;
+            error!(
+                "DATASTORE NOT AVAILABLE: {e}. The server keeps running; every publish and play \
+                 is refused with data_store_not_available and the REST API answers 503"
+            );
+        }
+    }
+
     fn housekeeping(&mut self, now: Instant) {
         self.next_housekeeping = now + HOUSEKEEPING;
+        self.report_store_failure();
         let expired: Vec<Token> = self
             .conns
             .iter()
@@ -764,6 +783,9 @@ impl Runtime {
             return;
         }
         let failed = self.admin.datastore.health().err();
+        if failed.is_some() {
+            self.report_store_failure();
+        }
         let durable = if failed.is_some() {
             WriteSeq(u64::MAX)
         } else {

@@ -209,3 +209,60 @@ fn concurrent_acknowledged_writes_survive_sigkill_too() {
         assert_eq!(st, 200, "{id} lost");
     }
 }
+
+#[test]
+fn a_store_that_fails_while_running_is_reported_and_refuses() {
+    // The data directory is a 2 MiB tmpfs mounted in a private mount namespace (needs root and
+    // unshare(1)); it disappears with the process. Writes fill it until a commit fails.
+    let dir = temp_dir("full");
+    let mount = dir.join("fs");
+    std::fs::create_dir_all(&mount).expect("mkdir");
+    let script = format!(
+        "mount -t tmpfs -o size=2m tmpfs '{}' && exec \"$0\" \"$@\"",
+        mount.display()
+    );
+    let data = mount.join("data");
+    let s = Server::start_wrapped(
+        &["unshare", "-m", "sh", "-c", &script],
+        &["--data-dir", data.to_str().expect("utf-8"), "--log", "info"],
+    );
+    let mut c = s.client();
+    c.send(&json!({"command": "publish", "streamId": "before", "video": true, "audio": true}));
+    c.recv_command("start");
+    let big = json!({"description": "x".repeat(200_000)}).to_string();
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let (st, r) = http_json(s.http, "POST", &format!("{B}/create"), None, Some(&big));
+        statuses.push(st);
+        if st != 200 {
+            assert_eq!(st, 503, "{r}");
+            assert!(
+                r["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("data_store_not_available"),
+                "{r}"
+            );
+            break;
+        }
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&503),
+        "the store never filled up: {statuses:?}"
+    );
+    assert!(
+        s.wait_log("DATASTORE NOT AVAILABLE"),
+        "{}",
+        s.log().join("\n")
+    );
+    // Still running: ping works; publish and play are refused; reads answer 503.
+    let mut c = s.client();
+    c.ping_pong();
+    c.send(&json!({"command": "publish", "streamId": "after", "video": true, "audio": true}));
+    c.recv_error("data_store_not_available");
+    c.send(&json!({"command": "play", "streamId": "after"}));
+    c.recv_error("data_store_not_available");
+    let (st, _) = http_json(s.http, "GET", &format!("{B}/count"), None, None);
+    assert_eq!(st, 503);
+}

@@ -48,7 +48,20 @@ impl Server {
 
     /// Same, with extra arguments.
     pub fn start_with(extra: &[&str]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_antenna"));
+        Server::start_wrapped(&[], extra)
+    }
+
+    /// Same, started through `wrapper` (a command that ends by exec'ing its arguments, so the
+    /// child's pid is antenna's), e.g. `unshare -m sh -c '…; exec "$0" "$@"'`.
+    pub fn start_wrapped(wrapper: &[&str], extra: &[&str]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_antenna"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_antenna")),
+        };
         cmd.args(["--listen", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
         if !extra.contains(&"--log") {
             cmd.args(["--log", "debug"]);
