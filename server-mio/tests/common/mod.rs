@@ -437,8 +437,30 @@ pub fn http_json(
     (status, v)
 }
 
-/// A fresh empty directory under the system temp dir, for one test.
+/// Removes the temp dirs of earlier test processes that are gone (`antenna-test-<pid>-…`).
+fn remove_stale_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("antenna-test-")
+            .and_then(|r| r.split('-').next())
+        else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A fresh empty directory under the system temp dir, for one test. The directories of
+/// earlier test processes are removed on the first call.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    static CLEAN: std::sync::Once = std::sync::Once::new();
+    CLEAN.call_once(remove_stale_temp_dirs);
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("antenna-test-{}-{n}-{name}", std::process::id()));
