@@ -231,6 +231,28 @@ pub fn vp8_delta(len: usize) -> Vec<u8> {
     f
 }
 
+/// A baseline SPS for 720x404 (the vector of videojs/mux.js `test/test-sps.js`).
+pub const H264_SPS_720X404: [u8; 24] = [
+    103, 66, 192, 30, 217, 0, 180, 53, 249, 225, 0, 0, 3, 0, 1, 0, 0, 3, 0, 60, 15, 22, 46, 72,
+];
+
+/// An H.264 keyframe in Annex B: SPS, PPS and an IDR slice (filler body).
+pub fn h264_keyframe(len: usize) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, 1];
+    f.extend_from_slice(&H264_SPS_720X404);
+    f.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
+    f.extend_from_slice(&[0, 0, 0, 1, 0x65, 0x88, 0x84]);
+    f.resize(len.max(f.len()), 0xab);
+    f
+}
+
+/// An H.264 non-IDR slice in Annex B (filler body).
+pub fn h264_delta(len: usize) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, 1, 0x41, 0x9a];
+    f.resize(len.max(6), 0xcd);
+    f
+}
+
 /// An Opus-looking frame.
 pub fn opus_frame(len: usize) -> Vec<u8> {
     let mut f = vec![0xfc];
@@ -252,6 +274,8 @@ pub struct Harness {
     pub undeliverable: usize,
     /// Datagrams delivered SFU -> clients.
     pub delivered_to_clients: usize,
+    /// Wall-clock time spent inside the SFU's calls (for cost figures).
+    pub sfu_busy: Duration,
     stuck: usize,
 }
 
@@ -272,6 +296,7 @@ impl Harness {
             events: Vec::new(),
             undeliverable: 0,
             delivered_to_clients: 0,
+            sfu_busy: Duration::ZERO,
             stuck: 0,
         }
     }
@@ -319,8 +344,11 @@ impl Harness {
                 while let Some(d) = self.clients[i].outbox.pop_front() {
                     moved = true;
                     if d.destination == self.sfu_addr {
+                        #[allow(clippy::disallowed_methods)] // measures real CPU cost only
+                        let t0 = Instant::now();
                         self.sfu
                             .handle_receive(self.now, d.source, d.destination, &d.contents);
+                        self.sfu_busy += t0.elapsed();
                     }
                 }
             }
@@ -370,7 +398,10 @@ impl Harness {
         }
         self.now = self.now.max(next);
         if self.sfu.poll_timeout().is_some_and(|t| t <= self.now) {
+            #[allow(clippy::disallowed_methods)] // measures real CPU cost only
+            let t0 = Instant::now();
             self.sfu.handle_timeout(self.now);
+            self.sfu_busy += t0.elapsed();
         }
         let now = self.now;
         for c in &mut self.clients {
@@ -409,6 +440,11 @@ impl Harness {
     /// Runs for `d` while client `c` sends Opus every 20 ms and VP8 every 40 ms (a 640x480
     /// keyframe first and then every 25th frame). Returns (audio, video) frames written.
     pub fn run_media(&mut self, c: usize, d: Duration) -> (usize, usize) {
+        self.run_media_codec(c, d, Codec::Vp8)
+    }
+
+    /// [`Harness::run_media`] with VP8 or H.264 video (H.264: SPS+PPS+IDR every 25th frame).
+    pub fn run_media_codec(&mut self, c: usize, d: Duration, codec: Codec) -> (usize, usize) {
         let end = self.now + d;
         let (mut audio, mut video) = (0usize, 0usize);
         let mut next_audio = self.now;
@@ -424,12 +460,14 @@ impl Harness {
                 next_audio += Duration::from_millis(20);
             }
             if has_video && now >= next_video {
-                let frame = if video % 25 == 0 {
-                    vp8_keyframe(640, 480, 3000)
-                } else {
-                    vp8_delta(1200)
+                let key = video % 25 == 0;
+                let frame = match (codec, key) {
+                    (Codec::H264, true) => h264_keyframe(3000),
+                    (Codec::H264, false) => h264_delta(1200),
+                    (_, true) => vp8_keyframe(640, 480, 3000),
+                    (_, false) => vp8_delta(1200),
                 };
-                client.write_frame(now, MediaKind::Video, Codec::Vp8, &frame);
+                client.write_frame(now, MediaKind::Video, codec, &frame);
                 video += 1;
                 next_video += Duration::from_millis(40);
             }

@@ -413,3 +413,29 @@ fn sdk_chrome_offer_is_answered_and_mirrored_to_players() {
         "only the publisher's codecs are offered"
     );
 }
+
+#[test]
+fn h264_is_forwarded_and_sized_from_sps() {
+    use str0m::format::Codec;
+    let mut h = publish_and_play();
+    let before = h.clients[1].media_count(MediaKind::Video);
+    h.run_media_codec(0, SECS(3), Codec::H264);
+    let got = h.clients[1].media_count(MediaKind::Video) - before;
+    assert!(got > 40, "player got {got} H.264 frames");
+    let h264_frames = h.clients[1]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::MediaData(d) if d.params.spec().codec == Codec::H264))
+        .count();
+    assert!(
+        h264_frames > 40,
+        "player decoded {h264_frames} frames as H.264"
+    );
+    let stats = h.events.iter().rev().find_map(|(_, e)| match e {
+        MediaEvent::Stats { session, stats } if *session == PUB => Some(stats.clone()),
+        _ => None,
+    });
+    let stats = stats.expect("publisher stats");
+    assert_eq!(stats.video_codec, "H264");
+    assert_eq!((stats.width, stats.height), (720, 404));
+}
