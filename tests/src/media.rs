@@ -289,7 +289,7 @@ impl MediaSim {
     fn write_media(&mut self, now: Instant) {
         let audio_due = self.next_audio <= now;
         let video_due = self.next_video <= now;
-        let keyframe = self.frames_written % 60 == 0;
+        let keyframe = self.frames_written.is_multiple_of(60);
         for b in &mut self.browsers {
             if b.role != Role::Publisher || !b.client.is_connected() || !b.client.rtc.is_alive() {
                 continue;
