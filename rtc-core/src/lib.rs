@@ -57,13 +57,18 @@
 //!
 //! # Keyframes, stats, ends
 //!
-//! - `RequestKeyframe` sends a PLI to the publisher (at most every 300 ms). A player's PLI/FIR
-//!   is both reported as [`MediaEvent::KeyframeRequested`] and forwarded to its publisher
-//!   directly; resuming video with `SetForwarding` also asks for one.
+//! - `RequestKeyframe` sends a PLI to the publisher (at most every 300 ms), and so does a
+//!   player connecting. A player's PLI/FIR is both reported as
+//!   [`MediaEvent::KeyframeRequested`] and forwarded to its publisher directly; resuming video
+//!   with `SetForwarding` also asks for one.
 //! - [`MediaEvent::Stats`] every [`SfuConfig::stats_interval`]: bitrates from the bytes
 //!   received (publisher) or forwarded (player) over the interval, picture size from keyframes
 //!   (VP8 frame header, VP9 scalability structure, H.264 SPS), loss from str0m's RTCP-based
 //!   stats, and the player's BWE estimate (TWCC, see [`Sfu::set_player_bwe`]).
+//! - Cost: in the in-memory harness (`tests/fanout_cost.rs`, release, 20-100 players, a
+//!   loaded shared 2-core machine) the SFU spent about 5-19 us per datagram sent to players,
+//!   all work included (publisher SRTP/RTCP, per-player SRTP, timers, BWE); not a clean
+//!   benchmark.
 //! - `ForceQuality` is recorded but advisory: without simulcast there is no layer to switch to.
 //! - Dead `Rtc`s (ICE consent lost, DTLS closed, errors, no connection within
 //!   [`DEFAULT_CONNECT_TIMEOUT`]) are dropped and reported as [`MediaEvent::Closed`] or

@@ -25,13 +25,18 @@ pub(crate) struct Effects {
     pub packets: Vec<RtpPacket>,
     /// The player's browser asked for a keyframe (PLI/FIR).
     pub keyframe_requested: bool,
+    /// A player just connected: its publisher should send a keyframe.
+    pub player_connected: bool,
     /// The session is over; the SFU drops it and reports this event.
     pub dead: Option<MediaEvent>,
 }
 
 impl Effects {
     pub(crate) fn is_empty(&self) -> bool {
-        self.packets.is_empty() && !self.keyframe_requested && self.dead.is_none()
+        self.packets.is_empty()
+            && !self.keyframe_requested
+            && !self.player_connected
+            && self.dead.is_none()
     }
 }
 
@@ -224,6 +229,7 @@ impl Session {
         match e {
             Event::Connected => {
                 self.connected = true;
+                fx.player_connected = matches!(self.role, Role::Player(_));
                 out.push_back(SfuOutput::Event(MediaEvent::Connected { session: self.id }));
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {

@@ -678,11 +678,13 @@ impl Sfu {
             if !fx.packets.is_empty() {
                 self.forward(now, key, fx.packets);
             }
-            if fx.keyframe_requested {
-                self.outputs
-                    .push_back(SfuOutput::Event(MediaEvent::KeyframeRequested {
-                        session: id,
-                    }));
+            if fx.keyframe_requested || fx.player_connected {
+                if fx.keyframe_requested {
+                    self.outputs
+                        .push_back(SfuOutput::Event(MediaEvent::KeyframeRequested {
+                            session: id,
+                        }));
+                }
                 let publisher = match self.sessions.get(key).map(|s| &s.role) {
                     Some(Role::Player(p)) => Some(p.publisher),
                     _ => None,

@@ -439,3 +439,21 @@ fn h264_is_forwarded_and_sized_from_sps() {
     assert_eq!(stats.video_codec, "H264");
     assert_eq!((stats.width, stats.height), (720, 404));
 }
+
+#[test]
+fn player_connecting_asks_publisher_for_a_keyframe() {
+    let mut h = Harness::new(Instant::now());
+    let p = h.add_client();
+    let v = h.add_client();
+    h.publish(p, PUB, "s");
+    assert!(h.run_until(SECS(5), |h| h.sfu.is_connected(PUB)));
+    h.run_media(p, SECS(1));
+    assert_eq!(h.clients[p].keyframe_requests(), 0);
+    h.play(v, PLAY, "s", PUB);
+    assert!(h.run_until(SECS(5), |h| h.sfu.is_connected(PLAY)));
+    h.run_media(p, Duration::from_millis(200));
+    assert!(
+        h.clients[p].keyframe_requests() > 0,
+        "PLI sent without a RequestKeyframe"
+    );
+}
