@@ -253,6 +253,14 @@ pub fn h264_delta(len: usize) -> Vec<u8> {
     f
 }
 
+/// A VP9-looking frame: a profile 0 uncompressed header start (keyframe or not), filler body.
+pub fn vp9_frame(key: bool, len: usize) -> Vec<u8> {
+    // frame_marker 2, profile 0, show_existing 0, frame_type (0 = key), show_frame 1.
+    let mut f = vec![if key { 0x82 } else { 0x86 }, 0x49, 0x83, 0x42, 0x00];
+    f.resize(len.max(5), 0xee);
+    f
+}
+
 /// An Opus-looking frame.
 pub fn opus_frame(len: usize) -> Vec<u8> {
     let mut f = vec![0xfc];
@@ -464,6 +472,8 @@ impl Harness {
                 let frame = match (codec, key) {
                     (Codec::H264, true) => h264_keyframe(3000),
                     (Codec::H264, false) => h264_delta(1200),
+                    (Codec::Vp9, true) => vp9_frame(true, 3000),
+                    (Codec::Vp9, false) => vp9_frame(false, 1200),
                     (_, true) => vp8_keyframe(640, 480, 3000),
                     (_, false) => vp8_delta(1200),
                 };

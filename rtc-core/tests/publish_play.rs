@@ -457,3 +457,21 @@ fn player_connecting_asks_publisher_for_a_keyframe() {
         "PLI sent without a RequestKeyframe"
     );
 }
+
+#[test]
+fn vp9_is_forwarded() {
+    use str0m::format::Codec;
+    let mut h = publish_and_play();
+    h.run_media_codec(0, SECS(2), Codec::Vp9);
+    let vp9_frames = h.clients[1]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::MediaData(d) if d.params.spec().codec == Codec::Vp9))
+        .count();
+    assert!(vp9_frames > 25, "player got {vp9_frames} VP9 frames");
+    let stats = h.events.iter().rev().find_map(|(_, e)| match e {
+        MediaEvent::Stats { session, stats } if *session == PLAY => Some(stats.clone()),
+        _ => None,
+    });
+    assert_eq!(stats.expect("player stats").video_codec, "VP9");
+}
