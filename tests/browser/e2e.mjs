@@ -127,9 +127,11 @@ class Antenna {
     if (!restart) {
       this.port = await freePort();
       this.udpPort = await freeUdpPort();
+      // The datastore lives in a fresh directory for this run and survives a restart (case 11).
+      this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "antenna-e2e-"));
     }
     this.exited = null;
-    const args = antennaArgs(this.port, this.udpPort);
+    const args = antennaArgs(this.port, this.udpPort, path.join(this.dataDir, "data"));
     this.logFile = path.join(ARTIFACTS, "antenna.log");
     const out = fs.createWriteStream(this.logFile, { flags: restart ? "a" : "w" });
     log(`starting ${ANTENNA} ${args.join(" ")}`);
@@ -186,21 +188,28 @@ class Antenna {
       while (!this.exited) await sleep(50);
     }
   }
+
+  /** Removes this run's datastore directory. */
+  removeData() {
+    if (this.dataDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
+  }
 }
 
 /**
  * Command line for the antenna binary: HTTP/WebSocket on 127.0.0.1:<port>, media on UDP
- * 127.0.0.1:<udpPort>, host candidates announcing 127.0.0.1. ANTENNA_ARGS replaces it (with
- * {port} and {udp} placeholders).
+ * 127.0.0.1:<udpPort>, host candidates announcing 127.0.0.1, the datastore in `dataDir`.
+ * ANTENNA_ARGS replaces it (with {port}, {udp} and {data} placeholders).
  */
-function antennaArgs(port, udpPort) {
+function antennaArgs(port, udpPort, dataDir) {
   if (process.env.ANTENNA_ARGS) {
-    return process.env.ANTENNA_ARGS.replaceAll("{port}", port).replaceAll("{udp}", udpPort).split(/\s+/);
+    return process.env.ANTENNA_ARGS.replaceAll("{port}", port).replaceAll("{udp}", udpPort)
+      .replaceAll("{data}", dataDir).split(/\s+/);
   }
   return [
     "--listen", `127.0.0.1:${port}`,
     "--udp", `127.0.0.1:${udpPort}`,
     "--announce-ip", "127.0.0.1",
+    "--data-dir", dataDir,
   ];
 }
 
@@ -718,6 +727,7 @@ async function main() {
   } finally {
     if (browser) await browser.close().catch(() => {});
     await env.antenna.stop();
+    env.antenna.removeData();
     assets.server.close();
   }
 

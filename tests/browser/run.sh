@@ -3,8 +3,9 @@
 #
 # Installs Debian's chromium if missing, the npm packages if missing, builds the antenna binary
 # (release profile; ANTENNA_PROFILE=debug for a debug build, ANTENNA_BIN=<path> to skip the
-# build), then runs e2e.mjs inside a new loopback-only network namespace. Needs root (apt-get,
-# ip netns). Extra environment: E2E_ONLY=0,1,7 runs only those cases.
+# build), then runs e2e.mjs and security.mjs inside a new loopback-only network namespace. Needs
+# root (apt-get, ip netns). Extra environment: E2E_ONLY=0,1,7 runs only those e2e cases (and
+# skips security.mjs).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,4 +52,9 @@ ip netns exec "$NS" ip link set lo up
 echo "run.sh: running e2e.mjs in network namespace $NS (loopback only) with $ANTENNA_BIN"
 status=0
 ip netns exec "$NS" node "$HERE/e2e.mjs" || status=$?
+# The stream-security script runs too, unless only some e2e cases were asked for.
+if [ -z "${E2E_ONLY:-}" ] && [ -f "$HERE/security.mjs" ]; then
+  echo "run.sh: running security.mjs in network namespace $NS"
+  ip netns exec "$NS" node "$HERE/security.mjs" || status=$?
+fi
 exit "$status"
