@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Antenna vs Janus benchmarks, one command (see BENCHMARKS.md):
+#
+#   bench/run.sh            # full run, ~15 min on 2 cores; writes bench/results/latest/table.md
+#   QUICK=1 bench/run.sh    # shorter steps and holds (~6 min), for trying the tooling
+#   ONLY=antenna bench/run.sh
+#
+# Needs root (apt-get for Janus, a private network namespace). Everything runs inside the
+# namespace `antbench` (loopback plus a veth pair with 10.200.0.1, because Janus does not gather
+# ICE candidates on loopback): no traffic leaves it, and no port of the host is used.
+# The server is pinned to core 0 (`taskset -c 0`), the load generator to core 1.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/bench/results/latest}
+NS=${NS:-antbench}
+QUICK=${QUICK:-0}
+ONLY=${ONLY:-}
+IP=10.200.0.1
+mkdir -p "$OUT"
+rm -f "$OUT"/*.jsonl "$OUT"/*.json "$OUT"/*.log
+
+if [ "$QUICK" = 1 ]; then
+  STEPS=${STEPS:-50,200,400,700,1000,1400}
+  HOLD=${HOLD:-5}
+  IDLE=${IDLE:-200}
+  WS=${WS:-2000}
+else
+  STEPS=${STEPS:-50,100,200,300,400,500,600,700,800,1000,1200,1400,1600,1800,2000,2400}
+  HOLD=${HOLD:-8}
+  IDLE=${IDLE:-500}
+  WS=${WS:-10000}
+fi
+
+log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
+
+# ---- prerequisites ---------------------------------------------------------------------------
+ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || log "could not raise ulimit -n ($(ulimit -n))"
+command -v janus >/dev/null || { log "installing janus"; apt-get install -y janus >"$OUT/apt.log" 2>&1 || log "janus install failed"; }
+log "building (release)"
+(cd "$ROOT" && cargo build --release -q -p server-mio --bin antenna -p antenna-load --bin antenna-load) || exit 1
+ANTENNA="$ROOT/target/release/antenna"
+LOAD="$ROOT/target/release/antenna-load"
+
+# ---- namespace -------------------------------------------------------------------------------
+if ! ip netns exec "$NS" true 2>/dev/null; then
+  ip netns add "$NS" || exit 1
+fi
+ip netns exec "$NS" ip link set lo up
+if ! ip netns exec "$NS" ip link show antv0 >/dev/null 2>&1; then
+  ip netns exec "$NS" ip link add antv0 type veth peer name antv1
+  ip netns exec "$NS" ip addr add "$IP/24" dev antv0
+fi
+ip netns exec "$NS" ip link set antv0 up
+ip netns exec "$NS" ip link set antv1 up
+inns() { ip netns exec "$NS" "$@"; }
+
+SERVER_PID=
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=
+  fi
+}
+trap stop_server EXIT
+
+wait_port() {
+  for _ in $(seq 100); do
+    inns bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "port $1 did not open"; return 1
+}
+
+start_server() { # $1 = antenna|janus
+  stop_server
+  case $1 in
+    antenna)
+      inns taskset -c 0 "$ANTENNA" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store \
+        >>"$OUT/antenna.log" 2>&1 &
+      SERVER_PID=$!; wait_port 5080 ;;
+    janus)
+      "$ROOT/bench/janus-config.sh" "$OUT/janus-config" 8188 1 >/dev/null
+      inns taskset -c 0 janus -F "$OUT/janus-config" -L "$OUT/janus.log" >/dev/null 2>&1 &
+      SERVER_PID=$!; wait_port 8188 ;;
+  esac
+  sleep 1
+}
+
+load() { # $1 = server, rest = antenna-load args
+  local s=$1; shift
+  local extra=()
+  if [ "$s" = janus ]; then extra=(--peer-ip "$IP"); fi
+  inns taskset -c 1 "$LOAD" "$@" --server "$s" --server-pid "$SERVER_PID" "${extra[@]}"
+}
+
+capacity() { # largest step with loss < 0.5 %, no failed joins, server CPU <= 100 %
+  python3 - "$1" <<'PY'
+import json, sys
+best = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    ok = r["loss_pct"] < 0.5 and r["failed_joins"] == 0 and r["silent_players"] == 0 \
+        and (r["server_cpu_pct"] or 0) <= 100.5 and r["players_up"] == r["players"]
+    if ok:
+        best = max(best, r["players"])
+print(best)
+PY
+}
+
+# ---- per server ------------------------------------------------------------------------------
+for S in antenna janus; do
+  [ -n "$ONLY" ] && [ "$ONLY" != "$S" ] && continue
+  if [ "$S" = janus ] && ! command -v janus >/dev/null; then log "no janus: skipped"; continue; fi
+
+  log "$S: fan-out ramp ($STEPS, hold $HOLD s)"
+  start_server "$S"
+  load "$S" fanout --steps "$STEPS" --hold "$HOLD" --settle 2 --join-rate 200 --inflight 100 \
+    --probes 2 --stream ramp >"$OUT/$S-fanout.jsonl" 2>>"$OUT/$S-human.log"
+  tail -n 3 "$OUT/$S-human.log" >&2
+  N=$(capacity "$OUT/$S-fanout.jsonl")
+  log "$S: capacity $N players"
+
+  if [ "$N" -gt 0 ]; then
+    L25=$(( N * 25 / 100 )); L50=$(( N * 50 / 100 )); L90=$(( N * 90 / 100 ))
+    [ "$L25" -lt 1 ] && L25=1; [ "$L50" -le "$L25" ] && L50=$((L25 + 1)); [ "$L90" -le "$L50" ] && L90=$((L50 + 1))
+    log "$S: latency at $L25/$L50/$L90 players"
+    start_server "$S"
+    load "$S" fanout --steps "$L25,$L50,$L90" --hold $((HOLD + 4)) --settle 3 --join-rate 200 \
+      --inflight 100 --probes 3 --loss-limit 100 --ignore-failed-joins --stream lat \
+      >"$OUT/$S-latency.jsonl" 2>>"$OUT/$S-human.log"
+  fi
+
+  log "$S: signalling ping/pong, 100 connections"
+  start_server "$S"
+  load "$S" ping --conns 100 --seconds 10 >"$OUT/$S-ping.json" 2>>"$OUT/$S-human.log"
+
+  for kind in publishers players; do
+    log "$S: RSS per idle $kind ($IDLE)"
+    start_server "$S"
+    load "$S" idle --kind "$kind" --count "$IDLE" >"$OUT/$S-idle-$kind.json" 2>>"$OUT/$S-human.log"
+  done
+  log "$S: RSS of $WS idle WebSockets"
+  start_server "$S"
+  load "$S" idle --kind websockets --count "$WS" >"$OUT/$S-idle-websockets.json" 2>>"$OUT/$S-human.log"
+  stop_server
+done
+
+# ---- the ceiling -----------------------------------------------------------------------------
+if [ -z "$ONLY" ] || [ "$ONLY" = ceiling ]; then
+  log "ceiling: AES-128-GCM UDP forwarder, 200 sinks"
+  inns taskset -c 0 "$LOAD" udp-forwarder --listen 127.0.0.1:47000 --seconds 14 \
+    >"$OUT/ceiling-forwarder.jsonl" 2>>"$OUT/ceiling.log" &
+  SERVER_PID=$!
+  sleep 0.5
+  inns taskset -c 1 "$LOAD" udp-source --forwarder 127.0.0.1:47000 --fanout 200 --pps 2000 \
+    --seconds 10 >"$OUT/ceiling-source.json" 2>>"$OUT/ceiling.log"
+  wait "$SERVER_PID"; SERVER_PID=
+fi
+
+# ---- machine and table -----------------------------------------------------------------------
+{
+  echo "{\"nproc\": $(nproc), \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\","
+  echo " \"kernel\": \"$(uname -r)\", \"date\": \"$(date -u +%FT%TZ)\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
+  echo " \"janus\": \"$(dpkg-query -W -f='${Version}' janus 2>/dev/null)\", \"antenna_commit\": \"$(git -C "$ROOT" rev-parse --short HEAD)\"}"
+} >"$OUT/machine.json"
+python3 "$ROOT/bench/table.py" "$OUT" >"$OUT/table.md"
+cat "$OUT/table.md"

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Markdown table from a bench/run.sh results directory: bench/table.py DIR > DIR/table.md"""
+import json
+import os
+import sys
+
+d = sys.argv[1]
+
+
+def jsonl(name):
+    p = os.path.join(d, name)
+    if not os.path.exists(p):
+        return []
+    out = []
+    for line in open(p):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def one(name):
+    rows = jsonl(name)
+    return rows[-1] if rows else None
+
+
+def capacity_row(rows):
+    best = None
+    for r in rows:
+        ok = (r["loss_pct"] < 0.5 and r["failed_joins"] == 0 and r["silent_players"] == 0
+              and (r["server_cpu_pct"] or 0) <= 100.5 and r["players_up"] == r["players"])
+        if ok and (best is None or r["players"] > best["players"]):
+            best = r
+    return best
+
+
+def stop_reason(rows):
+    if not rows:
+        return "not run"
+    last = rows[-1]
+    if capacity_row(rows) is last:
+        return "last step passed (ramp ended)"
+    why = []
+    if last["loss_pct"] >= 0.5:
+        why.append("loss %.2f%%" % last["loss_pct"])
+    if last["failed_joins"]:
+        why.append("%d failed joins (%s)" % (last["failed_joins"], last.get("failure")))
+    if last["silent_players"]:
+        why.append("%d silent players" % last["silent_players"])
+    if (last["server_cpu_pct"] or 0) > 100.5:
+        why.append("server CPU %.0f%%" % last["server_cpu_pct"])
+    return "at %d players: %s" % (last["players"], ", ".join(why) or "?")
+
+
+def f(v, fmt="%.0f"):
+    if v is None:
+        return "-"
+    return fmt % v
+
+
+def ratio(a, b, invert=False):
+    if a is None or b is None or a == 0 or b == 0:
+        return "-"
+    return "%.2f" % ((b / a) if invert else (a / b))
+
+
+servers = ["antenna", "janus"]
+ramp = {s: jsonl(s + "-fanout.jsonl") for s in servers}
+lat = {s: jsonl(s + "-latency.jsonl") for s in servers}
+cap = {s: capacity_row(ramp[s]) for s in servers}
+ping = {s: one(s + "-ping.json") for s in servers}
+idle = {(s, k): one("%s-idle-%s.json" % (s, k)) for s in servers for k in ["publishers", "players", "websockets"]}
+ceiling = one("ceiling-forwarder.jsonl")
+machine = one("machine.json") or {}
+
+print("## Results (%s)\n" % machine.get("date", "?"))
+print("Machine: %s cores, %s, kernel %s; load average at the end %s; Janus %s; Antenna %s.\n" % (
+    machine.get("nproc"), machine.get("cpu"), machine.get("kernel"), machine.get("loadavg"),
+    machine.get("janus"), machine.get("antenna_commit")))
+print("| metric | Antenna | Janus | Antenna / Janus |")
+print("|---|---|---|---|")
+
+
+def row(name, a, j, fmt="%.0f", invert=False):
+    print("| %s | %s | %s | %s |" % (name, f(a, fmt), f(j, fmt), ratio(a, j, invert)))
+
+
+g = lambda s, k: cap[s][k] if cap[s] else None
+row("fan-out capacity: players (1 publisher, loss < 0.5 %, CPU <= 1 core)", g("antenna", "players"), g("janus", "players"))
+row("forwarded packets/s at capacity", g("antenna", "received_pps"), g("janus", "received_pps"))
+row("server CPU at capacity (% of a core)", g("antenna", "server_cpu_pct"), g("janus", "server_cpu_pct"))
+row("server RSS at capacity (MiB)", (g("antenna", "server_rss_kib") or 0) / 1024 or None,
+    (g("janus", "server_rss_kib") or 0) / 1024 or None, "%.1f", invert=True)
+row("load generator CPU at capacity (% of a core)", g("antenna", "load_cpu_pct"), g("janus", "load_cpu_pct"))
+print("| ramp stopped | %s | %s | |" % (stop_reason(ramp["antenna"]), stop_reason(ramp["janus"])))
+for i, pct in enumerate(["25", "50", "90"]):
+    la = lat["antenna"][i] if len(lat["antenna"]) > i else None
+    lj = lat["janus"][i] if len(lat["janus"]) > i else None
+    name = "at %s%% of capacity" % pct
+    pa = la["players"] if la else None
+    pj = lj["players"] if lj else None
+    print("| %s: players | %s | %s | |" % (name, f(pa), f(pj)))
+    for k, label in [("latency_p50_us", "video one-way p50 (us)"), ("latency_p99_us", "video one-way p99 (us)"),
+                     ("audio_latency_p50_us", "audio one-way p50 (us)"), ("audio_latency_p99_us", "audio one-way p99 (us)"),
+                     ("loss_pct", "loss (%)")]:
+        fmt = "%.3f" if k == "loss_pct" else "%.0f"
+        row("%s: %s" % (name, label), la.get(k) if la else None, lj.get(k) if lj else None, fmt, invert=True)
+
+
+def kf(s):
+    rows = [r for r in lat[s] + ramp[s] if r.get("first_keyframe_p50_ms") is not None]
+    if not rows:
+        return None
+    v = sorted(r["first_keyframe_p50_ms"] for r in rows)
+    return v[len(v) // 2]
+
+
+row("play -> first forwarded keyframe, median of steps (ms)", kf("antenna"), kf("janus"), "%.1f", invert=True)
+p = lambda s, k: ping[s][k] if ping[s] else None
+row("signalling round trips/s (ping/pong, 100 WebSockets)", p("antenna", "round_trips_per_s"), p("janus", "round_trips_per_s"))
+row("signalling RTT p50 (us)", p("antenna", "rtt_p50_us"), p("janus", "rtt_p50_us"), invert=True)
+row("signalling RTT p99 (us)", p("antenna", "rtt_p99_us"), p("janus", "rtt_p99_us"), invert=True)
+for k, label in [("publishers", "RSS per idle publisher session (KiB)"), ("players", "RSS per idle player session (KiB)"),
+                 ("websockets", "RSS per idle WebSocket (KiB)")]:
+    a, j = idle[("antenna", k)], idle[("janus", k)]
+    sa = " (%d)" % a["sessions"] if a else ""
+    sj = " (%d)" % j["sessions"] if j else ""
+    print("| %s | %s%s | %s%s | %s |" % (label, f(a and a["kib_per_session"], "%.1f"), sa,
+                                        f(j and j["kib_per_session"], "%.1f"), sj,
+                                        ratio(a and a["kib_per_session"], j and j["kib_per_session"], invert=True)))
+for s in servers:
+    w = idle[(s, "websockets")]
+    if w:
+        print("| %s: RSS with %d idle WebSockets (MiB) | %s | | |" % (s, w["sessions"], "%.1f" % (w["rss_after_kib"] / 1024)))
+if ceiling:
+    c = ceiling["forwarded_pps_median"]
+    print("| ceiling: AES-128-GCM UDP forwarder, packets/s (1 core, 200 sinks) | %s | | |" % f(c))
+    a = g("antenna", "received_pps")
+    j = g("janus", "received_pps")
+    print("| share of the ceiling at capacity | %s | %s | |" % (
+        "%.0f%%" % (100 * a / c) if a and c else "-", "%.0f%%" % (100 * j / c) if j and c else "-"))
+print()
+print("Ratios: Antenna / Janus for throughput rows; Janus / Antenna for cost rows (latency, memory, time), so > 1 favours Antenna everywhere.\n")
+
+for s in servers:
+    if not ramp[s]:
+        continue
+    print("### %s fan-out ramp\n" % s)
+    print("| players | up | failed | silent | received pkt/s | loss % | server CPU % | server RSS MiB | load CPU % | video p50/p99 us | audio p50/p99 us | first keyframe ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in ramp[s] + ([{"sep": 1}] if lat[s] else []) + lat[s]:
+        if "sep" in r:
+            print("| *latency run* | | | | | | | | | | | |")
+            continue
+        print("| %d | %d | %d | %d | %.0f | %.3f | %s | %s | %s | %s/%s | %s/%s | %s |" % (
+            r["players"], r["players_up"], r["failed_joins"], r["silent_players"], r["received_pps"], r["loss_pct"],
+            f(r["server_cpu_pct"]), f((r["server_rss_kib"] or 0) / 1024, "%.1f"), f(r["load_cpu_pct"]),
+            f(r["latency_p50_us"]), f(r["latency_p99_us"]), f(r.get("audio_latency_p50_us")), f(r.get("audio_latency_p99_us")),
+            f(r["first_keyframe_p50_ms"], "%.1f")))
+    print()

@@ -1,0 +1,340 @@
+//! `antenna-load`: see the library documentation and `antenna-load --help`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use antenna_load::engine::Target;
+use antenna_load::fanout::{self, FanoutConfig};
+use antenna_load::media::MediaProfile;
+use antenna_load::sessions::{self, IdleKind};
+use antenna_load::sig::ServerKind;
+use antenna_load::{ceiling, procfs};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+/// Load generator for Antenna and Janus (loopback only).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Server {
+    Antenna,
+    Janus,
+}
+
+#[derive(Args, Debug, Clone)]
+struct TargetArgs {
+    /// Server kind.
+    #[arg(long, value_enum, default_value = "antenna")]
+    server: Server,
+    /// WebSocket address (loopback only). Default: 127.0.0.1:5080 (Antenna), :8188 (Janus).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// AMS application.
+    #[arg(long, default_value = "WebRTCAppEE")]
+    app: String,
+    /// Janus videoroom room.
+    #[arg(long, default_value_t = 1234)]
+    room: u64,
+    /// Local IP for the peers' UDP sockets (default: the --addr IP). Only loopback or an
+    /// address of a private network namespace.
+    #[arg(long)]
+    peer_ip: Option<std::net::Ipv4Addr>,
+    /// Server process id, for CPU and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Target {
+        let kind = match self.server {
+            Server::Antenna => ServerKind::Antenna,
+            Server::Janus => ServerKind::Janus,
+        };
+        let port = if matches!(kind, ServerKind::Janus) {
+            8188
+        } else {
+            5080
+        };
+        Target {
+            kind,
+            addr: self
+                .addr
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port))),
+            app: self.app.clone(),
+            room: self.room,
+            peer_ip: self.peer_ip,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+struct MediaArgs {
+    /// Video bitrate (kbit/s), 0 = none.
+    #[arg(long, default_value_t = 2000)]
+    video_kbps: u64,
+    /// Video frames per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Seconds between keyframes.
+    #[arg(long, default_value_t = 2.0)]
+    keyframe_s: f64,
+    /// Opus packets per second, 0 = none.
+    #[arg(long, default_value_t = 50)]
+    audio_pps: u32,
+}
+
+impl MediaArgs {
+    fn profile(&self) -> MediaProfile {
+        MediaProfile {
+            video_bps: self.video_kbps * 1000,
+            fps: self.fps,
+            keyframe_interval: Duration::from_secs_f64(self.keyframe_s.max(0.1)),
+            audio_pps: self.audio_pps,
+            ..MediaProfile::default()
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// One publisher, players added in steps; each step held and measured (JSON lines on
+    /// stdout, a human line per step on stderr).
+    Fanout {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        media: MediaArgs,
+        /// Cumulative player counts per step, e.g. 50,100,200.
+        #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
+        steps: Vec<usize>,
+        /// Measured seconds per step.
+        #[arg(long, default_value_t = 10.0)]
+        hold: f64,
+        /// Seconds between the last join of a step and the measurement.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+        /// New players per second.
+        #[arg(long, default_value_t = 100.0)]
+        join_rate: f64,
+        /// Players joining at once.
+        #[arg(long, default_value_t = 50)]
+        inflight: usize,
+        /// Seconds a player may take to be up.
+        #[arg(long, default_value_t = 20.0)]
+        join_timeout: f64,
+        /// Probe players (decrypting: latency, keyframes) per step.
+        #[arg(long, default_value_t = 2)]
+        probes: usize,
+        /// Stop after a step with more loss than this (%).
+        #[arg(long, default_value_t = 0.5)]
+        loss_limit: f64,
+        /// Keep going after failed joins.
+        #[arg(long)]
+        ignore_failed_joins: bool,
+        /// Stream id.
+        #[arg(long, default_value = "load")]
+        stream: String,
+    },
+    /// CI smoke run of the fan-out (about 20 s: 1, 2 and 4 players, 5 s each); fails only if
+    /// nothing arrives or the loss accounting is inconsistent, never on speed.
+    Smoke {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Server RSS growth per idle session (publishers, players) or idle WebSocket.
+    Idle {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// What to open.
+        #[arg(long, value_enum)]
+        kind: IdleArg,
+        /// How many.
+        #[arg(long, default_value_t = 500)]
+        count: usize,
+    },
+    /// Signalling round trips (ping/pong) over many WebSockets.
+    Ping {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Connections.
+        #[arg(long, default_value_t = 100)]
+        conns: usize,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// The ceiling's forwarder (run it on the server core).
+    UdpForwarder {
+        /// Address to listen on (loopback).
+        #[arg(long, default_value = "127.0.0.1:47000")]
+        listen: SocketAddr,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 15.0)]
+        seconds: f64,
+    },
+    /// The ceiling's source and sinks (run it on the load core).
+    UdpSource {
+        /// The forwarder.
+        #[arg(long, default_value = "127.0.0.1:47000")]
+        forwarder: SocketAddr,
+        /// Sinks.
+        #[arg(long, default_value_t = 200)]
+        fanout: usize,
+        /// Packets per second into the forwarder.
+        #[arg(long, default_value_t = 2000)]
+        pps: u32,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum IdleArg {
+    Publishers,
+    Players,
+    Websockets,
+}
+
+fn print(v: &Value) {
+    println!("{v}");
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), String> = match cli.cmd {
+        Cmd::Fanout {
+            target,
+            media,
+            steps,
+            hold,
+            settle,
+            join_rate,
+            inflight,
+            join_timeout,
+            probes,
+            loss_limit,
+            ignore_failed_joins,
+            stream,
+        } => {
+            let t = target.target();
+            let cfg = FanoutConfig {
+                target: t.clone(),
+                stream,
+                steps,
+                hold: Duration::from_secs_f64(hold),
+                settle: Duration::from_secs_f64(settle),
+                join_rate,
+                max_inflight: inflight.max(1),
+                join_timeout: Duration::from_secs_f64(join_timeout),
+                probes_per_step: probes,
+                profile: media.profile(),
+                server_pid: target.server_pid,
+                loss_limit_pct: loss_limit,
+                stop_on_failed_joins: !ignore_failed_joins,
+            };
+            fanout::run(&cfg, |r| {
+                eprintln!("{}", r.human(t.kind.name()));
+                print(&r.to_json(t.kind.name()));
+            })
+            .map(|_| ())
+        }
+        Cmd::Smoke { target } => smoke(&target),
+        Cmd::Idle {
+            target,
+            kind,
+            count,
+        } => {
+            let kind = match kind {
+                IdleArg::Publishers => IdleKind::Publishers,
+                IdleArg::Players => IdleKind::Players,
+                IdleArg::Websockets => IdleKind::WebSockets,
+            };
+            match target.server_pid {
+                Some(pid) => sessions::idle(&target.target(), kind, count, pid).map(|v| print(&v)),
+                None => Err("--server-pid is required".into()),
+            }
+        }
+        Cmd::Ping {
+            target,
+            conns,
+            seconds,
+        } => sessions::ping(&target.target(), conns, seconds).map(|v| print(&v)),
+        Cmd::UdpForwarder { listen, seconds } => {
+            ceiling::forwarder(listen, seconds).map(|v| print(&v))
+        }
+        Cmd::UdpSource {
+            forwarder,
+            fanout,
+            pps,
+            seconds,
+        } => ceiling::source(forwarder, fanout, pps, seconds).map(|v| print(&v)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("antenna-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// 1, 2 and 4 players for 5 s each; checks consistency, not speed.
+fn smoke(target: &TargetArgs) -> Result<(), String> {
+    let t = target.target();
+    let cfg = FanoutConfig {
+        target: t.clone(),
+        stream: "smoke".into(),
+        steps: vec![1, 2, 4],
+        hold: Duration::from_secs(5),
+        settle: Duration::from_secs(1),
+        join_rate: 20.0,
+        max_inflight: 4,
+        join_timeout: Duration::from_secs(15),
+        probes_per_step: 1,
+        profile: MediaProfile::default(),
+        server_pid: target.server_pid,
+        loss_limit_pct: 100.0,
+        stop_on_failed_joins: false,
+    };
+    let own0 = procfs::cpu_time(None);
+    let reports = fanout::run(&cfg, |r| {
+        eprintln!("{}", r.human(t.kind.name()));
+        print(&r.to_json(t.kind.name()));
+    })?;
+    let _ = own0;
+    check_smoke(&reports)
+}
+
+fn check_smoke(reports: &[fanout::StepReport]) -> Result<(), String> {
+    if reports.len() != 3 {
+        return Err(format!("{} of 3 steps ran", reports.len()));
+    }
+    for r in reports {
+        if r.counts.received == 0 {
+            return Err(format!(
+                "step with {} players received nothing",
+                r.target_players
+            ));
+        }
+        if r.counts.received > r.counts.expected {
+            return Err("received more distinct packets than expected".into());
+        }
+        if r.players_up != r.target_players {
+            return Err(format!(
+                "{} of {} players up ({:?})",
+                r.players_up, r.target_players, r.failure
+            ));
+        }
+        if r.latency_us.is_none() {
+            return Err("probes measured no latency".into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Smoke run against the real `antenna` binary on loopback: 1 publisher, 2 players, 5 s.
+// A load test measures wall time.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use antenna_load::engine::Target;
+use antenna_load::fanout::{self, FanoutConfig};
+use antenna_load::media::MediaProfile;
+use antenna_load::sig::ServerKind;
+
+struct Server {
+    child: Child,
+    ws: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds the `antenna` binary in this test's profile and starts it on loopback ports.
+fn start_antenna() -> Server {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let release = !cfg!(debug_assertions);
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .current_dir(&root)
+        .args(["build", "-q", "-p", "server-mio", "--bin", "antenna"]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo build antenna");
+    assert!(status.success(), "building antenna failed");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target_dir
+        .join(if release { "release" } else { "debug" })
+        .join("antenna");
+    let mut child = Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start antenna");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines
+        .next()
+        .expect("a line from antenna")
+        .expect("readable stderr");
+    // "antenna listening on http://ADDR, udp ..."
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Server { child, ws: addr }
+}
+
+#[test]
+fn one_publisher_two_players_against_antenna() {
+    let server = start_antenna();
+    let cfg = FanoutConfig {
+        target: Target {
+            kind: ServerKind::Antenna,
+            addr: server.ws,
+            app: "WebRTCAppEE".into(),
+            room: 0,
+            peer_ip: None,
+        },
+        stream: "smoke".into(),
+        steps: vec![2],
+        hold: Duration::from_secs(5),
+        settle: Duration::from_millis(500),
+        join_rate: 10.0,
+        max_inflight: 2,
+        join_timeout: Duration::from_secs(20),
+        probes_per_step: 1,
+        profile: MediaProfile::default(),
+        server_pid: Some(server.child.id()),
+        loss_limit_pct: 100.0,
+        stop_on_failed_joins: false,
+    };
+    let reports = fanout::run(&cfg, |r| eprintln!("{}", r.human("antenna"))).expect("run");
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(r.players_up, 2, "{r:?}");
+    assert_eq!(r.failed_joins, 0, "{r:?}");
+    assert!(r.counts.received > 0, "{r:?}");
+    // Sane accounting: every distinct packet was expected; two players get about the
+    // publisher's rate each (generous bounds: this is a smoke test, not a benchmark).
+    assert!(r.counts.received <= r.counts.expected, "{r:?}");
+    let per_player = r.received_pps / 2.0;
+    assert!(
+        per_player > 0.5 * r.published_pps && per_player < 1.5 * r.published_pps,
+        "{r:?}"
+    );
+    assert!(r.loss_pct < 5.0, "{r:?}");
+    assert_eq!(r.counts.duplicates, 0, "{r:?}");
+    // The probe decrypted packets and read their send stamps.
+    assert!(r.latency_us.is_some_and(|l| l.3 > 100), "{r:?}");
+    assert!(r.server_cpu_pct.is_some() && r.server_rss_kib.is_some());
+}
