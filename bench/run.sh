@@ -26,7 +26,7 @@ if [ "$QUICK" = 1 ]; then
   IDLE=${IDLE:-200}
   WS=${WS:-2000}
 else
-  STEPS=${STEPS:-50,100,200,300,400,500,600,700,800,1000,1200,1400,1600,1800,2000,2400}
+  STEPS=${STEPS:-100,200,400,600,800,1000,1200,1400,1700,2000,2400}
   HOLD=${HOLD:-8}
   IDLE=${IDLE:-500}
   WS=${WS:-10000}
@@ -119,7 +119,7 @@ for S in antenna janus; do
   log "$S: fan-out ramp ($STEPS, hold $HOLD s)"
   start_server "$S"
   load "$S" fanout --steps "$STEPS" --hold "$HOLD" --settle 2 --join-rate 200 --inflight 100 \
-    --probes 2 --stream ramp >"$OUT/$S-fanout.jsonl" 2>>"$OUT/$S-human.log"
+    --probes 2 --pause-for-joins 11 --stream ramp >"$OUT/$S-fanout.jsonl" 2>>"$OUT/$S-human.log"
   tail -n 3 "$OUT/$S-human.log" >&2
   N=$(capacity "$OUT/$S-fanout.jsonl")
   log "$S: capacity $N players"
@@ -130,7 +130,7 @@ for S in antenna janus; do
     log "$S: latency at $L25/$L50/$L90 players"
     start_server "$S"
     load "$S" fanout --steps "$L25,$L50,$L90" --hold $((HOLD + 4)) --settle 3 --join-rate 200 \
-      --inflight 100 --probes 3 --loss-limit 100 --ignore-failed-joins --stream lat \
+      --inflight 100 --probes 3 --pause-for-joins 11 --loss-limit 100 --ignore-failed-joins --stream lat \
       >"$OUT/$S-latency.jsonl" 2>>"$OUT/$S-human.log"
   fi
 

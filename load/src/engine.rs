@@ -94,6 +94,8 @@ pub struct Engine {
     pub published: u64,
     /// Publisher sends that were more than 20 ms late (load loop overloaded).
     pub late_sends: u64,
+    /// Publishers send only a trickle of audio (2 packets/s), no video.
+    pub paused: bool,
     next_video: Option<Instant>,
     next_audio: Option<Instant>,
     next_key: Option<Instant>,
@@ -128,6 +130,7 @@ impl Engine {
             feed_id: None,
             published: 0,
             late_sends: 0,
+            paused: false,
             next_video: None,
             next_audio: None,
             next_key: None,
@@ -306,7 +309,11 @@ impl Engine {
     }
 
     fn send_media(&mut self, now: Instant) {
-        let p = self.profile;
+        let mut p = self.profile;
+        if self.paused {
+            p.video_bps = 0;
+            p.audio_pps = p.audio_pps.min(2);
+        }
         let late = Duration::from_millis(20);
         if p.video_bps > 0 && p.fps > 0 {
             let step = Duration::from_secs(1) / p.fps;

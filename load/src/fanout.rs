@@ -48,6 +48,11 @@ pub struct FanoutConfig {
     pub loss_limit_pct: f64,
     /// Stop after a step where joins failed.
     pub stop_on_failed_joins: bool,
+    /// Before the joins of a step that follows a busy one (server CPU above 60 %), publishers pause (a trickle of audio)
+    /// for this long, and stay paused while players join: a server with CPU admission control
+    /// (Antenna refuses `play` above 75 % of a core, measured over 5 s) then admits players
+    /// up to its forwarding limit. Time to first keyframe is only measured without a pause.
+    pub pause_for_joins: Option<Duration>,
 }
 
 /// Result of one step.
@@ -89,6 +94,10 @@ pub struct StepReport {
     pub first_keyframe_ms: Option<(f64, f64)>,
     /// Publisher sends more than 20 ms late during the hold.
     pub late_sends: u64,
+    /// Media packets every player received since it joined (including duplicates).
+    pub received_since_join: u64,
+    /// Media packets the publisher wrote since it started.
+    pub published_since_start: u64,
 }
 
 impl StepReport {
@@ -124,6 +133,8 @@ impl StepReport {
             "first_keyframe_p50_ms": self.first_keyframe_ms.map(|k| k.0),
             "first_keyframe_max_ms": self.first_keyframe_ms.map(|k| k.1),
             "late_sends": self.late_sends,
+            "received_since_join": self.received_since_join,
+            "published_since_start": self.published_since_start,
         })
     }
 
@@ -190,7 +201,16 @@ pub fn run(
     let mut first_failure: Option<String> = None;
     let mut joining: Vec<usize> = Vec::new();
     let mut keyframe_from = 0usize;
-    for &target in &cfg.steps {
+    for (step, &target) in cfg.steps.iter().enumerate() {
+        // Only needed when the last hold kept the server busy (above 60 % of a core).
+        let busy = reports
+            .last()
+            .is_some_and(|r: &StepReport| r.server_cpu_pct.is_none_or(|c| c > 60.0));
+        let pause = cfg.pause_for_joins.filter(|_| step > 0 && busy);
+        if let Some(cooldown) = pause {
+            engine.paused = true;
+            engine.run(Instant::now() + cooldown, |_| false);
+        }
         // Join.
         let step_start = Instant::now();
         let mut players = engine.player_states().2;
@@ -385,5 +405,12 @@ fn measure(
         audio_latency_us: audio_latency,
         first_keyframe_ms,
         late_sends: engine.late_sends - late0,
+        received_since_join: engine
+            .clients
+            .iter()
+            .filter(|c| c.role == Role::Play)
+            .map(|c| c.peer.received_packets)
+            .sum(),
+        published_since_start: engine.published,
     }
 }

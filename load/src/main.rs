@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use antenna_load::ceiling;
 use antenna_load::engine::Target;
 use antenna_load::fanout::{self, FanoutConfig};
 use antenna_load::media::MediaProfile;
 use antenna_load::sessions::{self, IdleKind};
 use antenna_load::sig::ServerKind;
-use antenna_load::{ceiling, procfs};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
@@ -137,6 +137,10 @@ enum Cmd {
         /// Keep going after failed joins.
         #[arg(long)]
         ignore_failed_joins: bool,
+        /// Pause media (audio trickle) this many seconds before and during the joins of each
+        /// step after the first, so CPU admission control admits players (0 = never pause).
+        #[arg(long, default_value_t = 0.0)]
+        pause_for_joins: f64,
         /// Stream id.
         #[arg(long, default_value = "load")]
         stream: String,
@@ -221,6 +225,7 @@ fn main() -> ExitCode {
             probes,
             loss_limit,
             ignore_failed_joins,
+            pause_for_joins,
             stream,
         } => {
             let t = target.target();
@@ -238,6 +243,8 @@ fn main() -> ExitCode {
                 server_pid: target.server_pid,
                 loss_limit_pct: loss_limit,
                 stop_on_failed_joins: !ignore_failed_joins,
+                pause_for_joins: (pause_for_joins > 0.0)
+                    .then(|| Duration::from_secs_f64(pause_for_joins)),
             };
             fanout::run(&cfg, |r| {
                 eprintln!("{}", r.human(t.kind.name()));
@@ -302,13 +309,12 @@ fn smoke(target: &TargetArgs) -> Result<(), String> {
         server_pid: target.server_pid,
         loss_limit_pct: 100.0,
         stop_on_failed_joins: false,
+        pause_for_joins: None,
     };
-    let own0 = procfs::cpu_time(None);
     let reports = fanout::run(&cfg, |r| {
         eprintln!("{}", r.human(t.kind.name()));
         print(&r.to_json(t.kind.name()));
     })?;
-    let _ = own0;
     check_smoke(&reports)
 }
 

@@ -97,6 +97,7 @@ fn one_publisher_two_players_against_antenna() {
         server_pid: Some(server.child.id()),
         loss_limit_pct: 100.0,
         stop_on_failed_joins: false,
+        pause_for_joins: None,
     };
     let reports = fanout::run(&cfg, |r| eprintln!("{}", r.human("antenna"))).expect("run");
     assert_eq!(reports.len(), 1);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Where Antenna's CPU goes per forwarded packet: the antenna binary under
+# valgrind --tool=callgrind (perf has no hardware counters on this machine), 1 publisher ->
+# $PLAYERS counting players for $HOLD s, in the bench namespace (see run.sh).
+#
+#   bench/profile.sh        # writes bench/results/profile/{callgrind.out,annotate*.txt,load.jsonl}
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/bench/results/profile}
+NS=${NS:-antbench}
+PLAYERS=${PLAYERS:-10}
+HOLD=${HOLD:-20}
+mkdir -p "$OUT"
+rm -f "$OUT"/callgrind.out* "$OUT"/*.txt "$OUT"/*.jsonl
+ulimit -n 65536 2>/dev/null
+(cd "$ROOT" && cargo build --release -q -p server-mio --bin antenna -p antenna-load --bin antenna-load) || exit 1
+ip netns exec "$NS" true 2>/dev/null || ip netns add "$NS"
+ip netns exec "$NS" ip link set lo up
+
+ip netns exec "$NS" taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
+  "$ROOT/target/release/antenna" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store \
+  >"$OUT/antenna.log" 2>&1 &
+PID=$!
+for _ in $(seq 300); do
+  ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5080' 2>/dev/null && break
+  sleep 0.1
+done
+ip netns exec "$NS" taskset -c 1 "$ROOT/target/release/antenna-load" fanout --server antenna \
+  --server-pid "$PID" --steps "$PLAYERS" --hold "$HOLD" --settle 3 --join-rate 5 --inflight 5 \
+  --join-timeout 60 --probes 0 --loss-limit 100 --ignore-failed-joins --stream prof \
+  >"$OUT/load.jsonl" 2>"$OUT/load.log"
+kill -TERM "$PID"; wait "$PID"
+cat "$OUT/load.log"
+callgrind_annotate --inclusive=yes "$OUT/callgrind.out" 2>/dev/null | head -80 >"$OUT/annotate-inclusive.txt"
+callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | head -60 >"$OUT/annotate-self.txt"
+head -40 "$OUT/annotate-inclusive.txt"
