@@ -417,6 +417,15 @@ impl Sfu {
         let mut api = rtc.sdp_api();
         let mut tracks = Vec::new();
         let mut offered = Vec::new();
+        // Stable mids: str0m draws a new mid from its thread-local fastrand generator, so a
+        // player that plays the same stream again would get new mids. The SDK's watchdog
+        // stops and replays a stream so quickly that the first offer may still be applied to
+        // its peer connection, and Chromium refuses a later offer whose m-lines (mids) differ
+        // from the first. Seeding the generator from the stream name while the m-lines are
+        // added makes every offer of a stream carry the same mids; the generator then goes on
+        // from where it was, so nothing else becomes predictable.
+        let resume = fastrand::u64(..);
+        fastrand::seed(stable_seed(&stream));
         for kind in kinds {
             let mid = api.add_media(kind, Direction::SendOnly, Some(stream.clone()), None, None);
             tracks.push(OutTrack::new(mid, kind));
@@ -429,6 +438,7 @@ impl Sfu {
                 },
             });
         }
+        fastrand::seed(resume);
         let Some((offer, pending)) = api.apply() else {
             debug!(session = %id, "no offer could be created");
             self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
@@ -797,6 +807,14 @@ fn accepted_media_mids(sdp: &str) -> Vec<&str> {
         }
     }
     mids
+}
+
+/// A hash of a stream name that is the same in every process (FNV-1a), for [`Sfu`]'s stable
+/// mids.
+fn stable_seed(stream: &str) -> u64 {
+    stream.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -475,3 +475,37 @@ fn vp9_is_forwarded() {
     });
     assert_eq!(stats.expect("player stats").video_codec, "VP9");
 }
+
+/// The SDK may apply a stale play offer to its peer connection and then receive the offer of
+/// its next play of the same stream on that connection: Chromium accepts it only if the
+/// m-lines keep their mids. Every play offer of a stream carries the same mids; other
+/// streams get other mids.
+#[test]
+fn play_offers_of_a_stream_keep_their_mids() {
+    let mut h = publish_and_play();
+    let mids = |h: &Harness, session: SessionId| -> Vec<String> {
+        h.events
+            .iter()
+            .find_map(|(_, e)| match e {
+                MediaEvent::Offer {
+                    session: s, tracks, ..
+                } if *s == session => Some(tracks.iter().map(|t| t.mid.clone()).collect()),
+                _ => None,
+            })
+            .expect("offer")
+    };
+    h.command(MediaCmd::StartPlay {
+        session: SessionId(3),
+        stream: "stream1".into(),
+        publisher: PUB,
+    });
+    h.command(MediaCmd::StartPlay {
+        session: SessionId(4),
+        stream: "other".into(),
+        publisher: PUB,
+    });
+    let first = mids(&h, PLAY);
+    assert_eq!(first.len(), 2);
+    assert_eq!(mids(&h, SessionId(3)), first);
+    assert_ne!(mids(&h, SessionId(4)), first);
+}
