@@ -9,6 +9,7 @@
 #            antenna binary anyway, so both share one release build of str0m/aws-lc-rs, and
 #            the simulation and property tests run much faster; overflow checks are covered
 #            by the fuzz step, whose builds keep debug assertions)
+#   sim      the simulation tests once more with --nocapture, to print their figures
 #   fuzz     every cargo-fuzz target: replay the committed corpus (fuzz/corpus/<target>),
 #            then fuzz it for FUZZ_SECONDS (default 60) seconds
 #   browser  bash tests/browser/run.sh (the real AMS JS SDK in headless Chromium)
@@ -87,6 +88,9 @@ fuzz() {
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test cargo test --workspace --release
+# The simulation tests again, with their output: how many scenarios and steps ran, and the
+# media figures (frames received, loss) they measured.
+step sim cargo test --release -p antenna-tests --test sim_random --test sim_media -- --nocapture
 step fuzz fuzz
 step browser bash tests/browser/run.sh
 summary
