@@ -1,0 +1,533 @@
+//! Publish and play: media sessions, their ends, and the queries about published streams.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use tracing::{debug, trace};
+
+use super::{
+    key, ConnId, End, PlayRequest, PlayState, PublishRequest, PublishState, Role, Session,
+    Signalling,
+};
+use crate::error::SignalError;
+use crate::is_valid_stream_id;
+use crate::media::{MediaCmd, SessionId};
+use crate::message::{
+    ForceStreamQuality, Notification, Play, Publish, SdpType, ServerMessage, StreamInfo,
+    TakeCandidate, TakeConfiguration, TrackToggle, UpdateMetaData,
+};
+
+impl Signalling {
+    pub(super) fn publish(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        app: &str,
+        id: String,
+        p: Publish,
+    ) {
+        if self.overloaded {
+            return self.error(conn, SignalError::HighResourceUsage, Some(&id));
+        }
+        let main_track = p.main_track.clone().filter(|m| *m != id);
+        if let Some(m) = &main_track {
+            if !is_valid_stream_id(m) {
+                let m = m.clone();
+                return self.error(conn, SignalError::InvalidStreamName, Some(&m));
+            }
+        }
+        let req = PublishRequest {
+            app,
+            stream_id: &id,
+            token: p.token.as_deref(),
+            subscriber_id: p.subscriber_id.as_deref(),
+            subscriber_code: p.subscriber_code.as_deref(),
+            main_track: main_track.as_deref(),
+        };
+        if let Err(e) = self.access.check_publish(now, &req) {
+            return self.error(conn, e, Some(&id));
+        }
+        let k = key(app, &id);
+        if let Some(owner) = self
+            .publishers
+            .get(&k)
+            .and_then(|s| self.sessions.get(s))
+            .map(|s| s.conn)
+        {
+            let e = if owner == conn {
+                SignalError::AlreadyPublishing
+            } else {
+                SignalError::StreamIdInUse
+            };
+            return self.error(conn, e, Some(&id));
+        }
+        let sid = self.alloc_session();
+        self.sessions.insert(
+            sid,
+            Session {
+                conn,
+                app: app.to_string(),
+                stream: id.clone(),
+                subscriber_id: p.subscriber_id.clone(),
+                media_known: false,
+                stats: None,
+                deadline: None,
+                role: Role::Publish(PublishState {
+                    live: false,
+                    main_track,
+                    name: p.stream_name,
+                    meta: p.meta_data,
+                    role: p.role,
+                    players: BTreeSet::new(),
+                }),
+            },
+        );
+        self.set_deadline(sid, Some(now + self.config.client_start_timeout));
+        self.publishers.insert(k, sid);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.publishes.insert(id.clone(), sid);
+        }
+        self.send(
+            conn,
+            ServerMessage::Start {
+                stream_id: id,
+                subscriber_id: p.subscriber_id,
+            },
+        );
+    }
+
+    pub(super) fn play(&mut self, now: Instant, conn: ConnId, app: &str, id: String, p: Play) {
+        if self.overloaded {
+            return self.error(conn, SignalError::HighResourceUsage, Some(&id));
+        }
+        let k = key(app, &id);
+        let publisher = self.publishers.get(&k).copied().and_then(|sid| {
+            match self.sessions.get(&sid).map(|s| &s.role) {
+                Some(Role::Publish(ps)) => Some((sid, ps.live, ps.players.len())),
+                _ => None,
+            }
+        });
+        let req = PlayRequest {
+            app,
+            stream_id: &id,
+            token: p.token.as_deref(),
+            subscriber_id: p.subscriber_id.as_deref(),
+            subscriber_code: p.subscriber_code.as_deref(),
+            room: p.room.as_deref(),
+            viewers: publisher.map_or(0, |(_, _, n)| n),
+        };
+        if let Err(e) = self.access.check_play(now, &req) {
+            return self.error(conn, e, Some(&id));
+        }
+        let Some((publisher, true, _)) = publisher else {
+            return self.error(conn, SignalError::NoStreamExist, Some(&id));
+        };
+        if let Some(old) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.plays.get(&id))
+            .copied()
+        {
+            if self.config.play_once_per_session {
+                return self.error(conn, SignalError::AlreadyPlaying, Some(&id));
+            }
+            self.end_session(old, End::REPLACED);
+        }
+        let sid = self.alloc_session();
+        self.sessions.insert(
+            sid,
+            Session {
+                conn,
+                app: app.to_string(),
+                stream: id.clone(),
+                subscriber_id: p.subscriber_id,
+                media_known: true,
+                stats: None,
+                deadline: None,
+                role: Role::Play(PlayState {
+                    publisher,
+                    connected: false,
+                }),
+            },
+        );
+        if let Some(Role::Publish(ps)) = self.sessions.get_mut(&publisher).map(|s| &mut s.role) {
+            ps.players.insert(sid);
+            self.access.on_viewer_count(app, &id, ps.players.len());
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.plays.insert(id.clone(), sid);
+        }
+        self.media(MediaCmd::StartPlay {
+            session: sid,
+            stream: id,
+            publisher,
+        });
+    }
+
+    pub(super) fn stop(&mut self, conn: ConnId, id: &str) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let publish = c.publishes.get(id).copied();
+        let play = c.plays.get(id).copied();
+        if publish.is_none() && play.is_none() {
+            trace!(?conn, id, "stop of nothing");
+        }
+        for sid in publish.into_iter().chain(play) {
+            self.end_session(sid, End::STOP);
+        }
+    }
+
+    pub(super) fn take_configuration(
+        &mut self,
+        conn: ConnId,
+        app: &str,
+        id: String,
+        c: TakeConfiguration,
+    ) {
+        if self.is_p2p_member(conn, app, &id) {
+            let msg = ServerMessage::TakeConfiguration {
+                stream_id: id.clone(),
+                sdp_type: c.sdp_type,
+                sdp: c.sdp,
+                id_mapping: None,
+            };
+            return self.relay(conn, app, id, msg);
+        }
+        let Some(cn) = self.conns.get(&conn) else {
+            return;
+        };
+        let publish = cn.publishes.get(&id).copied();
+        let play = cn.plays.get(&id).copied();
+        match (c.sdp_type, publish, play) {
+            (SdpType::Offer, Some(sid), _) => {
+                let Some(s) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                if s.media_known {
+                    debug!(%sid, "second publisher offer ignored (no renegotiation)");
+                    return;
+                }
+                s.media_known = true;
+                self.media(MediaCmd::StartPublish {
+                    session: sid,
+                    stream: id,
+                    offer: c.sdp,
+                });
+            }
+            (SdpType::Answer, _, Some(sid)) => {
+                self.media(MediaCmd::RemoteAnswer {
+                    session: sid,
+                    sdp: c.sdp,
+                });
+            }
+            (_, Some(sid), _) | (_, _, Some(sid)) => {
+                debug!(%sid, ?c.sdp_type, "unexpected SDP type ignored");
+            }
+            (_, None, None) => self.error(conn, SignalError::NoPeerAssociatedBefore, Some(&id)),
+        }
+    }
+
+    pub(super) fn take_candidate(&mut self, conn: ConnId, app: &str, id: String, c: TakeCandidate) {
+        if self.is_p2p_member(conn, app, &id) {
+            let msg = ServerMessage::TakeCandidate {
+                stream_id: id.clone(),
+                label: c
+                    .label
+                    .and_then(|l| u32::try_from(l).ok())
+                    .unwrap_or_default(),
+                id: c.id.unwrap_or_default(),
+                candidate: c.candidate,
+            };
+            return self.relay(conn, app, id, msg);
+        }
+        let Some(cn) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(sid) = cn.publishes.get(&id).or_else(|| cn.plays.get(&id)).copied() else {
+            return self.error(conn, SignalError::NoPeerAssociatedBefore, Some(&id));
+        };
+        if c.candidate.trim().is_empty() {
+            return;
+        }
+        if self.sessions.get(&sid).is_some_and(|s| s.media_known) {
+            self.media(MediaCmd::RemoteCandidate {
+                session: sid,
+                candidate: c.candidate,
+            });
+        } else {
+            debug!(%sid, "candidate before the publisher's offer dropped");
+        }
+    }
+
+    pub(super) fn toggle(
+        &mut self,
+        conn: ConnId,
+        id: String,
+        t: TrackToggle,
+        video: bool,
+        audio: bool,
+    ) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let sid = t
+            .track_id
+            .as_ref()
+            .and_then(|tr| c.plays.get(tr))
+            .or_else(|| c.plays.get(&id))
+            .copied();
+        let Some(sid) = sid else {
+            trace!(?conn, %id, "track toggle with nothing to forward");
+            return;
+        };
+        let enabled = t.enabled.unwrap_or(true);
+        self.media(MediaCmd::SetForwarding {
+            session: sid,
+            video: video.then_some(enabled),
+            audio: audio.then_some(enabled),
+        });
+    }
+
+    pub(super) fn force_quality(&mut self, conn: ConnId, id: String, q: ForceStreamQuality) {
+        let Some(sid) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.plays.get(&id))
+            .copied()
+        else {
+            trace!(?conn, %id, "forceStreamQuality for a stream not played");
+            return;
+        };
+        let height = q
+            .stream_height
+            .map_or(0, |h| u32::try_from(h.max(0)).unwrap_or(u32::MAX));
+        self.media(MediaCmd::ForceQuality {
+            session: sid,
+            height,
+        });
+        self.send(
+            conn,
+            ServerMessage::Notification(Notification::ResolutionChangeInfo {
+                stream_id: id,
+                stream_height: height,
+            }),
+        );
+    }
+
+    pub(super) fn stream_info(&mut self, conn: ConnId, app: &str, id: String) {
+        let Some(s) = self
+            .publishers
+            .get(&key(app, &id))
+            .and_then(|sid| self.sessions.get(sid))
+        else {
+            return self.error(conn, SignalError::NoStreamExist, Some(&id));
+        };
+        let st = s.stats.clone().unwrap_or_default();
+        self.send(
+            conn,
+            ServerMessage::StreamInformation {
+                stream_id: id,
+                stream_info: vec![StreamInfo {
+                    stream_width: st.width,
+                    stream_height: st.height,
+                    video_bitrate: st.video_bitrate,
+                    audio_bitrate: st.audio_bitrate,
+                    video_codec: st.video_codec,
+                }],
+            },
+        );
+    }
+
+    pub(super) fn track_list(&mut self, conn: ConnId, app: &str, id: String) {
+        let k = key(app, &id);
+        let tracks = self.room_streams(app, &id, false);
+        if tracks.is_empty() && !self.rooms.contains_key(&k) && !self.publishers.contains_key(&k) {
+            return self.error(conn, SignalError::NoStreamExist, Some(&id));
+        }
+        self.send(
+            conn,
+            ServerMessage::TrackList {
+                stream_id: id,
+                track_list: tracks,
+            },
+        );
+    }
+
+    pub(super) fn update_meta(&mut self, conn: ConnId, app: &str, id: String, u: UpdateMetaData) {
+        let k = key(app, &id);
+        let publisher = self.publishers.get(&k).copied();
+        if let Some(Role::Publish(p)) = publisher
+            .and_then(|sid| self.sessions.get_mut(&sid))
+            .map(|s| &mut s.role)
+        {
+            p.meta = u.meta_data;
+            return;
+        }
+        let mut found = false;
+        for room in self.rooms.values_mut() {
+            if let Some(m) = room.members.get_mut(&id) {
+                if m.conn == conn {
+                    m.meta = u.meta_data.clone();
+                    found = true;
+                }
+            }
+        }
+        if !found {
+            self.error(conn, SignalError::NoStreamExist, Some(&id));
+        }
+    }
+
+    pub(super) fn broadcast_object(&mut self, conn: ConnId, app: &str, id: String) {
+        let k = key(app, &id);
+        let subtracks = self.room_streams(app, &id, false);
+        let live_subtrack = !self.room_streams(app, &id, true).is_empty();
+        let mut b = Map::new();
+        b.insert("streamId".into(), json!(id));
+        let publisher = self
+            .publishers
+            .get(&k)
+            .and_then(|sid| self.sessions.get(sid));
+        match publisher {
+            Some(Session {
+                role: Role::Publish(p),
+                ..
+            }) => {
+                let status = if p.live { "broadcasting" } else { "preparing" };
+                b.insert("status".into(), json!(status));
+                if let Some(n) = &p.name {
+                    b.insert("name".into(), json!(n));
+                }
+                if let Some(m) = &p.meta {
+                    b.insert("metaData".into(), json!(m));
+                }
+                if let Some(r) = &p.role {
+                    b.insert("role".into(), json!(r));
+                }
+                if let Some(m) = &p.main_track {
+                    b.insert("mainTrackStreamId".into(), json!(m));
+                }
+                b.insert("webRTCViewerCount".into(), json!(p.players.len()));
+            }
+            _ if !subtracks.is_empty() || self.rooms.contains_key(&k) => {
+                let status = if live_subtrack {
+                    "broadcasting"
+                } else {
+                    "finished"
+                };
+                b.insert("status".into(), json!(status));
+                b.insert("webRTCViewerCount".into(), json!(0));
+            }
+            _ => return self.error(conn, SignalError::NoStreamExist, Some(&id)),
+        }
+        b.insert("subTrackStreamIds".into(), json!(subtracks));
+        b.insert("type".into(), json!("liveStream"));
+        b.insert("publishType".into(), json!("WebRTC"));
+        self.send(
+            conn,
+            ServerMessage::Notification(Notification::BroadcastObject {
+                stream_id: id,
+                broadcast: Value::Object(b).to_string(),
+            }),
+        );
+    }
+
+    pub(super) fn bitrate_measurement(&mut self, player: SessionId, publisher: SessionId) {
+        let Some(ps) = self.sessions.get(&player) else {
+            return;
+        };
+        let pub_stats = self.sessions.get(&publisher).and_then(|s| s.stats.as_ref());
+        let (video, audio) = match (pub_stats, &ps.stats) {
+            (Some(p), _) => (p.video_bitrate, p.audio_bitrate),
+            (None, Some(s)) => (s.video_bitrate, s.audio_bitrate),
+            (None, None) => return,
+        };
+        let target = match &ps.stats {
+            Some(s) if s.estimated_bitrate > 0 => s.estimated_bitrate,
+            _ => video,
+        };
+        let msg = ServerMessage::Notification(Notification::BitrateMeasurement {
+            stream_id: ps.stream.clone(),
+            target_bitrate: target,
+            video_bitrate: video,
+            audio_bitrate: audio,
+        });
+        let conn = ps.conn;
+        self.send(conn, msg);
+    }
+
+    /// Ends a session: media, owner, players, indexes, timers.
+    pub(super) fn end_session(&mut self, sid: SessionId, end: End) {
+        let Some(s) = self.sessions.remove(&sid) else {
+            return;
+        };
+        if let Some(at) = s.deadline {
+            self.timers.remove(&(at, sid));
+        }
+        if end.close_media && s.media_known {
+            self.media(MediaCmd::Close { session: sid });
+        }
+        match s.role {
+            Role::Publish(p) => {
+                if let Some(c) = self.conns.get_mut(&s.conn) {
+                    if c.publishes.get(&s.stream) == Some(&sid) {
+                        c.publishes.remove(&s.stream);
+                    }
+                }
+                let k = key(&s.app, &s.stream);
+                if self.publishers.get(&k) == Some(&sid) {
+                    self.publishers.remove(&k);
+                }
+                if let Some(e) = end.error {
+                    self.error(s.conn, e, Some(&s.stream));
+                }
+                if end.finished {
+                    self.send(
+                        s.conn,
+                        ServerMessage::Notification(Notification::PublishFinished {
+                            stream_id: s.stream.clone(),
+                            subscriber_id: s.subscriber_id.clone(),
+                        }),
+                    );
+                }
+                let had_players = !p.players.is_empty();
+                for player in p.players {
+                    self.end_session(player, End::STOP);
+                }
+                if had_players {
+                    self.access.on_viewer_count(&s.app, &s.stream, 0);
+                }
+                if p.live {
+                    self.access.on_publish_finished(&s.app, &s.stream);
+                }
+            }
+            Role::Play(p) => {
+                if let Some(c) = self.conns.get_mut(&s.conn) {
+                    if c.plays.get(&s.stream) == Some(&sid) {
+                        c.plays.remove(&s.stream);
+                    }
+                }
+                if let Some(Role::Publish(ps)) =
+                    self.sessions.get_mut(&p.publisher).map(|s| &mut s.role)
+                {
+                    ps.players.remove(&sid);
+                    self.access
+                        .on_viewer_count(&s.app, &s.stream, ps.players.len());
+                }
+                if let Some(e) = end.error {
+                    self.error(s.conn, e, Some(&s.stream));
+                }
+                if end.finished {
+                    self.send(
+                        s.conn,
+                        ServerMessage::Notification(Notification::PlayFinished {
+                            stream_id: s.stream,
+                            subscriber_id: s.subscriber_id,
+                        }),
+                    );
+                }
+            }
+        }
+    }
+}
