@@ -1120,18 +1120,8 @@ impl Runtime {
     }
 
     fn udp_send(&mut self, t: Transmit) {
-        if self.udp_queue.is_empty() {
-            loop {
-                match self.udp.send_to(&t.contents, t.destination) {
-                    Ok(_) => return,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        trace!(to = %t.destination, "udp send: {e}");
-                        return;
-                    }
-                }
-            }
+        if self.udp_queue.is_empty() && send_datagram(&self.udp, &t) {
+            return;
         }
         if self.udp_queue.len() >= MAX_UDP_QUEUE {
             self.counters.udp_dropped += 1;
@@ -1143,11 +1133,8 @@ impl Runtime {
 
     fn udp_flush_queue(&mut self) {
         while let Some(t) = self.udp_queue.front() {
-            match self.udp.send_to(&t.contents, t.destination) {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) => trace!(to = %t.destination, "udp send: {e}"),
+            if !send_datagram(&self.udp, t) {
+                return;
             }
             self.udp_queue.pop_front();
         }
@@ -1170,6 +1157,22 @@ impl Runtime {
         {
             Ok(()) => self.udp_writable = on,
             Err(e) => warn!("udp reregister: {e}"),
+        }
+    }
+}
+
+/// Sends one datagram, retrying if interrupted. `false`: the socket would block, so the
+/// datagram is still to be sent; `true`: it is done with (sent, or dropped with a trace line).
+fn send_datagram(udp: &UdpSocket, t: &Transmit) -> bool {
+    loop {
+        match udp.send_to(&t.contents, t.destination) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                trace!(to = %t.destination, "udp send: {e}");
+                return true;
+            }
         }
     }
 }
