@@ -205,30 +205,20 @@ fn websocket(req: &httparse::Request<'_, '_>, app: &str) -> Action {
     }
     let upgrade = header(req, "upgrade");
     if !has_token(upgrade, "websocket") || !has_token(header(req, "connection"), "upgrade") {
-        return Action::Respond {
-            status: 426,
-            response: response(
-                426,
-                "Upgrade Required",
-                "text/plain; charset=utf-8",
-                b"this is a WebSocket endpoint\n",
-                false,
-                &[("Upgrade", "websocket")],
-            ),
-        };
+        return plain(
+            426,
+            "Upgrade Required",
+            "this is a WebSocket endpoint\n",
+            &[("Upgrade", "websocket")],
+        );
     }
     if header(req, "sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13") {
-        return Action::Respond {
-            status: 426,
-            response: response(
-                426,
-                "Upgrade Required",
-                "text/plain; charset=utf-8",
-                b"unsupported WebSocket version\n",
-                false,
-                &[("Sec-WebSocket-Version", "13")],
-            ),
-        };
+        return plain(
+            426,
+            "Upgrade Required",
+            "unsupported WebSocket version\n",
+            &[("Sec-WebSocket-Version", "13")],
+        );
     }
     let Some(key) = header(req, "sec-websocket-key").map(<[u8]>::trim_ascii) else {
         return error(400, "Bad Request", "missing Sec-WebSocket-Key\n");
@@ -254,35 +244,30 @@ fn not_found() -> Action {
 }
 
 fn method_not_allowed() -> Action {
-    Action::Respond {
-        status: 405,
-        response: response(
-            405,
-            "Method Not Allowed",
-            "text/plain; charset=utf-8",
-            b"method not allowed\n",
-            false,
-            &[("Allow", "GET, HEAD")],
-        ),
-    }
+    plain(
+        405,
+        "Method Not Allowed",
+        "method not allowed\n",
+        &[("Allow", "GET, HEAD")],
+    )
 }
 
 fn redirect(location: &str) -> Action {
-    Action::Respond {
-        status: 301,
-        response: response(
-            301,
-            "Moved Permanently",
-            "text/plain; charset=utf-8",
-            b"moved\n",
-            false,
-            &[("Location", location)],
-        ),
-    }
+    plain(
+        301,
+        "Moved Permanently",
+        "moved\n",
+        &[("Location", location)],
+    )
 }
 
 /// A plain-text error response.
 pub fn error(status: u16, reason: &str, body: &str) -> Action {
+    plain(status, reason, body, &[])
+}
+
+/// A plain-text response with `extra` headers, then close.
+fn plain(status: u16, reason: &str, body: &str, extra: &[(&str, &str)]) -> Action {
     Action::Respond {
         status,
         response: response(
@@ -291,7 +276,7 @@ pub fn error(status: u16, reason: &str, body: &str) -> Action {
             "text/plain; charset=utf-8",
             body.as_bytes(),
             false,
-            &[],
+            extra,
         ),
     }
 }
