@@ -11,7 +11,7 @@ use str0m::change::SdpPendingOffer;
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
-use str0m::{Event, IceConnectionState, Output, Rtc};
+use str0m::{Event, IceConnectionState, Output, Rtc, RtcError};
 use tracing::{debug, trace};
 
 use crate::codec::{codec_name, keyframe_size};
@@ -211,18 +211,20 @@ impl Session {
                     contents: t.contents.into(),
                 })),
                 Ok(Output::Event(e)) => self.handle_event(e, out, fx),
-                Err(e) => {
-                    debug!(session = %self.id, "rtc error: {e}");
-                    self.rtc.disconnect();
-                    fx.dead = Some(MediaEvent::Failed {
-                        session: self.id,
-                        reason: e.to_string(),
-                        remote_description: false,
-                    });
-                    return;
-                }
+                Err(e) => return self.fail(&e, fx),
             }
         }
+    }
+
+    /// str0m returned an error: the session is disconnected and reported failed.
+    pub(crate) fn fail(&mut self, e: &RtcError, fx: &mut Effects) {
+        debug!(session = %self.id, "rtc error: {e}");
+        self.rtc.disconnect();
+        fx.dead = Some(MediaEvent::Failed {
+            session: self.id,
+            reason: e.to_string(),
+            remote_description: false,
+        });
     }
 
     fn handle_event(&mut self, e: Event, out: &mut VecDeque<SfuOutput>, fx: &mut Effects) {

@@ -646,16 +646,9 @@ impl Sfu {
             return;
         };
         let mut fx = Effects::default();
-        if let Err(e) = f(&mut s.rtc) {
-            debug!(session = %s.id, "rtc error: {e}");
-            s.rtc.disconnect();
-            fx.dead = Some(MediaEvent::Failed {
-                session: s.id,
-                reason: e.to_string(),
-                remote_description: false,
-            });
-        } else {
-            s.drain(&mut self.outputs, &mut fx);
+        match f(&mut s.rtc) {
+            Ok(()) => s.drain(&mut self.outputs, &mut fx),
+            Err(e) => s.fail(&e, &mut fx),
         }
         let id = s.id;
         if !fx.is_empty() {
