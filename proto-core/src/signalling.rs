@@ -625,12 +625,7 @@ impl Signalling {
                 let mut room = p.main_track.clone();
                 if room.is_none() {
                     let app = s.app.clone();
-                    room = self
-                        .rooms
-                        .range(key(&app, "")..)
-                        .take_while(|((a, _), _)| *a == app)
-                        .find(|(_, r)| r.members.contains_key(&stream))
-                        .map(|((_, r), _)| r.clone());
+                    room = self.member_room(&app, &stream).map(str::to_string);
                 }
                 self.set_deadline(sid, None);
                 self.send(

@@ -15,12 +15,13 @@ use crate::message::{
 };
 
 impl Signalling {
-    /// The connection holding `id` as a legacy room member in `app`, if any.
-    pub(super) fn member_owner(&self, app: &str, id: &str) -> Option<ConnId> {
+    /// The first room of `app` (in name order) that has `id` as a legacy member, if any.
+    pub(super) fn member_room(&self, app: &str, id: &str) -> Option<&str> {
         self.rooms
             .range(key(app, "")..)
             .take_while(|((a, _), _)| a == app)
-            .find_map(|(_, room)| room.members.get(id).map(|m| m.conn))
+            .find(|(_, room)| room.members.contains_key(id))
+            .map(|((_, room), _)| room.as_str())
     }
 
     /// Streams being published in room `room` of `app` (`mainTrack` = room, or legacy members),
@@ -107,8 +108,7 @@ impl Signalling {
                     char::from(ALPHANUMERIC.get(i).copied().unwrap_or(b'x'))
                 })
                 .collect();
-            if !self.publishers.contains_key(&key(app, &id))
-                && self.member_owner(app, &id).is_none()
+            if !self.publishers.contains_key(&key(app, &id)) && self.member_room(app, &id).is_none()
             {
                 return id;
             }
