@@ -79,12 +79,12 @@ start_server() { # $1 = antenna|janus
   stop_server
   case $1 in
     antenna)
-      inns taskset -c 0 "$ANTENNA" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store \
+      ip netns exec "$NS" taskset -c 0 "$ANTENNA" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store \
         >>"$OUT/antenna.log" 2>&1 &
       SERVER_PID=$!; wait_port 5080 ;;
     janus)
       "$ROOT/bench/janus-config.sh" "$OUT/janus-config" 8188 1 >/dev/null
-      inns taskset -c 0 janus -F "$OUT/janus-config" -L "$OUT/janus.log" >/dev/null 2>&1 &
+      ip netns exec "$NS" taskset -c 0 janus -F "$OUT/janus-config" -L "$OUT/janus.log" >/dev/null 2>&1 &
       SERVER_PID=$!; wait_port 8188 ;;
   esac
   sleep 1
@@ -97,13 +97,13 @@ load() { # $1 = server, rest = antenna-load args
   inns taskset -c 1 "$LOAD" "$@" --server "$s" --server-pid "$SERVER_PID" "${extra[@]}"
 }
 
-capacity() { # largest step with loss < 0.5 %, no failed joins, server CPU <= 100 %
+capacity() { # largest step with loss < 0.5 %, delivery >= 98.5 %, no failed joins, CPU <= 100 %
   python3 - "$1" <<'PY'
 import json, sys
 best = 0
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    ok = r["loss_pct"] < 0.5 and r["failed_joins"] == 0 and r["silent_players"] == 0 \
+    ok = r["loss_pct"] < 0.5 and r["delivery_pct"] >= 98.5 and r["failed_joins"] == 0 and r["silent_players"] == 0 \
         and (r["server_cpu_pct"] or 0) <= 100.5 and r["players_up"] == r["players"]
     if ok:
         best = max(best, r["players"])
@@ -130,7 +130,7 @@ for S in antenna janus; do
     log "$S: latency at $L25/$L50/$L90 players"
     start_server "$S"
     load "$S" fanout --steps "$L25,$L50,$L90" --hold $((HOLD + 4)) --settle 3 --join-rate 200 \
-      --inflight 100 --probes 3 --pause-for-joins 11 --loss-limit 100 --ignore-failed-joins --stream lat \
+      --inflight 100 --probes 3 --pause-for-joins 11 --loss-limit 100 --min-delivery 0 --ignore-failed-joins --stream lat \
       >"$OUT/$S-latency.jsonl" 2>>"$OUT/$S-human.log"
   fi
 
@@ -152,7 +152,7 @@ done
 # ---- the ceiling -----------------------------------------------------------------------------
 if [ -z "$ONLY" ] || [ "$ONLY" = ceiling ]; then
   log "ceiling: AES-128-GCM UDP forwarder, 200 sinks"
-  inns taskset -c 0 "$LOAD" udp-forwarder --listen 127.0.0.1:47000 --seconds 14 \
+  ip netns exec "$NS" taskset -c 0 "$LOAD" udp-forwarder --listen 127.0.0.1:47000 --seconds 14 \
     >"$OUT/ceiling-forwarder.jsonl" 2>>"$OUT/ceiling.log" &
   SERVER_PID=$!
   sleep 0.5

@@ -30,7 +30,7 @@ def one(name):
 def capacity_row(rows):
     best = None
     for r in rows:
-        ok = (r["loss_pct"] < 0.5 and r["failed_joins"] == 0 and r["silent_players"] == 0
+        ok = (r["loss_pct"] < 0.5 and r.get("delivery_pct", 0) >= 98.5 and r["failed_joins"] == 0 and r["silent_players"] == 0
               and (r["server_cpu_pct"] or 0) <= 100.5 and r["players_up"] == r["players"])
         if ok and (best is None or r["players"] > best["players"]):
             best = r
@@ -46,6 +46,8 @@ def stop_reason(rows):
     why = []
     if last["loss_pct"] >= 0.5:
         why.append("loss %.2f%%" % last["loss_pct"])
+    if last.get("delivery_pct", 0) < 98.5:
+        why.append("delivery %.1f%%" % last.get("delivery_pct", 0))
     if last["failed_joins"]:
         why.append("%d failed joins (%s)" % (last["failed_joins"], last.get("failure")))
     if last["silent_players"]:
@@ -89,7 +91,7 @@ def row(name, a, j, fmt="%.0f", invert=False):
 
 
 g = lambda s, k: cap[s][k] if cap[s] else None
-row("fan-out capacity: players (1 publisher, loss < 0.5 %, CPU <= 1 core)", g("antenna", "players"), g("janus", "players"))
+row("fan-out capacity: players (1 publisher, loss < 0.5 %, delivery >= 98.5 %, CPU <= 1 core)", g("antenna", "players"), g("janus", "players"))
 row("forwarded packets/s at capacity", g("antenna", "received_pps"), g("janus", "received_pps"))
 row("server CPU at capacity (% of a core)", g("antenna", "server_cpu_pct"), g("janus", "server_cpu_pct"))
 row("server RSS at capacity (MiB)", (g("antenna", "server_rss_kib") or 0) / 1024 or None,
@@ -149,14 +151,14 @@ for s in servers:
     if not ramp[s]:
         continue
     print("### %s fan-out ramp\n" % s)
-    print("| players | up | failed | silent | received pkt/s | loss % | server CPU % | server RSS MiB | load CPU % | video p50/p99 us | audio p50/p99 us | first keyframe ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| players | up | failed | silent | received pkt/s | delivery % | loss % | server CPU % | server RSS MiB | load CPU % | video p50/p99 us | audio p50/p99 us | first keyframe ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in ramp[s] + ([{"sep": 1}] if lat[s] else []) + lat[s]:
         if "sep" in r:
-            print("| *latency run* | | | | | | | | | | | |")
+            print("| *latency run* | | | | | | | | | | | | |")
             continue
-        print("| %d | %d | %d | %d | %.0f | %.3f | %s | %s | %s | %s/%s | %s/%s | %s |" % (
-            r["players"], r["players_up"], r["failed_joins"], r["silent_players"], r["received_pps"], r["loss_pct"],
+        print("| %d | %d | %d | %d | %.0f | %.1f | %.3f | %s | %s | %s | %s/%s | %s/%s | %s |" % (
+            r["players"], r["players_up"], r["failed_joins"], r["silent_players"], r["received_pps"], r.get("delivery_pct", 0), r["loss_pct"],
             f(r["server_cpu_pct"]), f((r["server_rss_kib"] or 0) / 1024, "%.1f"), f(r["load_cpu_pct"]),
             f(r["latency_p50_us"]), f(r["latency_p99_us"]), f(r.get("audio_latency_p50_us")), f(r.get("audio_latency_p99_us")),
             f(r["first_keyframe_p50_ms"], "%.1f")))

@@ -46,6 +46,8 @@ pub struct FanoutConfig {
     pub server_pid: Option<u32>,
     /// Stop after a step whose loss exceeds this (percent).
     pub loss_limit_pct: f64,
+    /// Stop after a step with a lower delivery than this (percent).
+    pub min_delivery_pct: f64,
     /// Stop after a step where joins failed.
     pub stop_on_failed_joins: bool,
     /// Before the joins of a step that follows a busy one (server CPU above 60 %), publishers pause (a trickle of audio)
@@ -80,6 +82,11 @@ pub struct StepReport {
     pub silent_lost: u64,
     /// Loss percentage (sequence gaps + silent players).
     pub loss_pct: f64,
+    /// Distinct packets received over packets published times players up (percent). Below
+    /// 100 by more than the hold-boundary noise (a keyframe burst, about 1.3 % of an 8 s hold)
+    /// means packets are queued somewhere and arrive late: the server is not keeping up even
+    /// if nothing is lost yet.
+    pub delivery_pct: f64,
     /// Server CPU over the hold (% of one core).
     pub server_cpu_pct: Option<f64>,
     /// Server RSS at the end of the hold (KiB).
@@ -120,6 +127,7 @@ impl StepReport {
             "reordered": self.counts.reordered,
             "too_old": self.counts.too_old,
             "loss_pct": self.loss_pct,
+            "delivery_pct": self.delivery_pct,
             "server_cpu_pct": self.server_cpu_pct,
             "server_rss_kib": self.server_rss_kib,
             "load_cpu_pct": self.load_cpu_pct,
@@ -142,7 +150,7 @@ impl StepReport {
     pub fn human(&self, server: &str) -> String {
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
         format!(
-            "[{server}] {} players ({} up, {} failed, {} silent): {:.0} pkt/s received, loss {:.3}% \
+            "[{server}] {} players ({} up, {} failed, {} silent): {:.0} pkt/s received, delivery {:.1}%, loss {:.3}% \
              (dup {}, reord {}), server cpu {}% rss {} KiB, load cpu {}%, latency p50/p99 video {} audio {} us, \
              first keyframe p50 {} ms",
             self.target_players,
@@ -150,6 +158,7 @@ impl StepReport {
             self.failed_joins,
             self.silent_players,
             self.received_pps,
+            self.delivery_pct,
             self.loss_pct,
             self.counts.duplicates,
             self.counts.reordered,
@@ -282,6 +291,7 @@ pub fn run(
         keyframe_from = engine.clients.len();
         report(&r);
         let stop = r.loss_pct > cfg.loss_limit_pct
+            || r.delivery_pct < cfg.min_delivery_pct
             || (cfg.stop_on_failed_joins && r.failed_joins > 0)
             || r.players_up == 0;
         reports.push(r);
@@ -398,6 +408,11 @@ fn measure(
         counts,
         silent_lost,
         loss_pct,
+        delivery_pct: if published == 0 || up == 0 {
+            0.0
+        } else {
+            counts.received as f64 * 100.0 / (published as f64 * up as f64)
+        },
         server_cpu_pct: cfg.server_pid.and(pct(cpu0, cpu1)),
         server_rss_kib: cfg.server_pid.and_then(|p| procfs::rss_kib(Some(p))),
         load_cpu_pct: pct(own0, own1),

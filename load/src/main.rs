@@ -134,6 +134,9 @@ enum Cmd {
         /// Stop after a step with more loss than this (%).
         #[arg(long, default_value_t = 0.5)]
         loss_limit: f64,
+        /// Stop after a step with a lower delivery than this (%): received / (published x players).
+        #[arg(long, default_value_t = 98.5)]
+        min_delivery: f64,
         /// Keep going after failed joins.
         #[arg(long)]
         ignore_failed_joins: bool,
@@ -225,6 +228,7 @@ fn main() -> ExitCode {
             probes,
             loss_limit,
             ignore_failed_joins,
+            min_delivery,
             pause_for_joins,
             stream,
         } => {
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
                 profile: media.profile(),
                 server_pid: target.server_pid,
                 loss_limit_pct: loss_limit,
+                min_delivery_pct: min_delivery,
                 stop_on_failed_joins: !ignore_failed_joins,
                 pause_for_joins: (pause_for_joins > 0.0)
                     .then(|| Duration::from_secs_f64(pause_for_joins)),
@@ -308,6 +313,7 @@ fn smoke(target: &TargetArgs) -> Result<(), String> {
         profile: MediaProfile::default(),
         server_pid: target.server_pid,
         loss_limit_pct: 100.0,
+        min_delivery_pct: 0.0,
         stop_on_failed_joins: false,
         pause_for_joins: None,
     };

@@ -179,7 +179,7 @@ impl SeqTracker {
     }
 }
 
-/// Latency samples in 10 µs buckets up to 1 s (larger values go to the last bucket).
+/// Latency samples in 10 µs buckets up to 10 s (larger values go to the last bucket).
 #[derive(Debug, Clone)]
 pub struct Histogram {
     buckets: Vec<u64>,
@@ -188,7 +188,7 @@ pub struct Histogram {
 }
 
 const BUCKET_US: u64 = 10;
-const BUCKETS: usize = 100_000;
+const BUCKETS: usize = 1_000_000;
 
 impl Default for Histogram {
     fn default() -> Self {

@@ -96,6 +96,7 @@ fn one_publisher_two_players_against_antenna() {
         profile: MediaProfile::default(),
         server_pid: Some(server.child.id()),
         loss_limit_pct: 100.0,
+        min_delivery_pct: 0.0,
         stop_on_failed_joins: false,
         pause_for_joins: None,
     };
@@ -114,6 +115,7 @@ fn one_publisher_two_players_against_antenna() {
         "{r:?}"
     );
     assert!(r.loss_pct < 5.0, "{r:?}");
+    assert!(r.delivery_pct > 50.0 && r.delivery_pct < 110.0, "{r:?}");
     assert_eq!(r.counts.duplicates, 0, "{r:?}");
     // The probe decrypted packets and read their send stamps.
     assert!(r.latency_us.is_some_and(|l| l.3 > 100), "{r:?}");
