@@ -4,7 +4,8 @@
 # Needs only the Rust toolchain (cargo, rustfmt, clippy), gcc, Python and Node; installs
 # cargo-fuzz (from crates.io) when it is missing. Steps, in order, stopping at the first failure:
 #   fmt      cargo fmt --all --check
-#   clippy   cargo clippy --workspace --all-targets -- -D warnings
+#   clippy   cargo clippy --workspace --all-targets --release -- -D warnings (release, so the
+#            C build of aws-lc-sys it needs is the one the release tests reuse)
 #   test     cargo test --workspace --release (release: the browser step builds the release
 #            antenna binary anyway, so both share one release build of str0m/aws-lc-rs, and
 #            the simulation and property tests run much faster; overflow checks are covered
@@ -86,7 +87,7 @@ fuzz() {
 }
 
 step fmt cargo fmt --all --check
-step clippy cargo clippy --workspace --all-targets -- -D warnings
+step clippy cargo clippy --workspace --all-targets --release -- -D warnings
 step test cargo test --workspace --release
 # The simulation tests again, with their output: how many scenarios and steps ran, and the
 # media figures (frames received, loss) they measured.

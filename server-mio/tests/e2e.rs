@@ -293,9 +293,19 @@ fn client_that_does_not_read_is_dropped() {
         server.wait_log_for(NEEDLE, Duration::from_secs(60)),
         "slow client not dropped"
     );
-    // The partner learns that its peer is gone, and keeps working.
+    // The partner learns that its peer is gone, and keeps working. Offers it sent before it
+    // saw the drop in the log, still on their way, now have no partner: each gets
+    // `no_peer_associated_before`, and nothing else comes before the pong.
     a.recv_command("stop");
-    a.ping_pong();
+    a.send(&json!({"command": "ping"}));
+    loop {
+        let m = a.recv();
+        if m["command"] == "pong" {
+            break;
+        }
+        assert_eq!(m["command"], "error", "unexpected message {m}");
+        assert_eq!(m["definition"], "no_peer_associated_before", "{m}");
+    }
     server.client().ping_pong();
 }
 
