@@ -79,7 +79,11 @@ fn serialised(msg: &ServerMessage, command: &str) -> serde_json::Map<String, Val
     let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(&json) else {
         panic!("server message is not a JSON object: {json}");
     };
-    assert_eq!(obj.get("command").and_then(Value::as_str), Some(command), "{json}");
+    assert_eq!(
+        obj.get("command").and_then(Value::as_str),
+        Some(command),
+        "{json}"
+    );
     obj
 }
 
@@ -88,7 +92,11 @@ fuzz_target!(|data: &[u8]| {
     // input useful to the fuzzer.
     let text = String::from_utf8_lossy(data);
     let parsed = ClientMessage::parse(&text);
-    assert_eq!(parsed, ClientMessage::parse(&text), "parse is not deterministic");
+    assert_eq!(
+        parsed,
+        ClientMessage::parse(&text),
+        "parse is not deterministic"
+    );
 
     let json: Option<Value> = if text.len() > MAX_MESSAGE_LEN {
         None
@@ -112,7 +120,12 @@ fuzz_target!(|data: &[u8]| {
                 // Lenient fields turn "" into None.
                 assert!(!id.is_empty(), "empty stream id kept as Some");
                 let _ = proto_core::is_valid_stream_id(id);
-                let obj = serialised(&ServerMessage::Stop { stream_id: id.to_string() }, "stop");
+                let obj = serialised(
+                    &ServerMessage::Stop {
+                        stream_id: id.to_string(),
+                    },
+                    "stop",
+                );
                 assert_eq!(obj.get("streamId").and_then(Value::as_str), Some(id));
                 let obj = serialised(
                     &ServerMessage::error(SignalError::InvalidStreamName, Some(id)),
@@ -128,7 +141,12 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let def = e.signal_error();
             assert!(
-                matches!(def, SignalError::InvalidMessage | SignalError::UnsupportedCommand),
+                matches!(
+                    def,
+                    SignalError::InvalidMessage
+                        | SignalError::UnsupportedCommand
+                        | SignalError::MissingParameter
+                ),
                 "parse error maps to {def}"
             );
             match e {
@@ -148,11 +166,20 @@ fuzz_target!(|data: &[u8]| {
                 }
                 ParseError::UnknownCommand(c) => {
                     assert_eq!(def, SignalError::UnsupportedCommand);
-                    assert!(c.chars().count() <= 64, "unknown command echoed untruncated");
+                    assert!(
+                        c.chars().count() <= 64,
+                        "unknown command echoed untruncated"
+                    );
                     assert!(!known(c), "known command {c:?} reported unknown");
                 }
                 ParseError::InvalidField { command, .. } => {
-                    assert!(known(command), "InvalidField for unknown command {command:?}");
+                    assert!(
+                        known(command),
+                        "InvalidField for unknown command {command:?}"
+                    );
+                }
+                _ if def == SignalError::MissingParameter => {
+                    panic!("only a field error can be missingParameter: {e:?}")
                 }
                 _ => {}
             }
@@ -160,7 +187,10 @@ fuzz_target!(|data: &[u8]| {
             let mut reply = ErrorMessage::new(def, None);
             reply.information = Some(e.to_string());
             let obj = serialised(&ServerMessage::Error(reply), "error");
-            assert_eq!(obj.get("definition").and_then(Value::as_str), Some(def.definition()));
+            assert_eq!(
+                obj.get("definition").and_then(Value::as_str),
+                Some(def.definition())
+            );
             assert_eq!(
                 obj.get("information").and_then(Value::as_str),
                 Some(e.to_string().as_str())

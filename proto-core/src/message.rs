@@ -67,6 +67,10 @@ impl ParseError {
     pub fn signal_error(&self) -> SignalError {
         match self {
             ParseError::UnknownCommand(_) => SignalError::UnsupportedCommand,
+            // serde names a required field that is absent this way ("missing field `type`").
+            ParseError::InvalidField { detail, .. } if detail.starts_with("missing field") => {
+                SignalError::MissingParameter
+            }
             _ => SignalError::InvalidMessage,
         }
     }
@@ -860,6 +864,18 @@ mod tests {
             ClientMessage::parse(&big),
             Err(ParseError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn missing_required_field_is_missing_parameter() {
+        let e = ClientMessage::parse(r#"{"command":"takeConfiguration","streamId":"a","sdp":"x"}"#)
+            .unwrap_err();
+        assert_eq!(e.signal_error(), SignalError::MissingParameter, "{e}");
+        let e = ClientMessage::parse(
+            r#"{"command":"takeConfiguration","streamId":"a","type":"x","sdp":"x"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.signal_error(), SignalError::InvalidMessage, "{e}");
     }
 
     #[test]
