@@ -8,17 +8,18 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/results/profile}
 NS=${NS:-antbench}
-PLAYERS=${PLAYERS:-10}
+PLAYERS=${PLAYERS:-3}
 HOLD=${HOLD:-20}
 mkdir -p "$OUT"
 rm -f "$OUT"/callgrind.out* "$OUT"/*.txt "$OUT"/*.jsonl
 ulimit -n 65536 2>/dev/null
 (cd "$ROOT" && cargo build --release -q -p server-mio --bin antenna -p antenna-load --bin antenna-load) || exit 1
+ANTENNA=${ANTENNA:-$ROOT/target/release/antenna}
 ip netns exec "$NS" true 2>/dev/null || ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
 
 ip netns exec "$NS" taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
-  "$ROOT/target/release/antenna" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store \
+  "$ANTENNA" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store \
   >"$OUT/antenna.log" 2>&1 &
 PID=$!
 for _ in $(seq 300); do

@@ -18,7 +18,7 @@ QUICK=${QUICK:-0}
 ONLY=${ONLY:-}
 IP=10.200.0.1
 mkdir -p "$OUT"
-rm -f "$OUT"/*.jsonl "$OUT"/*.json "$OUT"/*.log
+rm -f "$OUT"/*.jsonl "$OUT"/*.json "$OUT"/*.log "$OUT"/*.txt "$OUT"/table.md
 
 if [ "$QUICK" = 1 ]; then
   STEPS=${STEPS:-50,200,400,700,1000,1400}
@@ -33,6 +33,10 @@ else
 fi
 
 log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
+conditions() { # what else is running (the machine is shared)
+  { echo "== $1 $(date -u +%FT%TZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+    ps -eo pcpu,pid,comm --sort=-pcpu | head -8; } >>"$OUT/conditions.txt"
+}
 
 # ---- prerequisites ---------------------------------------------------------------------------
 ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || log "could not raise ulimit -n ($(ulimit -n))"
@@ -111,11 +115,13 @@ print(best)
 PY
 }
 
+conditions start
 # ---- per server ------------------------------------------------------------------------------
 for S in antenna janus; do
   [ -n "$ONLY" ] && [ "$ONLY" != "$S" ] && continue
   if [ "$S" = janus ] && ! command -v janus >/dev/null; then log "no janus: skipped"; continue; fi
 
+  conditions "$S"
   log "$S: fan-out ramp ($STEPS, hold $HOLD s)"
   start_server "$S"
   load "$S" fanout --steps "$STEPS" --hold "$HOLD" --settle 2 --join-rate 200 --inflight 100 \
@@ -161,6 +167,7 @@ if [ -z "$ONLY" ] || [ "$ONLY" = ceiling ]; then
   wait "$SERVER_PID"; SERVER_PID=
 fi
 
+conditions end
 # ---- machine and table -----------------------------------------------------------------------
 {
   echo "{\"nproc\": $(nproc), \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\","
