@@ -76,7 +76,10 @@ cap = {s: capacity_row(ramp[s]) for s in servers}
 ping = {s: one(s + "-ping.json") for s in servers}
 idle = {(s, k): one("%s-idle-%s.json" % (s, k)) for s in servers for k in ["publishers", "players", "websockets"]}
 ceiling = one("ceiling-forwarder.jsonl")
-machine = one("machine.json") or {}
+try:
+    machine = json.load(open(os.path.join(d, "machine.json")))
+except (OSError, ValueError):
+    machine = {}
 
 print("## Results (%s)\n" % machine.get("date", "?"))
 print("Machine: %s cores, %s, kernel %s; load average at the end %s; Janus %s; Antenna %s.\n" % (

@@ -217,8 +217,10 @@ impl Engine {
         let now = Instant::now();
         self.send_media(now);
         let mut wait = max_wait;
-        for t in [self.next_video, self.next_audio].into_iter().flatten() {
-            wait = wait.min(t.saturating_duration_since(now));
+        if !self.paused {
+            for t in [self.next_video, self.next_audio].into_iter().flatten() {
+                wait = wait.min(t.saturating_duration_since(now));
+            }
         }
         if self.poll.poll(&mut self.events, Some(wait)).is_err() {
             return;
@@ -311,8 +313,16 @@ impl Engine {
     fn send_media(&mut self, now: Instant) {
         let mut p = self.profile;
         if self.paused {
+            // A trickle of audio keeps the stream live; the schedule restarts on resume.
             p.video_bps = 0;
             p.audio_pps = p.audio_pps.min(2);
+            self.next_video = None;
+            if self
+                .next_audio
+                .is_some_and(|t| t + Duration::from_millis(500) < now)
+            {
+                self.next_audio = None;
+            }
         }
         let late = Duration::from_millis(20);
         if p.video_bps > 0 && p.fps > 0 {

@@ -280,14 +280,16 @@ pub fn run(
                 first_failure.get_or_insert(e.clone());
             }
         }
+        // Full media again before the settle and the measurement.
+        engine.paused = false;
         engine.run(Instant::now() + cfg.settle, |_| false);
-        let r = measure(
-            &mut engine,
-            cfg,
-            target,
-            keyframe_from,
-            first_failure.clone(),
-        );
+        // Keyframe times of players that joined during a pause would measure the pause.
+        let kf_from = if pause.is_some() {
+            usize::MAX
+        } else {
+            keyframe_from
+        };
+        let r = measure(&mut engine, cfg, target, kf_from, first_failure.clone());
         keyframe_from = engine.clients.len();
         report(&r);
         let stop = r.loss_pct > cfg.loss_limit_pct
