@@ -72,7 +72,10 @@ fuzz() {
     targets=$(cargo fuzz list)
     [ -n "$targets" ] || { echo "no fuzz targets found"; return 1; }
     work=$(mktemp -d)
-    trap 'rm -rf "$work"' EXIT
+    # Expanded now: the trap runs when the step's subshell exits, after this function's
+    # locals are gone.
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" EXIT
     for t in $targets; do
         [ -d "fuzz/corpus/$t" ] || { echo "no committed corpus fuzz/corpus/$t"; return 1; }
         echo "---- $t: replay $(find "fuzz/corpus/$t" -type f | wc -l) committed inputs"
