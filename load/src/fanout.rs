@@ -48,6 +48,9 @@ pub struct FanoutConfig {
     pub loss_limit_pct: f64,
     /// Stop after a step with a lower delivery than this (percent).
     pub min_delivery_pct: f64,
+    /// A step failing on loss or delivery (not on joins) is held and measured once more; the
+    /// second measurement counts.
+    pub remeasure_failed_step: bool,
     /// Stop after a step where joins failed.
     pub stop_on_failed_joins: bool,
     /// Before the joins of a step that follows a busy one (server CPU above 60 %), publishers pause (a trickle of audio)
@@ -289,7 +292,15 @@ pub fn run(
         } else {
             keyframe_from
         };
-        let r = measure(&mut engine, cfg, target, kf_from, first_failure.clone());
+        let mut r = measure(&mut engine, cfg, target, kf_from, first_failure.clone());
+        if cfg.remeasure_failed_step
+            && r.failed_joins == 0
+            && (r.loss_pct > cfg.loss_limit_pct || r.delivery_pct < cfg.min_delivery_pct)
+        {
+            // One noisy hold must not end the ramp: measure the same players once more and keep
+            // the second result.
+            r = measure(&mut engine, cfg, target, usize::MAX, first_failure.clone());
+        }
         keyframe_from = engine.clients.len();
         report(&r);
         let stop = r.loss_pct > cfg.loss_limit_pct

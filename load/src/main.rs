@@ -247,6 +247,7 @@ fn main() -> ExitCode {
                 server_pid: target.server_pid,
                 loss_limit_pct: loss_limit,
                 min_delivery_pct: min_delivery,
+                remeasure_failed_step: true,
                 stop_on_failed_joins: !ignore_failed_joins,
                 pause_for_joins: (pause_for_joins > 0.0)
                     .then(|| Duration::from_secs_f64(pause_for_joins)),
@@ -314,6 +315,7 @@ fn smoke(target: &TargetArgs) -> Result<(), String> {
         server_pid: target.server_pid,
         loss_limit_pct: 100.0,
         min_delivery_pct: 0.0,
+        remeasure_failed_step: false,
         stop_on_failed_joins: false,
         pause_for_joins: None,
     };

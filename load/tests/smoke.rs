@@ -97,6 +97,7 @@ fn one_publisher_two_players_against_antenna() {
         server_pid: Some(server.child.id()),
         loss_limit_pct: 100.0,
         min_delivery_pct: 0.0,
+        remeasure_failed_step: false,
         stop_on_failed_joins: false,
         pause_for_joins: None,
     };
