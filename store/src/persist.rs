@@ -319,13 +319,15 @@ fn store_thread(db: Database, rx: Receiver<Msg>, shared: Arc<Shared>, notify: Op
             }
         }
         ops.clear();
+        // Wake the event loop before answering flushers, so that when `flush` returns the
+        // hook has run too (the loop never misses a commit a flusher already saw).
+        if let Some(n) = &notify {
+            n();
+        }
         let result = shared.failure().map_or(Ok(()), Err);
         for reply in flushes.drain(..) {
             // The flusher may have gone away; nothing to do then.
             let _ = reply.send(result.clone());
-        }
-        if let Some(n) = &notify {
-            n();
         }
     }
 }
