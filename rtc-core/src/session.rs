@@ -165,6 +165,8 @@ pub(crate) struct Session {
     /// Remote addresses cached in the SFU's route table for this session.
     pub routes: Vec<SocketAddr>,
     pub meter: Meter,
+    /// Written to since its last `Input::Timeout` (listed in the SFU's flush list).
+    pub unflushed: bool,
 }
 
 impl Session {
@@ -180,6 +182,7 @@ impl Session {
             connected: false,
             routes: Vec::new(),
             meter: Meter::default(),
+            unflushed: false,
         }
     }
 

@@ -44,6 +44,11 @@ pub struct Sfu {
     work: VecDeque<(usize, SessionId, Effects)>,
     connect_timeout: Duration,
     player_bwe: bool,
+    /// Players written to since their last `Input::Timeout`, and when the first write
+    /// happened: their packets sit in str0m's send queue until [`Sfu::handle_timeout`] flushes
+    /// them, so one timeout and one drain per player cover a whole batch of packets.
+    unflushed: Vec<(usize, SessionId)>,
+    unflushed_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -76,7 +81,9 @@ impl Sfu {
             outputs: VecDeque::new(),
             work: VecDeque::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            player_bwe: true,
+            player_bwe: false,
+            unflushed: Vec::new(),
+            unflushed_since: None,
         }
     }
 
@@ -92,7 +99,10 @@ impl Sfu {
     }
 
     /// Whether new players run str0m's bandwidth estimation (TWCC), which feeds
-    /// [`proto_core::SessionStats::estimated_bitrate`] and paces sending. Default on.
+    /// [`proto_core::SessionStats::estimated_bitrate`] and paces sending. Default off: with
+    /// no simulcast layers to switch there is nothing to act on the estimate with, and the
+    /// pacer holds every keyframe burst back (hundreds of milliseconds at 2 Mbit/s) at a
+    /// large CPU cost (BENCHMARKS.md).
     pub fn set_player_bwe(&mut self, enabled: bool) {
         self.player_bwe = enabled;
     }
@@ -216,6 +226,7 @@ impl Sfu {
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.flush_players(now);
         // Collect first: a session rescheduled at `now` is handled on the next call, not in a loop.
         let due: Vec<(Instant, usize)> = self
             .timers
@@ -281,10 +292,29 @@ impl Sfu {
         self.outputs.pop_front()
     }
 
-    /// When [`Sfu::handle_timeout`] must next be called.
+    /// When [`Sfu::handle_timeout`] must next be called. Packets written to players are
+    /// sent from the next call, which is due at once: a runtime that reads several datagrams
+    /// before it looks at the timeout gets them all out with one str0m timeout per player.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(t, _)| *t)
+        let timer = self.timers.first().map(|(t, _)| *t);
+        match (timer, self.unflushed_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Lets str0m encrypt and send what was written to players since their last timeout.
+    fn flush_players(&mut self, now: Instant) {
+        self.unflushed_since = None;
+        let players = std::mem::take(&mut self.unflushed);
+        for (key, id) in players {
+            if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
+                s.unflushed = false;
+                self.mutate(key, |rtc| rtc.handle_input(Input::Timeout(now)));
+            }
+        }
+        self.process(now);
     }
 
     // ---- commands ----
@@ -721,20 +751,17 @@ impl Sfu {
                 continue;
             };
             let mut wrote = false;
-            let mut fx = Effects::default();
             for (packet, params) in packets.iter().zip(&params) {
                 let Some(params) = params else { continue };
-                if s.forward(now, packet, params) > 0 {
-                    // Drain after every write: str0m's single-mutation contract.
-                    s.drain(&mut self.outputs, &mut fx);
-                    wrote = true;
-                }
+                wrote |= s.forward(now, packet, params) > 0;
             }
-            if wrote {
-                if !fx.is_empty() {
-                    self.work.push_back((key, *player, fx));
-                }
-                self.reschedule(key);
+            // A write only queues the packet in str0m: it is encrypted and sent on the
+            // player's next `Input::Timeout`, which `flush_players` feeds (then drains) once
+            // for all packets written until then.
+            if wrote && !s.unflushed {
+                s.unflushed = true;
+                self.unflushed.push((key, *player));
+                self.unflushed_since.get_or_insert(now);
             }
         }
         if let Some(Role::Publisher(p)) = self.sessions.get_mut(pub_key).map(|s| &mut s.role) {

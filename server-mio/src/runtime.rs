@@ -62,6 +62,10 @@ pub const MAX_PENDING_OUTPUT: usize = 1024 * 1024;
 pub const MAX_WS_MESSAGE: usize = proto_core::MAX_MESSAGE_LEN + 16 * 1024;
 /// Datagrams queued while the UDP socket would block; more are dropped and counted.
 pub const MAX_UDP_QUEUE: usize = 4096;
+
+/// Datagrams read before the node's due timeout is handled (which sends the media written
+/// to players meanwhile).
+const UDP_BATCH: usize = 32;
 /// Time a client has to send its request head and read the answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a closing WebSocket gets to finish the close handshake.
@@ -1115,7 +1119,11 @@ impl Runtime {
 
     // --- UDP ---------------------------------------------------------------------------------
 
+    /// Reads datagrams until the socket is empty. Media written to players is sent when the
+    /// node's timeout is handled, so that happens once per [`UDP_BATCH`] datagrams (and after
+    /// the last, in [`Runtime::run`]): one str0m timeout per player per batch, not per packet.
     fn udp_read(&mut self) {
+        let mut batch = 0;
         loop {
             match self.udp.recv_from(&mut self.udp_buf) {
                 Ok((n, source)) => {
@@ -1124,6 +1132,14 @@ impl Runtime {
                     let data = self.udp_buf.get(..n).unwrap_or_default();
                     self.node.handle_udp(now, source, self.udp_local, data);
                     self.drain(now);
+                    batch += 1;
+                    if batch == UDP_BATCH {
+                        batch = 0;
+                        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+                            self.node.handle_timeout(now);
+                            self.drain(now);
+                        }
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
