@@ -11,6 +11,8 @@
 #            the simulation and property tests run much faster; overflow checks are covered
 #            by the fuzz step, whose builds keep debug assertions)
 #   sim      the simulation tests once more with --nocapture, to print their figures
+#   load     bench/smoke.sh: the 20-second smoke of the fan-out benchmark (antenna-load against
+#            the release antenna on loopback; checks delivery and loss accounting, not speed)
 #   fuzz     every cargo-fuzz target: replay the committed corpus (fuzz/corpus/<target>),
 #            then fuzz it for FUZZ_SECONDS (default 60) seconds
 #   browser  bash tests/browser/run.sh (the real AMS JS SDK in headless Chromium)
@@ -95,6 +97,7 @@ step test cargo test --workspace --release
 # The simulation tests again, with their output: how many scenarios and steps ran, and the
 # media figures (frames received, loss) they measured.
 step sim cargo test --release -p antenna-tests --test sim_random --test sim_media -- --nocapture
+step load bash bench/smoke.sh
 step fuzz fuzz
 step browser bash tests/browser/run.sh
 summary
