@@ -37,8 +37,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use tracing::{debug, error, info, trace, warn};
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tungstenite::{Message, WebSocket};
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
 
 use crate::datastore::{self, Datastore};
 use crate::http::{self, Action, RestHead};
@@ -62,6 +62,13 @@ pub const MAX_PENDING_OUTPUT: usize = 1024 * 1024;
 pub const MAX_WS_MESSAGE: usize = proto_core::MAX_MESSAGE_LEN + 16 * 1024;
 /// Datagrams queued while the UDP socket would block; more are dropped and counted.
 pub const MAX_UDP_QUEUE: usize = 4096;
+/// tungstenite's read buffer per WebSocket: allocated for every connection and filled (so
+/// resident) by its first read, it grows on demand to the size of a frame being received.
+/// Small, so that an idle connection costs little; the socket itself is read in
+/// [`WS_READ_AHEAD`] chunks, so a large frame still takes few system calls.
+pub const WS_READ_BUFFER: usize = 512;
+/// Size of the runtime's one read-ahead buffer, shared by every WebSocket (see [`WsIo`]).
+const WS_READ_AHEAD: usize = 64 * 1024;
 
 /// Datagrams read before the node's due timeout is handled (which sends the media written
 /// to players meanwhile).
@@ -125,12 +132,14 @@ enum State {
         written: usize,
         upgrade: Option<(String, Vec<u8>)>,
     },
-    /// A WebSocket. `closing`: the node has been told it closed, only the close handshake is
+    /// A WebSocket: its socket and tungstenite's protocol state (which reads and writes through
+    /// a [`WsIo`]). `closing`: the node has been told it closed, only the close handshake is
     /// left. `shut`: our write side is shut (everything, including the close frame, was sent).
     /// `poisoned`: tungstenite reported a read error after which it must not read again (an
     /// oversized frame); the socket is drained raw until EOF.
     Ws {
-        ws: Box<WebSocket<TcpStream>>,
+        stream: TcpStream,
+        ws: Box<WebSocketContext>,
         closing: bool,
         shut: bool,
         poisoned: bool,
@@ -202,6 +211,8 @@ pub struct Runtime {
     node: Node,
     apps: Vec<String>,
     ws_config: WebSocketConfig,
+    /// Read-ahead for the WebSocket being read (see [`WsIo`]).
+    ahead: ReadAhead,
     cpu: CpuMonitor,
     next_cpu_check: Instant,
     next_housekeeping: Instant,
@@ -277,7 +288,7 @@ impl Runtime {
         let now = Instant::now();
         let (node, admin) = make(now, announce, notify);
         let ws_config = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
+            .read_buffer_size(WS_READ_BUFFER)
             .write_buffer_size(64 * 1024)
             .max_write_buffer_size(MAX_PENDING_OUTPUT)
             .max_message_size(Some(MAX_WS_MESSAGE))
@@ -298,6 +309,7 @@ impl Runtime {
             node,
             apps,
             ws_config,
+            ahead: ReadAhead::new(),
             cpu: CpuMonitor::new(),
             // The first sample is a baseline taken once start-up work is over.
             next_cpu_check: now + overload::CHECK_INTERVAL,
@@ -563,8 +575,8 @@ impl Runtime {
             State::Http { stream, .. }
             | State::Respond { stream, .. }
             | State::Body { stream, .. }
-            | State::Held { stream, .. } => registry.reregister(stream, token, interest),
-            State::Ws { ws, .. } => registry.reregister(ws.get_mut(), token, interest),
+            | State::Held { stream, .. }
+            | State::Ws { stream, .. } => registry.reregister(stream, token, interest),
             State::Gone => Ok(()),
         };
         match result {
@@ -895,8 +907,9 @@ impl Runtime {
             };
             return Next::Remove("response sent");
         };
-        let ws = WebSocket::from_partially_read(stream, early, Role::Server, Some(self.ws_config));
+        let ws = WebSocketContext::from_partially_read(early, Role::Server, Some(self.ws_config));
         conn.state = State::Ws {
+            stream,
             ws: Box::new(ws),
             closing: false,
             shut: false,
@@ -915,6 +928,7 @@ impl Runtime {
             return Next::Wait;
         };
         let State::Ws {
+            stream,
             ws,
             closing,
             poisoned,
@@ -923,12 +937,18 @@ impl Runtime {
         else {
             return Next::Again;
         };
+        // Whatever is left from another connection (one that stopped reading early) is not ours.
+        self.ahead.clear();
         if *poisoned {
-            return drain_raw(ws.get_mut());
+            return drain_raw(stream);
         }
         let id = conn_id(token);
+        let mut io = WsIo {
+            stream,
+            ahead: &mut self.ahead,
+        };
         let next = loop {
-            match ws.read() {
+            match ws.read(&mut io) {
                 Ok(Message::Text(text)) => {
                     if *closing {
                         trace!(conn = token.0, "text after close ignored");
@@ -975,7 +995,13 @@ impl Runtime {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let State::Ws { ws, closing, .. } = &mut conn.state else {
+        let State::Ws {
+            stream,
+            ws,
+            closing,
+            ..
+        } = &mut conn.state
+        else {
             self.remove(now, token, "closed");
             return;
         };
@@ -984,7 +1010,11 @@ impl Runtime {
         }
         *closing = true;
         conn.deadline = Some(now + CLOSE_LINGER);
-        match ws.close(frame) {
+        let mut io = WsIo {
+            stream,
+            ahead: &mut self.ahead,
+        };
+        match ws.close(&mut io, frame) {
             Ok(()) => {}
             Err(e) if would_block(&e) => {}
             Err(e) => trace!(conn = token.0, "close: {e}"),
@@ -1008,8 +1038,8 @@ impl Runtime {
             State::Http { stream, .. }
             | State::Respond { stream, .. }
             | State::Body { stream, .. }
-            | State::Held { stream, .. } => registry.deregister(stream),
-            State::Ws { ws, .. } => registry.deregister(ws.get_mut()),
+            | State::Held { stream, .. }
+            | State::Ws { stream, .. } => registry.deregister(stream),
             State::Gone => Ok(()),
         };
         drop(conn);
@@ -1024,13 +1054,21 @@ impl Runtime {
             return;
         };
         let State::Ws {
-            ws, closing, shut, ..
+            stream,
+            ws,
+            closing,
+            shut,
+            ..
         } = &mut conn.state
         else {
             return;
         };
+        let mut io = WsIo {
+            stream,
+            ahead: &mut self.ahead,
+        };
         let result = loop {
-            match ws.flush() {
+            match ws.flush(&mut io) {
                 Err(e) if interrupted(&e) => continue,
                 r => break r,
             }
@@ -1041,7 +1079,7 @@ impl Runtime {
                     // Close frame sent: half-close so the client sees the end, and wait for
                     // its close reply (or EOF) until the linger deadline.
                     *shut = true;
-                    let _ = ws.get_ref().shutdown(Shutdown::Write);
+                    let _ = io.stream.shutdown(Shutdown::Write);
                 }
                 self.set_writable(token, false);
             }
@@ -1065,13 +1103,20 @@ impl Runtime {
             return;
         };
         let State::Ws {
-            ws, closing: false, ..
+            stream,
+            ws,
+            closing: false,
+            ..
         } = &mut conn.state
         else {
             trace!(conn = id.0, "send to a closing connection dropped");
             return;
         };
-        match ws.write(Message::text(text)) {
+        let mut io = WsIo {
+            stream,
+            ahead: &mut self.ahead,
+        };
+        match ws.write(&mut io, Message::text(text)) {
             Ok(()) => self.dirty.push(token),
             Err(e) if would_block(&e) => self.dirty.push(token),
             Err(tungstenite::Error::WriteBufferFull(_)) => {
@@ -1220,5 +1265,75 @@ fn drain_raw(stream: &mut TcpStream) -> Next {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return Next::Remove("read error"),
         }
+    }
+}
+
+/// The runtime's read-ahead buffer: one for every WebSocket, holding what was read from the
+/// socket of the connection being driven and not yet taken by tungstenite.
+struct ReadAhead {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadAhead {
+    fn new() -> ReadAhead {
+        ReadAhead {
+            buf: vec![0; WS_READ_AHEAD].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+}
+
+/// What tungstenite reads from and writes to: a WebSocket's socket, read through the shared
+/// [`ReadAhead`]. tungstenite reads at most its (small, per-connection) read buffer's size at a
+/// time; this reads the socket in large chunks and hands them out from memory, so small
+/// per-connection buffers do not cost a system call per [`WS_READ_BUFFER`] bytes. The
+/// read-ahead only ever holds bytes of the connection being driven: tungstenite is read until
+/// `WouldBlock`, which this returns only once the read-ahead is empty, and the driver clears
+/// it before reading another connection.
+struct WsIo<'a> {
+    stream: &'a mut TcpStream,
+    ahead: &'a mut ReadAhead,
+}
+
+impl Read for WsIo<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.ahead.start >= self.ahead.end {
+            self.ahead.clear();
+            // WouldBlock and errors go to tungstenite as they are; 0 is the end of the stream.
+            let n = self.stream.read(&mut self.ahead.buf)?;
+            self.ahead.end = n;
+        }
+        let available = self
+            .ahead
+            .buf
+            .get(self.ahead.start..self.ahead.end)
+            .unwrap_or_default();
+        let n = available.len().min(out.len());
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), available.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.ahead.start += n;
+        Ok(n)
+    }
+}
+
+impl Write for WsIo<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.stream.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
     }
 }

@@ -1,0 +1,192 @@
+//! WebSocket reading and memory: what an idle WebSocket costs the server, and that the small
+//! per-connection read buffers still get every frame right however the bytes arrive (many
+//! frames in one segment, a large frame in pieces, a frame glued to the next one).
+// Test code may read the wall clock for its own timeouts.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{tcp, Client, Server};
+use serde_json::{json, Value};
+
+/// The server's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn idle_websockets_cost_little_memory() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    const N: usize = 2000;
+    let server = Server::start_with(&["--log", "warn"]);
+    // A first connection and exchange, so one-off allocations are in the baseline.
+    server.client().ping_pong();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(server.pid());
+    let mut clients: Vec<Client> = (0..N).map(|_| server.client()).collect();
+    // The server has read every connection once (the read that finds nothing) by the time
+    // the last one answers.
+    clients.last_mut().expect("clients").ping_pong();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss_kib(server.pid());
+    let per_conn = after.saturating_sub(before) as f64 / N as f64;
+    eprintln!("{N} idle WebSockets: RSS {before} -> {after} KiB, {per_conn:.2} KiB each");
+    // Was 17 KiB (a 16 KiB read buffer each); now about 1.5 KiB.
+    assert!(
+        per_conn < 6.0,
+        "{per_conn:.2} KiB per idle WebSocket ({before} -> {after} KiB)"
+    );
+    drop(clients);
+}
+
+/// A masked client frame with `opcode`, any payload length.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x5a, 0x13, 0xc7, 0x8e];
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// A raw WebSocket: the handshake done by hand, frames read one by one.
+struct Raw {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn open(server: &Server) -> Raw {
+        let mut s = tcp(server.http);
+        let req = format!(
+            "GET /WebRTCAppEE/websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            server.http
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Raw { s, buf: Vec::new() };
+        let end = loop {
+            if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            raw.fill();
+        };
+        let head = String::from_utf8_lossy(&raw.buf[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        raw.buf.drain(..end);
+        raw
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.s.read(&mut chunk).expect("read (timeout: no answer)");
+        assert!(n > 0, "connection closed");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// The next server frame: (opcode, payload). Server frames are not masked.
+    fn frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            if self.buf.len() >= 2 {
+                let opcode = self.buf[0] & 0x0f;
+                let (len, at) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    n @ 0..=125 => (n as usize, 2),
+                    _ => (usize::MAX, 0),
+                };
+                if len != usize::MAX && self.buf.len() >= at + len {
+                    let payload = self.buf[at..at + len].to_vec();
+                    self.buf.drain(..at + len);
+                    return (opcode, payload);
+                }
+            }
+            self.fill();
+        }
+    }
+
+    fn json(&mut self) -> Value {
+        let (opcode, payload) = self.frame();
+        assert_eq!(opcode, 1, "text frame expected");
+        serde_json::from_slice(&payload).expect("JSON")
+    }
+}
+
+#[test]
+fn many_frames_in_one_segment_are_all_answered() {
+    let server = Server::start();
+    let mut raw = Raw::open(&server);
+    let ping = json!({"command": "ping"}).to_string();
+    let mut burst = Vec::new();
+    for _ in 0..200 {
+        burst.extend(client_frame(1, ping.as_bytes()));
+    }
+    raw.s.write_all(&burst).unwrap();
+    for i in 0..200 {
+        let m = raw.json();
+        assert_eq!(m["command"], "pong", "message {i}: {m}");
+    }
+}
+
+#[test]
+fn large_frame_in_pieces_then_a_glued_frame_are_answered() {
+    let server = Server::start();
+    let mut raw = Raw::open(&server);
+    // Just under the signalling limit: a valid message that needs a buffer far larger than the
+    // per-connection one.
+    let pad = "p".repeat(proto_core::MAX_MESSAGE_LEN - 100);
+    let big = json!({"command": "ping", "pad": pad}).to_string();
+    assert!(big.len() < proto_core::MAX_MESSAGE_LEN);
+    let mut bytes = client_frame(1, big.as_bytes());
+    // The next frame starts in the same write as the big frame's last bytes.
+    bytes.extend(client_frame(
+        1,
+        json!({"command": "ping"}).to_string().as_bytes(),
+    ));
+    // Odd piece sizes, so frame headers and payloads are cut at arbitrary points.
+    for piece in bytes.chunks(7_777) {
+        raw.s.write_all(piece).unwrap();
+        raw.s.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for i in 0..2 {
+        let m = raw.json();
+        assert_eq!(m["command"], "pong", "message {i}: {m}");
+    }
+    // And a ping control frame in between text frames is answered with its payload.
+    let mut bytes = client_frame(9, b"hello");
+    bytes.extend(client_frame(
+        1,
+        json!({"command": "ping"}).to_string().as_bytes(),
+    ));
+    raw.s.write_all(&bytes).unwrap();
+    assert_eq!(raw.frame(), (10, b"hello".to_vec()));
+    assert_eq!(raw.json()["command"], "pong");
+}
