@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::overload::{CpuLimit, DEFAULT_CPU_LIMIT};
+
 /// Default HTTP/WebSocket address (AMS's HTTP port).
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5080);
 /// Default UDP media address: one port for every session (the start of AMS's 50000-60000 range).
@@ -68,6 +70,12 @@ pub struct Cli {
     /// Keep the datastore in memory only (nothing survives a restart; for tests).
     #[arg(long)]
     pub memory_store: bool,
+
+    /// CPU admission control (AMS `server.cpu_limit`): while the server uses more than PERCENT
+    /// of a core, new publishers and players get `highResourceUsage`. 0 or 100 and above turn
+    /// it off [default: 75].
+    #[arg(long, value_name = "PERCENT")]
+    pub cpu_limit: Option<u32>,
 }
 
 /// The TOML file. Keys use snake_case; the AMS setting names are accepted as aliases.
@@ -122,6 +130,9 @@ pub struct FileConfig {
     pub max_track_count: Option<i64>,
     /// How often the media layer reports session statistics, in ms (default 1000).
     pub stats_interval_ms: Option<u64>,
+    /// See [`Cli::cpu_limit`] (AMS `server.cpu_limit`, `cpuLimit` in its server settings).
+    #[serde(alias = "cpuLimit")]
+    pub cpu_limit: Option<u32>,
 }
 
 /// The `apps` key: names only, or names with their AMS settings.
@@ -182,6 +193,8 @@ pub struct Settings {
     /// AMS settings per application from the file (`[apps.X]` tables), seeded into the
     /// datastore for applications that have no stored settings yet.
     pub app_settings: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
+    /// CPU admission control.
+    pub cpu_limit: CpuLimit,
 }
 
 impl FileConfig {
@@ -300,6 +313,11 @@ impl Settings {
             stats_interval,
             store,
             app_settings,
+            cpu_limit: CpuLimit::from_percent(
+                cli.cpu_limit
+                    .or(file.cpu_limit)
+                    .unwrap_or(DEFAULT_CPU_LIMIT),
+            ),
         })
     }
 }
@@ -335,6 +353,33 @@ mod tests {
         assert_eq!(s.signalling.client_start_timeout, Duration::from_secs(10));
         assert_eq!(s.stats_interval, Duration::from_secs(1));
         assert_eq!(s.log, None);
+        assert_eq!(s.cpu_limit.percent(), Some(75));
+    }
+
+    #[test]
+    fn cpu_limit_from_cli_or_file_and_off_switch() {
+        let file = FileConfig::parse("cpu_limit = 90").unwrap();
+        let s = Settings::resolve(&cli(&[]), &file, 0).unwrap();
+        assert_eq!(s.cpu_limit.percent(), Some(90));
+        // The AMS name works in the file too.
+        let ams = FileConfig::parse("cpuLimit = 60").unwrap();
+        let s = Settings::resolve(&cli(&[]), &ams, 0).unwrap();
+        assert_eq!(s.cpu_limit.percent(), Some(60));
+        // The command line wins.
+        let s = Settings::resolve(&cli(&["--cpu-limit", "50"]), &file, 0).unwrap();
+        assert_eq!(s.cpu_limit.percent(), Some(50));
+        // 0 and 100+ turn admission control off, from either source.
+        for off in ["0", "100", "400"] {
+            let s = Settings::resolve(&cli(&["--cpu-limit", off]), &file, 0).unwrap();
+            assert_eq!(s.cpu_limit, CpuLimit::OFF, "--cpu-limit {off}");
+        }
+        let s =
+            Settings::resolve(&cli(&[]), &FileConfig::parse("cpu_limit = 0").unwrap(), 0).unwrap();
+        assert_eq!(s.cpu_limit, CpuLimit::OFF);
+        // Not a percentage: refused.
+        assert!(Cli::try_parse_from(["antenna", "--cpu-limit", "-5"]).is_err());
+        assert!(Cli::try_parse_from(["antenna", "--cpu-limit", "high"]).is_err());
+        assert!(FileConfig::parse("cpu_limit = \"75%\"").is_err());
     }
 
     #[test]

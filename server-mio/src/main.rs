@@ -145,7 +145,7 @@ fn main() -> ExitCode {
         },
     );
     let rt = match rt {
-        Ok(rt) => rt,
+        Ok(rt) => rt.with_cpu_limit(settings.cpu_limit),
         Err(e) => {
             eprintln!("antenna: cannot start the event loop: {e}");
             return ExitCode::from(1);
@@ -155,6 +155,10 @@ fn main() -> ExitCode {
     eprintln!(
         "antenna listening on http://{listen_addr}, udp {udp_addr} (announced as {announce}), apps {:?}",
         settings.apps
+    );
+    info!(
+        "CPU admission control (highResourceUsage above this share of a core): {}",
+        settings.cpu_limit.describe()
     );
     match rt.run() {
         Ok(()) => ExitCode::SUCCESS,

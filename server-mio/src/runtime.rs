@@ -43,7 +43,7 @@ use tungstenite::Message;
 use crate::datastore::{self, Datastore};
 use crate::http::{self, Action, RestHead};
 use crate::node::{Node, NodeOutput};
-use crate::overload::{self, CpuMonitor};
+use crate::overload::{self, CpuLimit, CpuMonitor};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -326,6 +326,12 @@ impl Runtime {
         })
     }
 
+    /// Sets the CPU admission control limit (the default is [`CpuLimit::default`]).
+    pub fn with_cpu_limit(mut self, limit: CpuLimit) -> Runtime {
+        self.cpu = CpuMonitor::with_limit(limit);
+        self
+    }
+
     /// Runs until SIGTERM/SIGINT and the graceful shutdown that follows, then makes every
     /// store write durable and closes the store.
     pub fn run(mut self) -> io::Result<()> {
@@ -480,13 +486,15 @@ impl Runtime {
         if self.accept_pending {
             self.accept(now);
         }
-        if now >= self.next_cpu_check {
+        if now >= self.next_cpu_check && self.cpu.limit() != CpuLimit::OFF {
             self.next_cpu_check = now + overload::CHECK_INTERVAL;
             if let Some(cpu) = overload::read_process_cpu() {
                 if let Some(overloaded) = self.cpu.sample(now, cpu) {
                     if overloaded {
                         warn!(
-                            "CPU above 75% of a core: refusing new publishers (highResourceUsage)"
+                            "CPU above {} of a core: refusing new publishers and players \
+                             (highResourceUsage)",
+                            self.cpu.limit().describe()
                         );
                     } else {
                         info!("CPU back to normal");
