@@ -5,7 +5,9 @@
 //! - [`datastore`]: the datastore, the access policy and the settings rule;
 //! - [`http`]: request parsing and routing (WebSocket upgrade, demo pages, errors), no IO;
 //! - [`overload`]: process CPU sampling for `highResourceUsage`;
-//! - [`runtime`]: the event loop, the only code that touches sockets or reads the clock.
+//! - [`runtime`]: the event loop, the only code that reads the clock or touches sockets
+//!   (through [`udp`] for batched UDP output);
+//! - [`udp`]: many datagrams per `sendmmsg(2)`.
 
 pub mod config;
 pub mod datastore;
@@ -13,3 +15,4 @@ pub mod http;
 pub mod node;
 pub mod overload;
 pub mod runtime;
+pub mod udp;

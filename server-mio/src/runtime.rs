@@ -44,6 +44,7 @@ use crate::datastore::{self, Datastore};
 use crate::http::{self, Action, RestHead};
 use crate::node::{Node, NodeOutput};
 use crate::overload::{self, CpuLimit, CpuMonitor};
+use crate::udp;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -203,6 +204,7 @@ pub struct Runtime {
     udp_local: SocketAddr,
     udp_buf: Vec<u8>,
     udp_queue: VecDeque<Transmit>,
+    udp_out: udp::UdpSender,
     udp_writable: bool,
     signals: Signals,
     conns: HashMap<Token, Conn>,
@@ -301,6 +303,7 @@ impl Runtime {
             udp_local: announce,
             udp_buf: vec![0; UDP_BUF],
             udp_queue: VecDeque::new(),
+            udp_out: udp::UdpSender::default(),
             udp_writable: false,
             signals,
             conns: HashMap::new(),
@@ -1158,6 +1161,9 @@ impl Runtime {
                     NodeOutput::UdpSend(t) => self.udp_send(t),
                 }
             }
+            if !self.udp_writable {
+                self.udp_flush_queue();
+            }
             if self.dirty.is_empty() {
                 break;
             }
@@ -1204,24 +1210,34 @@ impl Runtime {
         }
     }
 
+    /// Queues a datagram; [`Runtime::drain`] sends the queue in batches once the node's
+    /// output is drained (sooner when a batch is full), unless the socket is full and the
+    /// queue waits for it to become writable.
     fn udp_send(&mut self, t: Transmit) {
-        if self.udp_queue.is_empty() && send_datagram(&self.udp, &t) {
-            return;
-        }
         if self.udp_queue.len() >= MAX_UDP_QUEUE {
             self.counters.udp_dropped += 1;
             return;
         }
         self.udp_queue.push_back(t);
-        self.udp_set_writable(true);
+        if self.udp_queue.len() >= udp::BATCH && !self.udp_writable {
+            self.udp_flush_queue();
+        }
     }
 
+    /// Sends the queue, [`udp::BATCH`] datagrams per system call, until it is empty or the
+    /// socket is full (then it waits for a writable event).
     fn udp_flush_queue(&mut self) {
-        while let Some(t) = self.udp_queue.front() {
-            if !send_datagram(&self.udp, t) {
-                return;
+        while !self.udp_queue.is_empty() {
+            let pending = self.udp_queue.make_contiguous();
+            match self.udp_out.send(&self.udp, pending) {
+                Ok(done) => {
+                    self.udp_queue.drain(..done);
+                }
+                Err(_) => {
+                    self.udp_set_writable(true);
+                    return;
+                }
             }
-            self.udp_queue.pop_front();
         }
         self.udp_set_writable(false);
     }
@@ -1242,22 +1258,6 @@ impl Runtime {
         {
             Ok(()) => self.udp_writable = on,
             Err(e) => warn!("udp reregister: {e}"),
-        }
-    }
-}
-
-/// Sends one datagram, retrying if interrupted. `false`: the socket would block, so the
-/// datagram is still to be sent; `true`: it is done with (sent, or dropped with a trace line).
-fn send_datagram(udp: &UdpSocket, t: &Transmit) -> bool {
-    loop {
-        match udp.send_to(&t.contents, t.destination) {
-            Ok(_) => return true,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) => {
-                trace!(to = %t.destination, "udp send: {e}");
-                return true;
-            }
         }
     }
 }
