@@ -36,7 +36,8 @@ use rtc_core::Transmit;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use tracing::{debug, error, info, trace, warn};
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
@@ -133,14 +134,17 @@ enum State {
         written: usize,
         upgrade: Option<(String, Vec<u8>)>,
     },
-    /// A WebSocket: its socket and tungstenite's protocol state (which reads and writes through
-    /// a [`WsIo`]). `closing`: the node has been told it closed, only the close handshake is
-    /// left. `shut`: our write side is shut (everything, including the close frame, was sent).
-    /// `poisoned`: tungstenite reported a read error after which it must not read again (an
-    /// oversized frame); the socket is drained raw until EOF.
+    /// A WebSocket: its socket, tungstenite's protocol state (which reads and writes through
+    /// a [`WsIo`]) and the output not yet written to the socket (`out`: empty, without an
+    /// allocation, whenever everything was written). `closing`: the node has been told it
+    /// closed, only the close handshake is left. `shut`: our write side is shut (everything,
+    /// including the close frame, was sent). `poisoned`: tungstenite reported a read error
+    /// after which it must not read again (an oversized frame); the socket is drained raw until
+    /// EOF.
     Ws {
         stream: TcpStream,
         ws: Box<WebSocketContext>,
+        out: Vec<u8>,
         closing: bool,
         shut: bool,
         poisoned: bool,
@@ -289,9 +293,11 @@ impl Runtime {
         });
         let now = Instant::now();
         let (node, admin) = make(now, announce, notify);
+        // tungstenite's own output (pong and close frames) goes straight to the connection's
+        // `out` through the WsIo; text frames are formatted into `out` directly.
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(WS_READ_BUFFER)
-            .write_buffer_size(64 * 1024)
+            .write_buffer_size(0)
             .max_write_buffer_size(MAX_PENDING_OUTPUT)
             .max_message_size(Some(MAX_WS_MESSAGE))
             .max_frame_size(Some(MAX_WS_MESSAGE));
@@ -922,6 +928,7 @@ impl Runtime {
         conn.state = State::Ws {
             stream,
             ws: Box::new(ws),
+            out: Vec::new(),
             closing: false,
             shut: false,
             poisoned: false,
@@ -941,6 +948,7 @@ impl Runtime {
         let State::Ws {
             stream,
             ws,
+            out,
             closing,
             poisoned,
             ..
@@ -957,6 +965,7 @@ impl Runtime {
         let mut io = WsIo {
             stream,
             ahead: &mut self.ahead,
+            out,
         };
         let next = loop {
             match ws.read(&mut io) {
@@ -1009,6 +1018,7 @@ impl Runtime {
         let State::Ws {
             stream,
             ws,
+            out,
             closing,
             ..
         } = &mut conn.state
@@ -1024,6 +1034,7 @@ impl Runtime {
         let mut io = WsIo {
             stream,
             ahead: &mut self.ahead,
+            out,
         };
         match ws.close(&mut io, frame) {
             Ok(()) => {}
@@ -1044,6 +1055,11 @@ impl Runtime {
         if was_open {
             debug!(conn = token.0, peer = %conn.peer, why, "websocket closed");
         }
+        if let State::Ws { stream, out, .. } = &mut conn.state {
+            // What can still go out without waiting (e.g. the answer to the client's close
+            // frame, queued as the handshake ended) is sent.
+            let _ = write_out(stream, out);
+        }
         let registry = self.poll.registry();
         let _ = match &mut conn.state {
             State::Http { stream, .. }
@@ -1059,7 +1075,9 @@ impl Runtime {
         }
     }
 
-    /// Writes out a WebSocket's queued frames.
+    /// Writes out a WebSocket's queued frames (tungstenite's pong and close frames first join
+    /// the output). Once all is written the output buffer is freed, so an idle connection
+    /// holds no output memory whatever it was sent before.
     fn flush(&mut self, now: Instant, token: Token) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
@@ -1067,6 +1085,7 @@ impl Runtime {
         let State::Ws {
             stream,
             ws,
+            out,
             closing,
             shut,
             ..
@@ -1077,34 +1096,46 @@ impl Runtime {
         let mut io = WsIo {
             stream,
             ahead: &mut self.ahead,
+            out,
         };
-        let result = loop {
-            match ws.flush(&mut io) {
-                Err(e) if interrupted(&e) => continue,
-                r => break r,
-            }
-        };
-        match result {
-            Ok(()) => {
-                if *closing && !*shut {
-                    // Close frame sent: half-close so the client sees the end, and wait for
-                    // its close reply (or EOF) until the linger deadline.
-                    *shut = true;
-                    let _ = io.stream.shutdown(Shutdown::Write);
-                }
-                self.set_writable(token, false);
-            }
-            Err(e) if would_block(&e) => self.set_writable(token, true),
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                self.remove(now, token, "close handshake done");
-            }
+        // Only moves bytes into `out` (WsIo's writes never block).
+        let handshake_done = match ws.flush(&mut io) {
+            Ok(()) => false,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => true,
             Err(e) => {
                 debug!(conn = token.0, "flush: {e}");
                 self.remove(now, token, "write error");
+                return;
+            }
+        };
+        match write_out(io.stream, io.out) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                self.set_writable(token, true);
+                return;
+            }
+            Err(e) => {
+                debug!(conn = token.0, "write: {e}");
+                self.remove(now, token, "write error");
+                return;
             }
         }
+        if handshake_done {
+            self.remove(now, token, "close handshake done");
+            return;
+        }
+        if *closing && !*shut {
+            // Close frame sent: half-close so the client sees the end, and wait for its close
+            // reply (or EOF) until the linger deadline.
+            *shut = true;
+            let _ = io.stream.shutdown(Shutdown::Write);
+        }
+        self.set_writable(token, false);
     }
 
+    /// Queues a text frame (formatted straight into the connection's output; tungstenite's
+    /// state is not involved in sending data). A client with more than [`MAX_PENDING_OUTPUT`]
+    /// bytes pending is not reading: it is dropped.
     fn ws_send(&mut self, now: Instant, id: ConnId, text: String) {
         let Some(token) = usize::try_from(id.0).ok().map(Token) else {
             return;
@@ -1114,8 +1145,8 @@ impl Runtime {
             return;
         };
         let State::Ws {
-            stream,
             ws,
+            out,
             closing: false,
             ..
         } = &mut conn.state
@@ -1123,22 +1154,23 @@ impl Runtime {
             trace!(conn = id.0, "send to a closing connection dropped");
             return;
         };
-        let mut io = WsIo {
-            stream,
-            ahead: &mut self.ahead,
-        };
-        match ws.write(&mut io, Message::text(text)) {
+        if !ws.can_write() {
+            trace!(conn = id.0, "send after the close handshake began dropped");
+            return;
+        }
+        let frame = Frame::message(text, OpCode::Data(Data::Text), true);
+        if out.len() + frame.len() > MAX_PENDING_OUTPUT {
+            info!(
+                conn = id.0,
+                peer = %conn.peer,
+                "client is not reading: over {MAX_PENDING_OUTPUT} bytes pending; dropping it"
+            );
+            self.counters.slow_clients_dropped += 1;
+            self.remove(now, token, "output limit");
+            return;
+        }
+        match frame.format(out) {
             Ok(()) => self.dirty.push(token),
-            Err(e) if would_block(&e) => self.dirty.push(token),
-            Err(tungstenite::Error::WriteBufferFull(_)) => {
-                info!(
-                    conn = id.0,
-                    peer = %conn.peer,
-                    "client is not reading: over {MAX_PENDING_OUTPUT} bytes pending; dropping it"
-                );
-                self.counters.slow_clients_dropped += 1;
-                self.remove(now, token, "output limit");
-            }
             Err(e) => {
                 debug!(conn = id.0, "write: {e}");
                 self.remove(now, token, "write error");
@@ -1299,16 +1331,19 @@ impl ReadAhead {
     }
 }
 
-/// What tungstenite reads from and writes to: a WebSocket's socket, read through the shared
-/// [`ReadAhead`]. tungstenite reads at most its (small, per-connection) read buffer's size at a
-/// time; this reads the socket in large chunks and hands them out from memory, so small
-/// per-connection buffers do not cost a system call per [`WS_READ_BUFFER`] bytes. The
-/// read-ahead only ever holds bytes of the connection being driven: tungstenite is read until
-/// `WouldBlock`, which this returns only once the read-ahead is empty, and the driver clears
-/// it before reading another connection.
+/// What tungstenite reads from and writes to. Reads come from a WebSocket's socket through
+/// the shared [`ReadAhead`]: tungstenite reads at most its (small, per-connection) read
+/// buffer's size at a time; this reads the socket in large chunks and hands them out from
+/// memory, so small per-connection buffers do not cost a system call per [`WS_READ_BUFFER`]
+/// bytes. The read-ahead only ever holds bytes of the connection being driven: tungstenite is
+/// read until `WouldBlock`, which this returns only once the read-ahead is empty, and the
+/// driver clears it before reading another connection. Writes are appended to the
+/// connection's output (`out`), which the runtime writes to the socket: tungstenite never
+/// keeps output (or a buffer sized for it) of its own.
 struct WsIo<'a> {
     stream: &'a mut TcpStream,
     ahead: &'a mut ReadAhead,
+    out: &'a mut Vec<u8>,
 }
 
 impl Read for WsIo<'_> {
@@ -1338,10 +1373,120 @@ impl Read for WsIo<'_> {
 
 impl Write for WsIo<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.stream.write(data)
+        self.out.extend_from_slice(data);
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
+        Ok(())
+    }
+}
+
+/// Writes `out` to `stream` until it is empty (then frees its allocation) or the socket would
+/// block (`WouldBlock`, the rest stays in `out`).
+fn write_out(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut written = 0;
+    let result = loop {
+        let Some(rest) = out.get(written..).filter(|r| !r.is_empty()) else {
+            break Ok(());
+        };
+        match stream.write(rest) {
+            Ok(0) => break Err(io::Error::new(ErrorKind::WriteZero, "write returned 0")),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    if written >= out.len() {
+        *out = Vec::new();
+    } else {
+        out.drain(..written);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair: the server side as a non-blocking mio stream, the client side std.
+    fn pair() -> (TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (TcpStream::from_std(server), client)
+    }
+
+    #[test]
+    fn ws_io_reads_through_the_read_ahead_in_small_pieces() {
+        let (mut server, mut client) = pair();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        client.write_all(&data).unwrap();
+        client.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut ahead = ReadAhead::new();
+        let mut out = Vec::new();
+        let mut io = WsIo {
+            stream: &mut server,
+            ahead: &mut ahead,
+            out: &mut out,
+        };
+        let mut got = Vec::new();
+        let mut piece = [0u8; 300];
+        loop {
+            match io.read(&mut piece) {
+                Ok(0) => panic!("end of stream"),
+                Ok(n) => got.extend_from_slice(&piece[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, data);
+        // WouldBlock only once the read-ahead is empty.
+        assert_eq!(ahead.start, ahead.end);
+        // The end of the stream reads as 0.
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut io = WsIo {
+            stream: &mut server,
+            ahead: &mut ahead,
+            out: &mut out,
+        };
+        assert_eq!(io.read(&mut piece).unwrap(), 0);
+    }
+
+    #[test]
+    fn ws_io_writes_go_to_the_output_and_write_out_frees_it() {
+        let (mut server, mut client) = pair();
+        let mut ahead = ReadAhead::new();
+        let mut out = Vec::new();
+        let mut io = WsIo {
+            stream: &mut server,
+            ahead: &mut ahead,
+            out: &mut out,
+        };
+        io.write_all(b"hello ").unwrap();
+        io.write_all(b"world").unwrap();
+        io.flush().unwrap();
+        assert_eq!(out, b"hello world");
+        write_out(&mut server, &mut out).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(out.capacity(), 0, "the output buffer is freed once written");
+        let mut got = [0u8; 11];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello world");
+    }
+
+    #[test]
+    fn write_out_keeps_what_the_socket_does_not_take() {
+        let (mut server, client) = pair();
+        // More than any socket buffer takes while the client does not read.
+        let big = vec![7u8; 16 << 20];
+        let mut out = big.clone();
+        let err = write_out(&mut server, &mut out).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WouldBlock);
+        assert!(!out.is_empty() && out.len() < big.len());
+        drop(client);
     }
 }
