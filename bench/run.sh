@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Antenna vs Janus benchmarks, one command (see BENCHMARKS.md):
 #
-#   bench/run.sh            # full run, ~15 min on 2 cores; writes bench/results/latest/table.md
-#   QUICK=1 bench/run.sh    # shorter steps and holds (~6 min), for trying the tooling
+#   bench/run.sh            # full run, ~15-18 min on 2 cores; writes bench/results/latest/table.md
+#   QUICK=1 bench/run.sh    # shorter steps and holds (~7 min), for trying the tooling
 #   ONLY=antenna bench/run.sh
 #
 # Needs root (apt-get for Janus, a private network namespace). Everything runs inside the
@@ -25,11 +25,17 @@ if [ "$QUICK" = 1 ]; then
   HOLD=${HOLD:-5}
   IDLE=${IDLE:-200}
   WS=${WS:-2000}
+  ROOM_STEPS=${ROOM_STEPS:-5,20,40}
+  ROOM_HOLD=${ROOM_HOLD:-4}
+  CHURN_S=${CHURN_S:-5}
 else
   STEPS=${STEPS:-50,100,150,200,250,300,350,400,500,600,800,1000,1200,1600,2000}
   HOLD=${HOLD:-8}
   IDLE=${IDLE:-500}
   WS=${WS:-10000}
+  ROOM_STEPS=${ROOM_STEPS:-5,10,15,20,30,40,50,60,80}
+  ROOM_HOLD=${ROOM_HOLD:-5}
+  CHURN_S=${CHURN_S:-8}
 fi
 
 log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
@@ -143,6 +149,16 @@ for S in antenna janus; do
   log "$S: signalling ping/pong, 100 connections"
   start_server "$S"
   load "$S" ping --conns 100 --seconds 10 >"$OUT/$S-ping.json" 2>>"$OUT/$S-human.log"
+
+  log "$S: rooms ramp ($ROOM_STEPS rooms of 4, hold $ROOM_HOLD s)"
+  start_server "$S"
+  load "$S" rooms --steps "$ROOM_STEPS" --hold "$ROOM_HOLD" --settle 2 --join-rate 200 --inflight 100 \
+    --probes 2 --pause-for-joins 11 >"$OUT/$S-rooms.jsonl" 2>>"$OUT/$S-human.log"
+  tail -n 1 "$OUT/$S-human.log" >&2
+
+  log "$S: room join/leave churn, 50 connections, $CHURN_S s"
+  start_server "$S"
+  load "$S" churn --conns 50 --seconds "$CHURN_S" >"$OUT/$S-churn.json" 2>>"$OUT/$S-human.log"
 
   for kind in publishers players; do
     log "$S: RSS per idle $kind ($IDLE)"

@@ -76,6 +76,50 @@ cap = {s: capacity_row(ramp[s]) for s in servers}
 ping = {s: one(s + "-ping.json") for s in servers}
 idle = {(s, k): one("%s-idle-%s.json" % (s, k)) for s in servers for k in ["publishers", "players", "websockets"]}
 ceiling = one("ceiling-forwarder.jsonl")
+rooms = {s: jsonl(s + "-rooms.jsonl") for s in servers}
+churn = {s: one(s + "-churn.json") for s in servers}
+
+
+def rooms_ok(r):
+    return (r["loss_pct"] < 0.5 and r.get("delivery_pct", 0) >= 98.5 and r["failed_joins"] == 0
+            and r.get("failed_publishers", 0) == 0 and r["silent_players"] == 0
+            and (r["server_cpu_pct"] or 0) <= 100.5 and r["players_up"] == r["players"]
+            and r["participants_up"] == r["participants"])
+
+
+def rooms_capacity(rows):
+    best = None
+    for r in rows:
+        if rooms_ok(r) and (best is None or r["rooms"] > best["rooms"]):
+            best = r
+    return best
+
+
+def rooms_stop(rows):
+    if not rows:
+        return "not run"
+    last = rows[-1]
+    if rooms_ok(last):
+        return "last step passed (ramp ended)"
+    why = []
+    if last["loss_pct"] >= 0.5:
+        why.append("loss %.2f%%" % last["loss_pct"])
+    if last.get("delivery_pct", 0) < 98.5:
+        why.append("delivery %.1f%%" % last.get("delivery_pct", 0))
+    if last["participants_up"] != last["participants"]:
+        why.append("%d/%d participants up" % (last["participants_up"], last["participants"]))
+    if last["failed_joins"] or last.get("failed_publishers"):
+        why.append("%d players, %d publishers failed (%s)" % (last["failed_joins"], last.get("failed_publishers", 0), last.get("failure")))
+    if last["silent_players"]:
+        why.append("%d silent players" % last["silent_players"])
+    if (last["server_cpu_pct"] or 0) > 100.5:
+        why.append("server CPU %.0f%%" % last["server_cpu_pct"])
+    if last.get("server_udp_drops"):
+        why.append("%d datagrams dropped at the server's UDP receive buffers" % last["server_udp_drops"])
+    return "at %d rooms: %s" % (last["rooms"], ", ".join(why) or "?")
+
+
+rcap = {s: rooms_capacity(rooms[s]) for s in servers}
 try:
     machine = json.load(open(os.path.join(d, "machine.json")))
 except (OSError, ValueError):
@@ -128,6 +172,28 @@ p = lambda s, k: ping[s][k] if ping[s] else None
 row("signalling round trips/s (ping/pong, 100 WebSockets)", p("antenna", "round_trips_per_s"), p("janus", "round_trips_per_s"))
 row("signalling RTT p50 (us)", p("antenna", "rtt_p50_us"), p("janus", "rtt_p50_us"), invert=True)
 row("signalling RTT p99 (us)", p("antenna", "rtt_p99_us"), p("janus", "rtt_p99_us"), invert=True)
+profile = next((r for s in servers for r in rooms[s]), None)
+prof_inner = "%s kbit/s VP8 + Opus %s pps each" % (profile.get("video_kbps"), profile.get("audio_pps")) if profile else ""
+prof = " (%s)" % prof_inner if profile else ""
+rc = lambda s, k: rcap[s][k] if rcap[s] else None
+row("rooms capacity: rooms of 4, all publishing and playing the other 3%s" % prof, rc("antenna", "rooms"), rc("janus", "rooms"))
+row("rooms: forwarded packets/s at capacity", rc("antenna", "received_pps"), rc("janus", "received_pps"))
+row("rooms: server CPU at capacity (% of a core)", rc("antenna", "server_cpu_pct"), rc("janus", "server_cpu_pct"))
+row("rooms: server RSS at capacity (MiB)", (rc("antenna", "server_rss_kib") or 0) / 1024 or None,
+    (rc("janus", "server_rss_kib") or 0) / 1024 or None, "%.1f", invert=True)
+row("rooms: load generator CPU at capacity (% of a core)", rc("antenna", "load_cpu_pct"), rc("janus", "load_cpu_pct"))
+print("| rooms ramp stopped | %s | %s | |" % (rooms_stop(rooms["antenna"]), rooms_stop(rooms["janus"])))
+c = lambda s, k: churn[s][k] if churn[s] else None
+conns = next((churn[s]["connections"] for s in servers if churn[s]), None)
+row("room churn: join + leave cycles/s (%s WebSockets; Antenna 2 requests per cycle, Janus 4: attach, join, leave, detach)" % f(conns),
+    c("antenna", "join_leave_cycles_per_s"), c("janus", "join_leave_cycles_per_s"))
+row("room churn: answered requests/s", c("antenna", "ops_per_s"), c("janus", "ops_per_s"))
+row("room churn: join/leave RTT p50 (us)", c("antenna", "rtt_p50_us"), c("janus", "rtt_p50_us"), invert=True)
+row("room churn: join/leave RTT p99 (us)", c("antenna", "rtt_p99_us"), c("janus", "rtt_p99_us"), invert=True)
+for s in servers:
+    if churn[s] and (churn[s].get("errors") or churn[s].get("broken_connections")):
+        print("| %s churn: errors / broken connections | %d (%s) / %d | | |" % (
+            s, churn[s]["errors"], churn[s].get("first_error"), churn[s]["broken_connections"]))
 for k, label in [("publishers", "RSS per idle publisher session (KiB)"), ("players", "RSS per idle player session (KiB)"),
                  ("websockets", "RSS per idle WebSocket (KiB)")]:
     a, j = idle[("antenna", k)], idle[("janus", k)]
@@ -165,4 +231,19 @@ for s in servers:
             f(r["server_cpu_pct"]), f((r["server_rss_kib"] or 0) / 1024, "%.1f"), f(r["load_cpu_pct"]),
             f(r["latency_p50_us"]), f(r["latency_p99_us"]), f(r.get("audio_latency_p50_us")), f(r.get("audio_latency_p99_us")),
             f(r["first_keyframe_p50_ms"], "%.1f")))
+    print()
+
+for s in servers:
+    if not rooms[s]:
+        continue
+    print("### %s rooms ramp (rooms of 4%s)\n" % (s, ", " + prof_inner if profile else ""))
+    print("| rooms | participants up | players up | failed | silent | received pkt/s | delivery % | loss % | UDP drops server/client | server CPU % | server RSS MiB | load CPU % | video p50/p99 us | audio p50/p99 us |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rooms[s]:
+        print("| %d | %d/%d | %d/%d | %d | %d | %.0f | %.1f | %.3f | %s/%s | %s | %s | %s | %s/%s | %s/%s |" % (
+            r["rooms"], r["participants_up"], r["participants"], r["players_up"], r["players"],
+            r["failed_joins"] + r.get("failed_publishers", 0), r["silent_players"], r["received_pps"],
+            r.get("delivery_pct", 0), r["loss_pct"], f(r.get("server_udp_drops")), f(r.get("client_udp_drops")),
+            f(r["server_cpu_pct"]), f((r["server_rss_kib"] or 0) / 1024, "%.1f"), f(r["load_cpu_pct"]),
+            f(r["latency_p50_us"]), f(r["latency_p99_us"]), f(r.get("audio_latency_p50_us")), f(r.get("audio_latency_p99_us"))))
     print()

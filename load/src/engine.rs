@@ -49,12 +49,43 @@ pub struct Client {
     last_received: u64,
     /// Closed by the engine.
     pub closed: bool,
+    /// Conference room (rooms benchmark), if any.
+    pub room: Option<u64>,
+    /// (Conference publishers) the other participants' streams announced so far, in order of
+    /// announcement, without repeats (AMS stream ids or Janus feed ids).
+    pub room_streams: Vec<String>,
+    /// (Janus publishers) this publisher's feed id.
+    pub feed_id: Option<String>,
+    clock: MediaClock,
+}
+
+/// A publisher's send schedule. Publishers run on one clock but each at its own phase
+/// (spread over the frame and packet intervals), as independent senders would: many
+/// publishers writing their frames at the same instant would be a burst no real audience
+/// produces (it overflows a server's receive buffer when every publisher shares one socket).
+#[derive(Debug, Clone, Copy, Default)]
+struct MediaClock {
+    /// Fraction of an interval (0..1) this publisher is shifted by.
+    phase: f64,
+    next_video: Option<Instant>,
+    next_audio: Option<Instant>,
+    next_key: Option<Instant>,
+}
+
+/// Phase of the `n`-th publisher: the golden-ratio sequence, evenly spread for any count.
+fn phase(n: usize) -> f64 {
+    (n as f64 * 0.618_033_988_749_895).fract()
 }
 
 impl Client {
     /// Connected, no error, not closed.
     pub fn healthy(&self) -> bool {
         self.peer.connected && self.error.is_none() && self.peer.failed.is_none() && !self.closed
+    }
+
+    /// The stream this client publishes or plays (see [`Sig::stream`]).
+    pub fn sig_stream(&self) -> &str {
+        self.sig.stream()
     }
 
     /// Gave up: error, failed peer or closed connection.
@@ -92,13 +123,12 @@ pub struct Engine {
     pub feed_id: Option<String>,
     /// Packets written by publishers.
     pub published: u64,
-    /// Publisher sends that were more than 20 ms late (load loop overloaded).
+    /// Publisher sends (frames or audio packets, per publisher) that were more than 20 ms
+    /// late (load loop overloaded).
     pub late_sends: u64,
     /// Publishers send only a trickle of audio (2 packets/s), no video.
     pub paused: bool,
-    next_video: Option<Instant>,
-    next_audio: Option<Instant>,
-    next_key: Option<Instant>,
+    publishers_added: usize,
     next_timeouts: Instant,
     buf: Vec<u8>,
     trace: bool,
@@ -131,9 +161,7 @@ impl Engine {
             published: 0,
             late_sends: 0,
             paused: false,
-            next_video: None,
-            next_audio: None,
-            next_key: None,
+            publishers_added: 0,
             next_timeouts: now,
             buf: vec![0; 2048],
             trace: std::env::var_os("ANTENNA_LOAD_TRACE").is_some(),
@@ -152,6 +180,18 @@ impl Engine {
 
     /// Opens a client and starts publish or play of `stream`. Returns its index.
     pub fn add(&mut self, role: Role, mode: PeerMode, stream: &str) -> io::Result<usize> {
+        self.add_in(role, mode, stream, None)
+    }
+
+    /// [`Engine::add`] as a participant of conference room `room` (if given): a publisher
+    /// joins the room before publishing, a player names the room (see [`Sig::in_conference`]).
+    pub fn add_in(
+        &mut self,
+        role: Role,
+        mode: PeerMode,
+        stream: &str,
+        room: Option<u64>,
+    ) -> io::Result<usize> {
         let now = Instant::now();
         let (path, proto) = self.target.kind.ws_path(&self.target.app);
         let mut ws = WsConn::connect(self.target.addr, &path, proto)?;
@@ -162,11 +202,26 @@ impl Engine {
         };
         let mut peer = self.factory.peer(now, ip, mode)?;
         let i = self.clients.len();
+        let clock = MediaClock {
+            phase: phase(self.publishers_added),
+            ..MediaClock::default()
+        };
+        if role == Role::Publish {
+            self.publishers_added += 1;
+        }
         ws.register(self.poll.registry(), Token(2 * i))?;
         self.poll
             .registry()
             .register(peer.socket(), Token(2 * i + 1), mio::Interest::READABLE)?;
-        let mut sig = Sig::new(self.target.kind, role, stream, self.target.room);
+        let mut sig = Sig::new(
+            self.target.kind,
+            role,
+            stream,
+            room.unwrap_or(self.target.room),
+        );
+        if room.is_some() {
+            sig = sig.in_conference();
+        }
         sig.begin(&mut ws);
         self.clients.push(Client {
             role,
@@ -179,8 +234,20 @@ impl Engine {
             last_media: None,
             last_received: 0,
             closed: false,
+            room,
+            room_streams: Vec::new(),
+            feed_id: None,
+            clock,
         });
         Ok(i)
+    }
+
+    /// Asks the server which streams client `i`'s room has (AMS `getRoomInfo`; nothing for
+    /// Janus, which pushes them).
+    pub fn request_room_info(&mut self, i: usize) {
+        if let Some(c) = self.clients.get_mut(i).filter(|c| !c.closed) {
+            c.sig.request_room_info(&mut c.ws);
+        }
     }
 
     /// Closes client `i` (WebSocket close, DTLS close) and stops polling it.
@@ -217,8 +284,9 @@ impl Engine {
         let now = Instant::now();
         self.send_media(now);
         let mut wait = max_wait;
-        if !self.paused {
-            for t in [self.next_video, self.next_audio].into_iter().flatten() {
+        for c in self.clients.iter().filter(|c| c.role == Role::Publish) {
+            let next = [c.clock.next_video, c.clock.next_audio];
+            for t in next.into_iter().flatten() {
                 wait = wait.min(t.saturating_duration_since(now));
             }
         }
@@ -297,7 +365,15 @@ impl Engine {
                     SigEvent::Up => c.up = true,
                     SigEvent::FeedId(id) => {
                         if self.feed_id.is_none() {
-                            self.feed_id = Some(id);
+                            self.feed_id = Some(id.clone());
+                        }
+                        c.feed_id = Some(id);
+                    }
+                    SigEvent::RoomStreams(ids) => {
+                        for id in ids {
+                            if !c.room_streams.contains(&id) {
+                                c.room_streams.push(id);
+                            }
                         }
                     }
                     SigEvent::Error(e) => {
@@ -316,54 +392,55 @@ impl Engine {
             // A trickle of audio keeps the stream live; the schedule restarts on resume.
             p.video_bps = 0;
             p.audio_pps = p.audio_pps.min(2);
-            self.next_video = None;
-            if self
-                .next_audio
-                .is_some_and(|t| t + Duration::from_millis(500) < now)
-            {
-                self.next_audio = None;
-            }
         }
         let late = Duration::from_millis(20);
-        if p.video_bps > 0 && p.fps > 0 {
-            let step = Duration::from_secs(1) / p.fps;
-            let next = *self.next_video.get_or_insert(now);
-            if now >= next {
-                let key_due = self.next_key.is_none_or(|k| now >= k);
-                if key_due {
-                    self.next_key = Some(now + p.keyframe_interval);
-                }
-                for c in self.clients.iter_mut() {
-                    if c.role == Role::Publish && c.healthy() {
-                        if key_due {
-                            c.peer.keyframe_wanted = true;
-                        }
-                        self.published += c.peer.send_video_frame(now, &p) as u64;
-                    }
-                }
-                if now > next + late {
-                    self.late_sends += 1;
-                    self.next_video = Some(now + step);
-                } else {
-                    self.next_video = Some(next + step);
+        let video_step = (p.video_bps > 0 && p.fps > 0).then(|| Duration::from_secs(1) / p.fps);
+        let audio_step = (p.audio_pps > 0).then(|| Duration::from_secs(1) / p.audio_pps);
+        for c in self.clients.iter_mut() {
+            if c.role != Role::Publish || !c.healthy() {
+                continue;
+            }
+            let k = &mut c.clock;
+            if self.paused {
+                k.next_video = None;
+                if k.next_audio
+                    .is_some_and(|t| t + Duration::from_millis(500) < now)
+                {
+                    k.next_audio = None;
                 }
             }
-        }
-        if p.audio_pps > 0 {
-            let step = Duration::from_secs(1) / p.audio_pps;
-            let next = *self.next_audio.get_or_insert(now);
-            if now >= next {
-                for c in self.clients.iter_mut() {
-                    if c.role == Role::Publish && c.healthy() {
-                        self.published += c.peer.send_audio(now, &p) as u64;
+            if let Some(step) = video_step {
+                let next = *k.next_video.get_or_insert(now + step.mul_f64(k.phase));
+                if now >= next {
+                    let key_due = k.next_key.is_none_or(|t| now >= t);
+                    if key_due {
+                        k.next_key = Some(now + p.keyframe_interval);
+                        c.peer.keyframe_wanted = true;
+                    }
+                    self.published += c.peer.send_video_frame(now, &p) as u64;
+                    if now > next + late {
+                        self.late_sends += 1;
+                        k.next_video = Some(now + step);
+                    } else {
+                        k.next_video = Some(next + step);
                     }
                 }
-                if now > next + late {
-                    self.late_sends += 1;
-                    self.next_audio = Some(now + step);
-                } else {
-                    self.next_audio = Some(next + step);
+            } else {
+                k.next_video = None;
+            }
+            if let Some(step) = audio_step {
+                let next = *k.next_audio.get_or_insert(now + step.mul_f64(k.phase));
+                if now >= next {
+                    self.published += c.peer.send_audio(now, &p) as u64;
+                    if now > next + late {
+                        self.late_sends += 1;
+                        k.next_audio = Some(now + step);
+                    } else {
+                        k.next_audio = Some(next + step);
+                    }
                 }
+            } else {
+                k.next_audio = None;
             }
         }
     }

@@ -75,7 +75,7 @@ pub struct StepReport {
     pub silent_players: usize,
     /// Hold length (s).
     pub hold_s: f64,
-    /// Packets published per second.
+    /// Packets published per second, per publisher (the stream each player plays).
     pub published_pps: f64,
     /// Packets received per second over all players (distinct).
     pub received_pps: f64,
@@ -108,6 +108,9 @@ pub struct StepReport {
     pub received_since_join: u64,
     /// Media packets the publisher wrote since it started.
     pub published_since_start: u64,
+    /// Datagrams dropped during the hold because a UDP receive buffer was full (this network
+    /// namespace): in the server's sockets, and in all others (the load generator's).
+    pub udp_drops: Option<(u64, u64)>,
 }
 
 impl StepReport {
@@ -146,6 +149,8 @@ impl StepReport {
             "late_sends": self.late_sends,
             "received_since_join": self.received_since_join,
             "published_since_start": self.published_since_start,
+            "server_udp_drops": self.udp_drops.map(|d| d.0),
+            "client_udp_drops": self.udp_drops.map(|d| d.1),
         })
     }
 
@@ -154,7 +159,7 @@ impl StepReport {
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
         format!(
             "[{server}] {} players ({} up, {} failed, {} silent): {:.0} pkt/s received, delivery {:.1}%, loss {:.3}% \
-             (dup {}, reord {}), server cpu {}% rss {} KiB, load cpu {}%, latency p50/p99 video {} audio {} us, \
+             (dup {}, reord {}, udp drops server/client {}), server cpu {}% rss {} KiB, load cpu {}%, latency p50/p99 video {} audio {} us, \
              first keyframe p50 {} ms",
             self.target_players,
             self.players_up,
@@ -165,6 +170,8 @@ impl StepReport {
             self.loss_pct,
             self.counts.duplicates,
             self.counts.reordered,
+            self.udp_drops
+                .map_or("-".into(), |d| format!("{}/{}", d.0, d.1)),
             opt(self.server_cpu_pct),
             self.server_rss_kib.map_or("-".into(), |r| r.to_string()),
             opt(self.load_cpu_pct),
@@ -292,14 +299,28 @@ pub fn run(
         } else {
             keyframe_from
         };
-        let mut r = measure(&mut engine, cfg, target, kf_from, first_failure.clone());
+        let mut r = measure(
+            &mut engine,
+            cfg.hold,
+            cfg.server_pid,
+            target,
+            kf_from,
+            first_failure.clone(),
+        );
         if cfg.remeasure_failed_step
             && r.failed_joins == 0
             && (r.loss_pct > cfg.loss_limit_pct || r.delivery_pct < cfg.min_delivery_pct)
         {
             // One noisy hold must not end the ramp: measure the same players once more and keep
             // the second result.
-            r = measure(&mut engine, cfg, target, usize::MAX, first_failure.clone());
+            r = measure(
+                &mut engine,
+                cfg.hold,
+                cfg.server_pid,
+                target,
+                usize::MAX,
+                first_failure.clone(),
+            );
         }
         keyframe_from = engine.clients.len();
         report(&r);
@@ -319,13 +340,27 @@ pub fn run(
     Ok(reports)
 }
 
-fn measure(
+/// Holds for `hold` and measures every player that is healthy at the start (shared by the
+/// fan-out and rooms benchmarks). `target` is the number of players asked for; clients from
+/// index `keyframe_from` on contribute their time to the first keyframe.
+///
+/// Every healthy publisher sends the same media on the same clock, so the packets one stream
+/// carried during the hold are the packets written divided by the publishers; each player
+/// plays one stream and is expected to receive them all.
+pub(crate) fn measure(
     engine: &mut Engine,
-    cfg: &FanoutConfig,
+    hold: Duration,
+    server_pid: Option<u32>,
     target: usize,
     keyframe_from: usize,
     failure: Option<String>,
 ) -> StepReport {
+    let publishers = engine
+        .clients
+        .iter()
+        .filter(|c| c.role == Role::Publish && c.healthy())
+        .count()
+        .max(1);
     let per_player_start: Vec<Option<SeqCounts>> = engine
         .clients
         .iter()
@@ -339,16 +374,19 @@ fn measure(
         .collect();
     let s0 = engine.snapshot();
     let late0 = engine.late_sends;
-    let cpu0 = procfs::cpu_time(cfg.server_pid);
+    let cpu0 = procfs::cpu_time(server_pid);
     let own0 = procfs::cpu_time(None);
+    let drops0 = server_pid.and_then(procfs::udp_drops);
     engine.latency.clear();
     let t0 = Instant::now();
-    engine.run(t0 + cfg.hold, |_| false);
+    engine.run(t0 + hold, |_| false);
     let t1 = Instant::now();
     let wall = t1.duration_since(t0).as_secs_f64();
-    let cpu1 = procfs::cpu_time(cfg.server_pid);
+    let cpu1 = procfs::cpu_time(server_pid);
     let own1 = procfs::cpu_time(None);
-    let published = engine.published - s0.published;
+    let drops1 = server_pid.and_then(procfs::udp_drops);
+    // Per stream.
+    let published = (engine.published - s0.published) / publishers as u64;
     let pub_pps = published as f64 / wall;
     let mut counts = SeqCounts::default();
     let mut silent = 0;
@@ -426,8 +464,8 @@ fn measure(
         } else {
             counts.received as f64 * 100.0 / (published as f64 * up as f64)
         },
-        server_cpu_pct: cfg.server_pid.and(pct(cpu0, cpu1)),
-        server_rss_kib: cfg.server_pid.and_then(|p| procfs::rss_kib(Some(p))),
+        server_cpu_pct: server_pid.and(pct(cpu0, cpu1)),
+        server_rss_kib: server_pid.and_then(|p| procfs::rss_kib(Some(p))),
         load_cpu_pct: pct(own0, own1),
         latency_us: latency,
         audio_latency_us: audio_latency,
@@ -440,5 +478,8 @@ fn measure(
             .map(|c| c.peer.received_packets)
             .sum(),
         published_since_start: engine.published,
+        udp_drops: drops0
+            .zip(drops1)
+            .map(|(a, b)| (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1))),
     }
 }

@@ -7,16 +7,20 @@
 //! players count packets and loss from RTP sequence numbers ([`stats`]) and, for a few
 //! *probe* players that decrypt, one-way latency and time to the first keyframe ([`peer`]).
 //!
-//! Benchmarks: [`fanout`] (1 publisher to N players in steps), [`sessions`] (memory per idle
-//! session or WebSocket, ping round trips), [`ceiling`] (a trivial AES-GCM UDP forwarder).
+//! Benchmarks: [`fanout`] (1 publisher to N players in steps), [`rooms`] (conference rooms of
+//! 4, everyone publishing and playing the others, rooms added in steps), [`sessions`] (memory
+//! per idle session or WebSocket, ping round trips, joinRoom/leaveFromRoom churn), [`ceiling`]
+//! (a trivial AES-GCM UDP forwarder).
 //! Network traffic is restricted to loopback.
 
 pub mod ceiling;
 pub mod engine;
 pub mod fanout;
+pub mod janus;
 pub mod media;
 pub mod peer;
 pub mod procfs;
+pub mod rooms;
 pub mod sessions;
 pub mod sig;
 pub mod stats;

@@ -8,6 +8,7 @@ use antenna_load::ceiling;
 use antenna_load::engine::Target;
 use antenna_load::fanout::{self, FanoutConfig};
 use antenna_load::media::MediaProfile;
+use antenna_load::rooms::{self, RoomsConfig};
 use antenna_load::sessions::{self, IdleKind};
 use antenna_load::sig::ServerKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -75,9 +76,9 @@ impl TargetArgs {
 
 #[derive(Args, Debug, Clone)]
 struct MediaArgs {
-    /// Video bitrate (kbit/s), 0 = none.
-    #[arg(long, default_value_t = 2000)]
-    video_kbps: u64,
+    /// Video bitrate (kbit/s), 0 = none [default: 2000 for fanout, 500 for rooms].
+    #[arg(long)]
+    video_kbps: Option<u64>,
     /// Video frames per second.
     #[arg(long, default_value_t = 30)]
     fps: u32,
@@ -90,9 +91,9 @@ struct MediaArgs {
 }
 
 impl MediaArgs {
-    fn profile(&self) -> MediaProfile {
+    fn profile(&self, default_kbps: u64) -> MediaProfile {
         MediaProfile {
-            video_bps: self.video_kbps * 1000,
+            video_bps: self.video_kbps.unwrap_or(default_kbps) * 1000,
             fps: self.fps,
             keyframe_interval: Duration::from_secs_f64(self.keyframe_s.max(0.1)),
             audio_pps: self.audio_pps,
@@ -147,6 +148,67 @@ enum Cmd {
         /// Stream id.
         #[arg(long, default_value = "load")]
         stream: String,
+    },
+    /// Conference rooms of `--size` participants, everyone publishing and playing the others;
+    /// rooms added in steps, each held and measured (JSON lines on stdout, a human line per
+    /// step on stderr). Default media per publisher: 500 kbit/s VP8 at 30 fps + Opus 50 pps.
+    Rooms {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        media: MediaArgs,
+        /// Cumulative room counts per step, e.g. 5,10,20.
+        #[arg(long, value_delimiter = ',', default_value = "5,10,20,40")]
+        steps: Vec<usize>,
+        /// Participants per room.
+        #[arg(long, default_value_t = 4)]
+        size: usize,
+        /// First room id (Janus room ids; Antenna rooms are named room<id>).
+        #[arg(long, default_value_t = 5000)]
+        first_room: u64,
+        /// Measured seconds per step.
+        #[arg(long, default_value_t = 6.0)]
+        hold: f64,
+        /// Seconds between the last join of a step and the measurement.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+        /// New peer connections (publishers and players) per second.
+        #[arg(long, default_value_t = 200.0)]
+        join_rate: f64,
+        /// Peer connections joining at once.
+        #[arg(long, default_value_t = 100)]
+        inflight: usize,
+        /// Seconds a peer connection may take to be up.
+        #[arg(long, default_value_t = 20.0)]
+        join_timeout: f64,
+        /// Probe players (decrypting: latency) per step.
+        #[arg(long, default_value_t = 2)]
+        probes: usize,
+        /// Stop after a step with more loss than this (%).
+        #[arg(long, default_value_t = 0.5)]
+        loss_limit: f64,
+        /// Stop after a step with a lower delivery than this (%).
+        #[arg(long, default_value_t = 98.5)]
+        min_delivery: f64,
+        /// Keep going after failed joins.
+        #[arg(long)]
+        ignore_failed_joins: bool,
+        /// Pause media this many seconds before and during the joins of a step that follows
+        /// a busy one (0 = never), as in fanout.
+        #[arg(long, default_value_t = 0.0)]
+        pause_for_joins: f64,
+    },
+    /// Room join/leave churn over many WebSockets (AMS joinRoom/leaveFromRoom, Janus
+    /// videoroom join/leave).
+    Churn {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Connections.
+        #[arg(long, default_value_t = 50)]
+        conns: usize,
+        /// Seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
     /// CI smoke run of the fan-out (about 20 s: 1, 2 and 4 players, 5 s each); fails only if
     /// nothing arrives or the loss accounting is inconsistent, never on speed.
@@ -243,7 +305,7 @@ fn main() -> ExitCode {
                 max_inflight: inflight.max(1),
                 join_timeout: Duration::from_secs_f64(join_timeout),
                 probes_per_step: probes,
-                profile: media.profile(),
+                profile: media.profile(2000),
                 server_pid: target.server_pid,
                 loss_limit_pct: loss_limit,
                 min_delivery_pct: min_delivery,
@@ -258,6 +320,65 @@ fn main() -> ExitCode {
             })
             .map(|_| ())
         }
+        Cmd::Rooms {
+            target,
+            media,
+            steps,
+            size,
+            first_room,
+            hold,
+            settle,
+            join_rate,
+            inflight,
+            join_timeout,
+            probes,
+            loss_limit,
+            min_delivery,
+            ignore_failed_joins,
+            pause_for_joins,
+        } => {
+            let t = target.target();
+            let profile = media.profile(500);
+            let cfg = RoomsConfig {
+                target: t.clone(),
+                steps,
+                size,
+                first_room,
+                hold: Duration::from_secs_f64(hold),
+                settle: Duration::from_secs_f64(settle),
+                join_rate,
+                max_inflight: inflight.max(1),
+                join_timeout: Duration::from_secs_f64(join_timeout),
+                probes_per_step: probes,
+                profile,
+                server_pid: target.server_pid,
+                loss_limit_pct: loss_limit,
+                min_delivery_pct: min_delivery,
+                remeasure_failed_step: true,
+                stop_on_failed_joins: !ignore_failed_joins,
+                pause_for_joins: (pause_for_joins > 0.0)
+                    .then(|| Duration::from_secs_f64(pause_for_joins)),
+            };
+            eprintln!(
+                "[{}] rooms of {size}; media per publisher: {} kbit/s VP8 at {} fps, keyframe every {:.1} s, Opus {} pps ({:.0} pkt/s)",
+                t.kind.name(),
+                profile.video_bps / 1000,
+                profile.fps,
+                profile.keyframe_interval.as_secs_f64(),
+                profile.audio_pps,
+                profile.packets_per_second()
+            );
+            rooms::run(&cfg, |r| {
+                eprintln!("{}", r.human(t.kind.name()));
+                print(&r.to_json(t.kind.name(), &profile));
+            })
+            .map(|_| ())
+        }
+        Cmd::Churn {
+            target,
+            conns,
+            seconds,
+        } => sessions::churn(&target.target(), conns, seconds).map(|v| print(&v)),
         Cmd::Smoke { target } => smoke(&target),
         Cmd::Idle {
             target,

@@ -182,3 +182,408 @@ pub fn ping(target: &Target, conns: usize, seconds: f64) -> Result<Value, String
         "broken_connections": broken,
     }))
 }
+
+/// A server reply the churn waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChurnReply {
+    /// The join was answered (AMS `joinedTheRoom`, Janus videoroom `joined`).
+    Joined,
+    /// The leave was answered (AMS `leavedFromRoom`, Janus videoroom `leaving: ok` / `left`).
+    Left,
+    /// (Janus) a plugin handle was attached: its id.
+    Attached(u64),
+    /// (Janus) a request without data succeeded (`detach`).
+    Success,
+    /// An error answered the request (its definition or reason).
+    Error(String),
+}
+
+/// Classifies one server message of the churn; `None` for anything else (acks, other
+/// notifications).
+pub fn churn_reply(kind: ServerKind, text: &str) -> Option<ChurnReply> {
+    let m: Value = serde_json::from_str(text).ok()?;
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    match kind {
+        ServerKind::Antenna => match s(m.get("command"))?.as_str() {
+            "notification" => match s(m.get("definition"))?.as_str() {
+                "joinedTheRoom" => Some(ChurnReply::Joined),
+                "leavedFromRoom" => Some(ChurnReply::Left),
+                _ => None,
+            },
+            "error" => Some(ChurnReply::Error(
+                s(m.get("definition")).unwrap_or_else(|| "error".into()),
+            )),
+            _ => None,
+        },
+        ServerKind::Janus => {
+            match s(m.get("janus")).as_deref() {
+                Some("error") => {
+                    return Some(ChurnReply::Error(
+                        s(m.pointer("/error/reason")).unwrap_or_else(|| "error".into()),
+                    ))
+                }
+                Some("success") if m.get("plugindata").is_none() => {
+                    return Some(match m.pointer("/data/id").and_then(Value::as_u64) {
+                        Some(id) => ChurnReply::Attached(id),
+                        None => ChurnReply::Success,
+                    });
+                }
+                _ => {}
+            }
+            let data = m.pointer("/plugindata/data")?;
+            if let Some(e) = s(data.get("error")) {
+                return Some(ChurnReply::Error(e));
+            }
+            match s(data.get("videoroom")).as_deref() {
+                Some("joined") => Some(ChurnReply::Joined),
+                Some("left") => Some(ChurnReply::Left),
+                Some("event") if s(data.get("leaving")).as_deref() == Some("ok") => {
+                    Some(ChurnReply::Left)
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
+/// The churn's requests, in cycle order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChurnOp {
+    /// (Janus) attach a videoroom handle.
+    Attach,
+    Join,
+    Leave,
+    /// (Janus) detach the handle: a videoroom handle cannot join again after `leave`
+    /// ("Not in a room (create a new handle)"), so a Janus page leaving a room detaches.
+    Detach,
+}
+
+/// Where one churn connection is in its cycle.
+#[derive(Debug, Clone, Copy)]
+struct ChurnState {
+    next: ChurnOp,
+    /// (Janus) the attached videoroom handle.
+    handle: Option<u64>,
+}
+
+/// One connection of the churn.
+struct ChurnConn {
+    ws: WsConn,
+    room: u64,
+    state: ChurnState,
+    sent_at: Instant,
+    session: u64,
+}
+
+impl ChurnConn {
+    fn send_next(&mut self, kind: ServerKind, i: usize, n: u64) {
+        let room = format!("churn{}", self.room);
+        let tx = format!("t{n}");
+        let (session, handle) = (self.session, self.state.handle.unwrap_or_default());
+        let msg = match (kind, self.state.next) {
+            (ServerKind::Antenna, ChurnOp::Join | ChurnOp::Attach) => json!({
+                "command": "joinRoom", "room": room, "mainTrack": room,
+                "streamId": format!("c{i}"), "mode": "legacy", "streamName": "", "role": "",
+                "metadata": ""
+            }),
+            (ServerKind::Antenna, ChurnOp::Leave | ChurnOp::Detach) => json!({
+                "command": "leaveFromRoom", "room": room, "mainTrack": room,
+                "streamId": format!("c{i}")
+            }),
+            (ServerKind::Janus, ChurnOp::Attach) => json!({
+                "janus": "attach", "session_id": session, "plugin": "janus.plugin.videoroom",
+                "transaction": tx
+            }),
+            (ServerKind::Janus, ChurnOp::Join) => json!({
+                "janus": "message", "session_id": session, "handle_id": handle,
+                "transaction": tx,
+                "body": {"request": "join", "ptype": "publisher", "room": self.room,
+                         "display": format!("c{i}")}
+            }),
+            (ServerKind::Janus, ChurnOp::Leave) => json!({
+                "janus": "message", "session_id": session, "handle_id": handle,
+                "transaction": tx, "body": {"request": "leave"}
+            }),
+            (ServerKind::Janus, ChurnOp::Detach) => json!({
+                "janus": "detach", "session_id": session, "handle_id": handle,
+                "transaction": tx
+            }),
+        };
+        self.sent_at = Instant::now();
+        self.ws.send(msg.to_string());
+    }
+}
+
+impl ChurnState {
+    /// The request after `reply` to the current one (errors move on too, so a refused
+    /// request never stalls the connection).
+    fn advance(&mut self, kind: ServerKind, reply: &ChurnReply) {
+        if let ChurnReply::Attached(id) = reply {
+            self.handle = Some(*id);
+        }
+        self.next = match (kind, self.next) {
+            (ServerKind::Antenna, ChurnOp::Join | ChurnOp::Attach) => ChurnOp::Leave,
+            (ServerKind::Antenna, _) => ChurnOp::Join,
+            (ServerKind::Janus, ChurnOp::Attach) if self.handle.is_some() => ChurnOp::Join,
+            (ServerKind::Janus, ChurnOp::Attach) => ChurnOp::Attach,
+            (ServerKind::Janus, ChurnOp::Join) => ChurnOp::Leave,
+            (ServerKind::Janus, ChurnOp::Leave) => ChurnOp::Detach,
+            (ServerKind::Janus, ChurnOp::Detach) => {
+                self.handle = None;
+                ChurnOp::Attach
+            }
+        };
+    }
+}
+
+/// `conns` WebSockets each cycling through a room join and leave back to back for `seconds`.
+/// Antenna: AMS `joinRoom` (legacy mode) and `leaveFromRoom`, two round trips per cycle.
+/// Janus: videoroom `attach`, `join` (publisher), `leave`, `detach`, four round trips per
+/// cycle (a videoroom handle cannot rejoin after `leave`). Four connections share each room.
+/// Reports completed cycles per second, all answered requests per second, and the round-trip
+/// times of the join and leave requests.
+pub fn churn(target: &Target, conns: usize, seconds: f64) -> Result<Value, String> {
+    const FIRST_ROOM: u64 = 9000;
+    let (path, proto) = target.kind.ws_path(&target.app);
+    let rooms: Vec<u64> = (0..conns.div_ceil(4) as u64)
+        .map(|r| FIRST_ROOM + r)
+        .collect();
+    if target.kind == ServerKind::Janus {
+        crate::janus::create_rooms(target, &rooms, 8)?;
+    }
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut cs = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let mut ws =
+            WsConn::connect(target.addr, &path, proto).map_err(|e| format!("ws {i}: {e}"))?;
+        let (session, handle) = match target.kind {
+            ServerKind::Janus => {
+                let (s, h) = crate::janus::session_handle(&mut ws)?;
+                (s, Some(h))
+            }
+            ServerKind::Antenna => (0, None),
+        };
+        ws.register(poll.registry(), Token(i))
+            .map_err(|e| e.to_string())?;
+        cs.push(ChurnConn {
+            ws,
+            room: FIRST_ROOM + (i / 4) as u64,
+            state: ChurnState {
+                next: ChurnOp::Join,
+                handle,
+            },
+            sent_at: Instant::now(),
+            session,
+        });
+    }
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut n = 0u64;
+    for (i, c) in cs.iter_mut().enumerate() {
+        n += 1;
+        c.send_next(target.kind, i, n);
+    }
+    let (mut ops, mut joins, mut leaves, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let mut first_error: Option<String> = None;
+    let mut hist = Histogram::new();
+    let mut events = Events::with_capacity(1024);
+    let mut texts = Vec::new();
+    while Instant::now() < end {
+        poll.poll(&mut events, Some(Duration::from_millis(10)))
+            .map_err(|e| e.to_string())?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let Some(c) = cs.get_mut(i) else {
+                continue;
+            };
+            texts.clear();
+            c.ws.read_all(&mut texts);
+            c.ws.flush();
+            for t in &texts {
+                let Some(reply) = churn_reply(target.kind, t) else {
+                    continue;
+                };
+                let now = Instant::now();
+                ops += 1;
+                let rtt = now.duration_since(c.sent_at).as_micros() as u64;
+                match (&reply, c.state.next) {
+                    (ChurnReply::Joined, ChurnOp::Join) => {
+                        joins += 1;
+                        hist.record_us(rtt);
+                    }
+                    (ChurnReply::Left, ChurnOp::Leave) => {
+                        leaves += 1;
+                        hist.record_us(rtt);
+                    }
+                    (ChurnReply::Attached(_), ChurnOp::Attach)
+                    | (ChurnReply::Success, ChurnOp::Detach) => {}
+                    (ChurnReply::Error(e), _) => {
+                        errors += 1;
+                        first_error.get_or_insert(e.clone());
+                    }
+                    (other, op) => {
+                        errors += 1;
+                        first_error.get_or_insert(format!("{other:?} answering {op:?}"));
+                    }
+                }
+                c.state.advance(target.kind, &reply);
+                if now < end {
+                    n += 1;
+                    c.send_next(target.kind, i, n);
+                }
+            }
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let broken = cs.iter().filter(|c| c.ws.closed).count();
+    for c in &mut cs {
+        c.ws.close();
+    }
+    Ok(json!({
+        "server": target.kind.name(), "connections": conns, "seconds": wall,
+        "joins": joins, "leaves": leaves, "errors": errors, "first_error": first_error,
+        "ops": ops,
+        "ops_per_s": (ops as f64 / wall).round(),
+        "join_leave_cycles_per_s": (leaves as f64 / wall).round(),
+        "round_trips_per_cycle": if target.kind == ServerKind::Janus { 4 } else { 2 },
+        "rtt_p50_us": hist.percentile_us(50.0), "rtt_p99_us": hist.percentile_us(99.0),
+        "broken_connections": broken,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ams_churn_replies() {
+        let k = ServerKind::Antenna;
+        assert_eq!(
+            churn_reply(
+                k,
+                r#"{"command":"notification","definition":"joinedTheRoom","streamId":"c1","streams":[]}"#
+            ),
+            Some(ChurnReply::Joined)
+        );
+        assert_eq!(
+            churn_reply(
+                k,
+                r#"{"command":"notification","definition":"leavedFromRoom","room":"r"}"#
+            ),
+            Some(ChurnReply::Left)
+        );
+        assert_eq!(
+            churn_reply(k, r#"{"command":"error","definition":"no_room_specified"}"#),
+            Some(ChurnReply::Error("no_room_specified".into()))
+        );
+        assert_eq!(churn_reply(k, r#"{"command":"pong"}"#), None);
+        assert_eq!(churn_reply(k, "not json"), None);
+    }
+
+    #[test]
+    fn janus_churn_replies() {
+        let k = ServerKind::Janus;
+        assert_eq!(
+            churn_reply(k, r#"{"janus":"ack","transaction":"t1"}"#),
+            None
+        );
+        assert_eq!(
+            churn_reply(
+                k,
+                r#"{"janus":"success","transaction":"t2","data":{"id":77}}"#
+            ),
+            Some(ChurnReply::Attached(77))
+        );
+        assert_eq!(
+            churn_reply(
+                k,
+                r#"{"janus":"success","transaction":"t3","session_id":1}"#
+            ),
+            Some(ChurnReply::Success)
+        );
+        assert_eq!(
+            churn_reply(
+                k,
+                r#"{"janus":"event","plugindata":{"data":{"videoroom":"joined","room":9000,"id":5}}}"#
+            ),
+            Some(ChurnReply::Joined)
+        );
+        assert_eq!(
+            churn_reply(
+                k,
+                r#"{"janus":"event","plugindata":{"data":{"videoroom":"event","room":9000,"leaving":"ok"}}}"#
+            ),
+            Some(ChurnReply::Left)
+        );
+        // Another participant leaving (a feed id, not "ok") is not our answer.
+        assert_eq!(
+            churn_reply(
+                k,
+                r#"{"janus":"event","plugindata":{"data":{"videoroom":"event","leaving":1234}}}"#
+            ),
+            None
+        );
+        assert_eq!(
+            churn_reply(
+                k,
+                r#"{"janus":"event","plugindata":{"data":{"videoroom":"event","error_code":426,"error":"No such room"}}}"#
+            ),
+            Some(ChurnReply::Error("No such room".into()))
+        );
+        assert_eq!(
+            churn_reply(
+                k,
+                r#"{"janus":"error","error":{"code":458,"reason":"No such session"}}"#
+            ),
+            Some(ChurnReply::Error("No such session".into()))
+        );
+    }
+
+    #[test]
+    fn churn_cycles() {
+        fn conn_ops(kind: ServerKind, replies: &[ChurnReply]) -> Vec<ChurnOp> {
+            // Only the state machine; the WebSocket is not used.
+            let mut next = ChurnOp::Join;
+            let mut handle = Some(1);
+            let mut out = vec![next];
+            for r in replies {
+                let mut c = ChurnState { next, handle };
+                c.advance(kind, r);
+                next = c.next;
+                handle = c.handle;
+                out.push(next);
+            }
+            out
+        }
+        use ChurnOp::*;
+        use ChurnReply as R;
+        assert_eq!(
+            conn_ops(
+                ServerKind::Antenna,
+                &[R::Joined, R::Left, R::Error("x".into())]
+            ),
+            vec![Join, Leave, Join, Leave]
+        );
+        assert_eq!(
+            conn_ops(
+                ServerKind::Janus,
+                &[R::Joined, R::Left, R::Success, R::Attached(5), R::Joined]
+            ),
+            vec![Join, Leave, Detach, Attach, Join, Leave]
+        );
+        // A failed attach is retried.
+        assert_eq!(
+            conn_ops(
+                ServerKind::Janus,
+                &[
+                    R::Joined,
+                    R::Left,
+                    R::Success,
+                    R::Error("x".into()),
+                    R::Attached(6)
+                ]
+            ),
+            vec![Join, Leave, Detach, Attach, Attach, Join]
+        );
+    }
+}

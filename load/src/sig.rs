@@ -59,6 +59,9 @@ pub enum SigEvent {
     Up,
     /// (Janus publisher) the feed id players must subscribe to.
     FeedId(String),
+    /// (Conference publisher) streams of the other participants that are publishing now: AMS
+    /// stream ids (`joinedTheRoom`, `roomInformation`) or Janus feed ids (`publishers`).
+    RoomStreams(Vec<String>),
     /// An error from the server (its definition or reason).
     Error(String),
 }
@@ -71,6 +74,9 @@ pub struct Sig {
     /// AMS stream id, or Janus feed id for players.
     stream: String,
     room: u64,
+    /// Conference mode: the publisher joins room `room` first (AMS `joinRoom`, legacy mode),
+    /// players name the room in `play`.
+    conference: bool,
     session_id: Option<u64>,
     handle_id: Option<u64>,
     tx: u64,
@@ -84,10 +90,45 @@ impl Sig {
             role,
             stream: stream.to_string(),
             room,
+            conference: false,
             session_id: None,
             handle_id: None,
             tx: 0,
         }
+    }
+
+    /// The same adapter in conference mode: an Antenna publisher sends `joinRoom` (legacy mode,
+    /// room [`ams_room_name`]) and publishes its stream id after `joinedTheRoom`; an Antenna
+    /// player names the room in `play`. Janus is unchanged (the room id is `room` already).
+    pub fn in_conference(mut self) -> Sig {
+        self.conference = true;
+        self
+    }
+
+    /// The AMS stream id (publishers: as named by the server once joined), or the Janus feed
+    /// id a player subscribes to.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Asks for the room's publishing streams (AMS `getRoomInfo`, answered by
+    /// `roomInformation`). Janus pushes `publishers` events instead: nothing to send.
+    pub fn request_room_info(&mut self, ws: &mut WsConn) {
+        if self.kind == ServerKind::Antenna && self.conference {
+            ws.send(
+                json!({"command": "getRoomInfo", "room": ams_room_name(self.room),
+                       "streamId": self.stream})
+                .to_string(),
+            );
+        }
+    }
+
+    fn ams_publish(&self) -> Value {
+        json!({
+            "command": "publish", "streamId": self.stream, "token": "",
+            "subscriberId": "", "subscriberCode": "", "streamName": "",
+            "mainTrack": "", "video": true, "audio": true, "metaData": "", "role": ""
+        })
     }
 
     fn next_tx(&mut self, tag: &str) -> String {
@@ -99,14 +140,22 @@ impl Sig {
     pub fn begin(&mut self, ws: &mut WsConn) {
         match self.kind {
             ServerKind::Antenna => {
+                let room = if self.conference {
+                    ams_room_name(self.room)
+                } else {
+                    String::new()
+                };
                 let m = match self.role {
-                    Role::Publish => json!({
-                        "command": "publish", "streamId": self.stream, "token": "",
-                        "subscriberId": "", "subscriberCode": "", "streamName": "",
-                        "mainTrack": "", "video": true, "audio": true, "metaData": "", "role": ""
+                    // The legacy conference page: joinRoom, then publish the id from
+                    // joinedTheRoom.
+                    Role::Publish if self.conference => json!({
+                        "command": "joinRoom", "room": room, "mainTrack": room,
+                        "streamId": self.stream, "mode": "legacy", "streamName": "",
+                        "role": "", "metadata": ""
                     }),
+                    Role::Publish => self.ams_publish(),
                     Role::Play => json!({
-                        "command": "play", "streamId": self.stream, "token": "", "room": "",
+                        "command": "play", "streamId": self.stream, "token": "", "room": room,
                         "trackList": [], "subscriberId": "", "viewerInfo": "", "role": "",
                         "userPublishId": ""
                     }),
@@ -183,13 +232,16 @@ impl Sig {
             return;
         };
         match self.kind {
-            ServerKind::Antenna => self.on_ams(&m, out),
+            ServerKind::Antenna => self.on_ams(ws, &m, out),
             ServerKind::Janus => self.on_janus(ws, &m, out),
         }
     }
 
-    fn on_ams(&mut self, m: &Value, out: &mut Vec<SigEvent>) {
+    fn on_ams(&mut self, ws: &mut WsConn, m: &Value, out: &mut Vec<SigEvent>) {
         let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default();
+        if let Some(streams) = room_streams(ServerKind::Antenna, m) {
+            out.push(SigEvent::RoomStreams(streams));
+        }
         match s("command") {
             "start" => out.push(SigEvent::SendOffer),
             "takeConfiguration" => match s("type") {
@@ -199,10 +251,20 @@ impl Sig {
             },
             "takeCandidate" => out.push(SigEvent::Candidate(s("candidate").to_string())),
             "notification" => {
-                if matches!(s("definition"), "publish_started" | "play_started") {
-                    out.push(SigEvent::Up);
+                match s("definition") {
+                    "publish_started" | "play_started" => out.push(SigEvent::Up),
+                    "joinedTheRoom" if self.role == Role::Publish => {
+                        // The server may assign the id; publish the one it names.
+                        if !s("streamId").is_empty() {
+                            self.stream = s("streamId").to_string();
+                        }
+                        ws.send(self.ams_publish().to_string());
+                    }
+                    _ => {}
                 }
             }
+            // A poll of an empty room, not a failure.
+            "error" if s("definition") == "no_active_streams_in_room" => {}
             "error" => out.push(SigEvent::Error(s("definition").to_string())),
             _ => {}
         }
@@ -252,6 +314,11 @@ impl Sig {
                     out.push(SigEvent::Error(err.to_string()));
                     return;
                 }
+                if self.role == Role::Publish {
+                    if let Some(feeds) = room_streams(ServerKind::Janus, m) {
+                        out.push(SigEvent::RoomStreams(feeds));
+                    }
+                }
                 if data
                     .and_then(|d| d.get("videoroom"))
                     .and_then(Value::as_str)
@@ -259,11 +326,7 @@ impl Sig {
                     && self.role == Role::Publish
                 {
                     if let Some(id) = data.and_then(|d| d.get("id")) {
-                        let id = match id {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        out.push(SigEvent::FeedId(id));
+                        out.push(SigEvent::FeedId(id_string(id)));
                     }
                     out.push(SigEvent::SendOffer);
                 }
@@ -294,5 +357,96 @@ impl Sig {
             ))),
             _ => {}
         }
+    }
+}
+
+/// The AMS room name of conference room `room`.
+pub fn ams_room_name(room: u64) -> String {
+    format!("room{room}")
+}
+
+/// A JSON id (number or string) as a string.
+fn id_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The other participants' publishing streams a server message announces, if it announces
+/// any: AMS `joinedTheRoom` notifications and `roomInformation` (`streams`, the caller
+/// excluded by the server), or Janus videoroom `joined`/`event` messages with a `publishers`
+/// list (feed ids; Janus never lists the caller's own feed).
+pub fn room_streams(kind: ServerKind, m: &Value) -> Option<Vec<String>> {
+    let list = match kind {
+        ServerKind::Antenna => {
+            let command = m.get("command").and_then(Value::as_str)?;
+            let definition = m.get("definition").and_then(Value::as_str);
+            let announces = command == "roomInformation"
+                || (command == "notification" && definition == Some("joinedTheRoom"));
+            if !announces {
+                return None;
+            }
+            m.get("streams")?.as_array()?
+        }
+        ServerKind::Janus => m.pointer("/plugindata/data/publishers")?.as_array()?,
+    };
+    Some(
+        list.iter()
+            .filter_map(|e| match kind {
+                ServerKind::Antenna => e.as_str().map(str::to_string),
+                ServerKind::Janus => e.get("id").map(id_string),
+            })
+            .filter(|s| !s.is_empty())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ams_room_announcements() {
+        let joined = json!({"command": "notification", "definition": "joinedTheRoom",
+            "streamId": "me", "streams": ["a", "b"], "streamList": [], "room": "room1"});
+        assert_eq!(
+            room_streams(ServerKind::Antenna, &joined),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        let info = json!({"command": "roomInformation", "streams": ["c"], "room": "room1"});
+        assert_eq!(
+            room_streams(ServerKind::Antenna, &info),
+            Some(vec!["c".to_string()])
+        );
+        let empty = json!({"command": "notification", "definition": "joinedTheRoom",
+            "streamId": "me", "streams": []});
+        assert_eq!(room_streams(ServerKind::Antenna, &empty), Some(vec![]));
+        // Other messages announce nothing, even with a `streams` field.
+        let other = json!({"command": "notification", "definition": "publish_started",
+            "streams": ["x"]});
+        assert_eq!(room_streams(ServerKind::Antenna, &other), None);
+        let malformed = json!({"command": "roomInformation", "streams": "a"});
+        assert_eq!(room_streams(ServerKind::Antenna, &malformed), None);
+    }
+
+    #[test]
+    fn janus_publisher_lists() {
+        let joined = json!({"janus": "event", "plugindata": {"plugin": "janus.plugin.videoroom",
+            "data": {"videoroom": "joined", "room": 7, "id": 11,
+                     "publishers": [{"id": 12, "display": "a"}, {"id": "x13"}, {"display": "no id"}]}}});
+        assert_eq!(
+            room_streams(ServerKind::Janus, &joined),
+            Some(vec!["12".to_string(), "x13".to_string()])
+        );
+        let event = json!({"janus": "event", "plugindata": {"data": {"videoroom": "event",
+            "publishers": [{"id": 99}]}}});
+        assert_eq!(
+            room_streams(ServerKind::Janus, &event),
+            Some(vec!["99".to_string()])
+        );
+        let leaving = json!({"janus": "event", "plugindata": {"data": {"videoroom": "event",
+            "leaving": 12}}});
+        assert_eq!(room_streams(ServerKind::Janus, &leaving), None);
     }
 }

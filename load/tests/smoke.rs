@@ -1,4 +1,5 @@
-//! Smoke run against the real `antenna` binary on loopback: 1 publisher, 2 players, 5 s.
+//! Smoke runs against the real `antenna` binary on loopback: 1 publisher and 2 players for
+//! 5 s; one conference room of 3 (everyone publishing and playing the other two) for 4 s.
 // A load test measures wall time.
 #![allow(clippy::disallowed_methods)]
 
@@ -6,12 +7,23 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use antenna_load::engine::Target;
 use antenna_load::fanout::{self, FanoutConfig};
 use antenna_load::media::MediaProfile;
+use antenna_load::rooms::{self, RoomsConfig};
 use antenna_load::sig::ServerKind;
+
+/// One load run at a time: two servers and two one-thread load engines at once would compete
+/// for the cores (a debug build on a busy 2-core machine then misses its send times and the
+/// runs measure each other).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn exclusive() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 struct Server {
     child: Child,
@@ -52,6 +64,8 @@ fn start_antenna() -> Server {
             "127.0.0.1:0",
             "--log",
             "warn",
+            // Tests run in parallel: no shared on-disk datastore.
+            "--memory-store",
         ])
         .stderr(Stdio::piped())
         .spawn()
@@ -76,6 +90,7 @@ fn start_antenna() -> Server {
 
 #[test]
 fn one_publisher_two_players_against_antenna() {
+    let _one = exclusive();
     let server = start_antenna();
     let cfg = FanoutConfig {
         target: Target {
@@ -121,4 +136,63 @@ fn one_publisher_two_players_against_antenna() {
     // The probe decrypted packets and read their send stamps.
     assert!(r.latency_us.is_some_and(|l| l.3 > 100), "{r:?}");
     assert!(r.server_cpu_pct.is_some() && r.server_rss_kib.is_some());
+}
+
+#[test]
+fn one_room_of_three_against_antenna() {
+    let _one = exclusive();
+    let server = start_antenna();
+    let cfg = RoomsConfig {
+        target: Target {
+            kind: ServerKind::Antenna,
+            addr: server.ws,
+            app: "WebRTCAppEE".into(),
+            room: 0,
+            peer_ip: None,
+        },
+        steps: vec![1],
+        size: 3,
+        first_room: 1,
+        hold: Duration::from_secs(4),
+        settle: Duration::from_millis(500),
+        join_rate: 20.0,
+        max_inflight: 9,
+        join_timeout: Duration::from_secs(20),
+        probes_per_step: 1,
+        profile: MediaProfile {
+            video_bps: 500_000,
+            ..MediaProfile::default()
+        },
+        server_pid: Some(server.child.id()),
+        loss_limit_pct: 100.0,
+        min_delivery_pct: 0.0,
+        remeasure_failed_step: false,
+        stop_on_failed_joins: false,
+        pause_for_joins: None,
+    };
+    let reports = rooms::run(&cfg, |r| eprintln!("{}", r.human("antenna"))).expect("run");
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    let s = &r.step;
+    // Every participant publishes and plays the other two.
+    assert_eq!(
+        (r.rooms, r.participants, r.participants_up),
+        (1, 3, 3),
+        "{r:?}"
+    );
+    assert_eq!(r.failed_publishers, 0, "{r:?}");
+    assert_eq!((s.target_players, s.players_up), (6, 6), "{r:?}");
+    assert_eq!((s.failed_joins, s.silent_players), (0, 0), "{r:?}");
+    // Each of the six players got about one publisher's rate.
+    assert!(s.counts.received <= s.counts.expected, "{r:?}");
+    let per_player = s.received_pps / 6.0;
+    assert!(
+        per_player > 0.5 * s.published_pps && per_player < 1.5 * s.published_pps,
+        "{r:?}"
+    );
+    assert!(s.loss_pct < 5.0, "{r:?}");
+    assert!(s.delivery_pct > 50.0 && s.delivery_pct < 110.0, "{r:?}");
+    assert_eq!(s.counts.duplicates, 0, "{r:?}");
+    // The probe decrypted the others' packets and read their send stamps.
+    assert!(s.latency_us.is_some_and(|l| l.3 > 50), "{r:?}");
 }
