@@ -140,11 +140,13 @@ enum State {
     /// closed, only the close handshake is left. `shut`: our write side is shut (everything,
     /// including the close frame, was sent). `poisoned`: tungstenite reported a read error
     /// after which it must not read again (an oversized frame); the socket is drained raw until
-    /// EOF.
+    /// EOF. `frames` follows the frames tungstenite was given, so that its read buffer can be
+    /// let go of once a large frame is done with (see [`FrameTracker`]).
     Ws {
         stream: TcpStream,
         ws: Box<WebSocketContext>,
         out: Vec<u8>,
+        frames: FrameTracker,
         closing: bool,
         shut: bool,
         poisoned: bool,
@@ -929,6 +931,7 @@ impl Runtime {
             stream,
             ws: Box::new(ws),
             out: Vec::new(),
+            frames: FrameTracker::default(),
             closing: false,
             shut: false,
             poisoned: false,
@@ -949,6 +952,7 @@ impl Runtime {
             stream,
             ws,
             out,
+            frames,
             closing,
             poisoned,
             ..
@@ -966,6 +970,7 @@ impl Runtime {
             stream,
             ahead: &mut self.ahead,
             out,
+            frames,
         };
         let next = loop {
             match ws.read(&mut io) {
@@ -1004,6 +1009,25 @@ impl Runtime {
             }
         };
         if matches!(next, Next::Wait) {
+            // tungstenite keeps a read buffer as large as the largest frame it was given. Once
+            // such a frame is done with and nothing is half-received, a fresh context (with a
+            // small buffer) takes over: nothing is lost, as a server-side context between
+            // messages holds only its configuration and state (checked: open, no close
+            // begun, nothing queued).
+            if !*closing
+                && ws.can_write()
+                && io.frames.at_rest()
+                && io.frames.largest > WS_READ_BUFFER as u64
+                && ws.flush(&mut io).is_ok()
+            {
+                trace!(
+                    conn = token.0,
+                    largest = io.frames.largest,
+                    "websocket read buffer released"
+                );
+                **ws = WebSocketContext::new(Role::Server, Some(self.ws_config));
+                io.frames.largest = 0;
+            }
             // Pong and close replies are queued by tungstenite; send them.
             self.dirty.push(token);
         }
@@ -1019,6 +1043,7 @@ impl Runtime {
             stream,
             ws,
             out,
+            frames,
             closing,
             ..
         } = &mut conn.state
@@ -1035,6 +1060,7 @@ impl Runtime {
             stream,
             ahead: &mut self.ahead,
             out,
+            frames,
         };
         match ws.close(&mut io, frame) {
             Ok(()) => {}
@@ -1086,6 +1112,7 @@ impl Runtime {
             stream,
             ws,
             out,
+            frames,
             closing,
             shut,
             ..
@@ -1097,6 +1124,7 @@ impl Runtime {
             stream,
             ahead: &mut self.ahead,
             out,
+            frames,
         };
         // Only moves bytes into `out` (WsIo's writes never block).
         let handshake_done = match ws.flush(&mut io) {
@@ -1344,6 +1372,8 @@ struct WsIo<'a> {
     stream: &'a mut TcpStream,
     ahead: &'a mut ReadAhead,
     out: &'a mut Vec<u8>,
+    /// Sees every byte handed to tungstenite.
+    frames: &'a mut FrameTracker,
 }
 
 impl Read for WsIo<'_> {
@@ -1365,6 +1395,7 @@ impl Read for WsIo<'_> {
         let n = available.len().min(out.len());
         if let (Some(dst), Some(src)) = (out.get_mut(..n), available.get(..n)) {
             dst.copy_from_slice(src);
+            self.frames.feed(src);
         }
         self.ahead.start += n;
         Ok(n)
@@ -1379,6 +1410,78 @@ impl Write for WsIo<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Follows the frame boundaries of a client's byte stream (RFC 6455 section 5.2 headers), to
+/// tell when tungstenite holds neither part of a frame nor part of a fragmented message, and
+/// how large the largest frame was. It only counts: tungstenite validates the frames.
+#[derive(Debug, Default, Clone)]
+struct FrameTracker {
+    /// The header of the frame being received, so far (at most 14 bytes).
+    head: [u8; 14],
+    head_len: usize,
+    /// Payload bytes of the current frame still to come.
+    payload_left: u64,
+    /// A data frame without FIN was seen: its message is not complete yet.
+    fragmented: bool,
+    /// The largest frame payload seen (reset by the runtime).
+    largest: u64,
+}
+
+impl FrameTracker {
+    fn feed(&mut self, mut data: &[u8]) {
+        while let Some((&byte, rest)) = data.split_first() {
+            if self.payload_left > 0 {
+                let n = self.payload_left.min(data.len() as u64);
+                self.payload_left -= n;
+                data = data.get(n as usize..).unwrap_or_default();
+                continue;
+            }
+            data = rest;
+            if let Some(slot) = self.head.get_mut(self.head_len) {
+                *slot = byte;
+                self.head_len += 1;
+            }
+            if let Some((fin, opcode, len)) = self.header() {
+                self.head_len = 0;
+                self.payload_left = len;
+                self.largest = self.largest.max(len);
+                // Data frames (continuation 0, text 1, binary 2) start or go on with a
+                // message; control frames (8 and up) may come in between and change nothing.
+                if opcode < 8 {
+                    self.fragmented = !fin;
+                }
+            }
+        }
+    }
+
+    /// `(FIN, opcode, payload length)` once the header is complete.
+    fn header(&self) -> Option<(bool, u8, u64)> {
+        let head = self.head.get(..self.head_len)?;
+        let (&b0, &b1) = (head.first()?, head.get(1)?);
+        let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
+        let (ext, len7) = match b1 & 0x7f {
+            126 => (2, None),
+            127 => (8, None),
+            n => (0, Some(u64::from(n))),
+        };
+        if head.len() < 2 + ext + mask {
+            return None;
+        }
+        let len = match len7 {
+            Some(n) => n,
+            None => head
+                .get(2..2 + ext)?
+                .iter()
+                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+        };
+        Some((b0 & 0x80 != 0, b0 & 0x0f, len))
+    }
+
+    /// True between frames, outside a fragmented message.
+    fn at_rest(&self) -> bool {
+        self.head_len == 0 && self.payload_left == 0 && !self.fragmented
     }
 }
 
@@ -1427,10 +1530,12 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         let mut ahead = ReadAhead::new();
         let mut out = Vec::new();
+        let mut frames = FrameTracker::default();
         let mut io = WsIo {
             stream: &mut server,
             ahead: &mut ahead,
             out: &mut out,
+            frames: &mut frames,
         };
         let mut got = Vec::new();
         let mut piece = [0u8; 300];
@@ -1452,6 +1557,7 @@ mod tests {
             stream: &mut server,
             ahead: &mut ahead,
             out: &mut out,
+            frames: &mut frames,
         };
         assert_eq!(io.read(&mut piece).unwrap(), 0);
     }
@@ -1461,10 +1567,12 @@ mod tests {
         let (mut server, mut client) = pair();
         let mut ahead = ReadAhead::new();
         let mut out = Vec::new();
+        let mut frames = FrameTracker::default();
         let mut io = WsIo {
             stream: &mut server,
             ahead: &mut ahead,
             out: &mut out,
+            frames: &mut frames,
         };
         io.write_all(b"hello ").unwrap();
         io.write_all(b"world").unwrap();
@@ -1476,6 +1584,95 @@ mod tests {
         let mut got = [0u8; 11];
         client.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"hello world");
+    }
+
+    /// A frame header: FIN, opcode, masked, payload length.
+    fn header(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
+        let mut h = vec![if fin { 0x80 } else { 0 } | opcode];
+        match len {
+            n if n < 126 => h.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                h.push(0x80 | 126);
+                h.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                h.push(0x80 | 127);
+                h.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        h.extend_from_slice(&[1, 2, 3, 4]);
+        h
+    }
+
+    fn frame(fin: bool, opcode: u8, len: usize) -> Vec<u8> {
+        let mut f = header(fin, opcode, len);
+        f.resize(f.len() + len, b'x');
+        f
+    }
+
+    #[test]
+    fn frame_tracker_follows_boundaries_in_any_pieces() {
+        let mut stream = Vec::new();
+        stream.extend(frame(true, 1, 20));
+        stream.extend(frame(true, 1, 300));
+        stream.extend(frame(true, 2, 70_000));
+        stream.extend(frame(true, 9, 0));
+        // Fragmented: text without FIN, a ping in between, the final continuation.
+        stream.extend(frame(false, 1, 1000));
+        stream.extend(frame(true, 9, 5));
+        stream.extend(frame(true, 0, 10));
+        for piece in [1, 2, 3, 7, 13, 100, 4096, stream.len()] {
+            let mut t = FrameTracker::default();
+            let mut fed = 0;
+            // Positions at which the tracker must be at rest: after each complete frame,
+            // except inside the fragmented message.
+            let rest_points: Vec<usize> = {
+                let sizes = [
+                    frame(true, 1, 20).len(),
+                    frame(true, 1, 300).len(),
+                    frame(true, 2, 70_000).len(),
+                    frame(true, 9, 0).len(),
+                    frame(false, 1, 1000).len(),
+                    frame(true, 9, 5).len(),
+                    frame(true, 0, 10).len(),
+                ];
+                let mut at = 0;
+                let mut points = Vec::new();
+                for (i, s) in sizes.iter().enumerate() {
+                    at += s;
+                    if i != 4 && i != 5 {
+                        points.push(at);
+                    }
+                }
+                points
+            };
+            for chunk in stream.chunks(piece) {
+                t.feed(chunk);
+                fed += chunk.len();
+                assert_eq!(
+                    t.at_rest(),
+                    rest_points.contains(&fed),
+                    "pieces of {piece}, at {fed}"
+                );
+            }
+            assert!(t.at_rest());
+            assert_eq!(t.largest, 70_000);
+        }
+    }
+
+    #[test]
+    fn frame_tracker_mid_header_and_mid_payload_is_not_at_rest() {
+        let mut t = FrameTracker::default();
+        let f = frame(true, 1, 200);
+        t.feed(&f[..1]);
+        assert!(!t.at_rest());
+        t.feed(&f[1..3]);
+        assert!(!t.at_rest());
+        t.feed(&f[3..f.len() - 1]);
+        assert!(!t.at_rest());
+        t.feed(&f[f.len() - 1..]);
+        assert!(t.at_rest());
+        assert_eq!(t.largest, 200);
     }
 
     #[test]

@@ -8,12 +8,36 @@ use std::io::{self, ErrorKind, IoSlice};
 use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
-use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::sys::socket::{
+    getsockopt, sendmmsg, setsockopt, sockopt, ControlMessage, MsgFlags, MultiHeaders,
+    SockaddrStorage,
+};
 use rtc_core::Transmit;
-use tracing::trace;
+use tracing::{debug, trace, warn};
 
 /// Most datagrams handed to one `sendmmsg` call.
 pub const BATCH: usize = 64;
+
+/// Socket buffer size asked for (the kernel caps it at `net.core.rmem_max`/`wmem_max`).
+/// Linux's default, about 200 KiB, holds only some 90 datagrams of 1200 bytes: while the loop
+/// spends a few milliseconds sending a keyframe to hundreds of players, the publishers'
+/// packets that arrive meanwhile would overflow it.
+pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Raises the receive and send buffers of the media socket to [`SOCKET_BUFFER`] (or the
+/// system's maximum), and returns what the kernel granted `(receive, send)`.
+pub fn size_buffers<S: std::os::fd::AsFd>(socket: &S) -> (usize, usize) {
+    if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER) {
+        warn!("udp: cannot set SO_RCVBUF: {e}");
+    }
+    if let Err(e) = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER) {
+        warn!("udp: cannot set SO_SNDBUF: {e}");
+    }
+    let rcv = getsockopt(socket, sockopt::RcvBuf).unwrap_or(0);
+    let snd = getsockopt(socket, sockopt::SndBuf).unwrap_or(0);
+    debug!(rcv, snd, "udp socket buffers");
+    (rcv, snd)
+}
 
 /// Reusable `sendmmsg` headers.
 #[derive(Debug)]
@@ -107,6 +131,15 @@ mod tests {
             }
         }
         assert_eq!(sender.send(&tx, &[]).unwrap(), 0);
+    }
+
+    #[test]
+    fn buffers_are_raised() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = getsockopt(&socket, sockopt::RcvBuf).unwrap();
+        let (rcv, snd) = size_buffers(&socket);
+        // Linux reports twice the size set; either way no smaller than before.
+        assert!(rcv >= before && snd > 0, "{before} -> {rcv}/{snd}");
     }
 
     #[test]
