@@ -190,3 +190,71 @@ fn large_frame_in_pieces_then_a_glued_frame_are_answered() {
     assert_eq!(raw.frame(), (10, b"hello".to_vec()));
     assert_eq!(raw.json()["command"], "pong");
 }
+
+/// A masked client frame with FIN as given.
+fn client_fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = client_frame(opcode, payload);
+    if !fin {
+        f[0] &= 0x7f;
+    }
+    f
+}
+
+#[test]
+fn fragmented_message_across_reads_with_a_ping_in_between() {
+    let server = Server::start();
+    let mut raw = Raw::open(&server);
+    // Larger than the per-connection read buffer, so the server would like to release it
+    // between the reads; it must not while the message is unfinished.
+    let pad = "f".repeat(3000);
+    let text = json!({"command": "ping", "pad": pad}).to_string();
+    let (first, second) = text.as_bytes().split_at(2000);
+    raw.s.write_all(&client_fragment(false, 1, first)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    raw.s.write_all(&client_frame(9, b"between")).unwrap();
+    assert_eq!(raw.frame(), (10, b"between".to_vec()));
+    std::thread::sleep(Duration::from_millis(100));
+    raw.s.write_all(&client_fragment(true, 0, second)).unwrap();
+    assert_eq!(raw.json()["command"], "pong");
+    // And the connection goes on normally afterwards.
+    raw.s
+        .write_all(&client_frame(
+            1,
+            json!({"command": "ping"}).to_string().as_bytes(),
+        ))
+        .unwrap();
+    assert_eq!(raw.json()["command"], "pong");
+}
+
+#[test]
+fn large_frames_do_not_leave_large_buffers_behind() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    const N: usize = 300;
+    let server = Server::start_with(&["--log", "warn"]);
+    let pad = "p".repeat(60_000);
+    let big = json!({"command": "ping", "pad": pad}).to_string();
+    // One-off allocations (and one large buffer) in the baseline.
+    let mut first = Raw::open(&server);
+    first.s.write_all(&client_frame(1, big.as_bytes())).unwrap();
+    assert_eq!(first.json()["command"], "pong");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(server.pid());
+    let mut conns = Vec::new();
+    for _ in 0..N {
+        let mut raw = Raw::open(&server);
+        raw.s.write_all(&client_frame(1, big.as_bytes())).unwrap();
+        assert_eq!(raw.json()["command"], "pong");
+        conns.push(raw);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss_kib(server.pid());
+    let per_conn = after.saturating_sub(before) as f64 / N as f64;
+    eprintln!("{N} WebSockets after a 60 kB message each: {before} -> {after} KiB, {per_conn:.2} KiB each");
+    // Each would keep a 60 kB read buffer if it were not released.
+    assert!(
+        per_conn < 20.0,
+        "{per_conn:.2} KiB per WebSocket ({before} -> {after} KiB)"
+    );
+}
