@@ -137,9 +137,16 @@ mod tests {
     fn buffers_are_raised() {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let before = getsockopt(&socket, sockopt::RcvBuf).unwrap();
+        let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
         let (rcv, snd) = size_buffers(&socket);
-        // Linux reports twice the size set; either way no smaller than before.
-        assert!(rcv >= before && snd > 0, "{before} -> {rcv}/{snd}");
+        assert!(snd > 0);
+        // Linux reports twice the size set, capped at rmem_max.
+        if max > before / 2 {
+            assert!(rcv > before, "{before} -> {rcv} (rmem_max {max})");
+        }
     }
 
     #[test]
