@@ -18,11 +18,12 @@ use tracing::{debug, trace, warn};
 /// Most datagrams handed to one `sendmmsg` call.
 pub const BATCH: usize = 64;
 
-/// Socket buffer size asked for (the kernel caps it at `net.core.rmem_max`/`wmem_max`).
-/// Linux's default, about 200 KiB, holds only some 90 datagrams of 1200 bytes: while the loop
-/// spends a few milliseconds sending a keyframe to hundreds of players, the publishers'
-/// packets that arrive meanwhile would overflow it.
-pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+/// Socket buffer size asked for (the kernel caps it at `net.core.rmem_max`/`wmem_max` and
+/// reports twice the size). Linux's default, about 200 KiB, holds only some 90 datagrams of
+/// 1200 bytes: while the loop spends a few milliseconds sending a keyframe to hundreds of
+/// players, the publishers' packets that arrive meanwhile overflowed it. Not more: when the
+/// server cannot keep up at all, a larger buffer only turns loss into seconds of latency.
+pub const SOCKET_BUFFER: usize = 1024 * 1024;
 
 /// Raises the receive and send buffers of the media socket to [`SOCKET_BUFFER`] (or the
 /// system's maximum), and returns what the kernel granted `(receive, send)`.
