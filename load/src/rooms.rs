@@ -294,6 +294,12 @@ pub fn run(
             engine.turn(Duration::from_millis(2));
         }
         rooms = target;
+        // Failures the server or the peers reported come first: they cause the ones below.
+        for c in &engine.clients {
+            if let Some(e) = c.error.as_ref().or(c.peer.failed.as_ref()) {
+                first_failure.get_or_insert(e.clone());
+            }
+        }
         // Whatever is not up at the deadline failed.
         let now = Instant::now();
         for p in parts.iter().skip(first_new) {
