@@ -81,8 +81,13 @@ fn start_antenna() -> Server {
         .split("http://")
         .nth(1)
         .and_then(|r| r.split(',').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+        .and_then(|a| a.parse().ok());
+    let Some(addr) = addr else {
+        // Never leave a server behind.
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no address in {line:?}");
+    };
     // Keep draining stderr so the server never blocks on it.
     std::thread::spawn(move || for _ in lines.by_ref() {});
     Server { child, ws: addr }
