@@ -80,6 +80,8 @@ const WS_READ_AHEAD: usize = 64 * 1024;
 /// Datagrams read before the node's due timeout is handled (which sends the media written
 /// to players meanwhile).
 const UDP_BATCH: usize = 32;
+/// Datagrams read per loop iteration at most, before WebSockets and timers get their turn.
+const UDP_READ_BUDGET: usize = 256;
 /// Time a client has to send its request head and read the answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a closing WebSocket gets to finish the close handshake.
@@ -218,6 +220,9 @@ pub struct Runtime {
     udp_queue: VecDeque<Transmit>,
     udp_out: udp::UdpSender,
     udp_writable: bool,
+    /// The UDP socket may hold more datagrams: the last read stopped at its budget
+    /// ([`UDP_READ_BUDGET`]) rather than at `WouldBlock`.
+    udp_more: bool,
     signals: Signals,
     conns: HashMap<Token, Conn>,
     next_token: usize,
@@ -319,6 +324,7 @@ impl Runtime {
             udp_queue: VecDeque::new(),
             udp_out: udp::UdpSender::default(),
             udp_writable: false,
+            udp_more: false,
             signals,
             conns: HashMap::new(),
             next_token: FIRST_CONN,
@@ -397,7 +403,11 @@ impl Runtime {
             if let Some(t) = self.shutdown_deadline {
                 wake = wake.min(t);
             }
-            let timeout = wake.saturating_duration_since(now);
+            let timeout = if self.udp_more {
+                Duration::ZERO
+            } else {
+                wake.saturating_duration_since(now)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -429,11 +439,15 @@ impl Runtime {
                             self.udp_flush_queue();
                         }
                         if event.is_readable() {
-                            self.udp_read();
+                            // Read after the other events: see `udp_more`.
+                            self.udp_more = true;
                         }
                     }
                     token => self.drive(now, token),
                 }
+            }
+            if self.udp_more {
+                self.udp_read();
             }
             let now = Instant::now();
             if self.node.poll_timeout().is_some_and(|t| t <= now) {
@@ -1244,12 +1258,15 @@ impl Runtime {
 
     // --- UDP ---------------------------------------------------------------------------------
 
-    /// Reads datagrams until the socket is empty. Media written to players is sent when the
-    /// node's timeout is handled, so that happens once per [`UDP_BATCH`] datagrams (and after
-    /// the last, in [`Runtime::run`]): one str0m timeout per player per batch, not per packet.
+    /// Reads datagrams until the socket is empty or [`UDP_READ_BUDGET`] were read (then
+    /// `udp_more` stays set and the loop comes back without waiting, after the other sockets
+    /// and timers had their turn: an overloaded media socket must not starve signalling).
+    /// Media written to players is sent when the node's timeout is handled, so that happens
+    /// once per [`UDP_BATCH`] datagrams (and after the last, in [`Runtime::run`]): one str0m
+    /// timeout per player per batch, not per packet.
     fn udp_read(&mut self) {
         let mut batch = 0;
-        loop {
+        for _ in 0..UDP_READ_BUDGET {
             match self.udp.recv_from(&mut self.udp_buf) {
                 Ok((n, source)) => {
                     // Receive time per datagram (RTT and jitter estimates use it).
@@ -1266,7 +1283,10 @@ impl Runtime {
                         }
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.udp_more = false;
+                    return;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     // E.g. ECONNREFUSED reported for an earlier send: harmless, keep reading.
