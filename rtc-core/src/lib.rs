@@ -84,6 +84,7 @@ use std::time::Duration;
 use proto_core::MediaEvent;
 
 mod codec;
+mod dtls;
 mod forward;
 mod session;
 mod sfu;

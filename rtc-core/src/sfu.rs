@@ -65,7 +65,7 @@ impl std::fmt::Debug for Sfu {
 impl Sfu {
     /// A media layer with no sessions.
     pub fn new(config: SfuConfig, _now: Instant) -> Self {
-        let provider = str0m::crypto::from_feature_flags();
+        let provider = crate::dtls::SharedDtls::install(str0m::crypto::from_feature_flags());
         let cert = provider.dtls_provider.generate_certificate();
         let mut rtc_config = RtcConfig::new().set_crypto_provider(Arc::new(provider));
         if let Some(cert) = cert {

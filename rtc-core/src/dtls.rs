@@ -1,0 +1,172 @@
+//! DTLS for every session from one shared dimpl configuration.
+//!
+//! str0m's aws-lc-rs provider builds a new `dimpl::Config` for every `Rtc`, and building one
+//! validates the crypto provider by running its key exchanges and signatures: about 11 million
+//! instructions (several milliseconds) per session, on the event loop, for a result that is
+//! the same every time. [`SharedDtls`] builds the configuration once and hands the same
+//! `Arc<dimpl::Config>` to each session's `dimpl::Dtls`; everything else is dimpl's, as in
+//! str0m's provider.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use str0m::crypto::dtls::{
+    DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, DtlsVersion, ProtocolVersion,
+};
+use str0m::crypto::{CryptoError, CryptoProvider};
+
+/// The process-wide provider (str0m wants a `&'static dyn DtlsProvider`).
+static SHARED: OnceLock<SharedDtls> = OnceLock::new();
+
+/// A [`DtlsProvider`] whose sessions share one validated `dimpl::Config` per MTU.
+#[derive(Debug)]
+pub struct SharedDtls {
+    /// The provider it stands in for: certificate generation is delegated to it.
+    inner: &'static dyn DtlsProvider,
+    /// `(mtu, config)`: str0m asks with the same MTU every time; another one gets its own.
+    configs: std::sync::Mutex<Vec<(Option<usize>, Arc<dimpl::Config>)>>,
+}
+
+impl SharedDtls {
+    /// `provider` with its DTLS provider replaced by the shared one.
+    pub fn install(mut provider: CryptoProvider) -> CryptoProvider {
+        let inner = provider.dtls_provider;
+        provider.dtls_provider = SHARED.get_or_init(|| SharedDtls {
+            inner,
+            configs: std::sync::Mutex::new(Vec::new()),
+        });
+        provider
+    }
+
+    fn config(&self, mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
+        let mut configs = self
+            .configs
+            .lock()
+            .map_err(|_| CryptoError::Other("dimpl config cache poisoned".into()))?;
+        if let Some((_, c)) = configs.iter().find(|(m, _)| *m == mtu) {
+            return Ok(c.clone());
+        }
+        // ICE has proved the peer's address before DTLS starts: no server cookie needed.
+        let mut builder = dimpl::Config::builder().use_server_cookie(false);
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        let config = Arc::new(
+            builder
+                .build()
+                .map_err(|e| CryptoError::Other(format!("dimpl config: {e}")))?,
+        );
+        configs.push((mtu, config.clone()));
+        Ok(config)
+    }
+}
+
+impl DtlsProvider for SharedDtls {
+    fn generate_certificate(&self) -> Option<DtlsCert> {
+        self.inner.generate_certificate()
+    }
+
+    fn new_dtls(
+        &self,
+        cert: &DtlsCert,
+        now: Instant,
+        version: DtlsVersion,
+        mtu: Option<usize>,
+    ) -> Result<Box<dyn DtlsInstance>, CryptoError> {
+        let config = self.config(mtu)?;
+        let cert = cert.clone();
+        let dtls = match version {
+            DtlsVersion::Dtls12 => dimpl::Dtls::new_12(config, cert, now),
+            DtlsVersion::Dtls13 => dimpl::Dtls::new_13(config, cert, now),
+            DtlsVersion::Auto => dimpl::Dtls::new_auto(config, cert, now),
+            other => {
+                return Err(CryptoError::Other(format!(
+                    "unsupported DTLS version {other}"
+                )))
+            }
+        };
+        Ok(Box::new(Session(dtls)))
+    }
+}
+
+/// One session's DTLS: dimpl's state machine behind str0m's trait.
+struct Session(dimpl::Dtls);
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dtls::Session")
+    }
+}
+
+impl DtlsInstance for Session {
+    fn set_active(&mut self, active: bool) {
+        self.0.set_active(active);
+    }
+
+    fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
+        self.0.handle_packet(packet)
+    }
+
+    fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
+        self.0.poll_output(buf)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
+        self.0.handle_timeout(now)
+    }
+
+    fn send_application_data(&mut self, data: &[u8]) -> Result<usize, DtlsImplError> {
+        self.0.send_application_data(data)
+    }
+
+    fn is_active(&self) -> bool {
+        self.0.is_active()
+    }
+
+    fn protocol_version(&self) -> Option<ProtocolVersion> {
+        self.0.protocol_version()
+    }
+
+    fn is_closing(&self) -> bool {
+        self.0.is_closing()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    fn close(&mut self) -> Result<(), DtlsImplError> {
+        self.0.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_share_one_config_per_mtu() {
+        let provider = SharedDtls::install(str0m::crypto::from_feature_flags());
+        let cert = provider
+            .dtls_provider
+            .generate_certificate()
+            .expect("a certificate");
+        let now = Instant::now();
+        let shared = SHARED.get().expect("installed");
+        let before = shared.configs.lock().unwrap().len();
+        for _ in 0..3 {
+            provider
+                .dtls_provider
+                .new_dtls(&cert, now, DtlsVersion::Auto, Some(1150))
+                .expect("a session");
+        }
+        provider
+            .dtls_provider
+            .new_dtls(&cert, now, DtlsVersion::Dtls12, Some(1151))
+            .expect("a session");
+        let configs = shared.configs.lock().unwrap();
+        assert!(configs.len() <= before + 2, "{} configs", configs.len());
+        assert_eq!(configs.iter().filter(|(m, _)| *m == Some(1150)).count(), 1);
+        assert_eq!(configs.iter().filter(|(m, _)| *m == Some(1151)).count(), 1);
+    }
+}
