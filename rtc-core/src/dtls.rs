@@ -145,6 +145,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a start time for the DTLS state machines
     fn sessions_share_one_config_per_mtu() {
         let provider = SharedDtls::install(str0m::crypto::from_feature_flags());
         let cert = provider
