@@ -131,7 +131,7 @@ for S in antenna janus; do
   log "$S: fan-out ramp ($STEPS, hold $HOLD s)"
   start_server "$S"
   load "$S" fanout --steps "$STEPS" --hold "$HOLD" --settle 2 --join-rate 200 --inflight 100 \
-    --probes 2 --pause-for-joins 11 --stream ramp >"$OUT/$S-fanout.jsonl" 2>>"$OUT/$S-human.log"
+    --probes 2 --pause-for-joins 5 --stream ramp >"$OUT/$S-fanout.jsonl" 2>>"$OUT/$S-human.log"
   tail -n 3 "$OUT/$S-human.log" >&2
   N=$(capacity "$OUT/$S-fanout.jsonl")
   log "$S: capacity $N players"
@@ -142,7 +142,7 @@ for S in antenna janus; do
     log "$S: latency at $L25/$L50/$L90 players"
     start_server "$S"
     load "$S" fanout --steps "$L25,$L50,$L90" --hold $((HOLD + 4)) --settle 3 --join-rate 200 \
-      --inflight 100 --probes 3 --pause-for-joins 11 --loss-limit 100 --min-delivery 0 --ignore-failed-joins --stream lat \
+      --inflight 100 --probes 3 --pause-for-joins 5 --loss-limit 100 --min-delivery 0 --ignore-failed-joins --stream lat \
       >"$OUT/$S-latency.jsonl" 2>>"$OUT/$S-human.log"
   fi
 
@@ -153,7 +153,7 @@ for S in antenna janus; do
   log "$S: rooms ramp ($ROOM_STEPS rooms of 4, hold $ROOM_HOLD s)"
   start_server "$S"
   load "$S" rooms --steps "$ROOM_STEPS" --hold "$ROOM_HOLD" --settle 2 --join-rate 200 --inflight 100 \
-    --probes 2 --pause-for-joins 11 >"$OUT/$S-rooms.jsonl" 2>>"$OUT/$S-human.log"
+    --probes 2 --pause-for-joins 5 >"$OUT/$S-rooms.jsonl" 2>>"$OUT/$S-human.log"
   tail -n 1 "$OUT/$S-human.log" >&2
 
   log "$S: room join/leave churn, 50 connections, $CHURN_S s"

@@ -42,9 +42,12 @@ fn start_antenna() -> Server {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let release = !cfg!(debug_assertions);
     let mut build = Command::new(env!("CARGO"));
+    // The whole workspace's binaries, not `-p server-mio` alone: with every member selected,
+    // dependency features unify as in `cargo test --workspace`, so under the test suite this
+    // build finds everything already compiled (alone, str0m and aws-lc were built again).
     build
         .current_dir(&root)
-        .args(["build", "-q", "-p", "server-mio", "--bin", "antenna"]);
+        .args(["build", "-q", "--workspace", "--bins"]);
     if release {
         build.arg("--release");
     }
