@@ -2,7 +2,7 @@
 # The one command that runs Antenna's whole test suite:  ./test.sh
 #
 # Needs only the Rust toolchain (cargo, rustfmt, clippy), gcc, Python and Node; installs
-# cargo-fuzz (from crates.io) when it is missing. Steps, in order, stopping at the first failure:
+# cargo-fuzz (from the Rust package registry) when it is missing. Steps, in order, stopping at the first failure:
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --workspace --all-targets --release -- -D warnings (release, so the
 #            C build of aws-lc-sys it needs is the one the release tests reuse)
@@ -64,7 +64,7 @@ step() {
 
 fuzz() {
     if ! cargo fuzz --version >/dev/null 2>&1; then
-        echo "cargo-fuzz missing: installing it from crates.io"
+        echo "cargo-fuzz missing: installing it from the Rust package registry"
         cargo install cargo-fuzz --locked
     fi
     # cargo-fuzz needs nightly-only rustc flags (sanitizers); the stable toolchain accepts
