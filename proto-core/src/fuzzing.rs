@@ -153,6 +153,13 @@ impl Harness {
                     "{session} reused"
                 );
             }
+            MediaCmd::SetMainTrack { session, .. } => {
+                assert_eq!(
+                    self.media.get(session),
+                    Some(&true),
+                    "SetMainTrack to {session}, not a known publisher"
+                );
+            }
             MediaCmd::Close { session } => {
                 assert!(
                     self.media.remove(session).is_some(),

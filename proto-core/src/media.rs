@@ -122,6 +122,15 @@ pub enum MediaCmd {
         /// Requested height.
         height: u32,
     },
+    /// The publish session's stream is a subtrack of a main track (`publish` with
+    /// `mainTrack`): its data-channel messages also reach the players of the main track.
+    /// Sent right after [`MediaCmd::StartPublish`].
+    SetMainTrack {
+        /// The publish session.
+        session: SessionId,
+        /// The main track, as a key unique across applications (`<app>/<mainTrack>`).
+        main_track: String,
+    },
     /// Tear a session down. No event follows.
     Close {
         /// The session.

@@ -28,11 +28,18 @@
 //!
 //! - Every session is an ICE-lite `Rtc` with a host candidate per [`SfuConfig::local_addrs`]
 //!   address, all sharing one DTLS certificate generated at start.
-//! - A publisher accepts the browser's offer (Opus without RED, VP8, VP9, H.264; the data
-//!   channel m-line is accepted too) and answers.
+//! - A publisher accepts the browser's offer (Opus without RED, VP8, VP9, H.264, and the
+//!   data channel m-line) and answers.
 //! - A player gets a server offer with one sendonly m-line per kind the publisher sends,
 //!   offering exactly the publisher's negotiated codecs (same payload types), with the stream
-//!   name as msid stream id so the browser's `ontrack` has `event.streams[0]`.
+//!   name as msid stream id so the browser's `ontrack` has `event.streams[0]`, then (when the
+//!   data channel is enabled) one `m=application` carrying a channel labelled with the stream
+//!   id that the server opens.
+//! - Data channels (`data.rs`): publisher messages go to its players and, for a subtrack, to
+//!   the players of its main track; player messages follow `dataChannelPlayerDistribution`.
+//!   A data-only publish (only `m=application`) reports [`MediaEvent::MediaStarted`] when its
+//!   channel opens. Size, rate and per-receiver buffer bounds drop messages, counted in
+//!   [`DataStats`]; nothing waits.
 //!
 //! # Forwarding: RTP mode, not frames
 //!
@@ -84,6 +91,7 @@ use std::time::Duration;
 use proto_core::MediaEvent;
 
 mod codec;
+mod data;
 mod dtls;
 mod forward;
 mod session;
@@ -91,6 +99,7 @@ mod sfu;
 #[doc(hidden)]
 pub mod testing;
 
+pub use data::{DataConfig, DataStats, PlayerDistribution, DEFAULT_MAX_DATA_MESSAGE};
 pub use sfu::{Sfu, DEFAULT_CONNECT_TIMEOUT};
 
 /// Media layer configuration.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use proto_core::{MediaEvent, SessionId, SessionStats};
 use str0m::bwe::BweKind;
 use str0m::change::SdpPendingOffer;
+use str0m::channel::{ChannelData, ChannelId};
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
@@ -27,6 +28,10 @@ pub(crate) struct Effects {
     pub keyframe_requested: bool,
     /// A player just connected: its publisher should send a keyframe.
     pub player_connected: bool,
+    /// A data channel opened (a data-only publisher may now be live).
+    pub channel_opened: bool,
+    /// Data-channel messages received, to relay (`data.rs`).
+    pub data: Vec<ChannelData>,
     /// The session is over; the SFU drops it and reports this event.
     pub dead: Option<MediaEvent>,
 }
@@ -36,6 +41,8 @@ impl Effects {
         self.packets.is_empty()
             && !self.keyframe_requested
             && !self.player_connected
+            && !self.channel_opened
+            && self.data.is_empty()
             && self.dead.is_none()
     }
 }
@@ -64,6 +71,9 @@ pub(crate) struct Publisher {
     pub last_keyframe_request: Option<Instant>,
     /// Last seen video SSRC (for keyframe requests when the SDP had no `a=ssrc`).
     pub video_ssrc: Option<Ssrc>,
+    /// The offer had only a data channel (`m=application`), no audio or video: the stream is
+    /// live when the channel opens, and its players are offered a channel only.
+    pub data_only: bool,
 }
 
 impl Publisher {
@@ -167,6 +177,19 @@ pub(crate) struct Session {
     pub meter: Meter,
     /// Written to since its last `Input::Timeout` (listed in the SFU's flush list).
     pub unflushed: bool,
+    /// The open data channel messages to this session are written on (the first one opened).
+    pub channel: Option<ChannelId>,
+}
+
+/// What became of one data-channel write to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataWrite {
+    /// Queued in str0m.
+    Written,
+    /// The send buffer is full: the receiver is not keeping up.
+    Congested,
+    /// No open channel.
+    NotOpen,
 }
 
 impl Session {
@@ -183,6 +206,26 @@ impl Session {
             routes: Vec::new(),
             meter: Meter::default(),
             unflushed: false,
+            channel: None,
+        }
+    }
+
+    /// Writes one data-channel message on this session's channel; never waits. The caller
+    /// drains afterwards.
+    pub(crate) fn write_data(&mut self, binary: bool, data: &[u8]) -> DataWrite {
+        if !self.connected {
+            return DataWrite::NotOpen;
+        }
+        let Some(mut ch) = self.channel.and_then(|id| self.rtc.channel(id)) else {
+            return DataWrite::NotOpen;
+        };
+        match ch.write(binary, data) {
+            Ok(true) => DataWrite::Written,
+            Ok(false) => DataWrite::Congested,
+            Err(e) => {
+                trace!(session = %self.id, "data channel write failed: {e}");
+                DataWrite::NotOpen
+            }
         }
     }
 
@@ -288,6 +331,18 @@ impl Session {
                     fx.packets.push(packet);
                 }
             }
+            Event::ChannelOpen(id, label) => {
+                debug!(session = %self.id, ?id, %label, "data channel open");
+                self.channel.get_or_insert(id);
+                fx.channel_opened = true;
+            }
+            Event::ChannelClose(id) => {
+                if self.channel == Some(id) {
+                    debug!(session = %self.id, ?id, "data channel closed");
+                    self.channel = None;
+                }
+            }
+            Event::ChannelData(d) => fx.data.push(d),
             Event::KeyframeRequest(_) => {
                 if matches!(self.role, Role::Player(_)) {
                     fx.keyframe_requested = true;

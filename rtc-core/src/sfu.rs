@@ -15,8 +15,9 @@ use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Input, Rtc, RtcConfig, RtcError};
 use tracing::{debug, trace};
 
+use crate::data::{DataConfig, DataRouter, DataStats, Sender};
 use crate::forward::OutTrack;
-use crate::session::{Effects, Player, Publisher, Role, Session};
+use crate::session::{DataWrite, Effects, Player, Publisher, Role, Session};
 use crate::{SfuConfig, SfuOutput};
 
 /// How long a session may take to get ICE and DTLS up before it fails.
@@ -49,6 +50,8 @@ pub struct Sfu {
     /// them, so one timeout and one drain per player cover a whole batch of packets.
     unflushed: Vec<(usize, SessionId)>,
     unflushed_since: Option<Instant>,
+    /// Data channel relay (`data.rs`).
+    data: DataRouter,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -84,7 +87,32 @@ impl Sfu {
             player_bwe: false,
             unflushed: Vec::new(),
             unflushed_since: None,
+            data: DataRouter::default(),
         }
+    }
+
+    /// Data channel settings (AMS `dataChannelEnabled`, `dataChannelPlayerDistribution`,
+    /// and the longest message relayed). Whether a player is offered a channel is decided
+    /// when it starts; routing and limits apply at once.
+    pub fn set_data_config(&mut self, config: DataConfig) {
+        self.data.config = config;
+    }
+
+    /// The data channel settings.
+    pub fn data_config(&self) -> &DataConfig {
+        &self.data.config
+    }
+
+    /// Counters of the data channel relay.
+    pub fn data_stats(&self) -> DataStats {
+        self.data.stats
+    }
+
+    /// Registers `player` as a player of main track `main_track` (the key given in
+    /// [`MediaCmd::SetMainTrack`]): data-channel messages of the main track's subtracks reach
+    /// it. The registration ends with the session. This is the hook for main-track playback.
+    pub fn add_main_track_player(&mut self, main_track: &str, player: SessionId) {
+        self.data.add_main_track_player(main_track, player);
     }
 
     /// The configuration.
@@ -165,6 +193,14 @@ impl Sfu {
                 if let Some(Role::Player(p)) = self.session_mut(session).map(|s| &mut s.role) {
                     // No simulcast layers to choose from: recorded, advisory only.
                     p.forced_height = height;
+                }
+            }
+            MediaCmd::SetMainTrack {
+                session,
+                main_track,
+            } => {
+                if self.ids.contains_key(&session) {
+                    self.data.set_main_track(session, main_track);
                 }
             }
             MediaCmd::Close { session } => {
@@ -373,10 +409,16 @@ impl Sfu {
             media_started: false,
             last_keyframe_request: None,
             video_ssrc: None,
+            data_only: false,
         };
         // Learn the tracks now: str0m's MediaAdded only comes once DTLS is up, and players
         // joining before that should still mirror this publisher's codecs.
-        for mid in accepted_media_mids(&answer) {
+        let media_mids = accepted_media_mids(&answer);
+        publisher.data_only = media_mids.is_empty()
+            && answer
+                .lines()
+                .any(|l| l.starts_with("m=application ") && !l.starts_with("m=application 0 "));
+        for mid in media_mids {
             publisher.learn_track(&rtc, Mid::from(mid));
         }
         let role = Role::Publisher(publisher);
@@ -412,6 +454,7 @@ impl Sfu {
             .and_then(|k| self.sessions.get(*k))
             .map(|s| &s.role)
         {
+            Some(Role::Publisher(p)) if p.data_only => (Vec::new(), Vec::new()),
             Some(Role::Publisher(p)) if !p.tracks.is_empty() => {
                 let mut kinds: Vec<MediaKind> = Vec::new();
                 for t in &p.tracks {
@@ -467,6 +510,11 @@ impl Sfu {
                     TrackKind::Video
                 },
             });
+        }
+        // The data channel, after the media m-lines: one ordered channel labelled with the
+        // stream id, opened by the server (the SDK's play mode takes it in `ondatachannel`).
+        if self.data.config.enabled {
+            api.add_channel(stream.clone());
         }
         fastrand::seed(resume);
         let Some((offer, pending)) = api.apply() else {
@@ -613,6 +661,11 @@ impl Sfu {
 
     // ---- helpers ----
 
+    fn session_ref(&self, id: SessionId) -> Option<&Session> {
+        let key = *self.ids.get(&id)?;
+        self.sessions.get(key)
+    }
+
     fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
         let key = *self.ids.get(&id)?;
         self.sessions.get_mut(key)
@@ -711,6 +764,12 @@ impl Sfu {
             if !fx.packets.is_empty() {
                 self.forward(now, key, fx.packets);
             }
+            if fx.channel_opened {
+                self.data_channel_opened(key);
+            }
+            if !fx.data.is_empty() {
+                self.relay_data(now, key, fx.data);
+            }
             if fx.keyframe_requested || fx.player_connected {
                 if fx.keyframe_requested {
                     self.outputs
@@ -771,6 +830,102 @@ impl Sfu {
         }
     }
 
+    /// A data channel opened: a data-only publisher is now live.
+    fn data_channel_opened(&mut self, key: usize) {
+        if !self.data.config.enabled {
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if let Role::Publisher(p) = &mut s.role {
+            if p.data_only && !p.media_started {
+                p.media_started = true;
+                self.outputs
+                    .push_back(SfuOutput::Event(MediaEvent::MediaStarted { session: s.id }));
+            }
+        }
+    }
+
+    /// Relays data-channel messages received on session `from` to their receivers
+    /// (`data.rs`). A receiver whose buffer is full loses its copy; nothing waits.
+    fn relay_data(
+        &mut self,
+        now: Instant,
+        from: usize,
+        messages: Vec<str0m::channel::ChannelData>,
+    ) {
+        let Some(s) = self.sessions.get(from) else {
+            return;
+        };
+        let sender_id = s.id;
+        let stats = &mut self.data.stats;
+        for m in &messages {
+            stats.received += 1;
+            stats.received_bytes += m.data.len() as u64;
+        }
+        if !self.data.config.enabled {
+            trace!(session = %sender_id, n = messages.len(), "data channel disabled: messages dropped");
+            self.data.stats.dropped_not_relayed += messages.len() as u64;
+            return;
+        }
+        let targets = match &s.role {
+            Role::Publisher(p) => self.data.targets(Sender::Publisher {
+                id: sender_id,
+                players: &p.players,
+            }),
+            Role::Player(p) => {
+                let siblings = match self.session_ref(p.publisher).map(|x| &x.role) {
+                    Some(Role::Publisher(pb)) => pb.players.as_slice(),
+                    _ => &[],
+                };
+                self.data.targets(Sender::Player {
+                    id: sender_id,
+                    publisher: p.publisher,
+                    siblings,
+                })
+            }
+        };
+        if targets.is_empty() && matches!(s.role, Role::Player(_)) {
+            trace!(session = %sender_id, "player data not distributed");
+            self.data.stats.dropped_not_relayed += messages.len() as u64;
+            return;
+        }
+        let max = self.data.config.max_message_size;
+        for m in &messages {
+            if m.data.len() > max {
+                trace!(session = %sender_id, len = m.data.len(), max, "oversize data message dropped");
+                self.data.stats.dropped_oversize += 1;
+                continue;
+            }
+            if !self.data.allow(now, sender_id) {
+                trace!(session = %sender_id, "data message over the sender's rate dropped");
+                self.data.stats.dropped_rate += 1;
+                continue;
+            }
+            for target in &targets {
+                let Some(&key) = self.ids.get(target) else {
+                    self.data.stats.dropped_not_open += 1;
+                    continue;
+                };
+                let Some(t) = self.sessions.get_mut(key) else {
+                    continue;
+                };
+                match t.write_data(m.binary, &m.data) {
+                    DataWrite::Written => {
+                        self.data.stats.delivered += 1;
+                        self.mutate(key, |_| Ok(()));
+                    }
+                    DataWrite::Congested => {
+                        trace!(session = %target, len = m.data.len(), "receiver congested: data message dropped");
+                        self.data.stats.dropped_congested += 1;
+                    }
+                    DataWrite::NotOpen => self.data.stats.dropped_not_open += 1,
+                }
+            }
+        }
+    }
+
     /// Sends close output (DTLS close_notify, RTCP BYE) and drops the session without an event.
     fn close_quietly(&mut self, key: usize) {
         if let Some(s) = self.sessions.get_mut(key) {
@@ -796,6 +951,7 @@ impl Sfu {
         if let Some(at) = s.scheduled {
             self.timers.remove(&(at, key));
         }
+        self.data.forget(s.id);
         if let Role::Player(p) = &s.role {
             if let Some(Role::Publisher(pb)) = self.session_mut(p.publisher).map(|x| &mut x.role) {
                 pb.players.retain(|x| *x != s.id);

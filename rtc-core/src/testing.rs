@@ -213,6 +213,50 @@ impl Client {
             .iter()
             .any(|(_, e)| matches!(e, Event::Connected))
     }
+
+    /// The first data channel that opened (the publisher's own, or the one a server offered).
+    pub fn channel_id(&self) -> Option<str0m::channel::ChannelId> {
+        self.events.iter().find_map(|(_, e)| match e {
+            Event::ChannelOpen(id, _) => Some(*id),
+            _ => None,
+        })
+    }
+
+    /// Labels of the data channels that opened.
+    pub fn channel_labels(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::ChannelOpen(_, label) => Some(label.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Sends one data-channel message on [`Client::channel_id`]; false if str0m refused it
+    /// (no open channel, or its send buffer is full).
+    pub fn send_data(&mut self, binary: bool, data: &[u8]) -> bool {
+        let Some(id) = self.channel_id() else {
+            return false;
+        };
+        let ok = self
+            .rtc
+            .channel(id)
+            .is_some_and(|mut ch| ch.write(binary, data).unwrap_or(false));
+        self.drain();
+        ok
+    }
+
+    /// Data-channel messages received so far: `(binary, bytes)` in arrival order.
+    pub fn data_received(&self) -> Vec<(bool, Vec<u8>)> {
+        self.events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::ChannelData(d) => Some((d.binary, d.data.clone())),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// A VP8 keyframe of `w`x`h` (frame header only, filler body).
@@ -284,6 +328,8 @@ pub struct Harness {
     pub delivered_to_clients: usize,
     /// Wall-clock time spent inside the SFU's calls (for cost figures).
     pub sfu_busy: Duration,
+    /// Clients whose incoming datagrams are dropped (a receiver that stopped reading).
+    pub blackholed: Vec<SocketAddr>,
     stuck: usize,
 }
 
@@ -305,6 +351,7 @@ impl Harness {
             undeliverable: 0,
             delivered_to_clients: 0,
             sfu_busy: Duration::ZERO,
+            blackholed: Vec::new(),
             stuck: 0,
         }
     }
@@ -338,7 +385,8 @@ impl Harness {
                             destination: t.destination,
                             contents: t.contents,
                         };
-                        match self.clients.iter_mut().find(|c| c.addr == d.destination) {
+                        let to = self.clients.iter_mut().find(|c| c.addr == d.destination);
+                        match to.filter(|c| !self.blackholed.contains(&c.addr)) {
                             Some(c) => {
                                 self.delivered_to_clients += 1;
                                 c.handle_datagram(self.now, &d);
@@ -496,7 +544,20 @@ impl Harness {
 
     /// Publishes from client `c` as `session`: offer, StartPublish, answer applied.
     pub fn publish(&mut self, c: usize, session: proto_core::SessionId, stream: &str) {
-        let offer = self.clients[c].publish_offer(true, true);
+        self.publish_kinds(c, session, stream, true, true);
+    }
+
+    /// [`Harness::publish`] with a choice of tracks; with neither, a data-only publish (an
+    /// offer with only `m=application`, like the SDK's `onlyDataChannel`).
+    pub fn publish_kinds(
+        &mut self,
+        c: usize,
+        session: proto_core::SessionId,
+        stream: &str,
+        audio: bool,
+        video: bool,
+    ) {
+        let offer = self.clients[c].publish_offer(audio, video);
         self.command(MediaCmd::StartPublish {
             session,
             stream: stream.into(),

@@ -130,6 +130,10 @@ pub struct FileConfig {
     pub max_track_count: Option<i64>,
     /// How often the media layer reports session statistics, in ms (default 1000).
     pub stats_interval_ms: Option<u64>,
+    /// Longest data-channel message relayed, in bytes (default 65536); longer ones are
+    /// dropped and counted.
+    #[serde(alias = "dataChannelMaxMessageSize")]
+    pub data_channel_max_message_size: Option<usize>,
     /// See [`Cli::cpu_limit`] (AMS `server.cpu_limit`, `cpuLimit` in its server settings).
     #[serde(alias = "cpuLimit")]
     pub cpu_limit: Option<u32>,
@@ -188,6 +192,8 @@ pub struct Settings {
     pub signalling: proto_core::Config,
     /// Media stats interval.
     pub stats_interval: Duration,
+    /// Longest data-channel message relayed, in bytes.
+    pub data_max_message_size: usize,
     /// The datastore.
     pub store: StoreLocation,
     /// AMS settings per application from the file (`[apps.X]` tables), seeded into the
@@ -311,6 +317,9 @@ impl Settings {
             log: cli.log.clone().or_else(|| file.log.clone()),
             signalling,
             stats_interval,
+            data_max_message_size: file
+                .data_channel_max_message_size
+                .unwrap_or(rtc_core::DEFAULT_MAX_DATA_MESSAGE),
             store,
             app_settings,
             cpu_limit: CpuLimit::from_percent(
@@ -354,6 +363,10 @@ mod tests {
         assert_eq!(s.stats_interval, Duration::from_secs(1));
         assert_eq!(s.log, None);
         assert_eq!(s.cpu_limit.percent(), Some(75));
+        assert_eq!(s.data_max_message_size, 64 * 1024);
+        let file = FileConfig::parse("dataChannelMaxMessageSize = 2048").unwrap();
+        let s = Settings::resolve(&cli(&[]), &file, 7).unwrap();
+        assert_eq!(s.data_max_message_size, 2048);
     }
 
     #[test]

@@ -194,6 +194,22 @@ pub fn apply_to_signalling(settings: &AppSettings, config: &mut proto_core::Conf
     config.max_track_count = settings.max_video_track_count;
 }
 
+/// Applies an application's data channel settings (`dataChannelEnabled`,
+/// `dataChannelPlayerDistribution`) to the media layer's; the message size limit is kept. An
+/// unknown distribution value counts as AMS's default `all`.
+pub fn apply_to_data(settings: &AppSettings, config: &mut rtc_core::DataConfig) {
+    config.enabled = settings.data_channel_enabled;
+    config.player_distribution =
+        rtc_core::PlayerDistribution::parse(&settings.data_channel_player_distribution)
+            .unwrap_or_else(|| {
+                warn!(
+                    value = %settings.data_channel_player_distribution,
+                    "unknown dataChannelPlayerDistribution; using all"
+                );
+                rtc_core::PlayerDistribution::All
+            });
+}
+
 /// The access policy installed into signalling: [`StreamSecurity`] behind a health check, so
 /// that a store that cannot be opened or has failed answers `data_store_not_available`. It also
 /// records the live status (`broadcasting` / `finished`) and WebRTC viewer count of streams that
@@ -311,6 +327,32 @@ mod tests {
         apply_to_signalling(&s, &mut cfg);
         assert_eq!(cfg.ice_servers.stun_server_uri, "stun:b:2");
         assert_eq!(cfg.ice_servers.turn_server_username, None);
+    }
+
+    #[test]
+    fn data_channel_settings_follow_the_application() {
+        let sig = proto_core::Config::default();
+        let mut data = rtc_core::DataConfig {
+            max_message_size: 1000,
+            ..rtc_core::DataConfig::default()
+        };
+        // AMS defaults: enabled, distribution `all`.
+        apply_to_data(&seed_for("A", &sig, None).unwrap(), &mut data);
+        assert!(data.enabled);
+        assert_eq!(data.player_distribution, rtc_core::PlayerDistribution::All);
+        let mut t = Map::new();
+        t.insert("dataChannelEnabled".into(), false.into());
+        t.insert("dataChannelPlayerDistribution".into(), "publisher".into());
+        apply_to_data(&seed_for("A", &sig, Some(&t)).unwrap(), &mut data);
+        assert!(!data.enabled);
+        assert_eq!(
+            data.player_distribution,
+            rtc_core::PlayerDistribution::Publisher
+        );
+        assert_eq!(data.max_message_size, 1000, "the size limit is the file's");
+        t.insert("dataChannelPlayerDistribution".into(), "bogus".into());
+        apply_to_data(&seed_for("A", &sig, Some(&t)).unwrap(), &mut data);
+        assert_eq!(data.player_distribution, rtc_core::PlayerDistribution::All);
     }
 
     #[test]

@@ -88,6 +88,10 @@ fn main() -> ExitCode {
     };
     let mut signalling_config = settings.signalling.clone();
     let stats_interval = settings.stats_interval;
+    let mut data_config = rtc_core::DataConfig {
+        max_message_size: settings.data_max_message_size,
+        ..rtc_core::DataConfig::default()
+    };
     let store_location = settings.store.clone();
     let primary_app = settings.apps.first().cloned().unwrap_or_default();
     let rt = Runtime::new(
@@ -113,12 +117,14 @@ fn main() -> ExitCode {
                         &ds.settings(&primary_app),
                         &mut signalling_config,
                     );
+                    datastore::apply_to_data(&ds.settings(&primary_app), &mut data_config);
                 }
                 Err(e) => {
                     // The runtime logs "DATASTORE NOT AVAILABLE" as its loop starts.
                     eprintln!("antenna: datastore not available: {e}");
                     if let Some((_, s)) = seeds.iter().find(|(a, _)| *a == primary_app) {
                         datastore::apply_to_signalling(s, &mut signalling_config);
+                        datastore::apply_to_data(s, &mut data_config);
                     }
                 }
             }
@@ -127,13 +133,14 @@ fn main() -> ExitCode {
                 ds.store.clone(),
                 antenna_store::system_clock,
             )));
-            let sfu = rtc_core::Sfu::new(
+            let mut sfu = rtc_core::Sfu::new(
                 rtc_core::SfuConfig {
                     local_addrs: vec![local],
                     stats_interval,
                 },
                 now,
             );
+            sfu.set_data_config(data_config);
             let rest = antenna_store::RestApi::new(ds.store.clone(), rest_seed);
             (
                 Node::new(sig, sfu),

@@ -844,6 +844,9 @@ impl Runtime {
             "application settings changed; signalling options updated"
         );
         self.node.sig.set_config(config);
+        let mut data = *self.node.sfu.data_config();
+        datastore::apply_to_data(&settings, &mut data);
+        self.node.sfu.set_data_config(data);
         self.drain(now);
     }
 

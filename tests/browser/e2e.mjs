@@ -625,6 +625,84 @@ testCase(10, "SDK retry pattern: play, stop at once, play again 500 ms later", 4
   if (first < 0) throw new Error(`no frame decoded within 15 s of the replay; SDK errors: ${errs.join(", ") || "none"}`);
 });
 
+/** Waits until `p` got a data_received callback matching `pred`. */
+async function waitData(p, what, timeoutMs, pred) {
+  return waitUntil(`${p.label}: ${what}`, timeoutMs, async () => {
+    p.env.antenna.assertAlive();
+    const data = await p.eval(() => window.E2E.data);
+    return data.find(pred) || null;
+  }, 50);
+}
+
+async function waitChannel(p, streamId, timeoutMs) {
+  await waitUntil(`${p.label}: data_channel_opened for ${streamId}`, timeoutMs, async () => {
+    p.env.antenna.assertAlive();
+    return (await p.count("data_channel_opened", streamId)) > 0;
+  }, 50);
+}
+
+testCase(12, "data channel: sendData text and binary reach two players; a player answers", 60000, async (ctx, env, figures) => {
+  const id = uid("dc");
+  const pub = await publisher(ctx, env, id);
+  await waitChannel(pub, id, 10000);
+  const players = [await playerPage(ctx, env, "player1"), await playerPage(ctx, env, "player2")];
+  for (const p of players) {
+    await p.call("play", id);
+    await waitChannel(p, id, 15000);
+  }
+  const t0 = Date.now();
+  await pub.call("sendData", id, "hello players");
+  // 40000 bytes: the SDK sends an 8-byte header and three token-prefixed chunks.
+  const sum = await pub.eval(([s, n]) => window.E2E.sendBinary(s, n), [id, 40000]);
+  for (const p of players) {
+    await waitData(p, "the publisher's text", 5000, (d) => d.text === "hello players");
+    await waitData(p, "the publisher's 40000-byte binary", 5000, (d) => d.bytes === 40000 && d.sum === sum);
+  }
+  figures.push(`publisher sendData -> both players got the text and the 40000-byte binary (reassembled, same byte sum) in ${Date.now() - t0} ms`);
+  // dataChannelPlayerDistribution defaults to `all`: the publisher and the other player.
+  const t1 = Date.now();
+  await players[0].call("sendData", id, "hello from player1");
+  await waitData(pub, "player1's message", 5000, (d) => d.text === "hello from player1");
+  await waitData(players[1], "player1's message", 5000, (d) => d.text === "hello from player1");
+  figures.push(`player1 sendData -> publisher and player2 in ${Date.now() - t1} ms`);
+  await sleep(300);
+  const echoed = (await players[0].eval(() => window.E2E.data)).some((d) => d.text === "hello from player1");
+  if (echoed) throw new Error("player1 got its own message back");
+  const errs = (await pub.errors()).concat(await players[0].errors(), await players[1].errors());
+  if (errs.some((e) => e.startsWith("data_channel_error"))) throw new Error(`data channel errors: ${errs}`);
+});
+
+testCase(13, "data-only publish (video:false, audio:false) goes live and exchanges messages", 60000, async (ctx, env, figures) => {
+  const id = uid("dconly");
+  const pub = await SdkPage.open(ctx, env, "dataPublisher");
+  env.pages.push(pub);
+  await pub.init({ onlyDataChannel: true });
+  const t0 = Date.now();
+  await pub.call("publish", id);
+  await waitUntil("publish_started for the data-only stream", 8000, async () => (await pub.count("publish_started", id)) > 0, 50);
+  figures.push(`data-only publish -> publish_started in ${Date.now() - t0} ms`);
+  const sent = (await pub.eval(() => window.__ws)).filter((f) => f.dir === "out").map((f) => JSON.parse(f.text));
+  const cmd = sent.find((m) => m.command === "publish");
+  if (cmd.video !== false || cmd.audio !== false) throw new Error(`publish command ${JSON.stringify(cmd)}`);
+  const player = await playerPage(ctx, env, "dataPlayer");
+  await player.call("play", id);
+  await waitChannel(player, id, 15000);
+  await waitUntil("play_started", 5000, async () => (await player.count("play_started", id)) > 0, 50);
+  const offer = (await player.eval(() => window.__ws)).find((f) => f.dir === "in" && f.text.includes('"takeConfiguration"'));
+  if (!offer || /m=(audio|video)/.test(offer.text) || !offer.text.includes("m=application")) {
+    throw new Error(`the player's offer should carry only m=application: ${offer && offer.text.slice(0, 300)}`);
+  }
+  const t1 = Date.now();
+  await pub.call("sendData", id, "reading: 21.5");
+  await waitData(player, "the publisher's message", 5000, (d) => d.text === "reading: 21.5");
+  await player.call("sendData", id, "ack");
+  await waitData(pub, "the player's message", 5000, (d) => d.text === "ack");
+  figures.push(`publisher -> player -> publisher round trip ${Date.now() - t1} ms`);
+  await sleep(11000 - (Date.now() - t0)); // past webRTCClientStartTimeoutMs
+  if ((await pub.errors()).some((e) => e.startsWith("publishTimeoutError"))) throw new Error("publishTimeoutError on a live data-only stream");
+  figures.push("no publishTimeoutError after 11 s");
+});
+
 testCase(11, "server restart: the SDK's publisher and player come back by themselves", 60000, async (ctx, env, figures) => {
   // Graceful stop sends server_will_stop and closes the WebSockets; the SDK then stops and, 500 ms
   // later, publishes and plays again on new connections. The server comes back on the same ports.

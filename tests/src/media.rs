@@ -36,6 +36,9 @@ pub struct Browser {
     pub stream: String,
     /// Every server message it received, in order.
     pub received: Vec<Value>,
+    /// A publisher that sends no audio or video: its offer has only the data channel (the
+    /// SDK's `onlyDataChannel`, published with `video:false, audio:false`).
+    pub data_only: bool,
 }
 
 impl Browser {
@@ -100,6 +103,22 @@ impl MediaSim {
         i
     }
 
+    /// Opens a browser that publishes `stream` with the `publish` fields of `extra` added
+    /// (`mainTrack`, ...); `data_only` publishers offer only a data channel and send
+    /// `video:false, audio:false`.
+    pub fn publisher_with(&mut self, stream: &str, extra: Value, data_only: bool) -> usize {
+        let i = self.add(Role::Publisher, stream);
+        self.browsers[i].data_only = data_only;
+        let conn = self.browsers[i].conn;
+        let mut cmd = json!({"command":"publish","streamId":stream,"video":!data_only,"audio":!data_only});
+        if let (Some(c), Some(e)) = (cmd.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        self.sim.send_json(conn, cmd);
+        self.exchange();
+        i
+    }
+
     /// Opens a browser that plays `stream`.
     pub fn player(&mut self, stream: &str) -> usize {
         let i = self.add(Role::Player, stream);
@@ -120,6 +139,7 @@ impl MediaSim {
             role,
             stream: stream.to_string(),
             received: Vec::new(),
+            data_only: false,
         });
         self.browsers.len() - 1
     }
@@ -162,7 +182,8 @@ impl MediaSim {
         let conn = b.conn;
         match m.get("command").and_then(Value::as_str) {
             Some("start") => {
-                let offer = b.client.publish_offer(true, true);
+                let media = !b.data_only;
+                let offer = b.client.publish_offer(media, media);
                 let cand = b.client.candidate_line();
                 self.sim.send_json(
                     conn,
@@ -291,7 +312,11 @@ impl MediaSim {
         let video_due = self.next_video <= now;
         let keyframe = self.frames_written.is_multiple_of(60);
         for b in &mut self.browsers {
-            if b.role != Role::Publisher || !b.client.is_connected() || !b.client.rtc.is_alive() {
+            if b.role != Role::Publisher
+                || b.data_only
+                || !b.client.is_connected()
+                || !b.client.rtc.is_alive()
+            {
                 continue;
             }
             if audio_due {

@@ -210,11 +210,22 @@ impl Signalling {
                     return;
                 }
                 s.media_known = true;
+                // Namespaced by application, as main tracks are (`Key`).
+                let main_track = match &s.role {
+                    Role::Publish(p) => p.main_track.as_ref().map(|m| format!("{app}/{m}")),
+                    Role::Play(_) => None,
+                };
                 self.media(MediaCmd::StartPublish {
                     session: sid,
                     stream: id,
                     offer: c.sdp,
                 });
+                if let Some(main_track) = main_track {
+                    self.media(MediaCmd::SetMainTrack {
+                        session: sid,
+                        main_track,
+                    });
+                }
             }
             (SdpType::Answer, _, Some(sid)) => {
                 self.media(MediaCmd::RemoteAnswer {

@@ -1105,3 +1105,51 @@ fn unknown_connections_are_ignored() {
     assert_eq!(h.sig.connection_count(), 1);
     h.finish();
 }
+
+#[test]
+fn subtrack_publish_tells_media_its_main_track() {
+    let mut h = harness();
+    h.open(1, APP);
+    h.open(2, APP);
+    send(
+        &mut h,
+        1,
+        json!({"command":"publish","streamId":"alice","mainTrack":"room1","video":false,"audio":false}),
+    );
+    let outs = send(
+        &mut h,
+        1,
+        json!({"command":"takeConfiguration","streamId":"alice","type":"offer","sdp":"OFFER"}),
+    );
+    let s = started(&outs);
+    let media = cmds(&outs);
+    assert_eq!(
+        media,
+        vec![
+            MediaCmd::StartPublish {
+                session: s,
+                stream: "alice".into(),
+                offer: "OFFER".into(),
+            },
+            MediaCmd::SetMainTrack {
+                session: s,
+                main_track: format!("{APP}/room1"),
+            },
+        ]
+    );
+    // A plain publish has no main track.
+    send(&mut h, 2, json!({"command":"publish","streamId":"bob"}));
+    let outs = send(
+        &mut h,
+        2,
+        json!({"command":"takeConfiguration","streamId":"bob","type":"offer","sdp":"OFFER"}),
+    );
+    assert!(!cmds(&outs)
+        .iter()
+        .any(|c| matches!(c, MediaCmd::SetMainTrack { .. })));
+    // A data-only publish (video:false, audio:false) goes live on the media layer's
+    // MediaStarted like any other (rtc-core sends it when the channel opens).
+    let outs = h.media_event(MediaEvent::MediaStarted { session: s });
+    assert_eq!(sent(&outs, 1)[0]["definition"], "publish_started");
+    h.finish();
+}

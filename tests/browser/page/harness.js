@@ -6,6 +6,7 @@ window.E2E = {
   adaptor: null,
   events: [], // { t, info, streamId, definition, state }
   errors: [], // { t, error, streamId }
+  data: [], // data_received: { t, streamId, text } or { t, streamId, bytes, sum }
   marks: {},
 
   /** Creates the WebRTCAdaptor; resolves on its `initialized` callback. */
@@ -36,6 +37,7 @@ window.E2E = {
           });
         },
       };
+      if (opts.onlyDataChannel) config.onlyDataChannel = true;
       if (opts.localVideo) config.localVideoId = "local";
       if (opts.remoteVideo) config.remoteVideoId = "remote";
       try {
@@ -48,6 +50,7 @@ window.E2E = {
   },
 
   record(info, obj) {
+    if (info === "data_received" && obj) this.recordData(obj);
     const e = { t: performance.now(), info: String(info) };
     if (obj && typeof obj === "object") {
       if (typeof obj.streamId === "string") e.streamId = obj.streamId;
@@ -58,6 +61,28 @@ window.E2E = {
       e.streamId = obj;
     }
     this.events.push(e);
+  },
+
+  /** A data_received callback: text as is, binary (the SDK's reassembled ArrayBuffer) as its
+   *  length and byte sum. */
+  recordData(obj) {
+    const d = { t: performance.now(), streamId: obj.streamId };
+    if (typeof obj.data === "string") {
+      d.text = obj.data;
+    } else {
+      const bytes = new Uint8Array(obj.data);
+      d.bytes = bytes.length;
+      d.sum = bytes.reduce((a, b) => (a + b) % 1000000007, 0);
+    }
+    this.data.push(d);
+  },
+
+  /** Sends `n` bytes (byte i = i * 7 mod 256) with the SDK's sendData; returns their sum. */
+  sendBinary(streamId, n) {
+    const bytes = new Uint8Array(n);
+    for (let i = 0; i < n; i++) bytes[i] = (i * 7) & 255;
+    this.adaptor.sendData(streamId, bytes.buffer);
+    return bytes.reduce((a, b) => (a + b) % 1000000007, 0);
   },
 
   /** Number of recorded callbacks named `info` (for `streamId` if given). */
