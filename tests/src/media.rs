@@ -224,6 +224,10 @@ impl MediaSim {
                 let line = m["candidate"].as_str().unwrap_or_default();
                 if let Ok(c) = Candidate::from_sdp_string(line) {
                     b.client.rtc.add_remote_candidate(c);
+                    // str0m's contract: poll after every mutation. Without this the client's
+                    // deadline stays where it was, which for a data-only peer connection (no
+                    // media timers) is far in the future: ICE would never start.
+                    b.client.handle_timeout(self.sim.now());
                 }
             }
             _ => {}

@@ -102,9 +102,14 @@ fn data_only_publish_goes_live_and_its_player_exchanges_messages() {
         m.browsers[p].labels()
     );
     let v = m.player("sensor");
-    assert!(run_until(&mut m, Duration::from_secs(5), |m| m.browsers[v]
-        .got("play_started")
-        && m.browsers[v].client.channel_id().is_some()));
+    assert!(
+        run_until(&mut m, Duration::from_secs(5), |m| m.browsers[v]
+            .got("play_started")
+            && m.browsers[v].client.channel_id().is_some()),
+        "{:?} {:?}",
+        m.browsers[v].labels(),
+        m.browsers[v].client.channel_labels()
+    );
     let offer = m.browsers[v]
         .received
         .iter()
