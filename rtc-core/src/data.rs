@@ -319,6 +319,7 @@ mod tests {
     fn rate_limit_allows_one_second_of_burst_then_the_rate() {
         let mut r = DataRouter::default();
         r.config.max_messages_per_second = 10;
+        #[allow(clippy::disallowed_methods)] // starts the test's virtual clock
         let t0 = Instant::now();
         let allowed = (0..25).filter(|_| r.allow(t0, P)).count();
         assert_eq!(allowed, 10, "burst of one second's worth");

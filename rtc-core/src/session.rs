@@ -336,11 +336,9 @@ impl Session {
                 self.channel.get_or_insert(id);
                 fx.channel_opened = true;
             }
-            Event::ChannelClose(id) => {
-                if self.channel == Some(id) {
-                    debug!(session = %self.id, ?id, "data channel closed");
-                    self.channel = None;
-                }
+            Event::ChannelClose(id) if self.channel == Some(id) => {
+                debug!(session = %self.id, ?id, "data channel closed");
+                self.channel = None;
             }
             Event::ChannelData(d) => fx.data.push(d),
             Event::KeyframeRequest(_) => {

@@ -63,7 +63,9 @@ fn player_offer(h: &Harness, session: SessionId) -> String {
     h.events
         .iter()
         .find_map(|(_, e)| match e {
-            MediaEvent::Offer { session: s, sdp, .. } if *s == session => Some(sdp.clone()),
+            MediaEvent::Offer {
+                session: s, sdp, ..
+            } if *s == session => Some(sdp.clone()),
             _ => None,
         })
         .expect("player offer")
@@ -104,11 +106,16 @@ fn publisher_text_and_binary_reach_both_players() {
         sent.push((true, m));
     }
     assert!(
-        h.run_until(SECS(2), |h| h.clients[a].data_received().len() == sent.len()
+        h.run_until(SECS(2), |h| h.clients[a].data_received().len()
+            == sent.len()
             && h.clients[b].data_received().len() == sent.len()),
         "both players get every message"
     );
-    assert_eq!(h.clients[a].data_received(), sent, "same bytes, kind, order");
+    assert_eq!(
+        h.clients[a].data_received(),
+        sent,
+        "same bytes, kind, order"
+    );
     assert_eq!(h.clients[b].data_received(), sent);
     let stats = h.sfu.data_stats();
     assert_eq!(stats.received, sent.len() as u64);
@@ -132,8 +139,10 @@ fn oversize_message_is_dropped_and_counted() {
     } = room_with(config, true);
     assert!(h.clients[publisher].send_data(false, &[b'x'; 1001]));
     assert!(h.clients[publisher].send_data(true, &[7u8; 1000]));
-    assert!(h.run_until(SECS(2), |h| h.clients[a].data_received().len() == 1
-        && h.clients[b].data_received().len() == 1));
+    assert!(
+        h.run_until(SECS(2), |h| h.clients[a].data_received().len() == 1
+            && h.clients[b].data_received().len() == 1)
+    );
     h.run_for(Duration::from_millis(200));
     assert_eq!(h.clients[a].data_received(), [(true, vec![7u8; 1000])]);
     assert_eq!(h.clients[b].data_received(), [(true, vec![7u8; 1000])]);
@@ -190,7 +199,10 @@ fn data_only_publish_goes_live_on_channel_open_and_players_get_a_channel_only() 
     h.publish_kinds(publisher, PUB, "dataonly", false, false);
     assert!(h.run_until(SECS(5), |h| h
         .has_event(|e| *e == MediaEvent::MediaStarted { session: PUB })));
-    assert!(h.clients[publisher].channel_id().is_some(), "live once the channel is open");
+    assert!(
+        h.clients[publisher].channel_id().is_some(),
+        "live once the channel is open"
+    );
     h.play(a, PLAY_A, "dataonly", PUB);
     let offer = player_offer(&h, PLAY_A);
     let mlines: Vec<&str> = offer.lines().filter(|l| l.starts_with("m=")).collect();
@@ -238,9 +250,10 @@ fn disabled_data_channel_offers_none_and_relays_nothing() {
     h.publish_kinds(p2, SessionId(10), "dataonly", false, false);
     h.run_for(SECS(2));
     assert!(h.clients[p2].channel_id().is_some());
-    assert!(!h.has_event(|e| *e == MediaEvent::MediaStarted {
-        session: SessionId(10)
-    }));
+    assert!(!h.has_event(|e| *e
+        == MediaEvent::MediaStarted {
+            session: SessionId(10)
+        }));
 }
 
 #[test]
@@ -268,9 +281,11 @@ fn subtrack_messages_reach_the_players_of_its_main_track() {
     h.sfu.add_main_track_player("App/room1", PLAY_A); // also a direct player: one copy only
 
     assert!(h.clients[publisher].send_data(false, b"chat"));
-    assert!(h.run_until(SECS(2), |h| !h.clients[m].data_received().is_empty()
-        && !h.clients[a].data_received().is_empty()
-        && !h.clients[b].data_received().is_empty()));
+    assert!(
+        h.run_until(SECS(2), |h| !h.clients[m].data_received().is_empty()
+            && !h.clients[a].data_received().is_empty()
+            && !h.clients[b].data_received().is_empty())
+    );
     h.run_for(Duration::from_millis(200));
     for c in [a, b, m] {
         assert_eq!(h.clients[c].data_received(), [(false, b"chat".to_vec())]);
@@ -350,8 +365,10 @@ fn a_flooding_sender_is_held_to_its_rate() {
         assert!(h.clients[publisher].send_data(false, format!("m{i}").as_bytes()));
     }
     h.pump();
-    assert!(h.run_until(SECS(1), |h| h.clients[a].data_received().len() >= 20
-        && h.clients[b].data_received().len() >= 20));
+    assert!(
+        h.run_until(SECS(1), |h| h.clients[a].data_received().len() >= 20
+            && h.clients[b].data_received().len() >= 20)
+    );
     h.run_for(Duration::from_millis(100));
     let first: Vec<_> = (0..20)
         .map(|i| (false, format!("m{i}").into_bytes()))

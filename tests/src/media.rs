@@ -110,7 +110,8 @@ impl MediaSim {
         let i = self.add(Role::Publisher, stream);
         self.browsers[i].data_only = data_only;
         let conn = self.browsers[i].conn;
-        let mut cmd = json!({"command":"publish","streamId":stream,"video":!data_only,"audio":!data_only});
+        let mut cmd =
+            json!({"command":"publish","streamId":stream,"video":!data_only,"audio":!data_only});
         if let (Some(c), Some(e)) = (cmd.as_object_mut(), extra.as_object()) {
             c.extend(e.clone());
         }
