@@ -243,6 +243,8 @@ pub struct Runtime {
     shutdown_deadline: Option<Instant>,
     counters: Counters,
     logged: Counters,
+    /// Data channel drop counters last logged (`rtc_core::DataStats`).
+    logged_data: rtc_core::DataStats,
     admin: Admin,
     /// REST responses waiting for durability.
     held: DurableQueue<Token>,
@@ -341,6 +343,7 @@ impl Runtime {
             iterations: 0,
             shutdown_deadline: None,
             counters: Counters::default(),
+            logged_data: rtc_core::DataStats::default(),
             logged: Counters::default(),
             admin,
             held: DurableQueue::new(),
@@ -542,6 +545,29 @@ impl Runtime {
                 "output dropped"
             );
             self.logged = self.counters;
+        }
+        // Data-channel messages the relay dropped (oversize, over rate, slow receivers):
+        // logged once per housekeeping pass when they change.
+        let data = self.node.sfu.data_stats();
+        let drops = |d: &rtc_core::DataStats| {
+            (
+                d.dropped_oversize,
+                d.dropped_rate,
+                d.dropped_congested,
+                d.dropped_not_relayed,
+            )
+        };
+        if drops(&data) != drops(&self.logged_data) {
+            info!(
+                received = data.received,
+                delivered = data.delivered,
+                dropped_oversize = data.dropped_oversize,
+                dropped_rate = data.dropped_rate,
+                dropped_congested = data.dropped_congested,
+                dropped_not_relayed = data.dropped_not_relayed,
+                "data channel messages dropped"
+            );
+            self.logged_data = data;
         }
     }
 
