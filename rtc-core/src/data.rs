@@ -333,6 +333,42 @@ mod tests {
         assert!((0..10_000).all(|_| r.allow(t1, P)), "0 = unlimited");
     }
 
+    proptest::proptest! {
+        /// Whatever sessions come, register and go: a publisher's receivers are its players
+        /// plus its main track's live players, each once, never the sender, never a forgotten
+        /// session.
+        #[test]
+        fn publisher_targets_are_exact(ops in proptest::collection::vec((0u8..4, 0u64..6, 0u8..2), 0..60)) {
+            let mut r = DataRouter::default();
+            let mut gone = std::collections::BTreeSet::new();
+            for (op, s, m) in ops {
+                let id = SessionId(s);
+                let main = format!("app/room{m}");
+                match op {
+                    0 => { r.set_main_track(id, main); gone.remove(&s); }
+                    1 => { r.add_main_track_player(&main, id); gone.remove(&s); }
+                    2 => { r.forget(id); gone.insert(s); }
+                    _ => {
+                        let players: Vec<SessionId> = (0..6).filter(|p| p % 2 == s % 2).map(SessionId).collect();
+                        let t = r.publisher_targets(id, &players);
+                        let mut expect: Vec<SessionId> = players.clone();
+                        if let Some(mt) = r.main_track_of(id) {
+                            expect.extend(r.players_of_main_track(mt).iter().copied());
+                        }
+                        expect.retain(|x| *x != id);
+                        let mut dedup = Vec::new();
+                        for x in expect { if !dedup.contains(&x) { dedup.push(x); } }
+                        proptest::prop_assert_eq!(&t, &dedup);
+                        for x in &t {
+                            let from_main = r.main_track_of(id).is_some_and(|mt| r.players_of_main_track(mt).contains(x));
+                            proptest::prop_assert!(players.contains(x) || (from_main && !gone.contains(&x.0)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn player_distribution_modes() {
         let mut r = DataRouter::default();
