@@ -161,9 +161,25 @@ pub fn admin_token(
 ) -> Result<(String, TokenSource), String> {
     let path = match (file, location) {
         (Some(f), _) => f.to_path_buf(),
-        (None, StoreLocation::Dir(dir)) => dir.join(ADMIN_TOKEN_FILE),
+        (None, StoreLocation::Dir(dir)) => {
+            // The data directory may be unusable (the datastore then reports it and refuses
+            // media); the admin API still gets a token, for this run only.
+            return match token_file(&dir.join(ADMIN_TOKEN_FILE), random) {
+                Ok(t) => Ok(t),
+                Err(e) => {
+                    warn!("{e}; using a token for this run only");
+                    Ok((hex(&random), TokenSource::Ephemeral))
+                }
+            };
+        }
         (None, StoreLocation::Memory) => return Ok((hex(&random), TokenSource::Ephemeral)),
     };
+    token_file(&path, random)
+}
+
+/// Reads the token file at `path`, or creates it with a token made from `random`.
+fn token_file(path: &Path, random: [u8; 32]) -> Result<(String, TokenSource), String> {
+    let path = path.to_path_buf();
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let token = text.trim().to_string();
@@ -420,6 +436,11 @@ mod tests {
         let short = dir.join("short");
         std::fs::write(&short, "abc\n").unwrap();
         assert!(admin_token(&loc, Some(&short), [0; 32]).is_err());
+        // A data directory that is a file: a token for this run; an explicit file there: error.
+        let not_dir = StoreLocation::Dir(short.clone());
+        let (_, src) = admin_token(&not_dir, None, [1; 32]).unwrap();
+        assert_eq!(src, TokenSource::Ephemeral);
+        assert!(admin_token(&loc, Some(&short.join("t")), [1; 32]).is_err());
         let (t3, src) = admin_token(&StoreLocation::Memory, None, [9; 32]).unwrap();
         assert_eq!((t3.len(), src), (64, TokenSource::Ephemeral));
         let _ = std::fs::remove_dir_all(&dir);
