@@ -737,6 +737,9 @@ mod tests {
         assert_eq!(status(&mut g, &s, local(), &anon), 400);
     }
 
+    /// Host, Origin, Sec-Fetch-Site, expected status.
+    type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, u16);
+
     #[test]
     fn hosts_and_origins() {
         let mut g = gate();
@@ -748,7 +751,7 @@ mod tests {
             h.sec_fetch_site = site.map(str::to_string);
             h
         };
-        let cases: &[(Option<&str>, Option<&str>, Option<&str>, u16)] = &[
+        let cases: &[Case<'_>] = &[
             (Some("127.0.0.1:5080"), None, None, 200),
             (Some("127.0.0.1"), None, None, 200),
             (Some("[::1]:5080"), None, None, 200),
