@@ -76,6 +76,27 @@ pub struct Cli {
     /// it off [default: 75].
     #[arg(long, value_name = "PERCENT")]
     pub cpu_limit: Option<u32>,
+
+    /// File holding the admin REST API token (`Authorization: Bearer <token>`); created with a
+    /// fresh random token if missing [default: DATA_DIR/admin-token; with --memory-store a new
+    /// token per start, printed].
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Development mode: REST callers on 127.0.0.1/::1 need no credential (not behind a proxy
+    /// on the same host: every proxied client would arrive from 127.0.0.1).
+    #[arg(long)]
+    pub rest_trust_loopback: bool,
+
+    /// A host name the REST API answers to (`Host` and `Origin`), besides IP addresses and
+    /// `localhost`; repeat for several. Other names get 421 (DNS rebinding).
+    #[arg(long = "rest-host", value_name = "NAME")]
+    pub rest_hosts: Vec<String>,
+
+    /// A proxy (address or CIDR) whose `X-Forwarded-For` names the REST client; repeat for
+    /// several. From anyone else `X-Forwarded-For` is ignored [default: none].
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The TOML file. Keys use snake_case; the AMS setting names are accepted as aliases.
@@ -137,6 +158,27 @@ pub struct FileConfig {
     /// See [`Cli::cpu_limit`] (AMS `server.cpu_limit`, `cpuLimit` in its server settings).
     #[serde(alias = "cpuLimit")]
     pub cpu_limit: Option<u32>,
+    /// See [`Cli::admin_token_file`].
+    pub admin_token_file: Option<PathBuf>,
+    /// See [`Cli::rest_trust_loopback`].
+    pub rest_trust_loopback: Option<bool>,
+    /// See [`Cli::rest_hosts`].
+    pub rest_hosts: Option<Vec<String>>,
+    /// See [`Cli::trusted_proxies`].
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+/// How the admin REST API is protected (see `antenna_store::RestGate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Where the admin token lives (`None`: the default for the store location).
+    pub token_file: Option<PathBuf>,
+    /// Callers on 127.0.0.1/::1 need no credential.
+    pub trust_loopback: bool,
+    /// Host names accepted in `Host` and `Origin`.
+    pub hosts: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<antenna_store::IpNet>,
 }
 
 /// The `apps` key: names only, or names with their AMS settings.
@@ -201,6 +243,8 @@ pub struct Settings {
     pub app_settings: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
     /// CPU admission control.
     pub cpu_limit: CpuLimit,
+    /// Admin REST API protection.
+    pub admin: AdminSettings,
 }
 
 impl FileConfig {
@@ -309,7 +353,9 @@ impl Settings {
                 .collect(),
             _ => Vec::new(),
         };
+        let admin = resolve_admin(cli, file)?;
         Ok(Settings {
+            admin,
             listen,
             udp,
             announce_ip,
@@ -329,6 +375,40 @@ impl Settings {
             ),
         })
     }
+}
+
+fn resolve_admin(cli: &Cli, file: &FileConfig) -> Result<AdminSettings, ConfigError> {
+    let hosts = if cli.rest_hosts.is_empty() {
+        file.rest_hosts.clone().unwrap_or_default()
+    } else {
+        cli.rest_hosts.clone()
+    };
+    if let Some(bad) = hosts.iter().find(|h| {
+        h.is_empty()
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    }) {
+        return Err(ConfigError(format!(
+            "invalid REST host name {bad:?} (a DNS name, without port)"
+        )));
+    }
+    let proxies = if cli.trusted_proxies.is_empty() {
+        file.trusted_proxies.clone().unwrap_or_default()
+    } else {
+        cli.trusted_proxies.clone()
+    };
+    let trusted_proxies = antenna_store::parse_cidr_list(&proxies.join(","))
+        .map_err(|e| ConfigError(format!("trusted proxies: {e}")))?;
+    Ok(AdminSettings {
+        token_file: cli
+            .admin_token_file
+            .clone()
+            .or_else(|| file.admin_token_file.clone()),
+        trust_loopback: cli.rest_trust_loopback || file.rest_trust_loopback == Some(true),
+        hosts,
+        trusted_proxies,
+    })
 }
 
 /// The IP put in host candidates when none is configured: the bind IP, or loopback when the
@@ -487,6 +567,55 @@ mod tests {
         assert_eq!(s.store, StoreLocation::Dir(PathBuf::from("d")));
         let s = Settings::resolve(&cli(&[]), &FileConfig::default(), 0).unwrap();
         assert_eq!(s.store, StoreLocation::Dir(PathBuf::from(DEFAULT_DATA_DIR)));
+    }
+
+    #[test]
+    fn admin_api_options() {
+        let s = Settings::resolve(&cli(&[]), &FileConfig::default(), 0).unwrap();
+        assert_eq!(s.admin, AdminSettings::default());
+        let file = FileConfig::parse(
+            r#"
+            admin_token_file = "/etc/antenna/token"
+            rest_trust_loopback = true
+            rest_hosts = ["media.example.org"]
+            trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
+            "#,
+        )
+        .unwrap();
+        let s = Settings::resolve(&cli(&[]), &file, 0).unwrap();
+        assert_eq!(
+            s.admin.token_file.as_deref(),
+            Some(Path::new("/etc/antenna/token"))
+        );
+        assert!(s.admin.trust_loopback);
+        assert_eq!(s.admin.hosts, vec!["media.example.org".to_string()]);
+        assert_eq!(s.admin.trusted_proxies.len(), 2);
+        let s = Settings::resolve(
+            &cli(&[
+                "--rest-host",
+                "a.example",
+                "--trusted-proxy",
+                "::1",
+                "--admin-token-file",
+                "t",
+            ]),
+            &file,
+            0,
+        )
+        .unwrap();
+        assert_eq!(s.admin.hosts, vec!["a.example".to_string()]);
+        assert_eq!(s.admin.trusted_proxies.len(), 1);
+        assert_eq!(s.admin.token_file.as_deref(), Some(Path::new("t")));
+        for bad in [
+            &["--trusted-proxy", "nope"][..],
+            &["--rest-host", "a:80"],
+            &["--rest-host", "a/b"],
+        ] {
+            assert!(
+                Settings::resolve(&cli(bad), &FileConfig::default(), 0).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

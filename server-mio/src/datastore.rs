@@ -17,7 +17,6 @@
 //! `stunServerURI`, `turnServerUsername`, `turnServerCredential`, `maxVideoTrackCount`.
 //! Security settings are per application and always read live from the store.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -138,6 +137,90 @@ impl Datastore {
     }
 }
 
+/// The admin token file in the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Where the admin token came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Read from this file.
+    Read(PathBuf),
+    /// Generated now and written to this file (first start).
+    Created(PathBuf),
+    /// Generated now, kept in memory only (`--memory-store` without a token file).
+    Ephemeral,
+}
+
+/// The admin REST token: read from `file` (default: `DATA_DIR/admin-token`), or generated from
+/// `random` (32 bytes from the OS) and written there with mode 0600 when the file does not
+/// exist yet. With a memory store and no file, a token is generated for this run only.
+pub fn admin_token(
+    location: &StoreLocation,
+    file: Option<&Path>,
+    random: [u8; 32],
+) -> Result<(String, TokenSource), String> {
+    let path = match (file, location) {
+        (Some(f), _) => f.to_path_buf(),
+        (None, StoreLocation::Dir(dir)) => {
+            // The data directory may be unusable (the datastore then reports it and refuses
+            // media); the admin API still gets a token, for this run only.
+            return match token_file(&dir.join(ADMIN_TOKEN_FILE), random) {
+                Ok(t) => Ok(t),
+                Err(e) => {
+                    warn!("{e}; using a token for this run only");
+                    Ok((hex(&random), TokenSource::Ephemeral))
+                }
+            };
+        }
+        (None, StoreLocation::Memory) => return Ok((hex(&random), TokenSource::Ephemeral)),
+    };
+    token_file(&path, random)
+}
+
+/// Reads the token file at `path`, or creates it with a token made from `random`.
+fn token_file(path: &Path, random: [u8; 32]) -> Result<(String, TokenSource), String> {
+    let path = path.to_path_buf();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let token = text.trim().to_string();
+            if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "{}: the admin token must be at least 16 printable characters",
+                    path.display()
+                ));
+            }
+            Ok((token, TokenSource::Read(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = hex(&random);
+            write_secret(&path, &token)
+                .map_err(|e| format!("cannot write the admin token to {}: {e}", path.display()))?;
+            Ok((token, TokenSource::Created(path)))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates `path` (and its directory) with mode 0600 holding `token`; fails if it exists.
+fn write_secret(path: &Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(format!("{token}\n").as_bytes())?;
+    f.sync_all()
+}
+
 /// The settings seeded for `app`: AMS defaults, then the top-level signalling options of the
 /// configuration, then the application's table. Keys Antenna does not model are kept (and
 /// logged), a wrongly typed value is an error.
@@ -211,7 +294,11 @@ pub fn apply_to_data(settings: &AppSettings, config: &mut rtc_core::DataConfig) 
 }
 
 /// The access policy installed into signalling: [`StreamSecurity`] behind a health check, so
-/// that a store that cannot be opened or has failed answers `data_store_not_available`. It also
+/// that a store that could not be opened (its settings are unknown) answers
+/// `data_store_not_available` to every publish and play. A store whose commits fail for now
+/// ([`StoreError::Degraded`]) keeps serving from memory: only a request that must spend a
+/// one-time token gets `data_store_not_available` (the store refuses that write until it is
+/// durable again, see [`antenna_store::WriteOp::needs_durability`]). It also
 /// records the live status (`broadcasting` / `finished`) and WebRTC viewer count of streams that
 /// have a broadcast record, for the REST API (written behind, never waited for).
 pub struct Policy {
@@ -247,10 +334,13 @@ impl Policy {
     }
 
     fn healthy(&self) -> Result<(), SignalError> {
-        self.store.borrow().health().map_err(|e| {
-            debug!("refused: {e}");
-            SignalError::from(e)
-        })
+        match self.store.borrow().health() {
+            Err(e) if !e.is_degraded() => {
+                debug!("refused: {e}");
+                Err(SignalError::from(e))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -280,25 +370,6 @@ impl AccessPolicy for Policy {
             debug!(app, stream_id, viewers, "viewer count not recorded: {e}");
         }
     }
-}
-
-/// The REST API's "loopback is always allowed" rule, made strict: only `127.0.0.1` and `::1`
-/// count as the local host. Another loopback address (`127.0.0.2`, …) must be inside the
-/// application's `remoteAllowedCIDR` like any remote caller. `true`: refuse with 403 before the
-/// request reaches the REST handlers (which check everything else).
-pub fn refuse_other_loopback(peer: IpAddr, settings: &AppSettings) -> bool {
-    let peer = peer.to_canonical();
-    let strict_local = match peer {
-        IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
-        IpAddr::V6(v6) => v6 == std::net::Ipv6Addr::LOCALHOST,
-    };
-    if !peer.is_loopback() || strict_local {
-        return false;
-    }
-    let allowed = antenna_store::parse_cidr_list(&settings.remote_allowed_cidr)
-        .map(|nets| nets.iter().any(|n| n.contains(&peer)))
-        .unwrap_or(false);
-    !allowed
 }
 
 #[cfg(test)]
@@ -385,17 +456,108 @@ mod tests {
     }
 
     #[test]
-    fn other_loopback_addresses_need_the_cidr_list() {
-        let s = AppSettings::default();
-        assert!(!refuse_other_loopback("127.0.0.1".parse().unwrap(), &s));
-        assert!(!refuse_other_loopback("::1".parse().unwrap(), &s));
-        assert!(!refuse_other_loopback("10.0.0.1".parse().unwrap(), &s));
-        assert!(refuse_other_loopback("127.0.0.2".parse().unwrap(), &s));
-        let s = AppSettings {
-            remote_allowed_cidr: "127.0.0.0/8".into(),
-            ..AppSettings::default()
+    fn admin_token_is_generated_once_then_read() {
+        let dir = std::env::temp_dir().join(format!("antenna-admin-token-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let loc = StoreLocation::Dir(dir.clone());
+        let (t1, src) = admin_token(&loc, None, [7; 32]).unwrap();
+        assert_eq!(src, TokenSource::Created(dir.join(ADMIN_TOKEN_FILE)));
+        assert_eq!(t1.len(), 64);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(ADMIN_TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (t2, src) = admin_token(&loc, None, [8; 32]).unwrap();
+        assert_eq!(
+            (t2, src),
+            (t1, TokenSource::Read(dir.join(ADMIN_TOKEN_FILE)))
+        );
+        // An explicit file; a too-short token is refused.
+        let short = dir.join("short");
+        std::fs::write(&short, "abc\n").unwrap();
+        assert!(admin_token(&loc, Some(&short), [0; 32]).is_err());
+        // A data directory that is a file: a token for this run; an explicit file there: error.
+        let not_dir = StoreLocation::Dir(short.clone());
+        let (_, src) = admin_token(&not_dir, None, [1; 32]).unwrap();
+        assert_eq!(src, TokenSource::Ephemeral);
+        assert!(admin_token(&loc, Some(&short.join("t")), [1; 32]).is_err());
+        let (t3, src) = admin_token(&StoreLocation::Memory, None, [9; 32]).unwrap();
+        assert_eq!((t3.len(), src), (64, TokenSource::Ephemeral));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A loaded store whose commits fail: it refuses what must be durable, like `WriteBehind`.
+    #[derive(Debug, Default)]
+    struct DegradedStore(MemStore);
+
+    impl Store for DegradedStore {
+        fn data(&self) -> &Data {
+            self.0.data()
+        }
+        fn write(&mut self, op: WriteOp) -> Result<WriteSeq, StoreError> {
+            if op.needs_durability() {
+                return Err(StoreError::Degraded("disk full".into()));
+            }
+            self.0.write(op)
+        }
+        fn durable_seq(&self) -> WriteSeq {
+            WriteSeq(0)
+        }
+        fn flush(&mut self) -> Result<(), StoreError> {
+            Err(StoreError::Degraded("disk full".into()))
+        }
+        fn health(&self) -> Result<(), StoreError> {
+            Err(StoreError::Degraded("disk full".into()))
+        }
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the policy ignores the Instant; any will do
+    fn a_degraded_store_refuses_only_token_spending() {
+        let mut inner = DegradedStore::default();
+        inner
+            .0
+            .write(WriteOp::PutSettings {
+                app: "T".into(),
+                settings: Box::new(AppSettings {
+                    publish_token_control_enabled: true,
+                    ..AppSettings::default()
+                }),
+            })
+            .unwrap();
+        inner
+            .0
+            .write(WriteOp::PutToken {
+                app: "T".into(),
+                token: antenna_store::Token {
+                    token_id: "tok".into(),
+                    stream_id: "s".into(),
+                    expire_date: i64::MAX,
+                    token_type: antenna_store::TokenType::Publish,
+                    room_id: None,
+                },
+            })
+            .unwrap();
+        let store = shared(inner);
+        let mut p = Policy::new(store.clone(), || 0);
+        let req = |app, token| PublishRequest {
+            app,
+            stream_id: "s",
+            token,
+            subscriber_id: None,
+            subscriber_code: None,
+            main_track: None,
         };
-        assert!(!refuse_other_loopback("127.0.0.2".parse().unwrap(), &s));
+        // No token needed: media goes on.
+        assert_eq!(p.check_publish(Instant::now(), &req("A", None)), Ok(()));
+        // A one-time token must be spent durably: refused, and the token is kept.
+        assert_eq!(
+            p.check_publish(Instant::now(), &req("T", Some("tok"))),
+            Err(SignalError::DataStoreNotAvailable)
+        );
+        assert!(store.borrow().data().token("T", "tok").is_some());
     }
 
     #[test]

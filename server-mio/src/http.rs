@@ -5,8 +5,9 @@
 //! - `GET|HEAD /`, `/<file>`, `/<App>/`, `/<App>/<file>` → a file from `static/`
 //!   (`/` and `/<App>/` are `index.html`; `/<App>` redirects to `/<App>/`);
 //! - `/<App>/rest/…` and `/rest/v2/applications/settings/<App>` (any method) → the admin REST
-//!   API ([`Action::Rest`]; the runtime reads a `Content-Length` body of up to
-//!   [`MAX_BODY_LEN`], else `413`; chunked bodies get `411`);
+//!   API ([`Action::Rest`]; the runtime asks [`antenna_store::RestGate`] about the head, then
+//!   reads a `Content-Length` body of up to [`MAX_BODY_LEN`], else `413`; chunked bodies get
+//!   `411`);
 //! - other paths → `404`, other methods → `405`, malformed requests → `400`.
 //!
 //! Every plain response carries `Connection: close`; there is no keep-alive.
@@ -28,27 +29,11 @@ include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
 pub const MAX_REQUEST_LEN: usize = 16 * 1024;
 
 /// Largest REST request body.
-pub const MAX_BODY_LEN: usize = 1024 * 1024;
+pub use antenna_store::MAX_BODY_LEN;
 
-/// The head of a REST request; the runtime reads `content_length` body bytes next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestHead {
-    /// Method as sent.
-    pub method: String,
-    /// The path without the query, still percent-encoded.
-    pub path: String,
-    /// The query without `?`.
-    pub query: String,
-    /// The `Authorization` header.
-    pub authorization: Option<String>,
-    /// Body length (`Content-Length`, 0 if absent).
-    pub content_length: usize,
-    /// The application the request is for.
-    pub app: String,
-    /// The client sent `Expect: 100-continue` (curl does for bodies over 1 KiB) and waits for
-    /// an interim `100 Continue` before sending the body.
-    pub expect_continue: bool,
-}
+/// The head of a REST request (parsed by [`antenna_store::RestHead::from_request`]); the
+/// runtime asks [`antenna_store::RestGate`] about it before reading `content_length` body bytes.
+pub use antenna_store::RestHead;
 
 /// Most headers accepted in one request.
 const MAX_HEADERS: usize = 48;
@@ -72,6 +57,14 @@ pub enum Action {
     },
     /// A REST API request: read the body, then answer it.
     Rest(RestHead),
+    /// A REST API request refused for its malformed head (400, 411, 413): write the refusal,
+    /// then close. `head` has what could be parsed, for the log.
+    RestRefused {
+        /// Why.
+        refusal: antenna_store::Refusal,
+        /// Method and path, for the log.
+        head: RestHead,
+    },
 }
 
 /// Parses the request head at the start of `buf`.
@@ -126,10 +119,8 @@ fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
     let is_app = |s: &str| apps.iter().any(|a| a == s);
     let head = method == "HEAD";
     let file = match segments.as_slice() {
-        [app, "rest", ..] if is_app(app) => return rest(req, app, target),
-        ["rest", "v2", "applications", "settings", app] if is_app(app) => {
-            return rest(req, app, target)
-        }
+        [app, "rest", ..] if is_app(app) => return rest(req, app),
+        ["rest", "v2", "applications", "settings", app] if is_app(app) => return rest(req, app),
         [app, "websocket"] if is_app(app) => return websocket(req, app),
         [""] => "index.html",
         [app] if is_app(app) => return redirect(&format!("/{app}/")),
@@ -148,39 +139,37 @@ fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
     }
 }
 
-fn rest(req: &httparse::Request<'_, '_>, app: &str, target: &str) -> Action {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let query = query.split('#').next().unwrap_or("");
-    if header(req, "transfer-encoding").is_some() {
-        return error(
-            411,
-            "Length Required",
-            "send the body with Content-Length\n",
-        );
-    }
-    let content_length = match header(req, "content-length") {
-        None => 0,
-        Some(v) => match std::str::from_utf8(v)
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-        {
-            Some(n) => n,
-            None => return error(400, "Bad Request", "invalid Content-Length\n"),
+fn rest(req: &httparse::Request<'_, '_>, app: &str) -> Action {
+    match RestHead::from_request(req, app) {
+        Ok(head) => Action::Rest(head),
+        Err(refusal) => Action::RestRefused {
+            refusal,
+            head: RestHead {
+                method: req.method.unwrap_or("").to_string(),
+                path: req
+                    .path
+                    .unwrap_or("")
+                    .split(['?', '#'])
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                app: app.to_string(),
+                ..RestHead::default()
+            },
         },
-    };
-    if content_length > MAX_BODY_LEN {
-        return error(413, "Content Too Large", "request body too large\n");
     }
-    Action::Rest(RestHead {
-        method: req.method.unwrap_or("").to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        authorization: header(req, "authorization")
-            .map(|v| String::from_utf8_lossy(v).into_owned()),
-        content_length,
-        app: app.to_string(),
-        expect_continue: has_token(header(req, "expect"), "100-continue"),
-    })
+}
+
+/// The JSON response to a refused REST request.
+pub fn refusal_response(refusal: &antenna_store::Refusal) -> Vec<u8> {
+    response(
+        refusal.status,
+        reason(refusal.status),
+        "application/json",
+        refusal.body().as_bytes(),
+        false,
+        refusal.headers(),
+    )
 }
 
 /// The reason phrase of the status codes the REST API answers with.
@@ -192,7 +181,10 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        411 => "Length Required",
         413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Status",
@@ -321,6 +313,7 @@ mod tests {
         match action {
             Action::Upgrade { .. } => 101,
             Action::Respond { status, .. } => *status,
+            Action::RestRefused { refusal, .. } => refusal.status,
             Action::Rest(_) => 0,
         }
     }

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use server_mio::config::{Cli, FileConfig, Settings, DEFAULT_LOG};
-use server_mio::datastore::{self, Policy};
+use server_mio::datastore::{self, Policy, TokenSource};
 use server_mio::node::Node;
 use server_mio::runtime::{self, Admin, Runtime};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// A random seed without a clock: std's `RandomState` is seeded from the OS.
@@ -30,6 +30,45 @@ fn init_logging(filter: Option<&str>) -> Result<(), String> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     Ok(())
+}
+
+/// The admin REST API's gate: the admin token (read, or generated at the first start and
+/// printed once) and the access settings.
+fn admin_gate(settings: &Settings) -> Result<antenna_store::RestGate, String> {
+    let random =
+        antenna_store::os_random_seed().map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let (token, source) = datastore::admin_token(
+        &settings.store,
+        settings.admin.token_file.as_deref(),
+        random,
+    )?;
+    match &source {
+        TokenSource::Read(path) => info!(path = %path.display(), "admin token read from its file"),
+        TokenSource::Created(path) => eprintln!(
+            "antenna: generated the admin REST token (send it as `Authorization: Bearer <token>`), \
+             written to {}: {token}",
+            path.display()
+        ),
+        TokenSource::Ephemeral => eprintln!(
+            "antenna: admin REST token for this run (memory store; pass --admin-token-file to \
+             keep one): {token}"
+        ),
+    }
+    let a = &settings.admin;
+    if a.trust_loopback {
+        warn!(
+            "--rest-trust-loopback: REST callers on 127.0.0.1/::1 need no credential; do not use \
+             this behind a proxy on the same host"
+        );
+    } else {
+        info!("admin REST API: every caller needs the admin token or the application's REST JWT");
+    }
+    Ok(antenna_store::RestGate::new(antenna_store::AdminAccess {
+        admin_token: Some(token),
+        trust_loopback: a.trust_loopback,
+        hosts: a.hosts.clone(),
+        trusted_proxies: a.trusted_proxies.clone(),
+    }))
 }
 
 fn main() -> ExitCode {
@@ -83,6 +122,13 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("antenna: cannot read /dev/urandom: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let gate = match admin_gate(&settings) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("antenna: {e}");
             return ExitCode::from(1);
         }
     };
@@ -147,6 +193,7 @@ fn main() -> ExitCode {
                 Admin {
                     datastore: ds,
                     rest,
+                    gate,
                 },
             )
         },

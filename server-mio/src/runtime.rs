@@ -33,7 +33,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use antenna_store::{DurableQueue, Notify, RestApi, RestRequest, WriteSeq};
+use antenna_store::{DurableQueue, Notify, Refusal, RestApi, RestGate, RestRequest, WriteSeq};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use proto_core::ConnId;
@@ -205,6 +205,35 @@ pub struct Admin {
     pub datastore: Datastore,
     /// The REST API over it.
     pub rest: RestApi,
+    /// Who may call it, decided on the request head (before any body byte is read).
+    pub gate: RestGate,
+}
+
+impl Admin {
+    /// Asks the gate about a REST request head from `peer`. `Err((status, response))`: the
+    /// refusal to send (then close, without reading the body); logged and counted.
+    fn check_head(&mut self, peer: SocketAddr, head: &RestHead) -> Result<(), (u16, Vec<u8>)> {
+        let settings = self.datastore.settings(&head.app);
+        let health = self.datastore.health();
+        let now_ms = antenna_store::system_clock();
+        match self.gate.check(&settings, health, now_ms, peer.ip(), head) {
+            Ok(granted) => {
+                trace!(%peer, client = %granted.client, credential = ?granted.credential,
+                    "rest request granted");
+                Ok(())
+            }
+            Err(refusal) => Err(self.refused(peer, head, &refusal)),
+        }
+    }
+
+    /// Logs a refused REST request with its counter; returns the response to send.
+    fn refused(&mut self, peer: SocketAddr, head: &RestHead, refusal: &Refusal) -> (u16, Vec<u8>) {
+        let count = self.gate.counters().get(refusal.reason);
+        info!(%peer, method = %head.method, path = %head.path, status = refusal.status,
+            reason = refusal.reason.as_str(), count, total = self.gate.counters().total(),
+            "rest request refused: {}", refusal.message);
+        (refusal.status, http::refusal_response(refusal))
+    }
 }
 
 /// The runtime. Build with [`Runtime::new`], then [`Runtime::run`].
@@ -248,7 +277,7 @@ pub struct Runtime {
     admin: Admin,
     /// REST responses waiting for durability.
     held: DurableQueue<Token>,
-    /// The store's failure was reported (once).
+    /// The store's current failure was reported (cleared when it recovers).
     store_failure_reported: bool,
     /// Keeps the store's wake-up registered.
     _waker: std::sync::Arc<Waker>,
@@ -423,7 +452,10 @@ impl Runtime {
                 let now = Instant::now();
                 match event.token() {
                     LISTENER => self.accept(now),
-                    STORE => self.release_held(now),
+                    STORE => {
+                        self.report_store_failure();
+                        self.release_held(now);
+                    }
                     SIGNALS => {
                         let mut stop = false;
                         for sig in self.signals.pending() {
@@ -489,17 +521,31 @@ impl Runtime {
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
     }
 
-    /// Says so, once and loudly, when the store has failed (at open or since).
+    /// Says so, loudly, when the store fails (at open or since), and again when it recovers.
     fn report_store_failure(&mut self) {
-        if self.store_failure_reported {
-            return;
-        }
-        if let Err(e) = self.admin.datastore.health() {
-            self.store_failure_reported = true;
-            error!(
-                "DATASTORE NOT AVAILABLE: {e}. The server keeps running; every publish and play \
-                 is refused with data_store_not_available and the REST API answers 503"
-            );
+        match self.admin.datastore.health() {
+            Err(e) if !self.store_failure_reported => {
+                self.store_failure_reported = true;
+                if e.is_degraded() {
+                    error!(
+                        "DATASTORE NOT AVAILABLE: {e}. The server keeps running from memory: \
+                         publish and play go on (except those that must spend a one-time \
+                         token: data_store_not_available), the REST API answers 503, and \
+                         commits are retried until the disk works again"
+                    );
+                } else {
+                    error!(
+                        "DATASTORE NOT AVAILABLE: {e}. The server keeps running; every publish \
+                         and play is refused with data_store_not_available and the REST API \
+                         answers 503"
+                    );
+                }
+            }
+            Ok(()) if self.store_failure_reported => {
+                self.store_failure_reported = false;
+                info!("DATASTORE RECOVERED: writes are durable again; the REST API answers again");
+            }
+            _ => {}
         }
     }
 
@@ -705,6 +751,19 @@ impl Runtime {
                     };
                     let (out, upgrade) = match action {
                         Action::Rest(head) => {
+                            // Access is decided on the head: a refused request is answered
+                            // and closed, its body never read.
+                            if let Err((status, response)) = self.admin.check_head(conn.peer, &head)
+                            {
+                                debug!(conn = token.0, status, "rest refused on its head");
+                                conn.state = State::Respond {
+                                    stream,
+                                    out: response,
+                                    written: 0,
+                                    upgrade: None,
+                                };
+                                return Next::Again;
+                            }
                             let mut body = early;
                             body.truncate(head.content_length);
                             if head.expect_continue && body.len() < head.content_length {
@@ -719,6 +778,11 @@ impl Runtime {
                             return Next::Again;
                         }
                         Action::Upgrade { app, response } => (response, Some((app, early))),
+                        Action::RestRefused { refusal, head } => {
+                            self.admin.gate.count(refusal.reason);
+                            let (_, response) = self.admin.refused(conn.peer, &head, &refusal);
+                            (response, None)
+                        }
                         Action::Respond { status, response } => {
                             debug!(conn = token.0, peer = %conn.peer, status, "http response");
                             (response, None)
@@ -804,34 +868,9 @@ impl Runtime {
         head: &RestHead,
         body: &[u8],
     ) -> (u16, Vec<u8>, Option<WriteSeq>) {
-        let json = |status: u16, v: &serde_json::Value| {
-            let body = v.to_string();
-            let r = http::response(
-                status,
-                http::reason(status),
-                "application/json",
-                body.as_bytes(),
-                false,
-                &[],
-            );
-            (status, r, None)
-        };
-        if let Err(e) = self.admin.datastore.health() {
-            return json(
-                503,
-                &serde_json::json!({"success": false, "message": format!("data_store_not_available: {e}"),
-                    "dataId": null, "errorId": 0}),
-            );
-        }
-        let settings = self.admin.datastore.settings(&head.app);
-        if datastore::refuse_other_loopback(peer.ip(), &settings) {
-            return json(
-                403,
-                &serde_json::json!({"success": false, "message": "Not allowed IP",
-                    "dataId": null, "errorId": 0}),
-            );
-        }
-        let resp = self.admin.rest.handle(
+        // Access (address, Host, Origin, credential, content type, store health) was granted
+        // on the head by `Admin::check_head`.
+        let resp = self.admin.rest.serve(
             antenna_store::system_clock(),
             &RestRequest {
                 method: &head.method,

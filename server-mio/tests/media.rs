@@ -186,9 +186,7 @@ fn tokens_media_and_live_status_in_the_rest_api() {
     );
     let server = Server::start_with(&["--config", cfg.to_str().expect("utf-8")]);
     let b = "/WebRTCAppEE/rest/v2/broadcasts";
-    let rest = |method: &str, path: &str, body: Option<&str>| {
-        common::http_json(server.http, method, path, None, body)
-    };
+    let rest = |method: &str, path: &str, body: Option<&str>| server.rest(method, path, body);
     let (st, _) = rest(
         "POST",
         &format!("{b}/create"),

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{config_file, http_json, temp_dir, unix_s, Client, Server};
+use common::{config_file, temp_dir, unix_s, Client, Server};
 use serde_json::{json, Value};
 
 const JWT_KEY: &str = "0123456789abcdef0123456789abcdef-stream";
@@ -50,7 +50,7 @@ fn server() -> Server {
 }
 
 fn rest(s: &Server, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    http_json(s.http, method, path, None, body)
+    s.rest(method, path, body)
 }
 
 fn create(s: &Server, app: &str, body: Value) -> Value {

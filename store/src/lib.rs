@@ -18,6 +18,10 @@
 //! - [`RestApi`]: the AMS REST endpoints under `/{App}/rest/v2/` as a pure function
 //!   ([`RestApi::handle`]), with IP (`remoteAllowedCIDR`) and JWT (`jwtControlEnabled`) access
 //!   control, and an OpenAPI document ([`OPENAPI_JSON`]).
+//! - [`RestGate`]: the server's access decision on a REST request's head, before any body byte
+//!   is read: client address (with trusted proxies), `Host` (DNS rebinding), `Origin`
+//!   (cross-site requests), the admin credential, `Content-Type`, the settings method and the
+//!   store's health; then [`RestApi::serve`] answers.
 //!
 //! # Durability: "the event loop never waits on disk"
 //!
@@ -77,6 +81,7 @@
 )]
 
 pub mod crypto;
+mod gate;
 mod model;
 mod persist;
 mod rest;
@@ -84,13 +89,23 @@ mod security;
 mod settings;
 mod store;
 
+pub use gate::{
+    is_local_host, AdminAccess, Credential, GateCounters, Granted, Refusal, Refused, RestGate,
+    RestHead, MAX_BODY_LEN,
+};
+pub use ipnet::IpNet;
 pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
-pub use persist::{Notify, RedbStore, WriteBehind};
+pub use persist::{
+    Notify, RedbStore, StoreCounters, WriteBehind, FIRST_RETRY_DELAY, MAX_OUTSTANDING,
+    MAX_RETRY_DELAY,
+};
 pub use rest::{
     is_rest_path, os_random_seed, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON,
 };
 pub use security::{system_clock, StreamSecurity, WallClock};
-pub use settings::{parse_cidr_list, AppSettings, CidrError};
+pub use settings::{
+    is_secret_key, parse_cidr_list, restore_redacted, AppSettings, CidrError, REDACTED,
+};
 pub use store::{
     set_broadcast_status, set_webrtc_viewer_count, shared, AppData, Data, DurableQueue, MemStore,
     SharedStore, Store, StoreError, WriteOp, WriteSeq,

@@ -8,15 +8,16 @@
 //! `(app, streamId, subscriberId)`, `settings` `app`. Every commit uses
 //! `Durability::Immediate` (fsync before `commit` returns).
 
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::store::{Data, Store, StoreError, WriteOp, WriteSeq};
 
@@ -222,15 +223,36 @@ enum Msg {
     Flush(Sender<Result<(), StoreError>>),
 }
 
+/// First pause before a failed commit is retried; it doubles after each further failure, up to
+/// [`MAX_RETRY_DELAY`].
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+/// Longest pause between two commit attempts while the disk fails.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// Most writes that may wait for the disk (applied to memory, not yet durable). Beyond it
+/// [`Store::write`] refuses: a store that stays down cannot grow the queue without limit.
+pub const MAX_OUTSTANDING: u64 = 100_000;
+
 #[derive(Debug, Default)]
 struct Shared {
     durable: AtomicU64,
+    /// The current failure, while commits fail (cleared by the next successful commit).
     failed: Mutex<Option<StoreError>>,
+    /// Fault injection for tests: while set, every commit fails as if the disk did.
+    inject: AtomicBool,
+    /// Commit attempts that failed, and recoveries (a success after failures).
+    failed_commits: AtomicU64,
+    recoveries: AtomicU64,
 }
 
 impl Shared {
     fn failure(&self) -> Option<StoreError> {
         self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn set_failure(&self, e: Option<StoreError>) {
+        if let Ok(mut f) = self.failed.lock() {
+            *f = e;
+        }
     }
 }
 
@@ -238,14 +260,33 @@ impl Shared {
 /// loop can release responses waiting for durability.
 pub type Notify = Box<dyn Fn() + Send>;
 
+/// Counters of a [`WriteBehind`] store, for logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreCounters {
+    /// Commit attempts that failed (each retry counts).
+    pub failed_commits: u64,
+    /// Times the store recovered (a commit succeeded after failures).
+    pub recoveries: u64,
+}
+
 /// A redb store whose commits happen on a store thread: the event loop never waits on disk.
 ///
 /// [`Store::write`] applies the write to memory, sends it over a `std::sync::mpsc` channel and
 /// returns its [`WriteSeq`] at once. The store thread takes everything queued (up to 4096
 /// writes) and commits it in **one** durable transaction (group commit), then publishes the
 /// highest committed sequence number ([`Store::durable_seq`]) and calls the [`Notify`] hook.
-/// A commit failure marks the store failed: later writes return `Err`, and [`Store::health`]
-/// reports it. Dropping the store commits what is queued and joins the thread.
+///
+/// # Failures
+///
+/// A failed commit (ENOSPC, EIO, …) does not lose the writes and does not stop the store: the
+/// thread keeps them, reopens the database file (redb refuses further use of a handle after an
+/// I/O error) and retries everything pending after [`FIRST_RETRY_DELAY`], doubling the pause up
+/// to [`MAX_RETRY_DELAY`]; new writes join the pending batch. Meanwhile [`Store::health`]
+/// reports [`StoreError::Degraded`], writes still apply to memory (up to [`MAX_OUTSTANDING`]
+/// not yet durable), except those that must be durable before they count
+/// ([`WriteOp::needs_durability`]), which are refused. The first successful commit clears the
+/// failure, publishes the new durable sequence and calls the hook. Dropping the store commits
+/// what is queued (one last attempt) and joins the thread.
 pub struct WriteBehind {
     data: Data,
     seq: u64,
@@ -267,13 +308,22 @@ impl WriteBehind {
     /// Opens or creates the database at `path` (on the calling thread, so failures are
     /// reported here), loads it, and starts the store thread.
     pub fn open(path: impl AsRef<Path>, notify: Option<Notify>) -> Result<WriteBehind, StoreError> {
-        let (db, data) = open_db(path.as_ref())?;
+        let path = path.as_ref().to_path_buf();
+        let (db, data) = open_db(&path)?;
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("antenna-store".into())
-            .spawn(move || store_thread(db, rx, thread_shared, notify))
+            .spawn(move || {
+                StoreThread {
+                    path,
+                    db: Some(db),
+                    shared: thread_shared,
+                    notify,
+                }
+                .run(rx)
+            })
             .map_err(unavailable)?;
         Ok(WriteBehind {
             data,
@@ -283,52 +333,149 @@ impl WriteBehind {
             thread: Some(thread),
         })
     }
+
+    /// Fault injection for tests: while `on`, every commit attempt fails as a full or broken
+    /// disk would make it fail (the writes stay pending and are retried).
+    #[doc(hidden)]
+    pub fn inject_commit_failures(&self, on: bool) {
+        self.shared.inject.store(on, Ordering::Release);
+    }
+
+    /// Failed commits and recoveries so far.
+    pub fn counters(&self) -> StoreCounters {
+        StoreCounters {
+            failed_commits: self.shared.failed_commits.load(Ordering::Relaxed),
+            recoveries: self.shared.recoveries.load(Ordering::Relaxed),
+        }
+    }
 }
 
-fn store_thread(db: Database, rx: Receiver<Msg>, shared: Arc<Shared>, notify: Option<Notify>) {
-    let mut ops: Vec<WriteOp> = Vec::new();
-    let mut flushes: Vec<Sender<Result<(), StoreError>>> = Vec::new();
-    while let Ok(first) = rx.recv() {
+/// The store thread: commits what the event loop queued, retrying failed commits.
+struct StoreThread {
+    path: PathBuf,
+    /// `None` after a failed commit: reopened before the next attempt.
+    db: Option<Database>,
+    shared: Arc<Shared>,
+    notify: Option<Notify>,
+}
+
+impl StoreThread {
+    // The store thread is IO, not core logic: it times its retries with the clock.
+    #[allow(clippy::disallowed_methods)]
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut pending: Vec<WriteOp> = Vec::new();
         let mut last = 0;
-        let mut take = |m: Msg, ops: &mut Vec<WriteOp>, flushes: &mut Vec<_>| match m {
-            Msg::Op(seq, op) => {
-                last = seq;
-                ops.push(op);
-            }
-            Msg::Flush(reply) => flushes.push(reply),
-        };
-        take(first, &mut ops, &mut flushes);
-        while ops.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => take(m, &mut ops, &mut flushes),
-                Err(_) => break,
-            }
-        }
-        if !ops.is_empty() && shared.failure().is_none() {
-            match commit(&db, &ops) {
-                Ok(()) => {
-                    debug!(writes = ops.len(), seq = last, "store commit");
-                    shared.durable.store(last, Ordering::Release);
+        let mut flushes: Vec<Sender<Result<(), StoreError>>> = Vec::new();
+        // While commits fail: the pause before the next attempt, and when it is due.
+        let mut retry: Option<(Duration, Instant)> = None;
+        let mut open = true;
+        while open {
+            let first = match retry {
+                None => rx.recv().ok(),
+                Some((_, due)) => {
+                    match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                        Ok(m) => Some(m),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => {
+                            open = false;
+                            None
+                        }
+                    }
                 }
-                Err(e) => {
-                    warn!(error = %e, "store commit failed; the store is now unavailable");
-                    if let Ok(mut f) = shared.failed.lock() {
-                        *f = Some(e);
+            };
+            if retry.is_none() && first.is_none() {
+                open = false;
+            }
+            let mut take = |m: Msg| match m {
+                Msg::Op(seq, op) => {
+                    last = seq;
+                    pending.push(op);
+                }
+                Msg::Flush(reply) => flushes.push(reply),
+            };
+            if let Some(m) = first {
+                take(m);
+            }
+            let mut batch = 0;
+            while batch < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => take(m),
+                    Err(_) => break,
+                }
+                batch += 1;
+            }
+            let due = match retry {
+                None => true,
+                // A flush or the end of the channel tries at once; new writes wait their turn.
+                Some((_, due)) => !open || !flushes.is_empty() || Instant::now() >= due,
+            };
+            if !pending.is_empty() && due {
+                match self.attempt(&pending) {
+                    Ok(()) => {
+                        debug!(writes = pending.len(), seq = last, "store commit");
+                        pending.clear();
+                        self.shared.durable.store(last, Ordering::Release);
+                        if retry.take().is_some() {
+                            let n = self.shared.recoveries.fetch_add(1, Ordering::Relaxed) + 1;
+                            info!(
+                                seq = last,
+                                recoveries = n,
+                                "store commit succeeded again; the datastore has recovered"
+                            );
+                            self.shared.set_failure(None);
+                        }
+                    }
+                    Err(e) => {
+                        let n = self.shared.failed_commits.fetch_add(1, Ordering::Relaxed) + 1;
+                        let delay = match retry {
+                            None => {
+                                warn!(error = %e, pending = pending.len(), failed_commits = n,
+                                    "store commit failed; writes are kept in memory and retried");
+                                FIRST_RETRY_DELAY
+                            }
+                            Some((d, _)) => {
+                                debug!(error = %e, pending = pending.len(), failed_commits = n,
+                                    "store commit failed again");
+                                (d * 2).min(MAX_RETRY_DELAY)
+                            }
+                        };
+                        retry = Some((delay, Instant::now() + delay));
+                        self.shared
+                            .set_failure(Some(StoreError::Degraded(e.to_string())));
                     }
                 }
             }
+            // Wake the event loop before answering flushers, so that when `flush` returns the
+            // hook has run too (the loop never misses a commit a flusher already saw).
+            if let Some(n) = &self.notify {
+                n();
+            }
+            let result = self.shared.failure().map_or(Ok(()), Err);
+            for reply in flushes.drain(..) {
+                // The flusher may have gone away; nothing to do then.
+                let _ = reply.send(result.clone());
+            }
         }
-        ops.clear();
-        // Wake the event loop before answering flushers, so that when `flush` returns the
-        // hook has run too (the loop never misses a commit a flusher already saw).
-        if let Some(n) = &notify {
-            n();
+        if !pending.is_empty() {
+            warn!(
+                writes = pending.len(),
+                "store closed while commits failed: the last writes were not saved"
+            );
         }
-        let result = shared.failure().map_or(Ok(()), Err);
-        for reply in flushes.drain(..) {
-            // The flusher may have gone away; nothing to do then.
-            let _ = reply.send(result.clone());
+    }
+
+    fn attempt(&mut self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        if self.shared.inject.load(Ordering::Acquire) {
+            self.db = None;
+            return Err(unavailable("injected commit failure (test)"));
         }
+        let db = match self.db.take() {
+            Some(db) => db,
+            None => Database::create(&self.path).map_err(unavailable)?,
+        };
+        commit(&db, ops)?;
+        self.db = Some(db);
+        Ok(())
     }
 }
 
@@ -339,7 +486,18 @@ impl Store for WriteBehind {
 
     fn write(&mut self, op: WriteOp) -> Result<WriteSeq, StoreError> {
         if let Some(e) = self.shared.failure() {
-            return Err(e);
+            if op.needs_durability() {
+                return Err(e);
+            }
+        }
+        if self
+            .seq
+            .saturating_sub(self.shared.durable.load(Ordering::Acquire))
+            >= MAX_OUTSTANDING
+        {
+            return Err(StoreError::Degraded(format!(
+                "{MAX_OUTSTANDING} writes are waiting for the disk"
+            )));
         }
         let tx = self
             .tx
@@ -490,6 +648,74 @@ mod tests {
         let s = WriteBehind::open(&path, None).unwrap();
         assert_eq!(s.data(), &expected);
         assert!(s.data().broadcast("Other", "late").is_some());
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the test waits for the store thread's retry
+    fn failed_commits_are_retried_and_the_store_recovers_by_itself() {
+        let path = tmp("retry");
+        let (ntx, nrx) = mpsc::channel();
+        let notify: Notify = Box::new(move || {
+            let _ = ntx.send(());
+        });
+        let mut s = WriteBehind::open(&path, Some(notify)).unwrap();
+        let mut ops = sample_ops().into_iter();
+        s.write(ops.next().unwrap()).unwrap();
+        s.flush().unwrap();
+        let durable_before = s.durable_seq();
+        s.inject_commit_failures(true);
+        // The next write applies to memory; its commit fails; the store is degraded.
+        let seq = s.write(ops.next().unwrap()).unwrap();
+        assert!(s.flush().is_err());
+        let err = s.health().unwrap_err();
+        assert!(err.is_degraded(), "{err}");
+        assert_eq!(s.durable_seq(), durable_before);
+        // Ordinary writes still apply to memory; spending a token is refused.
+        let seq2 = s.write(ops.next().unwrap()).unwrap();
+        assert!(seq2 > seq);
+        let spend = WriteOp::DeleteToken {
+            app: "LiveApp".into(),
+            token_id: "tok".into(),
+        };
+        assert_eq!(s.write(spend.clone()).unwrap_err(), err);
+        for op in ops {
+            s.write(op).unwrap();
+        }
+        let expected = s.data().clone();
+        // The disk works again: a retry (no new write needed) commits everything pending.
+        while nrx.try_recv().is_ok() {}
+        s.inject_commit_failures(false);
+        let deadline = Instant::now() + MAX_RETRY_DELAY * 3;
+        while s.health().is_err() {
+            assert!(Instant::now() < deadline, "the store did not recover");
+            let _ = nrx.recv_timeout(Duration::from_millis(50));
+        }
+        assert!(s.durable_seq() >= seq2);
+        let c = s.counters();
+        assert!(c.failed_commits >= 1 && c.recoveries == 1, "{c:?}");
+        // Security writes are accepted again.
+        s.write(spend).unwrap();
+        s.flush().unwrap();
+        let expected_after = s.data().clone();
+        assert_ne!(expected, expected_after);
+        drop(s);
+        let reopened = WriteBehind::open(&path, None).unwrap();
+        assert_eq!(reopened.data(), &expected_after);
+    }
+
+    #[test]
+    fn a_store_dropped_while_failing_makes_one_last_attempt() {
+        let path = tmp("drop-failing");
+        let s = WriteBehind::open(&path, None).unwrap();
+        let mut s = s;
+        s.inject_commit_failures(true);
+        s.write(sample_ops().remove(0)).unwrap();
+        assert!(s.flush().is_err());
+        s.inject_commit_failures(false);
+        let expected = s.data().clone();
+        drop(s);
+        let reopened = WriteBehind::open(&path, None).unwrap();
+        assert_eq!(reopened.data(), &expected);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! | GET | `/{App}/rest/v2/broadcasts/{id}/subscribers/{sid}/totp[?type=]` | Result, dataId = code |
 //! | PUT | `/{App}/rest/v2/broadcasts/{id}/subscribers/{sid}/block/{seconds}/{type}` | Result |
 //! | POST, DELETE | `/{App}/rest/v2/broadcasts/{id}/subtrack?id=` | Result |
-//! | GET, PUT | `/rest/v2/applications/settings/{App}` (also under `/{App}/rest/v2/…`) | AppSettings / Result |
+//! | GET, PUT | `/rest/v2/applications/settings/{App}` (also under `/{App}/rest/v2/…`) | AppSettings (secrets redacted) / Result |
 //! | GET | `/{App}/rest/v2/openapi.json` | OpenAPI 3 document |
 //!
 //! `Result` is `{success, message, dataId, errorId}`. Bad input gets 400 with a message in a
@@ -42,7 +42,7 @@ use serde_json::{json, Map, Value};
 
 use crate::crypto;
 use crate::model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
-use crate::settings::{parse_cidr_list, AppSettings};
+use crate::settings::{parse_cidr_list, restore_redacted, AppSettings};
 use crate::store::{Data, SharedStore, StoreError, WriteOp, WriteSeq};
 
 /// The OpenAPI 3 description of these endpoints.
@@ -263,29 +263,18 @@ impl RestApi {
         }
     }
 
-    /// Answers one request at `now_ms` (unix ms).
+    /// Answers one request at `now_ms` (unix ms), with the API's own access checks: the peer
+    /// must be loopback or inside `remoteAllowedCIDR` (403), and with `jwtControlEnabled` the
+    /// `Authorization` header must hold a valid JWT (401). The server decides access on the
+    /// request head with [`crate::RestGate`] instead and calls [`RestApi::serve`].
     pub fn handle(&mut self, now_ms: u64, req: &RestRequest<'_>) -> RestResponse {
-        let segs: Vec<String> = req
-            .path
-            .strip_prefix('/')
-            .unwrap_or(req.path)
-            .trim_end_matches('/')
-            .split('/')
-            .map(percent_decode)
-            .collect();
-        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        // Route to (app, rest-of-path after rest/v2).
-        let (app, rest): (&str, Vec<&str>) = match segs.as_slice() {
-            ["rest", "v2", "applications", "settings", app] => {
-                (*app, vec!["applications", "settings", app])
-            }
-            [app, "rest", "v2", rest @ ..] => (*app, rest.to_vec()),
-            _ => return RestResponse::fail(404, "Not found"),
+        let Some((app, _)) = route(req.path) else {
+            return RestResponse::fail(404, "Not found");
         };
-        if !proto_core::is_valid_stream_id(app) {
+        if !proto_core::is_valid_stream_id(&app) {
             return RestResponse::fail(404, "Unknown application");
         }
-        let settings = self.store.borrow().data().settings(app);
+        let settings = self.store.borrow().data().settings(&app);
         if !settings.rest_allowed(req.peer) {
             return RestResponse::fail(403, "Not allowed IP");
         }
@@ -301,6 +290,21 @@ impl RestApi {
                 return RestResponse::fail(401, "Invalid or missing JWT in Authorization");
             }
         }
+        self.serve(now_ms, req)
+    }
+
+    /// Answers one request whose access was already granted (by [`crate::RestGate`] on its
+    /// head): no address or credential checks here.
+    pub fn serve(&mut self, now_ms: u64, req: &RestRequest<'_>) -> RestResponse {
+        let Some((app, rest)) = route(req.path) else {
+            return RestResponse::fail(404, "Not found");
+        };
+        let app = app.as_str();
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        if !proto_core::is_valid_stream_id(app) {
+            return RestResponse::fail(404, "Unknown application");
+        }
+        let settings = self.store.borrow().data().settings(app);
         let method = req.method.to_ascii_uppercase();
         let q = Query::parse(req.query);
         let m = method.as_str();
@@ -316,8 +320,8 @@ impl RestApi {
                 _ => method_not_allowed(),
             },
             ["applications", "settings", target] if *target == app => match m {
-                "GET" => RestResponse::json(200, &settings),
-                "PUT" | "POST" => self.put_settings(app, settings, req.body),
+                "GET" => RestResponse::json(200, &settings.redacted_json()),
+                "PUT" => self.put_settings(app, settings, req.body),
                 _ => method_not_allowed(),
             },
             ["broadcasts", b @ ..] => self.broadcasts(now_ms, app, m, b, &q, req.body),
@@ -939,7 +943,7 @@ impl RestApi {
     }
 
     fn put_settings(&mut self, app: &str, current: AppSettings, body: &[u8]) -> RestResponse {
-        let patch: Map<String, Value> = match serde_json::from_slice(body) {
+        let mut patch: Map<String, Value> = match serde_json::from_slice(body) {
             Ok(p) => p,
             Err(e) => return bad_json(&e),
         };
@@ -947,6 +951,8 @@ impl RestApi {
             Ok(Value::Object(m)) => m,
             _ => return RestResponse::fail(500, "Cannot encode the settings"),
         };
+        // Secrets are write-only: a placeholder sent back keeps the stored value.
+        restore_redacted(&mut patch, &merged);
         merged.extend(patch);
         let new: AppSettings = match serde_json::from_value(Value::Object(merged)) {
             Ok(s) => s,
@@ -967,6 +973,25 @@ impl RestApi {
             resp.settings_changed = Some(app.to_string());
         }
         resp
+    }
+}
+
+/// Splits a REST path into the application and the rest of the path after `rest/v2`
+/// (percent-decoded segments).
+fn route(path: &str) -> Option<(String, Vec<String>)> {
+    let segs: Vec<String> = path
+        .strip_prefix('/')
+        .unwrap_or(path)
+        .trim_end_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    match segs.as_slice() {
+        [r, v, a, s, app] if r == "rest" && v == "v2" && a == "applications" && s == "settings" => {
+            Some((app.clone(), vec![a.clone(), s.clone(), app.clone()]))
+        }
+        [app, r, v, rest @ ..] if r == "rest" && v == "v2" => Some((app.clone(), rest.to_vec())),
+        _ => None,
     }
 }
 

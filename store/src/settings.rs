@@ -151,6 +151,32 @@ impl Default for AppSettings {
     }
 }
 
+/// What a secret reads as in `GET /rest/v2/applications/settings/{App}`. A `PUT` that sends
+/// it back unchanged keeps the stored value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Is this settings key a secret (write-only over REST)? The AMS secret keys Antenna models
+/// (`jwtSecretKey`, `jwtStreamSecretKey`, `tokenHashSecret`, `timeTokenSecretForPublish`,
+/// `timeTokenSecretForPlay`, `turnServerCredential`), and any other key whose name contains
+/// `secret`, `password`, `credential` or `privatekey` (case-insensitive; AMS keys Antenna
+/// keeps without modelling, such as `s3SecretKey`).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["secret", "password", "credential", "privatekey"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// Replaces each secret of `patch` that is still [`REDACTED`] by its value in `current` (a
+/// `PUT` of the settings as read keeps the secrets).
+pub fn restore_redacted(patch: &mut Map<String, Value>, current: &Map<String, Value>) {
+    for (k, v) in patch.iter_mut() {
+        if is_secret_key(k) && v.as_str() == Some(REDACTED) {
+            *v = current.get(k).cloned().unwrap_or(Value::Null);
+        }
+    }
+}
+
 /// A bad `remoteAllowedCIDR` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CidrError(pub String);
@@ -188,6 +214,25 @@ impl AppSettings {
         parse_cidr_list(&self.remote_allowed_cidr)
             .map(|nets| nets.iter().any(|n| n.contains(&peer)))
             .unwrap_or(false)
+    }
+
+    /// The settings as the REST API shows them: every secret that is set is replaced by
+    /// [`REDACTED`] (secrets are write-only; see [`is_secret_key`]).
+    pub fn redacted_json(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            for (k, val) in m.iter_mut() {
+                let set = match val {
+                    Value::Null => false,
+                    Value::String(s) => !s.is_empty(),
+                    _ => true,
+                };
+                if set && is_secret_key(k) {
+                    *val = Value::String(REDACTED.into());
+                }
+            }
+        }
+        v
     }
 
     /// The TOTP secret for publishing or playing, if set and non-empty.
@@ -232,6 +277,44 @@ mod tests {
                 .unwrap();
         assert_eq!(s.jwt_stream_secret_key, "");
         assert_eq!(s.remote_allowed_cidr, "");
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_placeholders_keep_them() {
+        let s: AppSettings = serde_json::from_str(
+            r#"{"jwtSecretKey":"a","jwtStreamSecretKey":"b","tokenHashSecret":"c",
+                "timeTokenSecretForPublish":"d","timeTokenSecretForPlay":null,
+                "turnServerCredential":"","s3SecretKey":"e","remoteAllowedCIDR":"10.0.0.0/8"}"#,
+        )
+        .unwrap();
+        let v = s.redacted_json();
+        for k in [
+            "jwtSecretKey",
+            "jwtStreamSecretKey",
+            "tokenHashSecret",
+            "timeTokenSecretForPublish",
+            "s3SecretKey",
+        ] {
+            assert_eq!(v[k], REDACTED, "{k}");
+        }
+        // Unset secrets show as unset; other keys as they are.
+        assert_eq!(v["timeTokenSecretForPlay"], Value::Null);
+        assert_eq!(v["turnServerCredential"], "");
+        assert_eq!(v["remoteAllowedCIDR"], "10.0.0.0/8");
+        assert!(!v.to_string().contains("\"a\""));
+        let current = match serde_json::to_value(&s).unwrap() {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let mut patch = match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        patch.insert("tokenHashSecret".into(), "new".into());
+        restore_redacted(&mut patch, &current);
+        assert_eq!(patch["jwtSecretKey"], "a");
+        assert_eq!(patch["s3SecretKey"], "e");
+        assert_eq!(patch["tokenHashSecret"], "new");
     }
 
     #[test]

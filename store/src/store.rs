@@ -18,21 +18,31 @@ use crate::settings::AppSettings;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct WriteSeq(pub u64);
 
-/// The datastore failed: it cannot be opened, or a write could not be made durable.
+/// The datastore failed: it cannot be opened, or writes cannot be made durable right now.
 ///
 /// The runtime maps it to the `data_store_not_available` error definition
 /// (`SignalError::from(err)`), and the REST layer to HTTP 503.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The store cannot be opened or used.
+    /// The store cannot be opened or used: nothing is known about its records (settings
+    /// included), so everything that depends on them must be refused.
     Unavailable(String),
+    /// The store is loaded, but the disk refuses commits (ENOSPC, EIO, …): writes are kept in
+    /// memory and retried with back-off, and the store recovers by itself once a commit
+    /// succeeds. Only writes that must be durable before they count
+    /// ([`WriteOp::needs_durability`]) are refused meanwhile.
+    Degraded(String),
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Unavailable(why) => write!(f, "data store not available: {why}"),
+            StoreError::Degraded(why) => write!(
+                f,
+                "data store not available: {why} (retrying; changes are kept in memory)"
+            ),
         }
     }
 }
@@ -49,6 +59,12 @@ impl StoreError {
     /// The AMS error definition for this failure: `data_store_not_available`.
     pub fn signal_error(&self) -> SignalError {
         SignalError::DataStoreNotAvailable
+    }
+
+    /// True for a loaded store whose commits fail for now ([`StoreError::Degraded`]): its
+    /// records in memory are still the truth.
+    pub fn is_degraded(&self) -> bool {
+        matches!(self, StoreError::Degraded(_))
     }
 }
 
@@ -265,6 +281,16 @@ impl Data {
     }
 }
 
+impl WriteOp {
+    /// A security write that counts only once it is durable: spending (deleting) a one-time
+    /// token. Kept in memory only, a spent token would come back after a crash and could be
+    /// replayed, so while the store is [`StoreError::Degraded`] such writes are refused (the
+    /// request that needs one gets `data_store_not_available`) instead of queued.
+    pub fn needs_durability(&self) -> bool {
+        matches!(self, WriteOp::DeleteToken { .. })
+    }
+}
+
 /// A datastore: the in-memory working set and a durable write path.
 ///
 /// Implementations: [`MemStore`] (memory only), [`crate::RedbStore`] (synchronous commit per
@@ -276,7 +302,9 @@ pub trait Store: std::fmt::Debug {
     fn data(&self) -> &Data;
 
     /// Applies `op` to memory at once and starts making it durable. Returns its sequence
-    /// number, or an error if the store has failed (then nothing was changed).
+    /// number, or an error if the store cannot take it (then nothing was changed): a store
+    /// that could not be opened refuses every write; a degraded one (commits failing, retried)
+    /// refuses only [`WriteOp::needs_durability`] writes and writes beyond its backlog bound.
     fn write(&mut self, op: WriteOp) -> Result<WriteSeq, StoreError>;
 
     /// Every write with a sequence number up to this one is durable.
@@ -286,7 +314,9 @@ pub trait Store: std::fmt::Debug {
     /// accept waiting on disk.
     fn flush(&mut self) -> Result<(), StoreError>;
 
-    /// `Err` if the store has failed (a background commit failed).
+    /// `Err` while the store cannot make writes durable: [`StoreError::Unavailable`] (never
+    /// opened) or [`StoreError::Degraded`] (commits failing and being retried; `Ok` again once
+    /// one succeeds).
     fn health(&self) -> Result<(), StoreError> {
         Ok(())
     }

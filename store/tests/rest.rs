@@ -603,6 +603,38 @@ fn settings_get_put_take_effect_and_keep_unknown_keys() {
         400,
     );
     api.json("DELETE", "/rest/v2/applications/settings/LiveApp", "", 405);
+    // Settings change with PUT only.
+    api.json(
+        "POST",
+        "/rest/v2/applications/settings/LiveApp",
+        r#"{"remoteAllowedCIDR":"0.0.0.0/0"}"#,
+        405,
+    );
+    let s = api.json("GET", "/rest/v2/applications/settings/LiveApp", "", 200);
+    assert_eq!(s["remoteAllowedCIDR"], "127.0.0.1");
+    // Secrets are write-only: redacted when read, kept when the placeholder is sent back.
+    api.json(
+        "PUT",
+        "/rest/v2/applications/settings/LiveApp",
+        r#"{"tokenHashSecret":"the-hash-secret"}"#,
+        200,
+    );
+    let s = api.json("GET", "/rest/v2/applications/settings/LiveApp", "", 200);
+    assert_eq!(s["tokenHashSecret"], antenna_store::REDACTED);
+    api.json(
+        "PUT",
+        "/rest/v2/applications/settings/LiveApp",
+        &s.to_string(),
+        200,
+    );
+    assert_eq!(
+        api.store
+            .borrow()
+            .data()
+            .settings("LiveApp")
+            .token_hash_secret,
+        "the-hash-secret"
+    );
 }
 
 #[test]

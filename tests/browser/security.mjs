@@ -71,13 +71,20 @@ function freeUdpPort() {
   });
 }
 
-/** One HTTP request to the REST API; resolves to { status, json }. */
+/** The admin REST token the server wrote into its data directory at its first start. */
+let adminToken = "";
+
+/** One HTTP request to the REST API, with the admin token; resolves to { status, json }. */
 function rest(base, method, p, body) {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? "" : JSON.stringify(body);
     const req = http.request(`${base}${p}`, {
       method,
-      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) },
+      headers: {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(data),
+        authorization: `Bearer ${adminToken}`,
+      },
     }, (res) => {
       let text = "";
       res.on("data", (c) => (text += c));
@@ -110,6 +117,7 @@ async function startAntenna() {
     if (exited) throw new Error(`antenna exited ${JSON.stringify(exited)}:\n${lines.join("\n")}`);
     return lines.some((l) => l.includes("antenna listening on"));
   });
+  adminToken = fs.readFileSync(path.join(tmp, "data", "admin-token"), "utf8").trim();
   return {
     proc, lines, tmp,
     http: `http://127.0.0.1:${port}`,

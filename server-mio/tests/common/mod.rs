@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod media;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -29,6 +30,8 @@ pub struct Server {
     pub http: SocketAddr,
     /// UDP media address.
     pub udp: SocketAddr,
+    /// The admin REST token (printed at its first start, else read from its file).
+    pub admin_token: Option<String>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -94,12 +97,17 @@ impl Server {
             }
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok((http, udp)) => Server {
-                child,
-                http,
-                udp,
-                log,
-            },
+            Ok((http, udp)) => {
+                let admin_token =
+                    admin_token(&log.lock().map(|l| l.clone()).unwrap_or_default(), extra);
+                Server {
+                    child,
+                    http,
+                    udp,
+                    admin_token,
+                    log,
+                }
+            }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -109,6 +117,13 @@ impl Server {
                 );
             }
         }
+    }
+
+    /// A REST call with the admin token (`Authorization: Bearer`), a JSON body and
+    /// `Content-Type: application/json`; returns the status and the JSON body.
+    pub fn rest(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let auth = self.admin_token.as_ref().map(|t| format!("Bearer {t}"));
+        http_json(self.http, method, path, auth.as_deref(), body)
     }
 
     /// The process id.
@@ -185,6 +200,30 @@ impl Drop for Server {
             eprintln!("--- antenna stderr ---\n{}", self.log().join("\n"));
         }
     }
+}
+
+/// The admin token of a server that just started: from its "admin REST token" line (first
+/// start, or a memory store), else from the token file (`--admin-token-file`, or
+/// `--data-dir`/admin-token).
+fn admin_token(log: &[String], args: &[&str]) -> Option<String> {
+    if let Some(t) = log
+        .iter()
+        .filter(|l| l.contains("admin REST token"))
+        .find_map(|l| l.rsplit(": ").next())
+    {
+        return Some(t.trim().to_string());
+    }
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| *a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(std::path::PathBuf::from)
+    };
+    let file =
+        arg("--admin-token-file").or_else(|| arg("--data-dir").map(|d| d.join("admin-token")))?;
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|t| t.trim().to_string())
 }
 
 /// Connects a TCP stream with read and write timeouts.
