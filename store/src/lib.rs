@@ -89,7 +89,10 @@ pub use persist::{Notify, RedbStore, WriteBehind};
 pub use rest::{
     is_rest_path, os_random_seed, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON,
 };
-pub use security::{system_clock, StreamSecurity, WallClock};
+pub use security::{
+    system_clock, StreamSecurity, WallClock, PURGE_INTERVAL, PURGE_MAX_DELETES, TOTP_FREE_FAILURES,
+    TOTP_FREE_FAILURES_PER_STREAM, TOTP_MAX_LOCK, TOTP_MAX_TRACKED, TOTP_RETAIN,
+};
 pub use settings::{parse_cidr_list, AppSettings, CidrError};
 pub use store::{
     set_broadcast_status, set_webrtc_viewer_count, shared, AppData, Data, DurableQueue, MemStore,

@@ -295,7 +295,7 @@ impl RestApi {
                 .map(|a| a.trim())
                 .map(|a| a.strip_prefix("Bearer ").unwrap_or(a));
             let ok = token.is_some_and(|t| {
-                crypto::jwt_verify(t, &settings.jwt_secret_key, now_ms / 1000).is_ok()
+                crypto::jwt_verify_rest(t, &settings.jwt_secret_key, now_ms / 1000).is_ok()
             });
             if !ok {
                 return RestResponse::fail(401, "Invalid or missing JWT in Authorization");

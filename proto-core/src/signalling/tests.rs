@@ -238,13 +238,13 @@ struct Recorder {
 }
 
 impl AccessPolicy for Recorder {
-    fn check_publish(&mut self, _: Instant, r: &PublishRequest<'_>) -> Result<(), SignalError> {
+    fn check_publish(&mut self, _: Instant, r: &PublishRequest<'_>) -> Result<Grant, SignalError> {
         assert_eq!(r.app, APP);
-        self.publish
+        self.publish.map(|()| Grant::free(r.app))
     }
-    fn check_play(&mut self, _: Instant, r: &PlayRequest<'_>) -> Result<(), SignalError> {
+    fn check_play(&mut self, _: Instant, r: &PlayRequest<'_>) -> Result<Grant, SignalError> {
         self.viewers.set(r.viewers);
-        self.play
+        self.play.map(|()| Grant::free(r.app))
     }
 }
 
