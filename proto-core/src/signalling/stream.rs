@@ -137,15 +137,12 @@ impl Signalling {
         let Some((publisher, true, _)) = publisher else {
             return self.refuse(now, conn, SignalError::NoStreamExist, Some(&id));
         };
-        if let Some(old) = self
+        let playing = self
             .conns
             .get(&conn)
-            .and_then(|c| c.plays.get(&id))
-            .copied()
-        {
-            if self.config.play_once_per_session {
-                return self.refuse(now, conn, SignalError::AlreadyPlaying, Some(&id));
-            }
+            .is_some_and(|c| c.plays.contains_key(&id));
+        if playing && self.config.play_once_per_session {
+            return self.refuse(now, conn, SignalError::AlreadyPlaying, Some(&id));
         }
         // Accepted: only now is a single-use credential spent.
         if let Err(e) = self.access.commit(now, grant) {
