@@ -98,7 +98,10 @@ impl RefusalCounters {
 /// Does this refusal count as a credential failure (towards
 /// [`MAX_AUTH_FAILURES_PER_CONN`])?
 pub fn is_credential_failure(e: SignalError) -> bool {
-    matches!(e, SignalError::UnauthorizedAccess | SignalError::UserBlocked)
+    matches!(
+        e,
+        SignalError::UnauthorizedAccess | SignalError::UserBlocked
+    )
 }
 
 #[cfg(test)]

@@ -167,8 +167,11 @@ pub struct PlayRequest<'a> {
 /// given (e.g. an anchor taken once at start), never read inside a call.
 pub trait AccessPolicy: std::fmt::Debug {
     /// May this client publish? `Err` is sent to the client as that error definition.
-    fn check_publish(&mut self, now: Instant, req: &PublishRequest<'_>)
-        -> Result<Grant, SignalError>;
+    fn check_publish(
+        &mut self,
+        now: Instant,
+        req: &PublishRequest<'_>,
+    ) -> Result<Grant, SignalError>;
     /// May this client play?
     fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<Grant, SignalError>;
     /// The request a grant was given for was accepted: spend what it names. `Err` refuses the
@@ -835,7 +838,12 @@ impl Signalling {
     /// the answer.
     fn refuse(&mut self, now: Instant, conn: ConnId, e: SignalError, stream_id: Option<&str>) {
         self.refusals.count(e);
-        debug!(?conn, stream = stream_id, definition = e.definition(), "request refused");
+        debug!(
+            ?conn,
+            stream = stream_id,
+            definition = e.definition(),
+            "request refused"
+        );
         self.error(conn, e, stream_id);
         if !is_credential_failure(e) {
             return;

@@ -255,7 +255,11 @@ impl Policy {
 }
 
 impl AccessPolicy for Policy {
-    fn check_publish(&mut self, now: Instant, req: &PublishRequest<'_>) -> Result<Grant, SignalError> {
+    fn check_publish(
+        &mut self,
+        now: Instant,
+        req: &PublishRequest<'_>,
+    ) -> Result<Grant, SignalError> {
         self.healthy()?;
         self.inner.check_publish(now, req)
     }

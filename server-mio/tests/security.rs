@@ -626,7 +626,11 @@ fn finding4_a_token_refused_for_no_stream_exist_still_works_once_live() {
     // Early, twice: no_stream_exist both times (the token is not spent).
     for _ in 0..2 {
         assert_error(
-            &play(&mut s.ws("/Tok/websocket"), "live4", json!({"token": play_tok})),
+            &play(
+                &mut s.ws("/Tok/websocket"),
+                "live4",
+                json!({"token": play_tok}),
+            ),
             "no_stream_exist",
         );
     }
@@ -634,7 +638,10 @@ fn finding4_a_token_refused_for_no_stream_exist_still_works_once_live() {
     let mut pub_ws = s.ws("/Tok/websocket");
     let mut publisher = common::browser::Browser::new();
     let pub_tok = one_time_token(&s, "Tok", "live4", "publish");
-    assert_start(&publish(&mut pub_ws, "live4", json!({"token": pub_tok})), "live4");
+    assert_start(
+        &publish(&mut pub_ws, "live4", json!({"token": pub_tok})),
+        "live4",
+    );
     let offer = publisher.publish_offer();
     pub_ws.send(&json!({"command": "takeConfiguration", "streamId": "live4", "type": "offer", "sdp": offer}));
     let mut candidates = Vec::new();
@@ -656,7 +663,11 @@ fn finding4_a_token_refused_for_no_stream_exist_still_works_once_live() {
     let offer = viewer.recv_collecting_candidates("takeConfiguration", &mut candidates);
     assert_eq!(offer["type"], "offer", "{offer}");
     assert_error(
-        &play(&mut s.ws("/Tok/websocket"), "live4", json!({"token": play_tok})),
+        &play(
+            &mut s.ws("/Tok/websocket"),
+            "live4",
+            json!({"token": play_tok}),
+        ),
         "unauthorized_access",
     );
 }
@@ -831,11 +842,15 @@ fn finding6_stream_and_rest_jwts_are_not_interchangeable() {
             .expect("sign")
     };
     let count = "/Admin/rest/v2/broadcasts/count";
-    let call = |token: &str| http_json(s.http, "GET", count, Some(&format!("Bearer {token}")), None).0;
+    let call =
+        |token: &str| http_json(s.http, "GET", count, Some(&format!("Bearer {token}")), None).0;
     let stream_jwt = sign(json!({"streamId": "s6", "type": "play", "exp": unix_s(600)}));
     assert_eq!(call(&stream_jwt), 401, "a stream JWT is not an admin JWT");
     assert_eq!(call(&sign(json!({"sub": "admin"}))), 401, "no exp");
-    assert_eq!(call(&sign(json!({"sub": "admin", "exp": unix_s(600)}))), 200);
+    assert_eq!(
+        call(&sign(json!({"sub": "admin", "exp": unix_s(600)}))),
+        200
+    );
     // The stream side: no exp refused, with exp accepted (play allowed = no_stream_exist).
     assert_error(
         &play(

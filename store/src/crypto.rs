@@ -365,7 +365,10 @@ mod tests {
         let key = "0123456789abcdef0123456789abcdef";
         let sign = |v: Value| jwt_sign(v.as_object().unwrap(), key).unwrap();
         let no_exp = sign(serde_json::json!({"streamId":"s1","type":"play"}));
-        assert!(jwt_verify(&no_exp, key, 5).is_ok(), "the plain verifier is unchanged");
+        assert!(
+            jwt_verify(&no_exp, key, 5).is_ok(),
+            "the plain verifier is unchanged"
+        );
         assert_eq!(jwt_verify_stream(&no_exp, key, 5), Err(JwtError::NoExpiry));
         assert_eq!(jwt_verify_rest(&no_exp, key, 5), Err(JwtError::NoExpiry));
         let stream = sign(serde_json::json!({"streamId":"s1","type":"play","exp":100}));

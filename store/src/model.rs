@@ -381,22 +381,37 @@ mod tests {
             room_id: None,
         };
         let play = TokenType::Play;
-        assert_eq!(t.check_use(play, "s1", None, false, 99_999), TokenUse::Consume);
-        assert_eq!(t.check_use(play, "s1", None, false, 100_000), TokenUse::Refuse);
+        assert_eq!(
+            t.check_use(play, "s1", None, false, 99_999),
+            TokenUse::Consume
+        );
+        assert_eq!(
+            t.check_use(play, "s1", None, false, 100_000),
+            TokenUse::Refuse
+        );
         assert!(t.expired(100_000) && !t.expired(99_999));
         assert_eq!(
             t.check_use(TokenType::Publish, "s1", None, false, 0),
             TokenUse::Refuse
         );
         assert_eq!(t.check_use(play, "s2", None, false, 0), TokenUse::Refuse);
-        assert_eq!(t.check_use(play, "s1", Some(""), false, 0), TokenUse::Consume);
+        assert_eq!(
+            t.check_use(play, "s1", Some(""), false, 0),
+            TokenUse::Consume
+        );
         let r = Token {
             room_id: Some("room".into()),
             ..t.clone()
         };
-        assert_eq!(r.check_use(play, "x", Some("room"), true, 0), TokenUse::Keep);
+        assert_eq!(
+            r.check_use(play, "x", Some("room"), true, 0),
+            TokenUse::Keep
+        );
         assert_eq!(r.check_use(play, "room", None, false, 0), TokenUse::Keep);
-        assert_eq!(r.check_use(play, "x", Some("other"), true, 0), TokenUse::Refuse);
+        assert_eq!(
+            r.check_use(play, "x", Some("other"), true, 0),
+            TokenUse::Refuse
+        );
         assert_eq!(r.check_use(play, "s1", None, false, 0), TokenUse::Consume);
     }
 
@@ -420,14 +435,23 @@ mod tests {
             );
         }
         // A stream that really is a subtrack of `alice`: valid, and single use.
-        assert_eq!(t.check_use(publish, "sub", Some("alice"), true, 0), TokenUse::Consume);
+        assert_eq!(
+            t.check_use(publish, "sub", Some("alice"), true, 0),
+            TokenUse::Consume
+        );
         // A room token: only for the room's real streams.
         let r = Token {
             room_id: Some("room".into()),
             ..t
         };
-        assert_eq!(r.check_use(publish, "victim", Some("room"), false, 0), TokenUse::Refuse);
-        assert_eq!(r.check_use(publish, "member", Some("room"), true, 0), TokenUse::Keep);
+        assert_eq!(
+            r.check_use(publish, "victim", Some("room"), false, 0),
+            TokenUse::Refuse
+        );
+        assert_eq!(
+            r.check_use(publish, "member", Some("room"), true, 0),
+            TokenUse::Keep
+        );
     }
 
     #[test]

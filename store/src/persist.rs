@@ -458,8 +458,11 @@ mod tests {
             let txn = db.begin_write().unwrap();
             {
                 let mut t = txn.open_table(SETTINGS).unwrap();
-                t.insert("LiveApp", br#"{"timeTokenPeriod":"not a number"}"#.as_slice())
-                    .unwrap();
+                t.insert(
+                    "LiveApp",
+                    br#"{"timeTokenPeriod":"not a number"}"#.as_slice(),
+                )
+                .unwrap();
             }
             txn.commit().unwrap();
         }

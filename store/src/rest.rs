@@ -774,9 +774,13 @@ impl RestApi {
         };
         let verdict = match self.store.borrow().data().token(app, &t.token_id) {
             // The admin caller vouches that the stream belongs to the room it names.
-            Some(stored) => {
-                stored.check_use(t.token_type, &t.stream_id, t.room_id.as_deref(), true, now_ms)
-            }
+            Some(stored) => stored.check_use(
+                t.token_type,
+                &t.stream_id,
+                t.room_id.as_deref(),
+                true,
+                now_ms,
+            ),
             None => TokenUse::Refuse,
         };
         match verdict {

@@ -434,7 +434,11 @@ impl StreamSecurity {
         let settings = readable_settings(data, req.app)?;
         match data.broadcast(req.app, req.room) {
             None if settings.accept_only_rooms_in_data_store => {
-                debug!(app = req.app, room = req.room, "joinRoom: room not in the datastore");
+                debug!(
+                    app = req.app,
+                    room = req.room,
+                    "joinRoom: room not in the datastore"
+                );
                 Err(SignalError::RoomNotActiveOrExpired)
             }
             Some(b) if !active(b, now_ms) => {
@@ -503,7 +507,10 @@ impl StreamSecurity {
 fn readable_settings(data: &Data, app: &str) -> Result<AppSettings, SignalError> {
     let settings = data.settings(app);
     if settings.unreadable {
-        warn!(app, "refused: the application's settings record is unreadable");
+        warn!(
+            app,
+            "refused: the application's settings record is unreadable"
+        );
         return Err(SignalError::DataStoreNotAvailable);
     }
     Ok(settings)

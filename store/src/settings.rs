@@ -257,7 +257,10 @@ mod tests {
         let v = serde_json::to_value(&s).unwrap();
         assert!(v.get("unreadable").is_none());
         let back: AppSettings = serde_json::from_value(v).unwrap();
-        assert!(!back.unreadable, "writing the settings again clears the marker");
+        assert!(
+            !back.unreadable,
+            "writing the settings again clears the marker"
+        );
     }
 
     #[test]

@@ -128,7 +128,10 @@ fn finding1_a_credential_is_bound_to_its_stream() {
         ..publish("sub", Some("alice-tok"))
     };
     assert_eq!(s.check_publish_at(NOW, &sub), Ok(()));
-    assert!(!has_token(&store, "alice-tok"), "single use stays single use");
+    assert!(
+        !has_token(&store, "alice-tok"),
+        "single use stays single use"
+    );
     assert_eq!(
         s.check_publish_at(NOW, &sub),
         Err(SignalError::UnauthorizedAccess)
@@ -428,11 +431,18 @@ fn finding6_expired_tokens_are_purged_on_the_policy_timer() {
     });
     let n = PURGE_MAX_DELETES + 10;
     for i in 0..n {
-        token(&store, &format!("old{i}"), "s1", TokenType::Play, NOW_S + 30);
+        token(
+            &store,
+            &format!("old{i}"),
+            "s1",
+            TokenType::Play,
+            NOW_S + 30,
+        );
     }
     token(&store, "fresh", "s1", TokenType::Play, NOW_S + 3600);
     let t0 = Instant::now();
-    let mut p: Box<dyn AccessPolicy> = Box::new(StreamSecurity::with_anchor(store.clone(), t0, NOW));
+    let mut p: Box<dyn AccessPolicy> =
+        Box::new(StreamSecurity::with_anchor(store.clone(), t0, NOW));
     assert_eq!(p.poll_timeout(), Some(t0 + PURGE_INTERVAL));
     // The virtual clock says the tokens expired: refused without any wall-clock read.
     assert_eq!(

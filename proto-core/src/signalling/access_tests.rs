@@ -180,9 +180,21 @@ fn room_facts_given_to_the_policy() {
     live(&mut h, 1, "sub", "room9");
     live(&mut h, 1, "other", "");
     h.open(3, APP);
-    send(&mut h, 3, json!({"command":"play","streamId":"sub","room":"room9"}));
-    send(&mut h, 3, json!({"command":"play","streamId":"other","room":"room9"}));
-    send(&mut h, 3, json!({"command":"play","streamId":"m1","room":"r1"}));
+    send(
+        &mut h,
+        3,
+        json!({"command":"play","streamId":"sub","room":"room9"}),
+    );
+    send(
+        &mut h,
+        3,
+        json!({"command":"play","streamId":"other","room":"room9"}),
+    );
+    send(
+        &mut h,
+        3,
+        json!({"command":"play","streamId":"m1","room":"r1"}),
+    );
     let plays = log.borrow().plays.clone();
     assert_eq!(
         plays,
@@ -203,18 +215,34 @@ fn tokens_are_spent_only_by_accepted_requests() {
     h.open(1, APP);
     h.open(2, APP);
     // The viewer is early: no_stream_exist, token kept.
-    let outs = send(&mut h, 2, json!({"command":"play","streamId":"s1","token":"v"}));
+    let outs = send(
+        &mut h,
+        2,
+        json!({"command":"play","streamId":"s1","token":"v"}),
+    );
     assert_eq!(definition(&outs, 2), "no_stream_exist");
     assert!(log.borrow().spent.is_empty());
     live(&mut h, 1, "s1", "");
     assert_eq!(log.borrow().spent, ["pub"]);
-    let outs = send(&mut h, 2, json!({"command":"play","streamId":"s1","token":"v"}));
+    let outs = send(
+        &mut h,
+        2,
+        json!({"command":"play","streamId":"s1","token":"v"}),
+    );
     assert_eq!(sent(&outs, 2).len(), 0, "play accepted: media session only");
     assert_eq!(log.borrow().spent, ["pub", "v"]);
     // already_playing and streamIdInUse spend nothing.
-    let outs = send(&mut h, 2, json!({"command":"play","streamId":"s1","token":"v2"}));
+    let outs = send(
+        &mut h,
+        2,
+        json!({"command":"play","streamId":"s1","token":"v2"}),
+    );
     assert_eq!(definition(&outs, 2), "already_playing");
-    let outs = send(&mut h, 2, json!({"command":"publish","streamId":"s1","token":"p2"}));
+    let outs = send(
+        &mut h,
+        2,
+        json!({"command":"publish","streamId":"s1","token":"p2"}),
+    );
     assert_eq!(definition(&outs, 2), "streamIdInUse");
     assert_eq!(log.borrow().spent, ["pub", "v"]);
     assert_eq!(h.sig.refusals().get(SignalError::NoStreamExist), 1);
@@ -243,7 +271,9 @@ fn join_room_is_checked_and_member_ids_are_not_taken_over() {
     );
     assert_eq!(
         sent(&outs, 1),
-        [json!({"command":"error","definition":"room_not_active_or_expired","streamId":"alice","room":"r1"})]
+        [
+            json!({"command":"error","definition":"room_not_active_or_expired","streamId":"alice","room":"r1"})
+        ]
     );
     assert_eq!(log.borrow().joins, [("r1".into(), Some("alice".into()))]);
     assert!(h.sig.rooms.is_empty());
