@@ -462,3 +462,53 @@ fn finding6_expired_tokens_are_purged_on_the_policy_timer() {
     assert_eq!(count(&store), 1);
     assert!(has_token(&store, "fresh"));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any sequence of right and wrong TOTP codes from a few subscribers, at any times: only
+    /// right codes are accepted, and no time-step is ever accepted twice for a subscriber (no
+    /// replay), whatever the lock-outs in between. (The lock-out itself is checked by
+    /// `finding2_totp_guessing_is_limited_and_codes_are_not_replayed`.)
+    #[test]
+    fn totp_never_accepts_a_step_twice(
+        ops in proptest::collection::vec((0u8..3, proptest::bool::ANY, 0u64..40_000), 1..120)
+    ) {
+        let store = store_with(AppSettings {
+            enable_time_token_for_play: true,
+            ..AppSettings::default()
+        });
+        let key = b"twenty bytes of key!";
+        let subs = ["sa", "sb", "sc"];
+        for id in subs {
+            put(
+                &store,
+                WriteOp::PutSubscriber {
+                    app: APP.into(),
+                    subscriber: subscriber("s1", id, key),
+                },
+            );
+        }
+        let mut s = sec(&store);
+        let mut now = NOW;
+        let mut accepted = std::collections::BTreeSet::new();
+        for (who, right, dt) in ops {
+            now += dt;
+            let who = usize::from(who);
+            let code = if right {
+                totp(key, now, 60, 6)
+            } else {
+                wrong_code(key, now, u32::try_from(dt % 1000).unwrap())
+            };
+            let req = PlayRequest {
+                subscriber_id: Some(subs[who]),
+                subscriber_code: Some(&code),
+                ..play("s1", None)
+            };
+            if s.check_play_at(now, &req).is_ok() {
+                proptest::prop_assert!(right);
+                proptest::prop_assert!(accepted.insert((who, now / 60_000)), "step accepted twice");
+            }
+        }
+    }
+}
