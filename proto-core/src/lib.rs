@@ -28,6 +28,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+mod access;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -35,6 +36,10 @@ mod media;
 mod message;
 mod signalling;
 
+pub use access::{
+    is_credential_failure, Grant, JoinRoomRequest, RefusalCounters, TotpUse,
+    MAX_AUTH_FAILURES_PER_CONN,
+};
 pub use error::SignalError;
 pub use media::{
     LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats, TrackKind,

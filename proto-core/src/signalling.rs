@@ -25,10 +25,20 @@
 //!   `publishTimeoutError` is sent alone.
 //! - With `play_once_per_session = false`, a second `play` of the same id on the same connection
 //!   replaces the first session (the SDK holds one peer connection per stream id).
-//! - Rooms (legacy `joinRoom`) exist while they have members. A `joinRoom` with a member id
-//!   that another connection holds in that room takes the membership over (reconnects, pages
-//!   that join with one adaptor and publish with another). A member's stream counts in the room
-//!   whichever connection publishes it. `leaveFromRoom` ends the
+//! - Rooms (legacy `joinRoom`) exist while they have members. `joinRoom` first asks the
+//!   access policy ([`AccessPolicy::check_join_room`]: registered rooms, planned dates). A
+//!   member id that another open connection holds in that room is refused with
+//!   `streamIdInUse`: taking it over would let any client evict any member. A reconnect still
+//!   works, because the old connection's close ended its membership; a half-open old
+//!   connection holds the id until the runtime notices it is gone. A member's stream counts in
+//!   the room whichever connection publishes it (pages that join with one adaptor and publish
+//!   with another).
+//! - Access checks are two-phase (see [`crate::Grant`]): the policy's check grants, signalling
+//!   runs its own refusals, and only an accepted publish or play commits the grant (spends a
+//!   single-use token). Signalling tells the policy whether the stream really belongs to the
+//!   room the client names (`room_member`). Every refusal of publish, play and joinRoom is
+//!   counted ([`Signalling::refusals`]) and logged; after
+//!   [`crate::MAX_AUTH_FAILURES_PER_CONN`] credential refusals the connection is closed. `leaveFromRoom` ends the
 //!   connection's memberships in the room and stops its publishes in it (members' ids and
 //!   `mainTrack` = room).
 //! - Playing a room id plays only a stream of that very id: one peer connection carrying all of
@@ -45,8 +55,11 @@ use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
-use tracing::{debug, trace};
+use tracing::{debug, info, trace};
 
+use crate::access::{
+    is_credential_failure, Grant, JoinRoomRequest, RefusalCounters, MAX_AUTH_FAILURES_PER_CONN,
+};
 use crate::error::SignalError;
 use crate::is_valid_stream_id;
 use crate::media::{MediaCmd, MediaEvent, SessionId, SessionStats, TrackKind};
@@ -116,6 +129,10 @@ pub struct PublishRequest<'a> {
     pub subscriber_code: Option<&'a str>,
     /// `mainTrack` / room, if given.
     pub main_track: Option<&'a str>,
+    /// Signalling vouches that the stream belongs to `main_track`: it is a legacy `joinRoom`
+    /// member of that room. (The policy adds what the datastore knows: subtrack links.)
+    /// A credential of the room opens the stream only then.
+    pub room_member: bool,
 }
 
 /// What a player asks for, as the access policy sees it.
@@ -133,17 +150,50 @@ pub struct PlayRequest<'a> {
     pub subscriber_code: Option<&'a str>,
     /// `room`, if given.
     pub room: Option<&'a str>,
+    /// Signalling vouches that the stream belongs to `room`: it is published live with
+    /// `mainTrack` = room, or its id is a legacy `joinRoom` member of the room. A credential of
+    /// the room opens the stream only then.
+    pub room_member: bool,
     /// Current WebRTC viewers of the stream (before this one).
     pub viewers: usize,
 }
 
 /// The seam for stream security and the datastore (tokens, TOTP, registered streams, planned
 /// dates, viewer limits). Called synchronously; implementations answer from memory.
+///
+/// Two phases (see [`crate::Grant`]): a check only reads and answers a grant; signalling runs
+/// its own refusals and then [`AccessPolicy::commit`]s the grant, so a single-use credential is
+/// spent only by a request that was accepted. Wall-clock time must be derived from the `now`
+/// given (e.g. an anchor taken once at start), never read inside a call.
 pub trait AccessPolicy: std::fmt::Debug {
     /// May this client publish? `Err` is sent to the client as that error definition.
-    fn check_publish(&mut self, now: Instant, req: &PublishRequest<'_>) -> Result<(), SignalError>;
+    fn check_publish(
+        &mut self,
+        now: Instant,
+        req: &PublishRequest<'_>,
+    ) -> Result<Grant, SignalError>;
     /// May this client play?
-    fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<(), SignalError>;
+    fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<Grant, SignalError>;
+    /// The request a grant was given for was accepted: spend what it names. `Err` refuses the
+    /// request after all (the credential could not be spent, e.g. a failed store).
+    fn commit(&mut self, _now: Instant, _grant: Grant) -> Result<(), SignalError> {
+        Ok(())
+    }
+    /// May this client join the legacy room? Default: yes.
+    fn check_join_room(
+        &mut self,
+        _now: Instant,
+        _req: &JoinRoomRequest<'_>,
+    ) -> Result<(), SignalError> {
+        Ok(())
+    }
+    /// When the policy wants [`AccessPolicy::handle_timeout`] (housekeeping: purging expired
+    /// tokens and stale failure records). Default: never.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// Time passed; do the housekeeping that is due (bounded work per call).
+    fn handle_timeout(&mut self, _now: Instant) {}
     /// A publisher's media started (`publish_started`): a datastore records the stream as
     /// broadcasting. Default: nothing.
     fn on_publish_started(&mut self, _app: &str, _stream_id: &str) {}
@@ -158,11 +208,11 @@ pub trait AccessPolicy: std::fmt::Debug {
 pub struct OpenAccess;
 
 impl AccessPolicy for OpenAccess {
-    fn check_publish(&mut self, _: Instant, _: &PublishRequest<'_>) -> Result<(), SignalError> {
-        Ok(())
+    fn check_publish(&mut self, _: Instant, r: &PublishRequest<'_>) -> Result<Grant, SignalError> {
+        Ok(Grant::free(r.app))
     }
-    fn check_play(&mut self, _: Instant, _: &PlayRequest<'_>) -> Result<(), SignalError> {
-        Ok(())
+    fn check_play(&mut self, _: Instant, r: &PlayRequest<'_>) -> Result<Grant, SignalError> {
+        Ok(Grant::free(r.app))
     }
 }
 
@@ -196,6 +246,8 @@ struct Conn {
     p2p: BTreeSet<String>,
     /// `(room, member stream id)` of legacy `joinRoom` memberships.
     rooms: BTreeSet<(String, String)>,
+    /// Credential refusals so far (see [`MAX_AUTH_FAILURES_PER_CONN`]).
+    auth_failures: u32,
 }
 
 /// One media session: a publisher or a player.
@@ -319,6 +371,8 @@ pub struct Signalling {
     p2p: BTreeMap<Key, Vec<ConnId>>,
     /// Deadlines, mirrored from `Session::deadline`.
     timers: BTreeSet<(Instant, SessionId)>,
+    /// Refusals by error definition.
+    refusals: RefusalCounters,
 }
 
 impl Signalling {
@@ -338,7 +392,14 @@ impl Signalling {
             rooms: BTreeMap::new(),
             p2p: BTreeMap::new(),
             timers: BTreeSet::new(),
+            refusals: RefusalCounters::default(),
         }
+    }
+
+    /// Refusals so far, by error definition (access checks and signalling's own refusals of
+    /// publish, play and joinRoom), and connections closed for credential failures.
+    pub fn refusals(&self) -> &RefusalCounters {
+        &self.refusals
     }
 
     /// Replaces the access policy (default [`OpenAccess`]).
@@ -408,6 +469,7 @@ impl Signalling {
                 plays: BTreeMap::new(),
                 p2p: BTreeSet::new(),
                 rooms: BTreeSet::new(),
+                auth_failures: 0,
             },
         );
     }
@@ -447,7 +509,7 @@ impl Signalling {
                 };
                 return self.send(conn, reply);
             }
-            ClientMessage::JoinRoom(j) => return self.join_room(conn, &app, j),
+            ClientMessage::JoinRoom(j) => return self.join_room(now, conn, &app, j),
             ClientMessage::LeaveFromRoom(r) => return self.leave_room(conn, &app, r),
             ClientMessage::GetRoomInfo(r) => return self.room_info(conn, &app, r),
             ClientMessage::Unsupported { command, stream_id } => {
@@ -659,6 +721,9 @@ impl Signalling {
 
     /// Time passed; fire due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.access.poll_timeout().is_some_and(|at| at <= now) {
+            self.access.handle_timeout(now);
+        }
         while let Some(&(at, sid)) = self.timers.first() {
             if at > now {
                 break;
@@ -726,7 +791,11 @@ impl Signalling {
     /// The earliest instant at which [`Signalling::handle_timeout`] must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(at, _)| *at)
+        let own = self.timers.first().map(|(at, _)| *at);
+        match (own, self.access.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -762,6 +831,37 @@ impl Signalling {
 
     fn error(&mut self, conn: ConnId, definition: SignalError, stream_id: Option<&str>) {
         self.send(conn, ServerMessage::error(definition, stream_id));
+    }
+
+    /// Refuses a publish, play or joinRoom: the error definition, a log line and a counter.
+    /// A connection with [`MAX_AUTH_FAILURES_PER_CONN`] credential refusals is closed after
+    /// the answer.
+    fn refuse(&mut self, now: Instant, conn: ConnId, e: SignalError, stream_id: Option<&str>) {
+        self.refusals.count(e);
+        debug!(
+            ?conn,
+            stream = stream_id,
+            definition = e.definition(),
+            "request refused"
+        );
+        self.error(conn, e, stream_id);
+        if !is_credential_failure(e) {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.auth_failures = c.auth_failures.saturating_add(1);
+        if c.auth_failures >= MAX_AUTH_FAILURES_PER_CONN {
+            info!(
+                ?conn,
+                failures = c.auth_failures,
+                "connection closed: too many credential failures"
+            );
+            self.refusals.conns_closed += 1;
+            self.outputs.push_back(Output::Close(conn));
+            self.handle_closed(now, conn);
+        }
     }
 
     fn media(&mut self, cmd: MediaCmd) {
@@ -918,3 +1018,6 @@ fn stream_id_of(msg: &ClientMessage) -> Option<&str> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod access_tests;

@@ -24,7 +24,7 @@ use antenna_store::{
     shared, AppSettings, Data, MemStore, Notify, SharedStore, Store, StoreError, StreamSecurity,
     WriteBehind, WriteOp, WriteSeq,
 };
-use proto_core::{AccessPolicy, PlayRequest, PublishRequest, SignalError};
+use proto_core::{AccessPolicy, Grant, JoinRoomRequest, PlayRequest, PublishRequest, SignalError};
 use serde_json::{Map, Value};
 use tracing::{debug, warn};
 
@@ -323,6 +323,22 @@ impl Policy {
         }
     }
 
+    /// The policy as the server runs it: the stream security derives wall-clock time from the
+    /// `now` of each call, anchored at `clock()` read once here at `at` (see
+    /// [`StreamSecurity::with_anchor`]).
+    pub fn with_anchor(
+        store: SharedStore,
+        clock: impl Fn() -> u64 + 'static,
+        at: Instant,
+    ) -> Policy {
+        let unix_ms = clock();
+        Policy {
+            inner: StreamSecurity::with_anchor(store.clone(), at, unix_ms),
+            store,
+            clock: Box::new(clock),
+        }
+    }
+
     fn status(&mut self, app: &str, stream_id: &str, status: &str) {
         let now_ms = (self.clock)();
         let mut store = self.store.borrow_mut();
@@ -345,14 +361,40 @@ impl Policy {
 }
 
 impl AccessPolicy for Policy {
-    fn check_publish(&mut self, now: Instant, req: &PublishRequest<'_>) -> Result<(), SignalError> {
+    fn check_publish(
+        &mut self,
+        now: Instant,
+        req: &PublishRequest<'_>,
+    ) -> Result<Grant, SignalError> {
         self.healthy()?;
         self.inner.check_publish(now, req)
     }
 
-    fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<(), SignalError> {
+    fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<Grant, SignalError> {
         self.healthy()?;
         self.inner.check_play(now, req)
+    }
+
+    fn commit(&mut self, now: Instant, grant: Grant) -> Result<(), SignalError> {
+        self.healthy()?;
+        self.inner.commit(now, grant)
+    }
+
+    fn check_join_room(
+        &mut self,
+        now: Instant,
+        req: &JoinRoomRequest<'_>,
+    ) -> Result<(), SignalError> {
+        self.healthy()?;
+        self.inner.check_join_room(now, req)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now);
     }
 
     fn on_publish_started(&mut self, app: &str, stream_id: &str) {
@@ -572,6 +614,7 @@ mod tests {
             subscriber_id: None,
             subscriber_code: None,
             main_track: None,
+            room_member: false,
         };
         assert_eq!(
             p.check_publish(Instant::now(), &req),

@@ -175,9 +175,10 @@ fn main() -> ExitCode {
                 }
             }
             let mut sig = proto_core::Signalling::new(signalling_config, now);
-            sig.set_access_policy(Box::new(Policy::new(
+            sig.set_access_policy(Box::new(Policy::with_anchor(
                 ds.store.clone(),
                 antenna_store::system_clock,
+                now,
             )));
             let mut sfu = rtc_core::Sfu::new(
                 rtc_core::SfuConfig {

@@ -112,6 +112,10 @@ pub enum JwtError {
     Expired,
     /// The key is empty.
     NoKey,
+    /// No `exp` claim: a token that never expires is refused.
+    NoExpiry,
+    /// A stream token (`streamId` or `type` publish/play claim) offered to the REST API.
+    StreamTokenForRest,
 }
 
 impl std::fmt::Display for JwtError {
@@ -122,6 +126,8 @@ impl std::fmt::Display for JwtError {
             JwtError::BadSignature => "JWT signature does not match",
             JwtError::Expired => "JWT expired or not yet valid",
             JwtError::NoKey => "no JWT key configured",
+            JwtError::NoExpiry => "JWT has no exp claim",
+            JwtError::StreamTokenForRest => "a stream JWT is not a REST API JWT",
         })
     }
 }
@@ -194,6 +200,38 @@ pub fn jwt_verify(token: &str, key: &str, now_s: u64) -> Result<Map<String, Valu
             Some(nbf) if nbf <= now => {}
             _ => return Err(JwtError::Expired),
         },
+    }
+    Ok(claims)
+}
+
+/// Verifies a stream (publish/play) JWT: [`jwt_verify`], and an `exp` claim is required, so a
+/// leaked token cannot be used for ever.
+pub fn jwt_verify_stream(
+    token: &str,
+    key: &str,
+    now_s: u64,
+) -> Result<Map<String, Value>, JwtError> {
+    let claims = jwt_verify(token, key, now_s)?;
+    if !claims.contains_key("exp") {
+        return Err(JwtError::NoExpiry);
+    }
+    Ok(claims)
+}
+
+/// Verifies a REST API JWT: [`jwt_verify_stream`]'s rules (an `exp` is required), and the token
+/// must not be a stream token. A stream JWT names its stream (`streamId`) and its action
+/// (`type`: `publish` or `play`); one carrying either claim is refused here, so a viewer's
+/// play token never opens the admin API, even when an operator set `jwtSecretKey` equal to
+/// `jwtStreamSecretKey`. (The other way round a REST token has no `streamId` claim, which the
+/// stream check requires.)
+pub fn jwt_verify_rest(token: &str, key: &str, now_s: u64) -> Result<Map<String, Value>, JwtError> {
+    let claims = jwt_verify_stream(token, key, now_s)?;
+    let stream_type = matches!(
+        claims.get("type").and_then(Value::as_str),
+        Some("publish" | "play")
+    );
+    if claims.contains_key("streamId") || stream_type {
+        return Err(JwtError::StreamTokenForRest);
     }
     Ok(claims)
 }
@@ -320,6 +358,33 @@ mod tests {
         let t = jwt_sign(&claims, "secret").unwrap();
         assert!(t.starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."));
         assert!(jwt_verify(&t, "secret", 0).is_ok());
+    }
+
+    #[test]
+    fn stream_and_rest_jwts_need_exp_and_are_not_interchangeable() {
+        let key = "0123456789abcdef0123456789abcdef";
+        let sign = |v: Value| jwt_sign(v.as_object().unwrap(), key).unwrap();
+        let no_exp = sign(serde_json::json!({"streamId":"s1","type":"play"}));
+        assert!(
+            jwt_verify(&no_exp, key, 5).is_ok(),
+            "the plain verifier is unchanged"
+        );
+        assert_eq!(jwt_verify_stream(&no_exp, key, 5), Err(JwtError::NoExpiry));
+        assert_eq!(jwt_verify_rest(&no_exp, key, 5), Err(JwtError::NoExpiry));
+        let stream = sign(serde_json::json!({"streamId":"s1","type":"play","exp":100}));
+        assert!(jwt_verify_stream(&stream, key, 5).is_ok());
+        assert_eq!(
+            jwt_verify_rest(&stream, key, 5),
+            Err(JwtError::StreamTokenForRest)
+        );
+        let typed = sign(serde_json::json!({"type":"publish","exp":100}));
+        assert_eq!(
+            jwt_verify_rest(&typed, key, 5),
+            Err(JwtError::StreamTokenForRest)
+        );
+        let admin = sign(serde_json::json!({"sub":"admin","exp":100}));
+        assert!(jwt_verify_rest(&admin, key, 5).is_ok());
+        assert_eq!(jwt_verify_rest(&admin, key, 100), Err(JwtError::Expired));
     }
 
     #[test]

@@ -50,10 +50,13 @@
 //!
 //! # Clock
 //!
-//! [`proto_core::AccessPolicy`] passes a monotonic `Instant`, but tokens carry unix times. So
-//! [`StreamSecurity::new`] takes a wall-clock closure (unix ms): the runtime passes
-//! [`system_clock`], tests a fixed or scripted value. [`StreamSecurity::check_publish_at`] /
-//! [`StreamSecurity::check_play_at`] and [`RestApi::handle`] take the time explicitly.
+//! [`proto_core::AccessPolicy`] passes a monotonic `Instant`, but tokens carry unix times. The
+//! server builds the policy with [`StreamSecurity::with_anchor`]: one [`system_clock`] reading
+//! taken at start with the `Instant` of that moment; the wall time of each call is derived from
+//! its `now`, so no clock is read inside a signalling call and a virtual clock drives expiry in
+//! tests. [`StreamSecurity::new`] takes a wall-clock closure (unix ms) instead (tests, tools).
+//! [`StreamSecurity::check_publish_at`] / [`StreamSecurity::check_play_at`] and
+//! [`RestApi::handle`] take the time explicitly.
 //!
 //! # Runtime wiring
 //!
@@ -63,8 +66,9 @@
 //!     Ok(s) => shared(s),
 //!     Err(e) => panic!("{e}"), // or serve with MemStore and answer data_store_not_available
 //! };
-//! // signalling.set_access_policy(Box::new(StreamSecurity::new(store.clone(), system_clock)));
-//! let _policy = StreamSecurity::new(store.clone(), system_clock);
+//! # let now = std::time::Instant::now();
+//! // signalling.set_access_policy(Box::new(StreamSecurity::with_anchor(store.clone(), now, system_clock())));
+//! let _policy = StreamSecurity::with_anchor(store.clone(), now, system_clock());
 //! let mut rest = RestApi::new(store.clone(), os_random_seed().expect("/dev/urandom"));
 //! // For an HTTP request whose path satisfies antenna_store::is_rest_path(path):
 //! let resp = rest.handle(system_clock(), &RestRequest {
@@ -102,7 +106,10 @@ pub use persist::{
 pub use rest::{
     is_rest_path, os_random_seed, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON,
 };
-pub use security::{system_clock, StreamSecurity, WallClock};
+pub use security::{
+    system_clock, StreamSecurity, WallClock, PURGE_INTERVAL, PURGE_MAX_DELETES, TOTP_FREE_FAILURES,
+    TOTP_FREE_FAILURES_PER_STREAM, TOTP_MAX_LOCK, TOTP_MAX_TRACKED, TOTP_RETAIN,
+};
 pub use settings::{
     is_secret_key, parse_cidr_list, restore_redacted, AppSettings, CidrError, REDACTED,
 };

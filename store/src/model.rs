@@ -187,36 +187,45 @@ pub enum TokenUse {
 }
 
 impl Token {
-    /// AMS `validateToken`, with the room rule made explicit: the type must match and
-    /// `now < expireDate`; then
-    /// - a room token (`roomId` set) used for that room (the request's room, or playing the
-    ///   room's own id) is kept;
-    /// - a token made for the room's stream id, used by a request inside that room, is kept;
+    /// AMS `validateToken`, with the room rule made explicit and bound to the room's real
+    /// streams. The type must match and `now < expireDate`; then
+    /// - a room token (`roomId` set) is kept (the room's members share it) when used for the
+    ///   room's own id, or for a stream of that room: the request names the room **and**
+    ///   `room_member` (signalling or the datastore vouch that the stream belongs to it);
+    /// - a token made for the room's stream id, used for a stream of that room (same
+    ///   condition), is valid and used up: single use stays single use;
     /// - otherwise the `streamId` must match and the token is used up.
+    ///
+    /// A client cannot widen a token by naming its stream as `room`/`mainTrack`: without
+    /// `room_member` the room counts for nothing.
     pub fn check_use(
         &self,
         what: TokenType,
         stream_id: &str,
         room: Option<&str>,
+        room_member: bool,
         now_ms: u64,
     ) -> TokenUse {
-        if self.token_type != what || i128::from(now_ms / 1000) >= i128::from(self.expire_date) {
+        if self.token_type != what || self.expired(now_ms) {
             return TokenUse::Refuse;
         }
-        let room = room.filter(|r| !r.is_empty());
+        let room = room.filter(|r| !r.is_empty() && room_member);
         if let Some(r) = self.room_id.as_deref().filter(|r| !r.is_empty()) {
             if room == Some(r) || r == stream_id {
                 return TokenUse::Keep;
             }
         }
-        if room.is_some() && room == Some(self.stream_id.as_str()) {
-            return TokenUse::Keep;
-        }
-        if self.stream_id == stream_id {
+        if self.stream_id == stream_id || (room.is_some() && room == Some(self.stream_id.as_str()))
+        {
             TokenUse::Consume
         } else {
             TokenUse::Refuse
         }
+    }
+
+    /// Is the token past its `expireDate` at `now_ms`?
+    pub fn expired(&self, now_ms: u64) -> bool {
+        i128::from(now_ms / 1000) >= i128::from(self.expire_date)
     }
 }
 
@@ -371,28 +380,23 @@ mod tests {
             token_type: TokenType::Play,
             room_id: None,
         };
+        let play = TokenType::Play;
         assert_eq!(
-            t.check_use(TokenType::Play, "s1", None, 99_999),
+            t.check_use(play, "s1", None, false, 99_999),
             TokenUse::Consume
         );
         assert_eq!(
-            t.check_use(TokenType::Play, "s1", None, 100_000),
+            t.check_use(play, "s1", None, false, 100_000),
             TokenUse::Refuse
         );
+        assert!(t.expired(100_000) && !t.expired(99_999));
         assert_eq!(
-            t.check_use(TokenType::Publish, "s1", None, 0),
+            t.check_use(TokenType::Publish, "s1", None, false, 0),
             TokenUse::Refuse
         );
+        assert_eq!(t.check_use(play, "s2", None, false, 0), TokenUse::Refuse);
         assert_eq!(
-            t.check_use(TokenType::Play, "s2", None, 0),
-            TokenUse::Refuse
-        );
-        assert_eq!(
-            t.check_use(TokenType::Play, "x", Some("s1"), 0),
-            TokenUse::Keep
-        );
-        assert_eq!(
-            t.check_use(TokenType::Play, "s1", Some(""), 0),
+            t.check_use(play, "s1", Some(""), false, 0),
             TokenUse::Consume
         );
         let r = Token {
@@ -400,20 +404,53 @@ mod tests {
             ..t.clone()
         };
         assert_eq!(
-            r.check_use(TokenType::Play, "x", Some("room"), 0),
+            r.check_use(play, "x", Some("room"), true, 0),
             TokenUse::Keep
         );
+        assert_eq!(r.check_use(play, "room", None, false, 0), TokenUse::Keep);
         assert_eq!(
-            r.check_use(TokenType::Play, "room", None, 0),
-            TokenUse::Keep
+            r.check_use(play, "x", Some("other"), true, 0),
+            TokenUse::Refuse
         );
+        assert_eq!(r.check_use(play, "s1", None, false, 0), TokenUse::Consume);
+    }
+
+    /// Finding 1 of issue 9: a token for stream `s1` opened any stream when the request named
+    /// `s1` as its room, and was never used up. Now the room counts only for a stream that
+    /// really belongs to it, and the token is spent.
+    #[test]
+    fn a_stream_token_does_not_open_other_streams_by_naming_its_stream_as_room() {
+        let t = Token {
+            token_id: "t".into(),
+            stream_id: "alice".into(),
+            expire_date: 100,
+            token_type: TokenType::Publish,
+            room_id: None,
+        };
+        let publish = TokenType::Publish;
+        for victim in ["victim", "victim2", "victim3"] {
+            assert_eq!(
+                t.check_use(publish, victim, Some("alice"), false, 0),
+                TokenUse::Refuse
+            );
+        }
+        // A stream that really is a subtrack of `alice`: valid, and single use.
         assert_eq!(
-            r.check_use(TokenType::Play, "x", Some("other"), 0),
+            t.check_use(publish, "sub", Some("alice"), true, 0),
+            TokenUse::Consume
+        );
+        // A room token: only for the room's real streams.
+        let r = Token {
+            room_id: Some("room".into()),
+            ..t
+        };
+        assert_eq!(
+            r.check_use(publish, "victim", Some("room"), false, 0),
             TokenUse::Refuse
         );
         assert_eq!(
-            r.check_use(TokenType::Play, "s1", None, 0),
-            TokenUse::Consume
+            r.check_use(publish, "member", Some("room"), true, 0),
+            TokenUse::Keep
         );
     }
 

@@ -19,6 +19,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
+use crate::settings::AppSettings;
 use crate::store::{Data, Store, StoreError, WriteOp, WriteSeq};
 
 const BROADCASTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("broadcasts");
@@ -99,12 +100,19 @@ fn load(db: &Database) -> Result<Data, StoreError> {
     for entry in t.iter().map_err(unavailable)? {
         let (k, v) = entry.map_err(unavailable)?;
         let app = k.value();
-        if let Some(settings) = decode("settings", app, v.value()) {
-            data.apply(&WriteOp::PutSettings {
-                app: app.to_string(),
-                settings: Box::new(settings),
-            });
-        }
+        // An unreadable settings record must not mean "defaults, every check off": the
+        // application fails closed until its settings are written again.
+        let settings = decode("settings", app, v.value()).unwrap_or_else(|| {
+            warn!(
+                app,
+                "settings unreadable: stream security refuses this application"
+            );
+            AppSettings::unreadable()
+        });
+        data.apply(&WriteOp::PutSettings {
+            app: app.to_string(),
+            settings: Box::new(settings),
+        });
     }
     Ok(data)
 }
@@ -596,6 +604,30 @@ mod tests {
                 }),
             },
         ]
+    }
+
+    /// Issue 9, finding 6: an unreadable settings record used to mean "defaults, every check
+    /// off". It now loads as [`AppSettings::unreadable`] (the policy refuses the app).
+    #[test]
+    fn unreadable_settings_record_loads_as_unreadable() {
+        let path = tmp("bad-settings");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(SETTINGS).unwrap();
+                t.insert(
+                    "LiveApp",
+                    br#"{"timeTokenPeriod":"not a number"}"#.as_slice(),
+                )
+                .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let s = RedbStore::open(&path).unwrap();
+        let settings = s.data().settings("LiveApp");
+        assert!(settings.unreadable);
+        assert!(!s.data().settings("OtherApp").unreadable);
     }
 
     #[test]

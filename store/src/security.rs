@@ -1,27 +1,167 @@
 //! [`StreamSecurity`]: the AMS publish/play security chain as a [`proto_core::AccessPolicy`].
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use proto_core::{AccessPolicy, PlayRequest, PublishRequest, SignalError};
-use tracing::debug;
+use proto_core::{
+    AccessPolicy, Grant, JoinRoomRequest, PlayRequest, PublishRequest, SignalError, TotpUse,
+};
+use tracing::{debug, info, warn};
 
 use crate::crypto;
 use crate::model::{Broadcast, TokenType, TokenUse};
 use crate::settings::AppSettings;
 use crate::store::{Data, SharedStore, WriteOp};
 
-/// A wall clock: unix time in milliseconds. The runtime passes [`system_clock`]; tests pass a
-/// fixed or scripted value.
+/// A wall clock: unix time in milliseconds. Tests pass a fixed or scripted value to
+/// [`StreamSecurity::new`]; the runtime uses [`StreamSecurity::with_anchor`] instead.
 pub type WallClock = Box<dyn Fn() -> u64>;
 
-/// The system wall clock (`SystemTime::now()` as unix ms). For the runtime only: the cores take
-/// time as input.
+/// The system wall clock (`SystemTime::now()` as unix ms). For the runtime only, once at start
+/// (the anchor of [`StreamSecurity::with_anchor`]) and for the REST API: the cores take time
+/// as input.
 #[allow(clippy::disallowed_methods)]
 pub fn system_clock() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// TOTP failures of one subscriber answered normally; each further one locks the subscriber
+/// out for 1 s, 2 s, 4 s, ... up to [`TOTP_MAX_LOCK`].
+pub const TOTP_FREE_FAILURES: u32 = 3;
+/// TOTP failures of one stream (all subscriber ids together) answered normally; each further
+/// one locks the stream's TOTP out the same way. Needed because a derived-key TOTP accepts any
+/// subscriber id: without it a guesser would get three tries per invented id.
+pub const TOTP_FREE_FAILURES_PER_STREAM: u32 = 20;
+/// The longest TOTP lock-out.
+pub const TOTP_MAX_LOCK: Duration = Duration::from_secs(300);
+/// Subscribers and streams tracked for TOTP failures and replay; when full (after purging the
+/// stale ones) a TOTP check of an untracked subscriber is refused (fail closed).
+pub const TOTP_MAX_TRACKED: usize = 100_000;
+/// How long an idle TOTP record is kept (longer than two periods of the longest period, 1000 s,
+/// so the replay guard outlives every code it remembers).
+pub const TOTP_RETAIN: Duration = Duration::from_secs(3600);
+/// How often expired one-time tokens and stale TOTP records are purged.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// Expired tokens deleted per purge tick at most (each is a store write).
+pub const PURGE_MAX_DELETES: usize = 256;
+
+/// Where wall-clock time comes from.
+enum Clock {
+    /// A closure (tests, tools).
+    Fn(WallClock),
+    /// Unix ms `unix_ms` at `at`: wall time follows the `now: Instant` of each call.
+    Anchor { at: Instant, unix_ms: u64 },
+}
+
+impl Clock {
+    fn wall_ms(&self, now: Instant) -> u64 {
+        match self {
+            Clock::Fn(f) => f(),
+            Clock::Anchor { at, unix_ms } => {
+                if now >= *at {
+                    let d = u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX);
+                    unix_ms.saturating_add(d)
+                } else {
+                    let d = u64::try_from(at.duration_since(now).as_millis()).unwrap_or(u64::MAX);
+                    unix_ms.saturating_sub(d)
+                }
+            }
+        }
+    }
+}
+
+/// Failure and replay record of a TOTP subscriber (or, with no subscriber id, of a stream).
+#[derive(Debug, Clone, Default)]
+struct TotpState {
+    failures: u32,
+    locked_until_ms: u64,
+    last_step: Option<u64>,
+    touched_ms: u64,
+}
+
+/// `(app, stream, subscriber)`; the subscriber is empty for the per-stream record.
+type TotpKey = (String, String, String);
+
+/// The online-guessing and replay guard of TOTP.
+#[derive(Debug, Default)]
+struct TotpGuard {
+    states: HashMap<TotpKey, TotpState>,
+}
+
+impl TotpGuard {
+    /// `Err` while `key` is locked out, or when it is untracked and the table is full.
+    fn admit(&mut self, key: &TotpKey, now_ms: u64) -> Result<(), &'static str> {
+        match self.states.get(key) {
+            Some(st) if st.locked_until_ms > now_ms => Err("locked out after failures"),
+            Some(_) => Ok(()),
+            None if self.states.len() >= TOTP_MAX_TRACKED => {
+                self.purge(now_ms);
+                if self.states.len() >= TOTP_MAX_TRACKED {
+                    warn!("TOTP failure table full: refusing untracked subscribers");
+                    Err("failure table full")
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn last_step(&self, key: &TotpKey) -> Option<u64> {
+        self.states.get(key).and_then(|s| s.last_step)
+    }
+
+    fn failure(&mut self, key: &TotpKey, free: u32, now_ms: u64) {
+        if !self.states.contains_key(key) && self.states.len() >= TOTP_MAX_TRACKED {
+            return;
+        }
+        let st = self.states.entry(key.clone()).or_default();
+        st.failures = st.failures.saturating_add(1);
+        st.touched_ms = now_ms;
+        if st.failures >= free {
+            let max_ms = u64::try_from(TOTP_MAX_LOCK.as_millis()).unwrap_or(u64::MAX);
+            let lock_ms = 1000u64
+                .checked_shl((st.failures - free).min(32))
+                .unwrap_or(max_ms)
+                .min(max_ms);
+            st.locked_until_ms = now_ms.saturating_add(lock_ms);
+            debug!(
+                stream = key.1,
+                subscriber = key.2,
+                failures = st.failures,
+                lock_ms,
+                "TOTP locked out"
+            );
+        }
+    }
+
+    fn success(&mut self, key: &TotpKey, now_ms: u64) {
+        if let Some(st) = self.states.get_mut(key) {
+            st.failures = 0;
+            st.touched_ms = now_ms;
+        }
+    }
+
+    fn spend(&mut self, key: TotpKey, step: u64, now_ms: u64) {
+        if !self.states.contains_key(&key) && self.states.len() >= TOTP_MAX_TRACKED {
+            self.purge(now_ms);
+        }
+        let st = self.states.entry(key).or_default();
+        st.last_step = Some(st.last_step.map_or(step, |l| l.max(step)));
+        st.failures = 0;
+        st.touched_ms = now_ms;
+    }
+
+    /// Forgets records idle for [`TOTP_RETAIN`] and not locked.
+    fn purge(&mut self, now_ms: u64) {
+        let retain_ms = u64::try_from(TOTP_RETAIN.as_millis()).unwrap_or(u64::MAX);
+        self.states.retain(|_, st| {
+            st.locked_until_ms > now_ms || st.touched_ms.saturating_add(retain_ms) > now_ms
+        });
+    }
 }
 
 /// What a check is asked about: the common part of [`PublishRequest`] and [`PlayRequest`].
@@ -34,6 +174,8 @@ struct Ask<'a> {
     subscriber_code: Option<&'a str>,
     /// `mainTrack` of a publish, `room` of a play.
     room: Option<&'a str>,
+    /// The stream really belongs to `room` (signalling's word, or a datastore subtrack link).
+    room_member: bool,
     what: TokenType,
 }
 
@@ -41,9 +183,21 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
 }
 
+/// Does the datastore link `stream` to `room` as a subtrack (either side of the link)?
+fn linked_in_data_store(data: &Data, app: &str, stream: &str, room: &str) -> bool {
+    data.broadcast(app, stream)
+        .is_some_and(|b| b.main_track_stream_id.as_deref() == Some(room))
+        || data
+            .broadcast(app, room)
+            .is_some_and(|r| r.sub_track_stream_ids.iter().any(|s| s == stream))
+}
+
 /// The stream security chain of AMS, answering from the in-memory datastore.
 ///
 /// # Checks, in order (PROTOCOL.md §4)
+///
+/// Every check first refuses an application whose settings record could not be read
+/// ([`AppSettings::unreadable`]) with `data_store_not_available`: fail closed.
 ///
 /// Publish:
 /// 1. `acceptOnlyStreamsInDataStore` and no broadcast record → `not_allowed_unregistered_streams`;
@@ -67,32 +221,67 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
 /// 3. Viewer limit: the broadcast's `webRTCViewerLimit` if it is set (≥ 0), else the app's
 ///    (-1 = unlimited); `PlayRequest::viewers` at or over it → `viewerLimitReached`.
 ///
-/// A one-time token is consumed (deleted) only when every check passed, so a client refused for
-/// another reason keeps its token (AMS deletes it in the token filter already). A failing client
-/// learns only the error definition.
+/// `joinRoom`: `acceptOnlyRoomsInDataStore` without a record of the room, or outside the
+/// room's planned dates → `room_not_active_or_expired`. (The SDK's `joinRoom` carries no
+/// token, so there is no token check.)
+///
+/// # Check, then commit
+///
+/// A check answers a [`Grant`] naming the single-use token to delete and the TOTP time-step to
+/// remember; [`AccessPolicy::commit`] spends them once signalling accepted the request. So a
+/// client refused for any reason (another check, `no_stream_exist`, `already_playing`,
+/// `streamIdInUse`) keeps its token. (AMS deletes it in the token filter already.)
+///
+/// # Credentials are bound to their stream
+///
+/// A credential made for stream or room R opens another stream only when that stream really
+/// belongs to R: signalling vouches for it ([`PublishRequest::room_member`],
+/// [`PlayRequest::room_member`]: a live subtrack with `mainTrack` = R, or a legacy `joinRoom`
+/// member of R) or the datastore links them (`mainTrackStreamId` / `subTrackStreamIds`).
+/// Naming R as `room`/`mainTrack` alone counts for nothing. This holds for one-time tokens
+/// ([`crate::Token::check_use`]), the JWT `streamId` claim and stored TOTP subscribers.
+///
+/// # TOTP against online guessing and replay
+///
+/// - Codes of the current period and of the one before are accepted (one step of clock skew,
+///   RFC 6238 §5.2), but only for a time-step later than the last one accepted for that
+///   subscriber: a code works once (RFC 6238 §5.2 again).
+/// - [`TOTP_FREE_FAILURES`] failures per subscriber and [`TOTP_FREE_FAILURES_PER_STREAM`] per
+///   stream are answered normally; then each failure locks the subscriber (or the stream) out
+///   for 1 s, 2 s, 4 s, ... up to [`TOTP_MAX_LOCK`], and during a lock-out every code is refused
+///   without being looked at. A right code resets the count. The price: a guesser can keep a
+///   subscriber locked out; AMS's answer to that is blocking the subscriber.
+/// - Signalling closes a connection after [`proto_core::MAX_AUTH_FAILURES_PER_CONN`] credential
+///   refusals.
 ///
 /// # Decisions where AMS is silent or closed
-/// - TOTP accepts the code of the current period and of the one before (one step of clock skew,
-///   as RFC 6238 §5.2 recommends), since a code fetched at the end of a period would else fail.
-/// - A subscriber is looked up for the stream, then for the room (`mainTrack`/`room`).
-///   A stored subscriber of type `play` may not publish. Without a stored subscriber the AMS
-///   derived key is used (`timeTokenSecretFor{Publish|Play}` + subscriberId + streamId + type),
-///   unless `timeTokenSubscriberOnly`, which requires a stored subscriber.
-/// - Room tokens: see [`crate::Token::check_use`]. A token whose `roomId` (or `streamId`) is
-///   the request's room is kept, as in AMS (which compares nothing else then); a plain token for
-///   the publisher's own stream id still works inside a room and is used up.
-/// - JWT: `streamId` claim equal to the stream (or the room), `type` claim equal to the action,
-///   `exp` (if any) in the future.
+/// - A subscriber is looked up for the stream, then (only for a stream of the room, see above)
+///   for the room. A stored subscriber of type `play` may not publish. Without a stored
+///   subscriber the AMS derived key is used (`timeTokenSecretFor{Publish|Play}` + subscriberId
+///   + streamId + type), unless `timeTokenSubscriberOnly`, which requires a stored subscriber.
+/// - JWT: `streamId` claim equal to the stream (or to the room of a stream of that room),
+///   `type` claim equal to the action, and an `exp` claim in the future: a JWT without `exp`
+///   is refused (it would never expire). See [`crypto::jwt_verify_rest`] for why a stream JWT
+///   never opens the REST API.
 /// - `concurrentConnectionsLimit` is stored but not enforced: the policy is not told when a
 ///   connection ends.
 ///
+/// # Housekeeping
+///
+/// Every [`PURGE_INTERVAL`] ([`AccessPolicy::poll_timeout`]) expired one-time tokens are
+/// deleted, at most [`PURGE_MAX_DELETES`] per tick, and idle TOTP records forgotten.
+///
 /// # Clock
-/// [`AccessPolicy`] passes a monotonic `Instant`; tokens need wall-clock time, so the policy
-/// reads the [`WallClock`] given to [`StreamSecurity::new`] once per check. The
-/// `check_*_at` methods take the time explicitly.
+/// [`AccessPolicy`] passes a monotonic `Instant`; tokens need wall-clock time. The runtime
+/// builds the policy with [`StreamSecurity::with_anchor`]: one wall-clock reading taken at
+/// start, paired with the `Instant` of that moment; wall time of a call is derived from its
+/// `now`, so a virtual clock drives expiry in tests. [`StreamSecurity::new`] takes a closure
+/// instead (tests, tools), and the `*_at` methods take the time explicitly.
 pub struct StreamSecurity {
     store: SharedStore,
-    clock: WallClock,
+    clock: Clock,
+    totp: TotpGuard,
+    next_purge: Option<Instant>,
 }
 
 impl std::fmt::Debug for StreamSecurity {
@@ -102,105 +291,229 @@ impl std::fmt::Debug for StreamSecurity {
 }
 
 impl StreamSecurity {
-    /// A policy over `store`, reading wall-clock time from `clock` (unix ms).
+    /// A policy over `store`, reading wall-clock time from `clock` (unix ms) at each check.
     pub fn new(store: SharedStore, clock: impl Fn() -> u64 + 'static) -> StreamSecurity {
         StreamSecurity {
             store,
-            clock: Box::new(clock),
+            clock: Clock::Fn(Box::new(clock)),
+            totp: TotpGuard::default(),
+            next_purge: None,
         }
     }
 
-    /// The publish checks at `now_ms` (unix ms).
+    /// A policy over `store` whose wall clock is `unix_ms` at `at` and follows the `now` of
+    /// each call from there. Reads no clock itself.
+    pub fn with_anchor(store: SharedStore, at: Instant, unix_ms: u64) -> StreamSecurity {
+        StreamSecurity {
+            store,
+            clock: Clock::Anchor { at, unix_ms },
+            totp: TotpGuard::default(),
+            next_purge: Some(at + PURGE_INTERVAL),
+        }
+    }
+
+    /// Wall-clock time (unix ms) at `now`.
+    pub fn wall_ms(&self, now: Instant) -> u64 {
+        self.clock.wall_ms(now)
+    }
+
+    /// The publish checks at `now_ms` (unix ms), committed at once if they pass.
     pub fn check_publish_at(
         &mut self,
         now_ms: u64,
         req: &PublishRequest<'_>,
     ) -> Result<(), SignalError> {
-        let ask = Ask {
+        let grant = self.grant_publish_at(now_ms, req)?;
+        self.commit_at(now_ms, grant)
+    }
+
+    /// The play checks at `now_ms` (unix ms), committed at once if they pass.
+    pub fn check_play_at(&mut self, now_ms: u64, req: &PlayRequest<'_>) -> Result<(), SignalError> {
+        let grant = self.grant_play_at(now_ms, req)?;
+        self.commit_at(now_ms, grant)
+    }
+
+    /// The publish checks at `now_ms`: a grant to commit once the publish is accepted.
+    pub fn grant_publish_at(
+        &mut self,
+        now_ms: u64,
+        req: &PublishRequest<'_>,
+    ) -> Result<Grant, SignalError> {
+        let mut ask = Ask {
             app: req.app,
             stream_id: req.stream_id,
             token: non_empty(req.token),
             subscriber_id: non_empty(req.subscriber_id),
             subscriber_code: non_empty(req.subscriber_code),
             room: non_empty(req.main_track),
+            room_member: req.room_member,
             what: TokenType::Publish,
         };
-        let consume = {
-            let store = self.store.borrow();
-            let data = store.data();
-            let settings = data.settings(ask.app);
-            let broadcast = data.broadcast(ask.app, ask.stream_id);
-            if settings.accept_only_streams_in_data_store && broadcast.is_none() {
-                return Err(SignalError::NotAllowedUnregisteredStreams);
+        let StreamSecurity { store, totp, .. } = self;
+        let store = store.borrow();
+        let data = store.data();
+        let settings = readable_settings(data, ask.app)?;
+        if let Some(r) = ask.room {
+            ask.room_member |= linked_in_data_store(data, ask.app, ask.stream_id, r);
+        }
+        let broadcast = data.broadcast(ask.app, ask.stream_id);
+        if settings.accept_only_streams_in_data_store && broadcast.is_none() {
+            return Err(SignalError::NotAllowedUnregisteredStreams);
+        }
+        let room = ask.room.and_then(|r| data.broadcast(ask.app, r));
+        if settings.accept_only_rooms_in_data_store && ask.room.is_some() && room.is_none() {
+            return Err(SignalError::RoomNotActiveOrExpired);
+        }
+        let grant = token_checks(data, &settings, &ask, now_ms, totp)?;
+        if let Some(b) = broadcast {
+            if !active(b, now_ms) {
+                return Err(SignalError::StreamNotActiveOrExpired);
             }
-            let room = ask.room.and_then(|r| data.broadcast(ask.app, r));
-            if settings.accept_only_rooms_in_data_store && ask.room.is_some() && room.is_none() {
+        }
+        if let Some(r) = room {
+            if !active(r, now_ms) {
                 return Err(SignalError::RoomNotActiveOrExpired);
             }
-            let consume = token_checks(data, &settings, &ask, now_ms)?;
-            if let Some(b) = broadcast {
-                if !active(b, now_ms) {
-                    return Err(SignalError::StreamNotActiveOrExpired);
-                }
-            }
-            if let Some(r) = room {
-                if !active(r, now_ms) {
-                    return Err(SignalError::RoomNotActiveOrExpired);
-                }
-            }
-            consume
-        };
-        self.consume(ask.app, consume)
+        }
+        Ok(grant)
     }
 
-    /// The play checks at `now_ms` (unix ms).
-    pub fn check_play_at(&mut self, now_ms: u64, req: &PlayRequest<'_>) -> Result<(), SignalError> {
-        let ask = Ask {
+    /// The play checks at `now_ms`: a grant to commit once the play is accepted.
+    pub fn grant_play_at(
+        &mut self,
+        now_ms: u64,
+        req: &PlayRequest<'_>,
+    ) -> Result<Grant, SignalError> {
+        let mut ask = Ask {
             app: req.app,
             stream_id: req.stream_id,
             token: non_empty(req.token),
             subscriber_id: non_empty(req.subscriber_id),
             subscriber_code: non_empty(req.subscriber_code),
             room: non_empty(req.room),
+            room_member: req.room_member,
             what: TokenType::Play,
         };
-        let consume = {
-            let store = self.store.borrow();
-            let data = store.data();
-            let settings = data.settings(ask.app);
-            let consume = token_checks(data, &settings, &ask, now_ms)?;
-            if let Some(r) = ask.room {
-                match data.broadcast(ask.app, r) {
-                    None if settings.accept_only_rooms_in_data_store => {
-                        return Err(SignalError::RoomNotActiveOrExpired)
-                    }
-                    Some(b) if !planned_ok(b, now_ms) => {
-                        return Err(SignalError::RoomNotActiveOrExpired)
-                    }
-                    _ => {}
+        let StreamSecurity { store, totp, .. } = self;
+        let store = store.borrow();
+        let data = store.data();
+        let settings = readable_settings(data, ask.app)?;
+        if let Some(r) = ask.room {
+            ask.room_member |= linked_in_data_store(data, ask.app, ask.stream_id, r);
+        }
+        let grant = token_checks(data, &settings, &ask, now_ms, totp)?;
+        if let Some(r) = ask.room {
+            match data.broadcast(ask.app, r) {
+                None if settings.accept_only_rooms_in_data_store => {
+                    return Err(SignalError::RoomNotActiveOrExpired)
                 }
+                Some(b) if !planned_ok(b, now_ms) => {
+                    return Err(SignalError::RoomNotActiveOrExpired)
+                }
+                _ => {}
             }
-            let limit = match data.broadcast(ask.app, ask.stream_id) {
-                Some(b) if b.webrtc_viewer_limit >= 0 => b.webrtc_viewer_limit,
-                _ => settings.webrtc_viewer_limit,
-            };
-            if limit >= 0 && i64::try_from(req.viewers).unwrap_or(i64::MAX) >= limit {
-                return Err(SignalError::ViewerLimitReached);
-            }
-            consume
+        }
+        let limit = match data.broadcast(ask.app, ask.stream_id) {
+            Some(b) if b.webrtc_viewer_limit >= 0 => b.webrtc_viewer_limit,
+            _ => settings.webrtc_viewer_limit,
         };
-        self.consume(ask.app, consume)
+        if limit >= 0 && i64::try_from(req.viewers).unwrap_or(i64::MAX) >= limit {
+            return Err(SignalError::ViewerLimitReached);
+        }
+        Ok(grant)
     }
 
-    fn consume(&mut self, app: &str, token_id: Option<String>) -> Result<(), SignalError> {
-        if let Some(token_id) = token_id {
-            self.store.borrow_mut().write(WriteOp::DeleteToken {
-                app: app.to_string(),
+    /// The `joinRoom` checks at `now_ms`.
+    pub fn check_join_room_at(
+        &mut self,
+        now_ms: u64,
+        req: &JoinRoomRequest<'_>,
+    ) -> Result<(), SignalError> {
+        let store = self.store.borrow();
+        let data = store.data();
+        let settings = readable_settings(data, req.app)?;
+        match data.broadcast(req.app, req.room) {
+            None if settings.accept_only_rooms_in_data_store => {
+                debug!(
+                    app = req.app,
+                    room = req.room,
+                    "joinRoom: room not in the datastore"
+                );
+                Err(SignalError::RoomNotActiveOrExpired)
+            }
+            Some(b) if !active(b, now_ms) => {
+                debug!(app = req.app, room = req.room, "joinRoom: room not active");
+                Err(SignalError::RoomNotActiveOrExpired)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Spends a grant: deletes its single-use token, remembers its TOTP time-step.
+    pub fn commit_at(&mut self, now_ms: u64, grant: Grant) -> Result<(), SignalError> {
+        if let Some(token_id) = grant.spend_token {
+            let mut store = self.store.borrow_mut();
+            if store.data().token(&grant.app, &token_id).is_none() {
+                debug!(app = grant.app, "token already spent");
+                return Err(SignalError::UnauthorizedAccess);
+            }
+            store.write(WriteOp::DeleteToken {
+                app: grant.app.clone(),
                 token_id,
             })?;
         }
+        if let Some(t) = grant.totp {
+            self.totp
+                .spend((grant.app, t.stream_id, t.subscriber_id), t.step, now_ms);
+        }
         Ok(())
     }
+
+    /// Housekeeping at `now_ms`: deletes up to [`PURGE_MAX_DELETES`] expired one-time tokens and
+    /// forgets idle TOTP records. Returns the number of tokens deleted.
+    pub fn purge_at(&mut self, now_ms: u64) -> usize {
+        self.totp.purge(now_ms);
+        let expired: Vec<(String, String)> = {
+            let store = self.store.borrow();
+            let data = store.data();
+            data.apps()
+                .flat_map(|app| {
+                    data.app(app)
+                        .into_iter()
+                        .flat_map(|a| a.tokens.values())
+                        .filter(move |t| t.expired(now_ms))
+                        .map(move |t| (app.to_string(), t.token_id.clone()))
+                })
+                .take(PURGE_MAX_DELETES)
+                .collect()
+        };
+        let mut deleted = 0;
+        let mut store = self.store.borrow_mut();
+        for (app, token_id) in expired {
+            if let Err(e) = store.write(WriteOp::DeleteToken { app, token_id }) {
+                warn!("expired token purge stopped: {e}");
+                break;
+            }
+            deleted += 1;
+        }
+        if deleted > 0 {
+            info!(deleted, "expired one-time tokens purged");
+        }
+        deleted
+    }
+}
+
+/// The settings of `app`, or `data_store_not_available` if its stored record is unreadable.
+fn readable_settings(data: &Data, app: &str) -> Result<AppSettings, SignalError> {
+    let settings = data.settings(app);
+    if settings.unreadable {
+        warn!(
+            app,
+            "refused: the application's settings record is unreadable"
+        );
+        return Err(SignalError::DataStoreNotAvailable);
+    }
+    Ok(settings)
 }
 
 /// Planned dates count only when both are set (unix s): start ≤ now ≤ end.
@@ -222,13 +535,14 @@ fn active(b: &Broadcast, now_ms: u64) -> bool {
     planned_ok(b, now_ms)
 }
 
-/// Runs every enabled token check. `Ok(Some(id))`: a one-time token to consume on success.
+/// Runs every enabled token check; the grant names what to spend on success.
 fn token_checks(
     data: &Data,
     s: &AppSettings,
     ask: &Ask<'_>,
     now_ms: u64,
-) -> Result<Option<String>, SignalError> {
+    guard: &mut TotpGuard,
+) -> Result<Grant, SignalError> {
     let (totp_on, one_time_on, hash_on, jwt_on) = match ask.what {
         TokenType::Publish => (
             s.enable_time_token_for_publish,
@@ -243,12 +557,12 @@ fn token_checks(
             s.play_jwt_control_enabled,
         ),
     };
+    let mut grant = Grant::free(ask.app);
     if totp_on {
-        totp_check(data, s, ask, now_ms)?;
+        grant.totp = Some(totp_check(data, s, ask, now_ms, guard)?);
     }
-    let mut consume = None;
     if one_time_on {
-        consume = one_time_check(data, ask, now_ms)?;
+        grant.spend_token = one_time_check(data, ask, now_ms)?;
     }
     if hash_on {
         let ok = match ask.token {
@@ -267,7 +581,7 @@ fn token_checks(
     if jwt_on {
         jwt_check(s, ask, now_ms)?;
     }
-    Ok(consume)
+    Ok(grant)
 }
 
 fn one_time_check(data: &Data, ask: &Ask<'_>, now_ms: u64) -> Result<Option<String>, SignalError> {
@@ -282,7 +596,7 @@ fn one_time_check(data: &Data, ask: &Ask<'_>, now_ms: u64) -> Result<Option<Stri
     };
     let id = ask.token.ok_or_else(|| refuse("no token"))?;
     let t = data.token(ask.app, id).ok_or_else(|| refuse("unknown"))?;
-    match t.check_use(ask.what, ask.stream_id, ask.room, now_ms) {
+    match t.check_use(ask.what, ask.stream_id, ask.room, ask.room_member, now_ms) {
         TokenUse::Consume => Ok(Some(t.token_id.clone())),
         TokenUse::Keep => Ok(None),
         TokenUse::Refuse => Err(refuse("type, expiry, stream or room")),
@@ -295,10 +609,11 @@ fn jwt_check(s: &AppSettings, ask: &Ask<'_>, now_ms: u64) -> Result<(), SignalEr
         SignalError::UnauthorizedAccess
     };
     let token = ask.token.ok_or_else(|| refuse("no token"))?;
-    let claims = crypto::jwt_verify(token, &s.jwt_stream_secret_key, now_ms / 1000)
+    let claims = crypto::jwt_verify_stream(token, &s.jwt_stream_secret_key, now_ms / 1000)
         .map_err(|e| refuse(&e.to_string()))?;
     let sid = claims.get("streamId").and_then(|v| v.as_str());
-    if sid != Some(ask.stream_id) && (sid.is_none() || sid != ask.room) {
+    let room = ask.room.filter(|_| ask.room_member);
+    if sid != Some(ask.stream_id) && (sid.is_none() || sid != room) {
         return Err(refuse("streamId claim"));
     }
     if claims.get("type").and_then(|v| v.as_str()) != Some(ask.what.as_str()) {
@@ -307,7 +622,13 @@ fn jwt_check(s: &AppSettings, ask: &Ask<'_>, now_ms: u64) -> Result<(), SignalEr
     Ok(())
 }
 
-fn totp_check(data: &Data, s: &AppSettings, ask: &Ask<'_>, now_ms: u64) -> Result<(), SignalError> {
+fn totp_check(
+    data: &Data,
+    s: &AppSettings,
+    ask: &Ask<'_>,
+    now_ms: u64,
+    guard: &mut TotpGuard,
+) -> Result<TotpUse, SignalError> {
     let refuse = |why: &str| {
         debug!(app = ask.app, stream = ask.stream_id, why, "TOTP refused");
         SignalError::UnauthorizedAccess
@@ -316,10 +637,11 @@ fn totp_check(data: &Data, s: &AppSettings, ask: &Ask<'_>, now_ms: u64) -> Resul
     let code = ask
         .subscriber_code
         .ok_or_else(|| refuse("no subscriberCode"))?;
+    let room = ask.room.filter(|_| ask.room_member);
     let subscriber = data
         .subscriber(ask.app, ask.stream_id, sid)
-        .or_else(|| ask.room.and_then(|r| data.subscriber(ask.app, r, sid)));
-    let (key, period) = match subscriber {
+        .or_else(|| room.and_then(|r| data.subscriber(ask.app, r, sid)));
+    let (key, period, owner) = match subscriber {
         Some(sub) => {
             if sub.is_blocked(ask.what, now_ms) {
                 return Err(SignalError::UserBlocked);
@@ -331,35 +653,46 @@ fn totp_check(data: &Data, s: &AppSettings, ask: &Ask<'_>, now_ms: u64) -> Resul
                 .totp_expiry_period_seconds
                 .filter(|p| *p >= 10)
                 .unwrap_or(s.time_token_period);
-            match sub.b32_secret.as_deref().filter(|k| !k.is_empty()) {
-                Some(b32) => (
-                    crypto::base32_decode(b32).ok_or_else(|| refuse("bad b32Secret"))?,
-                    period,
-                ),
-                None => (
-                    derived_key(s, ask, sid).ok_or_else(|| refuse("no secret"))?,
-                    period,
-                ),
-            }
+            let key = match sub.b32_secret.as_deref().filter(|k| !k.is_empty()) {
+                Some(b32) => crypto::base32_decode(b32).ok_or_else(|| refuse("bad b32Secret"))?,
+                None => derived_key(s, ask, sid).ok_or_else(|| refuse("no secret"))?,
+            };
+            (key, period, sub.stream_id.as_str())
         }
         None if s.time_token_subscriber_only => return Err(refuse("not a subscriber")),
         None => (
             derived_key(s, ask, sid).ok_or_else(|| refuse("no secret"))?,
             s.time_token_period,
+            ask.stream_id,
         ),
     };
+    let sub_key: TotpKey = (ask.app.to_string(), owner.to_string(), sid.to_string());
+    let stream_key: TotpKey = (ask.app.to_string(), owner.to_string(), String::new());
+    guard.admit(&stream_key, now_ms).map_err(refuse)?;
+    guard.admit(&sub_key, now_ms).map_err(refuse)?;
     let period = u64::from(period.max(1));
-    let step_ms = period * 1000;
-    let ok = [now_ms, now_ms.saturating_sub(step_ms)].iter().any(|t| {
-        crypto::constant_time_eq(
-            crypto::totp(&key, *t, period, 6).as_bytes(),
-            code.as_bytes(),
-        )
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(refuse("code"))
+    let current = now_ms / 1000 / period;
+    let last = guard.last_step(&sub_key);
+    let step = [current, current.saturating_sub(1)]
+        .into_iter()
+        .filter(|st| last.is_none_or(|l| *st > l))
+        .find(|st| {
+            crypto::constant_time_eq(crypto::hotp(&key, *st, 6).as_bytes(), code.as_bytes())
+        });
+    match step {
+        Some(step) => {
+            guard.success(&sub_key, now_ms);
+            Ok(TotpUse {
+                stream_id: owner.to_string(),
+                subscriber_id: sid.to_string(),
+                step,
+            })
+        }
+        None => {
+            guard.failure(&sub_key, TOTP_FREE_FAILURES, now_ms);
+            guard.failure(&stream_key, TOTP_FREE_FAILURES_PER_STREAM, now_ms);
+            Err(refuse("code (wrong, or already used)"))
+        }
     }
 }
 
@@ -373,18 +706,53 @@ fn derived_key(s: &AppSettings, ask: &Ask<'_>, sid: &str) -> Option<Vec<u8>> {
     ))
 }
 
+impl StreamSecurity {
+    fn tick_from(&mut self, now: Instant) {
+        if self.next_purge.is_none() {
+            self.next_purge = Some(now + PURGE_INTERVAL);
+        }
+    }
+}
+
 impl AccessPolicy for StreamSecurity {
     fn check_publish(
         &mut self,
-        _now: Instant,
+        now: Instant,
         req: &PublishRequest<'_>,
-    ) -> Result<(), SignalError> {
-        let now_ms = (self.clock)();
-        self.check_publish_at(now_ms, req)
+    ) -> Result<Grant, SignalError> {
+        self.tick_from(now);
+        let now_ms = self.wall_ms(now);
+        self.grant_publish_at(now_ms, req)
     }
 
-    fn check_play(&mut self, _now: Instant, req: &PlayRequest<'_>) -> Result<(), SignalError> {
-        let now_ms = (self.clock)();
-        self.check_play_at(now_ms, req)
+    fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<Grant, SignalError> {
+        self.tick_from(now);
+        let now_ms = self.wall_ms(now);
+        self.grant_play_at(now_ms, req)
+    }
+
+    fn commit(&mut self, now: Instant, grant: Grant) -> Result<(), SignalError> {
+        let now_ms = self.wall_ms(now);
+        self.commit_at(now_ms, grant)
+    }
+
+    fn check_join_room(
+        &mut self,
+        now: Instant,
+        req: &JoinRoomRequest<'_>,
+    ) -> Result<(), SignalError> {
+        self.tick_from(now);
+        let now_ms = self.wall_ms(now);
+        self.check_join_room_at(now_ms, req)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_purge
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let now_ms = self.wall_ms(now);
+        self.purge_at(now_ms);
+        self.next_purge = Some(now + PURGE_INTERVAL);
     }
 }

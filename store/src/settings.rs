@@ -106,6 +106,11 @@ pub struct AppSettings {
     /// AMS keys that Antenna does not model, preserved as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The stored record could not be read ([`AppSettings::unreadable`]): the stream security
+    /// fails closed (`data_store_not_available`) until the settings are written again. Never
+    /// serialised.
+    #[serde(skip)]
+    pub unreadable: bool,
 }
 
 impl Default for AppSettings {
@@ -147,6 +152,7 @@ impl Default for AppSettings {
             max_video_track_count: -1,
             encoder_settings_string: String::new(),
             extra: Map::new(),
+            unreadable: false,
         }
     }
 }
@@ -204,6 +210,16 @@ pub fn parse_cidr_list(list: &str) -> Result<Vec<IpNet>, CidrError> {
 }
 
 impl AppSettings {
+    /// What an application whose stored settings record cannot be read gets: the defaults
+    /// marked [`AppSettings::unreadable`], so publish, play and joinRoom are refused with
+    /// `data_store_not_available` (fail closed) instead of running with every check off.
+    pub fn unreadable() -> AppSettings {
+        AppSettings {
+            unreadable: true,
+            ..AppSettings::default()
+        }
+    }
+
     /// May `peer` use the REST API? Loopback always may; others only inside `remoteAllowedCIDR`.
     /// An unparsable list allows loopback only.
     pub fn rest_allowed(&self, peer: IpAddr) -> bool {
@@ -315,6 +331,19 @@ mod tests {
         assert_eq!(patch["jwtSecretKey"], "a");
         assert_eq!(patch["s3SecretKey"], "e");
         assert_eq!(patch["tokenHashSecret"], "new");
+    }
+
+    #[test]
+    fn unreadable_marker_is_never_serialised() {
+        let s = AppSettings::unreadable();
+        assert!(s.unreadable);
+        let v = serde_json::to_value(&s).unwrap();
+        assert!(v.get("unreadable").is_none());
+        let back: AppSettings = serde_json::from_value(v).unwrap();
+        assert!(
+            !back.unreadable,
+            "writing the settings again clears the marker"
+        );
     }
 
     #[test]

@@ -306,6 +306,7 @@ fn one_time_token_endpoints_and_policy_agree() {
         subscriber_id: None,
         subscriber_code: None,
         main_track: None,
+        room_member: false,
     };
     assert_eq!(sec.check_publish_at(NOW, &req), Ok(()));
     assert_eq!(
@@ -385,6 +386,7 @@ fn jwt_token_endpoint_makes_tokens_the_policy_accepts() {
         subscriber_code: None,
         room: None,
         viewers: 0,
+        room_member: false,
     };
     assert_eq!(sec.check_play_at(NOW, &req), Ok(()));
     assert_eq!(
@@ -425,6 +427,7 @@ fn subscribers_and_totp() {
         subscriber_code: Some(&code),
         room: None,
         viewers: 0,
+        room_member: false,
     };
     assert_eq!(sec.check_play_at(NOW, &req), Ok(()));
     // block, then the policy says user_blocked
@@ -514,6 +517,7 @@ fn totp_for_unstored_subscriber_uses_the_derived_key() {
         subscriber_id: Some("anyone"),
         subscriber_code: Some(&code),
         main_track: None,
+        room_member: false,
     };
     assert_eq!(sec.check_publish_at(NOW, &req), Ok(()));
 }
@@ -579,6 +583,7 @@ fn settings_get_put_take_effect_and_keep_unknown_keys() {
         subscriber_code: None,
         room: None,
         viewers: 1,
+        room_member: false,
     };
     assert_eq!(
         sec.check_play_at(NOW, &req),
@@ -676,6 +681,10 @@ fn jwt_control_on_the_rest_api() {
     api.json("GET", &format!("{B}/count"), "", 401);
     let mut claims = Map::new();
     claims.insert("sub".into(), "admin".into());
+    // Without exp: refused (issue 9, finding 6: it would never expire).
+    api.auth = Some(jwt_sign(&claims, key).unwrap());
+    api.json("GET", &format!("{B}/count"), "", 401);
+    claims.insert("exp".into(), (NOW_S + 60).into());
     api.auth = Some(jwt_sign(&claims, "another-key-another-key-another").unwrap());
     api.json("GET", &format!("{B}/count"), "", 401);
     api.auth = Some(jwt_sign(&claims, key).unwrap());

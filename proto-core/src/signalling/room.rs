@@ -2,11 +2,15 @@
 
 use std::collections::BTreeSet;
 
+use std::time::Instant;
+
 use rand_core::Rng;
+use tracing::debug;
 
 use super::{
     key, ConnId, End, Key, Member, Role, Session, Signalling, ALPHANUMERIC, GENERATED_ID_LEN,
 };
+use crate::access::JoinRoomRequest;
 use crate::error::SignalError;
 use crate::is_valid_stream_id;
 use crate::media::SessionId;
@@ -22,6 +26,30 @@ impl Signalling {
             .take_while(|((a, _), _)| a == app)
             .find(|(_, room)| room.members.contains_key(id))
             .map(|((_, room), _)| room.as_str())
+    }
+
+    /// Is `id` a legacy `joinRoom` member of `room`?
+    pub(super) fn is_member(&self, app: &str, room: &str, id: &str) -> bool {
+        self.rooms
+            .get(&key(app, room))
+            .is_some_and(|r| r.members.contains_key(id))
+    }
+
+    /// Does stream `id` belong to `room`: published live with `mainTrack` = room, or a legacy
+    /// member of it? (What signalling vouches for to the access policy.)
+    pub(super) fn in_room(&self, app: &str, room: &str, id: &str) -> bool {
+        if self.is_member(app, room, id) {
+            return true;
+        }
+        let publisher = self
+            .publishers
+            .get(&key(app, id))
+            .and_then(|sid| self.sessions.get(sid));
+        matches!(
+            publisher,
+            Some(Session { role: Role::Publish(p), .. })
+                if p.live && p.main_track.as_deref() == Some(room)
+        )
     }
 
     /// Streams being published in room `room` of `app` (`mainTrack` = room, or legacy members),
@@ -115,28 +143,42 @@ impl Signalling {
         }
     }
 
-    pub(super) fn join_room(&mut self, conn: ConnId, app: &str, j: JoinRoom) {
+    pub(super) fn join_room(&mut self, now: Instant, conn: ConnId, app: &str, j: JoinRoom) {
         let room_name = j.room.clone().or(j.main_track.clone());
         let Some(room) = self.room_of(conn, room_name, j.stream_id.as_deref()) else {
             return;
         };
+        if let Some(id) = j.stream_id.as_deref().filter(|id| !is_valid_stream_id(id)) {
+            let id = id.to_string();
+            return self.error(conn, SignalError::InvalidStreamName, Some(&id));
+        }
+        let req = JoinRoomRequest {
+            app,
+            room: &room,
+            stream_id: j.stream_id.as_deref(),
+        };
+        if let Err(e) = self.access.check_join_room(now, &req) {
+            let mut m = ErrorMessage::new(e, j.stream_id.clone());
+            m.room = Some(room.clone());
+            self.refusals.count(e);
+            debug!(?conn, %room, definition = e.definition(), "joinRoom refused");
+            return self.send(conn, ServerMessage::Error(m));
+        }
         let id = match j.stream_id {
-            Some(id) if !is_valid_stream_id(&id) => {
-                return self.error(conn, SignalError::InvalidStreamName, Some(&id));
-            }
             Some(id) => id,
             None => self.generate_id(app),
         };
-        // The same member id from another connection (a reconnect, or a page that joins with
-        // one adaptor and publishes with another) takes the membership over.
-        let previous = self
+        // A member id held by another open connection is not taken over: a stranger could
+        // otherwise evict any member. A reconnecting client's old connection is gone (its
+        // close ended the membership), so its new joinRoom finds the id free.
+        let holder = self
             .rooms
             .get(&key(app, &room))
             .and_then(|r| r.members.get(&id))
             .map(|m| m.conn)
             .filter(|c| *c != conn);
-        if let Some(c) = previous.and_then(|c| self.conns.get_mut(&c)) {
-            c.rooms.remove(&(room.clone(), id.clone()));
+        if holder.is_some() {
+            return self.refuse(now, conn, SignalError::StreamIdInUse, Some(&id));
         }
         self.rooms
             .entry(key(app, &room))

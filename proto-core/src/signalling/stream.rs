@@ -44,10 +44,14 @@ impl Signalling {
             subscriber_id: p.subscriber_id.as_deref(),
             subscriber_code: p.subscriber_code.as_deref(),
             main_track: main_track.as_deref(),
+            room_member: main_track
+                .as_deref()
+                .is_some_and(|m| self.is_member(app, m, &id)),
         };
-        if let Err(e) = self.access.check_publish(now, &req) {
-            return self.error(conn, e, Some(&id));
-        }
+        let grant = match self.access.check_publish(now, &req) {
+            Ok(g) => g,
+            Err(e) => return self.refuse(now, conn, e, Some(&id)),
+        };
         let k = key(app, &id);
         if let Some(owner) = self
             .publishers
@@ -60,7 +64,11 @@ impl Signalling {
             } else {
                 SignalError::StreamIdInUse
             };
-            return self.error(conn, e, Some(&id));
+            return self.refuse(now, conn, e, Some(&id));
+        }
+        // Accepted: only now is a single-use credential spent.
+        if let Err(e) = self.access.commit(now, grant) {
+            return self.refuse(now, conn, e, Some(&id));
         }
         let sid = self.alloc_session();
         self.sessions.insert(
@@ -115,23 +123,37 @@ impl Signalling {
             subscriber_id: p.subscriber_id.as_deref(),
             subscriber_code: p.subscriber_code.as_deref(),
             room: p.room.as_deref(),
+            room_member: p
+                .room
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .is_some_and(|r| self.in_room(app, r, &id)),
             viewers: publisher.map_or(0, |(_, _, n)| n),
         };
-        if let Err(e) = self.access.check_play(now, &req) {
-            return self.error(conn, e, Some(&id));
-        }
-        let Some((publisher, true, _)) = publisher else {
-            return self.error(conn, SignalError::NoStreamExist, Some(&id));
+        let grant = match self.access.check_play(now, &req) {
+            Ok(g) => g,
+            Err(e) => return self.refuse(now, conn, e, Some(&id)),
         };
+        let Some((publisher, true, _)) = publisher else {
+            return self.refuse(now, conn, SignalError::NoStreamExist, Some(&id));
+        };
+        let playing = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.plays.contains_key(&id));
+        if playing && self.config.play_once_per_session {
+            return self.refuse(now, conn, SignalError::AlreadyPlaying, Some(&id));
+        }
+        // Accepted: only now is a single-use credential spent.
+        if let Err(e) = self.access.commit(now, grant) {
+            return self.refuse(now, conn, e, Some(&id));
+        }
         if let Some(old) = self
             .conns
             .get(&conn)
             .and_then(|c| c.plays.get(&id))
             .copied()
         {
-            if self.config.play_once_per_session {
-                return self.error(conn, SignalError::AlreadyPlaying, Some(&id));
-            }
             self.end_session(old, End::REPLACED);
         }
         let sid = self.alloc_session();

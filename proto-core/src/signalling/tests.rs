@@ -238,13 +238,13 @@ struct Recorder {
 }
 
 impl AccessPolicy for Recorder {
-    fn check_publish(&mut self, _: Instant, r: &PublishRequest<'_>) -> Result<(), SignalError> {
+    fn check_publish(&mut self, _: Instant, r: &PublishRequest<'_>) -> Result<Grant, SignalError> {
         assert_eq!(r.app, APP);
-        self.publish
+        self.publish.map(|()| Grant::free(r.app))
     }
-    fn check_play(&mut self, _: Instant, r: &PlayRequest<'_>) -> Result<(), SignalError> {
+    fn check_play(&mut self, _: Instant, r: &PlayRequest<'_>) -> Result<Grant, SignalError> {
         self.viewers.set(r.viewers);
-        self.play
+        self.play.map(|()| Grant::free(r.app))
     }
 }
 
@@ -803,25 +803,28 @@ fn legacy_conference() {
         1,
     );
     assert_eq!(e["definition"], "no_active_streams_in_room");
-    // Another connection joining with a held member id takes it over.
+    // Another open connection cannot take a held member id over (issue 9, finding 5).
     h.open(3, APP);
-    let outs = send(
-        &mut h,
+    let e = error_of(
+        &send(
+            &mut h,
+            3,
+            json!({"command":"joinRoom","room":"r1","streamId":gen}),
+        ),
         3,
-        json!({"command":"joinRoom","room":"r1","streamId":gen}),
     );
-    assert_eq!(one(&outs, 3)["streamId"], gen.as_str());
+    assert_eq!(
+        e,
+        json!({"command":"error","definition":"streamIdInUse","streamId":gen})
+    );
     let outs = send(
         &mut h,
         2,
         json!({"command":"getRoomInfo","room":"r1","streamId":"x"}),
     );
-    assert_eq!(
-        one(&outs, 2)["streams"],
-        json!([gen]),
-        "published from conn 1, still counts"
-    );
-    h.close(3);
+    assert_eq!(one(&outs, 2)["streams"], json!([gen]), "still conn 1's");
+    // Once the holder is gone (a reconnect), the id is free.
+    h.close(1);
     let e = error_of(
         &send(
             &mut h,
@@ -831,6 +834,12 @@ fn legacy_conference() {
         2,
     );
     assert_eq!(e["definition"], "no_active_streams_in_room");
+    let outs = send(
+        &mut h,
+        3,
+        json!({"command":"joinRoom","room":"r1","streamId":gen}),
+    );
+    assert_eq!(one(&outs, 3)["streamId"], gen.as_str());
     // Same seed, same generated id.
     let mut h2 = Harness::new(Config {
         seed: 7,
