@@ -591,14 +591,15 @@ mod tests {
             subscriber_id: None,
             subscriber_code: None,
             main_track: None,
+            room_member: false,
         };
         // No token needed: media goes on.
-        assert_eq!(p.check_publish(Instant::now(), &req("A", None)), Ok(()));
-        // A one-time token must be spent durably: refused, and the token is kept.
-        assert_eq!(
-            p.check_publish(Instant::now(), &req("T", Some("tok"))),
-            Err(SignalError::DataStoreNotAvailable)
-        );
+        let now = Instant::now();
+        let free = p.check_publish(now, &req("A", None)).expect("allowed");
+        assert_eq!(p.commit(now, free), Ok(()));
+        // A one-time token must be spent durably: its commit is refused, and the token is kept.
+        let grant = p.check_publish(now, &req("T", Some("tok"))).expect("valid token");
+        assert_eq!(p.commit(now, grant), Err(SignalError::DataStoreNotAvailable));
         assert!(store.borrow().data().token("T", "tok").is_some());
     }
 

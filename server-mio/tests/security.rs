@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{config_file, temp_dir, unix_s, Client, Server};
+use common::{config_file, http_json, temp_dir, unix_s, Client, Server};
 use serde_json::{json, Value};
 
 const JWT_KEY: &str = "0123456789abcdef0123456789abcdef-stream";
