@@ -402,8 +402,7 @@ impl Settings {
         }
         if limits.max_pending_output < 64 * 1024 {
             return Err(ConfigError(
-                "--max-pending-output must be at least 65536 bytes (one signalling message)"
-                    .into(),
+                "--max-pending-output must be at least 65536 bytes (one signalling message)".into(),
             ));
         }
         Ok(Settings {

@@ -136,7 +136,12 @@ pub struct PerIp {
 impl PerIp {
     /// Admits a connection from `ip` if the caps allow (and counts it), else says why not.
     /// `max_total` 0 or `max_per_ip` 0 means no such cap.
-    pub fn admit(&mut self, ip: IpAddr, max_total: usize, max_per_ip: usize) -> Result<(), Refusal> {
+    pub fn admit(
+        &mut self,
+        ip: IpAddr,
+        max_total: usize,
+        max_per_ip: usize,
+    ) -> Result<(), Refusal> {
         if max_total != 0 && self.total >= max_total {
             return Err(Refusal::Total);
         }
@@ -240,7 +245,10 @@ mod tests {
 
     #[test]
     fn cap_follows_the_fd_limit() {
-        assert_eq!(effective_max_connections(10_000, Some(1024)), 1024 - FD_RESERVE);
+        assert_eq!(
+            effective_max_connections(10_000, Some(1024)),
+            1024 - FD_RESERVE
+        );
         assert_eq!(effective_max_connections(500, Some(1024)), 500);
         assert_eq!(effective_max_connections(0, Some(1024)), 1024 - FD_RESERVE);
         assert_eq!(effective_max_connections(0, None), usize::MAX);
@@ -323,7 +331,10 @@ mod tests {
         #[cfg(target_os = "linux")]
         {
             assert_eq!(getsockopt(&s, sockopt::TcpKeepIdle).unwrap(), 45);
-            assert_eq!(getsockopt(&s, sockopt::TcpKeepCount).unwrap(), KEEPALIVE_PROBES);
+            assert_eq!(
+                getsockopt(&s, sockopt::TcpKeepCount).unwrap(),
+                KEEPALIVE_PROBES
+            );
         }
     }
 }
