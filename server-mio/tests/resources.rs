@@ -145,7 +145,7 @@ fn pongs_count_against_the_output_cap() {
             Ok(()) => sent += batch.len(),
             Err(e) => break Some(e),
         }
-        if sent % (batch.len() * 16) == 0 {
+        if sent.is_multiple_of(batch.len() * 16) {
             peak = peak.max(rss_kib(server.pid()));
         }
     };
@@ -514,7 +514,7 @@ fn ghosts_are_reaped_and_free_p2p_slots_and_rooms() {
 fn soak_client(server: &Server, i: usize) -> Client {
     let mut c = server.client();
     c.send(&json!({"command": "publish", "streamId": format!("soak{i}"), "video": true, "audio": true}));
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         while c.recv()["command"] != "start" {}
         let offer = Browser::new().publish_offer();
         c.send(&json!({"command": "takeConfiguration", "streamId": format!("soak{i}"), "type": "offer", "sdp": offer}));
