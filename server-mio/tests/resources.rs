@@ -648,3 +648,110 @@ fn soak_ghost_clients_leave_nothing_behind() {
     }
     server.client().ping_pong();
 }
+
+/// The per-address cap: the connection over it gets `503`; the ones within it work on.
+#[test]
+fn per_ip_cap_answers_503() {
+    let server = Server::start_with(&["--log", "info", "--max-connections-per-ip", "3"]);
+    let mut held: Vec<Client> = (0..3).map(|_| server.client()).collect();
+    match Client::try_connect(server.http, "/WebRTCAppEE/websocket") {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        Err(e) => panic!("expected 503, got {e}"),
+        Ok(_) => panic!("expected 503, got a WebSocket"),
+    }
+    assert!(server.wait_log("refused_per_ip=1"), "counted and logged");
+    for c in &mut held {
+        c.ping_pong();
+    }
+    // A slot frees when a connection goes.
+    drop(held.pop());
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut c) = Client::try_connect(server.http, "/WebRTCAppEE/websocket") {
+            c.ping_pong();
+            break;
+        }
+        assert!(Instant::now() < end, "the freed slot is not reused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The server's highest open descriptor number and how many it has open.
+fn fds(pid: u32) -> (u64, u64) {
+    let fds: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("proc fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (fds.iter().copied().max().expect("fds"), fds.len() as u64)
+}
+
+/// Out of descriptors (here the limit is lowered under the running server, below what the
+/// connection cap assumed), `accept` fails with EMFILE: the server stops accepting instead
+/// of spinning, and accepts the waiting client as soon as a connection closes.
+#[test]
+fn out_of_descriptors_pauses_accepting_without_spinning() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let server = Server::start_with(&["--log", "info"]);
+    server.client().ping_pong();
+    std::thread::sleep(Duration::from_millis(200));
+    // Room for one more descriptor above the highest in use (plus any holes below it, e.g.
+    // left by descriptors the test harness passed down).
+    let (max, count) = fds(server.pid());
+    let limit = max + 2;
+    let room = limit - count;
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &server.pid().to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .expect("run prlimit");
+    assert!(status.success());
+    let mut open = Vec::new();
+    let waiting = loop {
+        assert!(
+            (open.len() as u64) < room + 5,
+            "never ran out of descriptors"
+        );
+        let mut s = tcp(server.http);
+        s.write_all(upgrade_request(&server).as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 12];
+        match s.read_exact(&mut buf) {
+            Ok(()) => {
+                assert_eq!(&buf, b"HTTP/1.1 101");
+                open.push(s);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break s,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(server.wait_log("not accepting until a connection closes"));
+    let busy = cpu_share(server.pid(), Duration::from_secs(2));
+    eprintln!(
+        "out of descriptors after {} connections: server CPU {:.1} % of a core",
+        open.len(),
+        busy * 100.0
+    );
+    assert!(
+        busy < 0.25,
+        "the loop spins: {:.1} % of a core",
+        busy * 100.0
+    );
+    // A connection closes: the waiting client is accepted and answered.
+    drop(open.pop());
+    let mut waiting = waiting;
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 12];
+    waiting
+        .read_exact(&mut buf)
+        .expect("answered once a slot freed");
+    assert_eq!(&buf, b"HTTP/1.1 101");
+    assert!(server.wait_log("accepting connections again"));
+    assert!(server.wait_log("accept_paused=1"), "counted");
+}
