@@ -6,7 +6,10 @@
 //! 1. wait for readiness, but no longer than the earliest deadline (the node's
 //!    [`Node::poll_timeout`], housekeeping, the shutdown deadline);
 //! 2. read `Instant::now()` (this module is the only place that does) and handle every event,
-//!    draining each source until `WouldBlock` (readiness is edge-triggered);
+//!    draining each source until `WouldBlock` (readiness is edge-triggered), except that a
+//!    WebSocket is read at most `WS_READ_BUDGET` bytes per turn and the UDP socket at most
+//!    `UDP_READ_BUDGET` datagrams: what is left waits in a "more to read" list and the loop
+//!    comes back to it without waiting, after the other sockets and the timers;
 //! 3. call [`Node::handle_timeout`] when the node's deadline has passed;
 //! 4. after every node input, drain [`Node::poll_output`]: WebSocket frames are queued in
 //!    the connection's output buffer and written once per batch, datagrams are sent at once (or
@@ -16,6 +19,12 @@
 //! gets a [`WS_READ_BUFFER`]-byte read buffer, fed from one read-ahead buffer shared by every
 //! connection, and given up again after a large frame; the output buffer is freed whenever
 //! everything was written (see `WsIo`).
+//!
+//! Resource limits ([`crate::limits`]): connections are capped in total (below the file
+//! descriptor limit) and per address (beyond: `503` and close); out of descriptors, the
+//! listener is paused until a connection closes; quiet WebSockets are pinged and closed after
+//! the idle timeout (1001); a WebSocket's pending output (text, pong and close frames alike)
+//! beyond the cap drops it. Every refusal is logged and counted ([`Counters`]).
 //!
 //! Connections go through `Http` (reading the request head) → `Respond` (writing the answer)
 //! → `Ws` (WebSocket; only after a `101`) and are dropped otherwise. A REST request goes
