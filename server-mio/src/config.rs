@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::limits::Limits;
 use crate::overload::{CpuLimit, DEFAULT_CPU_LIMIT};
 
 /// Default HTTP/WebSocket address (AMS's HTTP port).
@@ -97,6 +98,40 @@ pub struct Cli {
     /// several. From anyone else `X-Forwarded-For` is ignored [default: none].
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<String>,
+
+    /// Connections (HTTP and WebSocket) in total; beyond it a new connection gets `503` and is
+    /// closed. Always kept 64 below the open-file limit, whose soft value is raised to the hard
+    /// one at start; 0: only that bound [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Connections from one IP address; beyond it `503`. 0 turns it off (do so behind a
+    /// reverse proxy) [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// A WebSocket that sends no frame for this long is closed with code 1001 (the AMS SDK
+    /// pings every 3 s, browsers answer server pings); 0: never [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub ws_idle_timeout_ms: Option<u64>,
+
+    /// A quiet WebSocket gets a ping frame this often; 0: no server pings [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub ws_ping_interval_ms: Option<u64>,
+
+    /// Time from connect to a complete HTTP request head (slow clients are dropped)
+    /// [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub http_head_timeout_ms: Option<u64>,
+
+    /// TCP keepalive idle time on accepted connections, in seconds; 0: off [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub tcp_keepalive_s: Option<u64>,
+
+    /// WebSocket output a client may leave unread before it is dropped, in bytes
+    /// [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_pending_output: Option<usize>,
 }
 
 /// The TOML file. Keys use snake_case; the AMS setting names are accepted as aliases.
@@ -158,6 +193,22 @@ pub struct FileConfig {
     /// See [`Cli::cpu_limit`] (AMS `server.cpu_limit`, `cpuLimit` in its server settings).
     #[serde(alias = "cpuLimit")]
     pub cpu_limit: Option<u32>,
+    /// See [`Cli::max_connections`].
+    #[serde(alias = "maxConnections")]
+    pub max_connections: Option<usize>,
+    /// See [`Cli::max_connections_per_ip`].
+    #[serde(alias = "maxConnectionsPerIp")]
+    pub max_connections_per_ip: Option<usize>,
+    /// See [`Cli::ws_idle_timeout_ms`].
+    pub ws_idle_timeout_ms: Option<u64>,
+    /// See [`Cli::ws_ping_interval_ms`].
+    pub ws_ping_interval_ms: Option<u64>,
+    /// See [`Cli::http_head_timeout_ms`].
+    pub http_head_timeout_ms: Option<u64>,
+    /// See [`Cli::tcp_keepalive_s`].
+    pub tcp_keepalive_s: Option<u64>,
+    /// See [`Cli::max_pending_output`].
+    pub max_pending_output: Option<usize>,
     /// See [`Cli::admin_token_file`].
     pub admin_token_file: Option<PathBuf>,
     /// See [`Cli::rest_trust_loopback`].
@@ -245,6 +296,8 @@ pub struct Settings {
     pub cpu_limit: CpuLimit,
     /// Admin REST API protection.
     pub admin: AdminSettings,
+    /// Connection caps and timeouts.
+    pub limits: Limits,
 }
 
 impl FileConfig {
@@ -354,8 +407,58 @@ impl Settings {
             _ => Vec::new(),
         };
         let admin = resolve_admin(cli, file)?;
+        let d = Limits::default();
+        let ms = |cli: Option<u64>, file: Option<u64>, default: Duration| {
+            cli.or(file).map(Duration::from_millis).unwrap_or(default)
+        };
+        let limits = Limits {
+            max_connections: cli
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            max_connections_per_ip: cli
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(d.max_connections_per_ip),
+            ws_idle_timeout: ms(
+                cli.ws_idle_timeout_ms,
+                file.ws_idle_timeout_ms,
+                d.ws_idle_timeout,
+            ),
+            ws_ping_interval: ms(
+                cli.ws_ping_interval_ms,
+                file.ws_ping_interval_ms,
+                d.ws_ping_interval,
+            ),
+            http_head_timeout: ms(
+                cli.http_head_timeout_ms,
+                file.http_head_timeout_ms,
+                d.http_head_timeout,
+            ),
+            tcp_keepalive: cli
+                .tcp_keepalive_s
+                .or(file.tcp_keepalive_s)
+                .map(Duration::from_secs)
+                .unwrap_or(d.tcp_keepalive),
+            max_pending_output: cli
+                .max_pending_output
+                .or(file.max_pending_output)
+                .unwrap_or(d.max_pending_output),
+        };
+        if limits.http_head_timeout.is_zero() {
+            return Err(ConfigError(
+                "--http-head-timeout-ms must be above 0 (a request head must have a deadline)"
+                    .into(),
+            ));
+        }
+        if limits.max_pending_output < 64 * 1024 {
+            return Err(ConfigError(
+                "--max-pending-output must be at least 65536 bytes (one signalling message)".into(),
+            ));
+        }
         Ok(Settings {
             admin,
+            limits,
             listen,
             udp,
             announce_ip,
@@ -473,6 +576,59 @@ mod tests {
         assert!(Cli::try_parse_from(["antenna", "--cpu-limit", "-5"]).is_err());
         assert!(Cli::try_parse_from(["antenna", "--cpu-limit", "high"]).is_err());
         assert!(FileConfig::parse("cpu_limit = \"75%\"").is_err());
+    }
+
+    #[test]
+    fn limits_from_cli_or_file_with_defaults() {
+        let s = Settings::resolve(&cli(&[]), &FileConfig::default(), 0).unwrap();
+        assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.limits.ws_idle_timeout, Duration::from_secs(30));
+        assert_eq!(s.limits.max_connections_per_ip, 1000);
+        let file = FileConfig::parse(
+            r#"
+            max_connections = 500
+            maxConnectionsPerIp = 20
+            ws_idle_timeout_ms = 5000
+            ws_ping_interval_ms = 2000
+            http_head_timeout_ms = 3000
+            tcp_keepalive_s = 0
+            max_pending_output = 200000
+            "#,
+        )
+        .unwrap();
+        let s = Settings::resolve(&cli(&[]), &file, 0).unwrap();
+        assert_eq!(s.limits.max_connections, 500);
+        assert_eq!(s.limits.max_connections_per_ip, 20);
+        assert_eq!(s.limits.ws_idle_timeout, Duration::from_secs(5));
+        assert_eq!(s.limits.ws_ping_interval, Duration::from_secs(2));
+        assert_eq!(s.limits.http_head_timeout, Duration::from_secs(3));
+        assert_eq!(s.limits.tcp_keepalive, Duration::ZERO);
+        assert_eq!(s.limits.max_pending_output, 200_000);
+        let s = Settings::resolve(
+            &cli(&[
+                "--max-connections",
+                "7",
+                "--max-connections-per-ip",
+                "0",
+                "--ws-idle-timeout-ms",
+                "0",
+                "--tcp-keepalive-s",
+                "30",
+            ]),
+            &file,
+            0,
+        )
+        .unwrap();
+        assert_eq!(s.limits.max_connections, 7);
+        assert_eq!(s.limits.max_connections_per_ip, 0);
+        assert_eq!(s.limits.ws_idle_timeout, Duration::ZERO);
+        assert_eq!(s.limits.ws_ping_interval, Duration::from_secs(2));
+        assert_eq!(s.limits.tcp_keepalive, Duration::from_secs(30));
+        // Nonsense is refused.
+        let bad = FileConfig::parse("http_head_timeout_ms = 0").unwrap();
+        assert!(Settings::resolve(&cli(&[]), &bad, 0).is_err());
+        assert!(Settings::resolve(&cli(&["--max-pending-output", "10"]), &file, 0).is_err());
+        assert!(Cli::try_parse_from(["antenna", "--max-connections", "-1"]).is_err());
     }
 
     #[test]

@@ -598,8 +598,13 @@ mod tests {
         let free = p.check_publish(now, &req("A", None)).expect("allowed");
         assert_eq!(p.commit(now, free), Ok(()));
         // A one-time token must be spent durably: its commit is refused, and the token is kept.
-        let grant = p.check_publish(now, &req("T", Some("tok"))).expect("valid token");
-        assert_eq!(p.commit(now, grant), Err(SignalError::DataStoreNotAvailable));
+        let grant = p
+            .check_publish(now, &req("T", Some("tok")))
+            .expect("valid token");
+        assert_eq!(
+            p.commit(now, grant),
+            Err(SignalError::DataStoreNotAvailable)
+        );
         assert!(store.borrow().data().token("T", "tok").is_some());
     }
 

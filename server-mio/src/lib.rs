@@ -4,6 +4,7 @@
 //! - [`config`]: command line and TOML settings of the `antenna` binary;
 //! - [`datastore`]: the datastore, the access policy and the settings rule;
 //! - [`http`]: request parsing and routing (WebSocket upgrade, demo pages, errors), no IO;
+//! - [`limits`]: connection caps, WebSocket liveness, output cap and their counters;
 //! - [`overload`]: process CPU sampling for `highResourceUsage`;
 //! - [`runtime`]: the event loop, the only code that reads the clock or touches sockets
 //!   (through [`udp`] for batched UDP output);
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod datastore;
 pub mod http;
+pub mod limits;
 pub mod node;
 pub mod overload;
 pub mod runtime;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use server_mio::config::{Cli, FileConfig, Settings, DEFAULT_LOG};
 use server_mio::datastore::{self, Policy, TokenSource};
+use server_mio::limits;
 use server_mio::node::Node;
 use server_mio::runtime::{self, Admin, Runtime};
 use tracing::{error, info, warn};
@@ -107,6 +108,19 @@ fn main() -> ExitCode {
             }
         }
     }
+    // Connections cost a descriptor each: use what the hard limit allows.
+    let nofile = match limits::raise_nofile() {
+        Ok((before, after)) => {
+            if before != after {
+                info!("open-file limit raised from {before} to {after}");
+            }
+            Some(after)
+        }
+        Err(e) => {
+            warn!("cannot read or raise the open-file limit: {e}");
+            None
+        }
+    };
     let bound = match runtime::bind(settings.listen, settings.udp) {
         Ok(b) => b,
         Err(e) => {
@@ -200,7 +214,9 @@ fn main() -> ExitCode {
         },
     );
     let rt = match rt {
-        Ok(rt) => rt.with_cpu_limit(settings.cpu_limit),
+        Ok(rt) => rt
+            .with_cpu_limit(settings.cpu_limit)
+            .with_limits(settings.limits, nofile),
         Err(e) => {
             eprintln!("antenna: cannot start the event loop: {e}");
             return ExitCode::from(1);
@@ -210,6 +226,17 @@ fn main() -> ExitCode {
     eprintln!(
         "antenna listening on http://{listen_addr}, udp {udp_addr} (announced as {announce}), apps {:?}",
         settings.apps
+    );
+    let l = &settings.limits;
+    info!(
+        max_connections = rt.max_connections(),
+        max_connections_per_ip = l.max_connections_per_ip,
+        ws_idle_timeout_ms = l.ws_idle_timeout.as_millis() as u64,
+        ws_ping_interval_ms = l.ws_ping_interval.as_millis() as u64,
+        http_head_timeout_ms = l.http_head_timeout.as_millis() as u64,
+        tcp_keepalive_s = l.tcp_keepalive.as_secs(),
+        max_pending_output = l.max_pending_output,
+        "connection limits"
     );
     info!(
         "CPU admission control (highResourceUsage above this share of a core): {}",

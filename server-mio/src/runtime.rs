@@ -6,7 +6,10 @@
 //! 1. wait for readiness, but no longer than the earliest deadline (the node's
 //!    [`Node::poll_timeout`], housekeeping, the shutdown deadline);
 //! 2. read `Instant::now()` (this module is the only place that does) and handle every event,
-//!    draining each source until `WouldBlock` (readiness is edge-triggered);
+//!    draining each source until `WouldBlock` (readiness is edge-triggered), except that a
+//!    WebSocket is read at most `WS_READ_BUDGET` bytes per turn and the UDP socket at most
+//!    `UDP_READ_BUDGET` datagrams: what is left waits in a "more to read" list and the loop
+//!    comes back to it without waiting, after the other sockets and the timers;
 //! 3. call [`Node::handle_timeout`] when the node's deadline has passed;
 //! 4. after every node input, drain [`Node::poll_output`]: WebSocket frames are queued in
 //!    the connection's output buffer and written once per batch, datagrams are sent at once (or
@@ -16,6 +19,12 @@
 //! gets a [`WS_READ_BUFFER`]-byte read buffer, fed from one read-ahead buffer shared by every
 //! connection, and given up again after a large frame; the output buffer is freed whenever
 //! everything was written (see `WsIo`).
+//!
+//! Resource limits ([`crate::limits`]): connections are capped in total (below the file
+//! descriptor limit) and per address (beyond: `503` and close); out of descriptors, the
+//! listener is paused until a connection closes; quiet WebSockets are pinged and closed after
+//! the idle timeout (1001); a WebSocket's pending output (text, pong and close frames alike)
+//! beyond the cap drops it. Every refusal is logged and counted ([`Counters`]).
 //!
 //! Connections go through `Http` (reading the request head) → `Respond` (writing the answer)
 //! → `Ws` (WebSocket; only after a `101`) and are dropped otherwise. A REST request goes
@@ -33,7 +42,9 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use antenna_store::{DurableQueue, Notify, Refusal, RestApi, RestGate, RestRequest, WriteSeq};
+use antenna_store::{
+    DurableQueue, Notify, Refusal as RestRefusal, RestApi, RestGate, RestRequest, WriteSeq,
+};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use proto_core::ConnId;
@@ -48,6 +59,7 @@ use tungstenite::Message;
 
 use crate::datastore::{self, Datastore};
 use crate::http::{self, Action, RestHead};
+use crate::limits::{self, Counters, Limits, Liveness, PerIp, Refusal};
 use crate::node::{Node, NodeOutput};
 use crate::overload::{self, CpuLimit, CpuMonitor};
 use crate::udp;
@@ -61,8 +73,9 @@ const STORE: Token = Token(3);
 /// connection towards the node.
 const FIRST_CONN: usize = 16;
 
-/// A client's pending WebSocket output beyond which it is dropped (it is not reading).
-pub const MAX_PENDING_OUTPUT: usize = 1024 * 1024;
+/// A client's pending WebSocket output beyond which it is dropped (it is not reading), by
+/// default (see [`Limits::max_pending_output`]).
+pub const MAX_PENDING_OUTPUT: usize = limits::DEFAULT_MAX_PENDING_OUTPUT;
 /// Largest WebSocket message or frame read. A bit above [`proto_core::MAX_MESSAGE_LEN`], so
 /// that slightly oversized text still reaches signalling and gets its protocol error; larger
 /// frames close the connection (code 1009).
@@ -82,8 +95,16 @@ const WS_READ_AHEAD: usize = 64 * 1024;
 const UDP_BATCH: usize = 32;
 /// Datagrams read per loop iteration at most, before WebSockets and timers get their turn.
 const UDP_READ_BUDGET: usize = 256;
-/// Time a client has to send its request head and read the answer.
+/// Time a REST client has to read the answer (the request head's time is
+/// [`Limits::http_head_timeout`]).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from one WebSocket's socket per loop turn at most (one read-ahead's worth):
+/// then the connection waits in `Runtime::more` while the other sockets and the timers get
+/// their turn, so one flooding client cannot starve the rest.
+const WS_READ_BUDGET: usize = WS_READ_AHEAD;
+/// The answer to a connection refused at a connection cap, written as it is accepted.
+const REFUSED_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+Content-Type: text/plain\r\nContent-Length: 20\r\nRetry-After: 5\r\n\r\ntoo many connections";
 /// Time a closing WebSocket gets to finish the close handshake.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// How long a graceful shutdown may take to deliver the last messages.
@@ -170,6 +191,10 @@ struct Conn {
     deadline: Option<Instant>,
     /// WRITABLE interest is registered (only while output is pending).
     writable: bool,
+    /// When the WebSocket last delivered a complete frame (or opened).
+    last_rx: Instant,
+    /// When the server last pinged it.
+    last_ping: Option<Instant>,
 }
 
 impl Conn {
@@ -191,11 +216,16 @@ enum Next {
     Close(Option<CloseFrame>),
 }
 
-/// Counters, logged when they change.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Counters {
-    udp_dropped: u64,
-    slow_clients_dropped: u64,
+/// Sizes of the runtime's and the cores' state, for the `state sizes` log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StateSizes {
+    connections: usize,
+    websockets: usize,
+    signalling_connections: usize,
+    sessions: usize,
+    publishers: usize,
+    media_sessions: usize,
+    signalling_idle: bool,
 }
 
 /// The datastore and the REST API, built by the caller of [`Runtime::new`].
@@ -227,7 +257,12 @@ impl Admin {
     }
 
     /// Logs a refused REST request with its counter; returns the response to send.
-    fn refused(&mut self, peer: SocketAddr, head: &RestHead, refusal: &Refusal) -> (u16, Vec<u8>) {
+    fn refused(
+        &mut self,
+        peer: SocketAddr,
+        head: &RestHead,
+        refusal: &RestRefusal,
+    ) -> (u16, Vec<u8>) {
         let count = self.gate.counters().get(refusal.reason);
         info!(%peer, method = %head.method, path = %head.path, status = refusal.status,
             reason = refusal.reason.as_str(), count, total = self.gate.counters().total(),
@@ -275,6 +310,20 @@ pub struct Runtime {
     /// Data channel drop counters last logged (`rtc_core::DataStats`).
     logged_data: rtc_core::DataStats,
     admin: Admin,
+    /// Connection caps, timeouts, output cap.
+    limits: Limits,
+    /// The total cap applied ([`Limits::max_connections`] within the descriptor limit).
+    max_connections: usize,
+    /// Connections per peer address.
+    per_ip: PerIp,
+    /// The connection and signalling state sizes last logged (see `log_state`).
+    logged_state: Option<StateSizes>,
+    /// WebSockets that stopped reading at their read budget with more to read: driven again
+    /// next turn (readiness is edge-triggered, so no new event would come for them).
+    more: Vec<Token>,
+    /// The listener is deregistered because the process ran out of file descriptors; it is
+    /// registered again when a connection goes away (or at the next housekeeping pass).
+    accept_paused: bool,
     /// REST responses waiting for durability.
     held: DurableQueue<Token>,
     /// The store's current failure was reported (cleared when it recovers).
@@ -342,7 +391,7 @@ impl Runtime {
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(WS_READ_BUFFER)
             .write_buffer_size(0)
-            .max_write_buffer_size(MAX_PENDING_OUTPUT)
+            .max_write_buffer_size(usize::MAX)
             .max_message_size(Some(MAX_WS_MESSAGE))
             .max_frame_size(Some(MAX_WS_MESSAGE));
         Ok(Runtime {
@@ -375,6 +424,15 @@ impl Runtime {
             logged_data: rtc_core::DataStats::default(),
             logged: Counters::default(),
             admin,
+            limits: Limits::default(),
+            max_connections: limits::effective_max_connections(
+                limits::DEFAULT_MAX_CONNECTIONS,
+                None,
+            ),
+            per_ip: PerIp::default(),
+            logged_state: None,
+            more: Vec::new(),
+            accept_paused: false,
             held: DurableQueue::new(),
             store_failure_reported: false,
             _waker: waker,
@@ -385,6 +443,19 @@ impl Runtime {
     pub fn with_cpu_limit(mut self, limit: CpuLimit) -> Runtime {
         self.cpu = CpuMonitor::with_limit(limit);
         self
+    }
+
+    /// Sets the connection limits; `nofile` is the process's file descriptor limit (the total
+    /// cap stays [`limits::FD_RESERVE`] below it).
+    pub fn with_limits(mut self, limits: Limits, nofile: Option<u64>) -> Runtime {
+        self.max_connections = limits::effective_max_connections(limits.max_connections, nofile);
+        self.limits = limits;
+        self
+    }
+
+    /// The total connection cap applied.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// Runs until SIGTERM/SIGINT and the graceful shutdown that follows, then makes every
@@ -435,7 +506,7 @@ impl Runtime {
             if let Some(t) = self.shutdown_deadline {
                 wake = wake.min(t);
             }
-            let timeout = if self.udp_more {
+            let timeout = if self.udp_more || !self.more.is_empty() {
                 Duration::ZERO
             } else {
                 wake.saturating_duration_since(now)
@@ -483,6 +554,14 @@ impl Runtime {
             }
             if self.udp_more {
                 self.udp_read();
+            }
+            if !self.more.is_empty() {
+                let mut more = std::mem::take(&mut self.more);
+                more.sort_unstable();
+                more.dedup();
+                for token in more {
+                    self.drive(Instant::now(), token);
+                }
             }
             let now = Instant::now();
             if self.node.poll_timeout().is_some_and(|t| t <= now) {
@@ -552,17 +631,29 @@ impl Runtime {
     fn housekeeping(&mut self, now: Instant) {
         self.next_housekeeping = now + HOUSEKEEPING;
         self.report_store_failure();
-        let expired: Vec<Token> = self
+        let expired: Vec<(Token, bool)> = self
             .conns
             .iter()
             .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
-            .map(|(t, _)| *t)
+            .map(|(t, c)| (*t, matches!(c.state, State::Http { .. })))
             .collect();
-        for token in expired {
+        for (token, head) in expired {
+            if head {
+                // Slowloris: the request head did not come in time.
+                self.counters.http_timeouts += 1;
+                if let Some(c) = self.conns.get(&token) {
+                    debug!(conn = token.0, peer = %c.peer, "no request head in time; dropped");
+                }
+            }
             self.remove(now, token, "timed out");
         }
+        self.check_liveness(now);
         self.drain(now);
+        self.log_state();
         self.release_held(now);
+        if self.accept_paused {
+            self.resume_accept(now);
+        }
         if self.accept_pending {
             self.accept(now);
         }
@@ -585,12 +676,46 @@ impl Runtime {
             }
         }
         if self.counters != self.logged {
-            warn!(
-                udp_dropped = self.counters.udp_dropped,
-                slow_clients_dropped = self.counters.slow_clients_dropped,
-                "output dropped"
+            let c = self.counters;
+            let refusals = (
+                c.udp_dropped,
+                c.slow_clients_dropped,
+                c.refused_total,
+                c.refused_per_ip,
+                c.accept_paused,
+                c.http_timeouts,
+                c.ws_idle_closed,
             );
-            self.logged = self.counters;
+            let l = self.logged;
+            let logged = (
+                l.udp_dropped,
+                l.slow_clients_dropped,
+                l.refused_total,
+                l.refused_per_ip,
+                l.accept_paused,
+                l.http_timeouts,
+                l.ws_idle_closed,
+            );
+            if refusals != logged {
+                warn!(
+                    udp_dropped = c.udp_dropped,
+                    slow_clients_dropped = c.slow_clients_dropped,
+                    refused_total = c.refused_total,
+                    refused_per_ip = c.refused_per_ip,
+                    accept_paused = c.accept_paused,
+                    http_timeouts = c.http_timeouts,
+                    ws_idle_closed = c.ws_idle_closed,
+                    connections = self.per_ip.total(),
+                    "refusals and drops so far"
+                );
+            } else {
+                debug!(
+                    ws_pings_sent = c.ws_pings_sent,
+                    read_budget_yields = c.read_budget_yields,
+                    "websocket liveness and fairness"
+                );
+            }
+            self.logged = c;
         }
         // Data-channel messages the relay dropped (oversize, over rate, slow receivers):
         // logged once per housekeeping pass when they change.
@@ -617,16 +742,176 @@ impl Runtime {
         }
     }
 
+    /// Logs the sizes of the connection and signalling state when they change (at most once
+    /// per housekeeping pass), so that what ghosts and idle timeouts leave behind is visible.
+    fn log_state(&mut self) {
+        let sizes = StateSizes {
+            connections: self.conns.len(),
+            websockets: self.conns.values().filter(|c| c.is_open_ws()).count(),
+            signalling_connections: self.node.sig.connection_count(),
+            sessions: self.node.sig.session_count(),
+            publishers: self.node.sig.publisher_count(),
+            media_sessions: self.node.sfu.session_count(),
+            signalling_idle: self.node.sig.is_idle(),
+        };
+        if self.logged_state == Some(sizes) {
+            return;
+        }
+        debug!(
+            connections = sizes.connections,
+            websockets = sizes.websockets,
+            signalling_connections = sizes.signalling_connections,
+            sessions = sizes.sessions,
+            publishers = sizes.publishers,
+            media_sessions = sizes.media_sessions,
+            signalling_idle = sizes.signalling_idle,
+            "state sizes"
+        );
+        self.logged_state = Some(sizes);
+    }
+
+    /// The counters of refusals and drops.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Pings WebSockets that have been quiet for [`Limits::ws_ping_interval`] and closes those
+    /// quiet for [`Limits::ws_idle_timeout`] (code 1001): a client that vanished without a
+    /// close (its host gone, its network down) then no longer holds its streams, p2p slot or
+    /// room membership.
+    fn check_liveness(&mut self, now: Instant) {
+        let mut ping = Vec::new();
+        let mut idle = Vec::new();
+        for (token, conn) in &self.conns {
+            if !conn.is_open_ws() {
+                continue;
+            }
+            match limits::ws_liveness(&self.limits, now, conn.last_rx, conn.last_ping) {
+                Liveness::Fine => {}
+                Liveness::Ping => ping.push(*token),
+                Liveness::Idle => idle.push(*token),
+            }
+        }
+        for token in idle {
+            self.counters.ws_idle_closed += 1;
+            if let Some(c) = self.conns.get(&token) {
+                info!(
+                    conn = token.0,
+                    peer = %c.peer,
+                    "websocket idle for {} ms; closing it (1001)",
+                    self.limits.ws_idle_timeout.as_millis()
+                );
+            }
+            self.begin_close(
+                now,
+                token,
+                Some(CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "idle timeout".into(),
+                }),
+            );
+        }
+        for token in ping {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            let State::Ws { out, .. } = &mut conn.state else {
+                continue;
+            };
+            conn.last_ping = Some(now);
+            if Frame::ping(Vec::new()).format(out).is_ok() {
+                self.counters.ws_pings_sent += 1;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    /// Registers the listener again after it was paused for lack of file descriptors.
+    fn resume_accept(&mut self, now: Instant) {
+        if !self.accept_paused {
+            return;
+        }
+        let Some(listener) = self.listener.as_mut() else {
+            return;
+        };
+        match self
+            .poll
+            .registry()
+            .register(listener, LISTENER, Interest::READABLE)
+        {
+            Ok(()) => {
+                self.accept_paused = false;
+                info!("accepting connections again");
+                // Connections that queued meanwhile raised no new edge.
+                self.accept(now);
+            }
+            Err(e) => warn!("cannot register the listener again: {e}"),
+        }
+    }
+
+    /// Stops accepting (the process is out of file descriptors) until a connection goes away:
+    /// with the listener registered, every queued connection would wake the loop again.
+    fn pause_accept(&mut self) {
+        let Some(listener) = self.listener.as_mut() else {
+            return;
+        };
+        if self.accept_paused {
+            return;
+        }
+        match self.poll.registry().deregister(listener) {
+            Ok(()) => {
+                self.accept_paused = true;
+                self.counters.accept_paused += 1;
+            }
+            Err(e) => {
+                // Still registered: retry at the next housekeeping pass.
+                warn!("cannot pause the listener: {e}");
+                self.accept_pending = true;
+            }
+        }
+    }
+
+    /// Answers a connection refused at a cap (`503`, written at once: a fresh socket's buffer
+    /// takes it) and closes it; the client gets a clear answer without costing a slot.
+    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, why: Refusal) {
+        match why {
+            Refusal::Total => self.counters.refused_total += 1,
+            Refusal::PerIp => self.counters.refused_per_ip += 1,
+        }
+        debug!(
+            %peer,
+            connections = self.per_ip.total(),
+            from_peer = self.per_ip.of(peer.ip()),
+            "connection refused ({why:?} cap): 503"
+        );
+        let _ = stream.write(REFUSED_503);
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+
     // --- TCP ---------------------------------------------------------------------------------
 
     fn accept(&mut self, now: Instant) {
-        let Some(listener) = self.listener.as_ref() else {
-            return;
-        };
         self.accept_pending = false;
         loop {
+            if self.accept_paused {
+                return;
+            }
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    if let Err(why) = self.per_ip.admit(
+                        peer.ip(),
+                        self.max_connections,
+                        self.limits.max_connections_per_ip,
+                    ) {
+                        self.refuse(stream, peer, why);
+                        continue;
+                    }
+                    if let Err(e) = limits::set_keepalive(&stream, self.limits.tcp_keepalive) {
+                        trace!(%peer, "keepalive: {e}");
+                    }
                     let token = Token(self.next_token);
                     self.next_token += 1;
                     if let Err(e) = stream.set_nodelay(true) {
@@ -638,6 +923,7 @@ impl Runtime {
                             .register(&mut stream, token, Interest::READABLE)
                     {
                         warn!(%peer, "cannot register connection: {e}");
+                        self.per_ip.release(peer.ip());
                         continue;
                     }
                     trace!(conn = token.0, %peer, "accepted");
@@ -649,14 +935,36 @@ impl Runtime {
                                 buf: Vec::new(),
                             },
                             peer,
-                            deadline: Some(now + HTTP_TIMEOUT),
+                            deadline: Some(now + self.limits.http_head_timeout),
                             writable: false,
+                            last_rx: now,
+                            last_ping: None,
                         },
                     );
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(
+                            nix::libc::EMFILE
+                                | nix::libc::ENFILE
+                                | nix::libc::ENOBUFS
+                                | nix::libc::ENOMEM
+                        )
+                    ) =>
+                {
+                    // Out of descriptors (or kernel memory): the queued connections wait in
+                    // the backlog until a connection goes away; no spinning on `accept`.
+                    warn!(
+                        connections = self.per_ip.total(),
+                        "accept failed: {e}; not accepting until a connection closes"
+                    );
+                    self.pause_accept();
+                    break;
+                }
                 Err(e) => {
                     // E.g. out of file descriptors: retry at the next housekeeping pass
                     // rather than spin.
@@ -1025,6 +1333,7 @@ impl Runtime {
             poisoned: false,
         };
         conn.deadline = None;
+        conn.last_rx = now;
         debug!(conn = token.0, peer = %conn.peer, %app, "websocket open");
         self.set_writable(token, false);
         self.node.handle_ws_open(now, conn_id(token), &app);
@@ -1054,14 +1363,32 @@ impl Runtime {
             return drain_raw(stream);
         }
         let id = conn_id(token);
+        let cap = self.limits.max_pending_output;
         let mut io = WsIo {
             stream,
             ahead: &mut self.ahead,
             out,
             frames,
+            budget: WS_READ_BUDGET,
+            yielded: false,
         };
         let next = loop {
-            match ws.read(&mut io) {
+            let read = ws.read(&mut io);
+            if read.is_ok() {
+                conn.last_rx = now;
+            }
+            // Every byte counts against the output cap, tungstenite's pongs and close
+            // replies included: a client that sends pings and never reads is dropped.
+            if io.out.len() > cap {
+                info!(
+                    conn = token.0,
+                    peer = %conn.peer,
+                    "client is not reading: over {cap} bytes pending; dropping it"
+                );
+                self.counters.slow_clients_dropped += 1;
+                break Next::Remove("output limit");
+            }
+            match read {
                 Ok(Message::Text(text)) => {
                     if *closing {
                         trace!(conn = token.0, "text after close ignored");
@@ -1096,6 +1423,11 @@ impl Runtime {
                 }
             }
         };
+        if matches!(next, Next::Wait) && io.yielded {
+            // Budget used with more to read: back in line for the next turn.
+            self.counters.read_budget_yields += 1;
+            self.more.push(token);
+        }
         if matches!(next, Next::Wait) {
             // tungstenite keeps a read buffer as large as the largest frame it was given. Once
             // such a frame is done with and nothing is half-received, a fresh context (with a
@@ -1149,6 +1481,8 @@ impl Runtime {
             ahead: &mut self.ahead,
             out,
             frames,
+            budget: WS_READ_BUDGET,
+            yielded: false,
         };
         match ws.close(&mut io, frame) {
             Ok(()) => {}
@@ -1164,6 +1498,7 @@ impl Runtime {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
+        self.per_ip.release(conn.peer.ip());
         let was_open = conn.is_open_ws();
         trace!(conn = token.0, peer = %conn.peer, why, "connection removed");
         if was_open {
@@ -1186,6 +1521,9 @@ impl Runtime {
         drop(conn);
         if was_open {
             self.node.handle_ws_closed(now, conn_id(token));
+        }
+        if self.accept_paused {
+            self.resume_accept(now);
         }
     }
 
@@ -1213,6 +1551,8 @@ impl Runtime {
             ahead: &mut self.ahead,
             out,
             frames,
+            budget: WS_READ_BUDGET,
+            yielded: false,
         };
         // Only moves bytes into `out` (WsIo's writes never block).
         let handshake_done = match ws.flush(&mut io) {
@@ -1275,11 +1615,12 @@ impl Runtime {
             return;
         }
         let frame = Frame::message(text, OpCode::Data(Data::Text), true);
-        if out.len() + frame.len() > MAX_PENDING_OUTPUT {
+        let cap = self.limits.max_pending_output;
+        if out.len() + frame.len() > cap {
             info!(
                 conn = id.0,
                 peer = %conn.peer,
-                "client is not reading: over {MAX_PENDING_OUTPUT} bytes pending; dropping it"
+                "client is not reading: over {cap} bytes pending; dropping it"
             );
             self.counters.slow_clients_dropped += 1;
             self.remove(now, token, "output limit");
@@ -1468,6 +1809,10 @@ struct WsIo<'a> {
     out: &'a mut Vec<u8>,
     /// Sees every byte handed to tungstenite.
     frames: &'a mut FrameTracker,
+    /// Bytes this may still read from the socket (the per-turn read budget).
+    budget: usize,
+    /// The budget ran out: the `WouldBlock` returned was not the socket's.
+    yielded: bool,
 }
 
 impl Read for WsIo<'_> {
@@ -1477,9 +1822,19 @@ impl Read for WsIo<'_> {
         }
         if self.ahead.start >= self.ahead.end {
             self.ahead.clear();
+            if self.budget == 0 {
+                // Only ever with the read-ahead empty, so nothing of this connection is lost
+                // when another one is read next.
+                self.yielded = true;
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            let room = self.budget.min(self.ahead.buf.len());
             // WouldBlock and errors go to tungstenite as they are; 0 is the end of the stream.
-            let n = self.stream.read(&mut self.ahead.buf)?;
+            let n = self
+                .stream
+                .read(self.ahead.buf.get_mut(..room).unwrap_or_default())?;
             self.ahead.end = n;
+            self.budget = self.budget.saturating_sub(n);
         }
         let available = self
             .ahead
@@ -1630,6 +1985,8 @@ mod tests {
             ahead: &mut ahead,
             out: &mut out,
             frames: &mut frames,
+            budget: usize::MAX,
+            yielded: false,
         };
         let mut got = Vec::new();
         let mut piece = [0u8; 300];
@@ -1652,6 +2009,8 @@ mod tests {
             ahead: &mut ahead,
             out: &mut out,
             frames: &mut frames,
+            budget: usize::MAX,
+            yielded: false,
         };
         assert_eq!(io.read(&mut piece).unwrap(), 0);
     }
@@ -1667,6 +2026,8 @@ mod tests {
             ahead: &mut ahead,
             out: &mut out,
             frames: &mut frames,
+            budget: usize::MAX,
+            yielded: false,
         };
         io.write_all(b"hello ").unwrap();
         io.write_all(b"world").unwrap();

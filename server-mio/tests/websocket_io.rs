@@ -29,7 +29,7 @@ fn idle_websockets_cost_little_memory() {
         return;
     }
     const N: usize = 2000;
-    let server = Server::start_with(&["--log", "warn"]);
+    let server = Server::start_with(&["--log", "warn", "--max-connections-per-ip", "0"]);
     // A first connection and exchange, so one-off allocations are in the baseline.
     server.client().ping_pong();
     std::thread::sleep(Duration::from_millis(300));
