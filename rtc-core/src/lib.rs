@@ -86,11 +86,13 @@ use proto_core::MediaEvent;
 mod codec;
 mod dtls;
 mod forward;
+mod route;
 mod session;
 mod sfu;
 #[doc(hidden)]
 pub mod testing;
 
+pub use route::{SfuCounters, DEFAULT_MAX_REMOTE_CANDIDATES};
 pub use sfu::{Sfu, DEFAULT_CONNECT_TIMEOUT};
 
 /// Media layer configuration.
