@@ -88,6 +88,7 @@ fn main() -> ExitCode {
     };
     let mut signalling_config = settings.signalling.clone();
     let stats_interval = settings.stats_interval;
+    let max_remote_candidates = settings.max_remote_candidates;
     let store_location = settings.store.clone();
     let primary_app = settings.apps.first().cloned().unwrap_or_default();
     let rt = Runtime::new(
@@ -127,13 +128,14 @@ fn main() -> ExitCode {
                 ds.store.clone(),
                 antenna_store::system_clock,
             )));
-            let sfu = rtc_core::Sfu::new(
+            let mut sfu = rtc_core::Sfu::new(
                 rtc_core::SfuConfig {
                     local_addrs: vec![local],
                     stats_interval,
                 },
                 now,
             );
+            sfu.set_max_remote_candidates(max_remote_candidates);
             let rest = antenna_store::RestApi::new(ds.store.clone(), rest_seed);
             (
                 Node::new(sig, sfu),
