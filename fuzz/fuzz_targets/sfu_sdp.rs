@@ -112,7 +112,10 @@ fn drain(sfu: &mut Sfu, seen: &mut Seen) {
                 seen.ufrags.insert(session, ufrag);
             }
             MediaEvent::Offer { session, sdp, .. } => {
-                assert!(seen.started[&session].contains(&false), "offer to a publisher");
+                assert!(
+                    seen.started[&session].contains(&false),
+                    "offer to a publisher"
+                );
                 if let Some(u) = ufrag_of(&sdp) {
                     seen.ufrags.insert(session, u);
                 }
@@ -226,7 +229,8 @@ fuzz_target!(|data: &[u8]| {
             drain(&mut st.sfu, &mut seen);
         }
         for session in seen.started.keys() {
-            st.sfu.handle_command(st.now, MediaCmd::Close { session: *session });
+            st.sfu
+                .handle_command(st.now, MediaCmd::Close { session: *session });
         }
         drain(&mut st.sfu, &mut seen);
         assert_eq!(st.sfu.session_count(), 0, "sessions left after closing all");
