@@ -104,6 +104,11 @@ definitions! {
     InvalidMessage => "invalid_message",
     /// The command is not one Antenna knows (Antenna's own definition).
     UnsupportedCommand => "unsupported_command",
+    /// A field is longer than its bound (Antenna's own definition; `information` names it).
+    ParameterTooLong => "parameter_too_long",
+    /// The connection holds as many publishes, plays, rooms or p2p groups as it may
+    /// (Antenna's own definition; `information` names the bound).
+    ConnectionLimitReached => "connection_limit_reached",
 }
 
 impl fmt::Display for SignalError {

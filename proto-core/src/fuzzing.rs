@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::media::{
     LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats, TrackKind,
@@ -27,8 +27,11 @@ pub struct Harness {
     pub open: BTreeSet<ConnId>,
     /// Media sessions as the media layer sees them (true = publisher).
     pub media: BTreeMap<SessionId, bool>,
-    /// Every output so far, in order.
+    /// Every output so far, in order, when `record` is set.
     pub log: Vec<Output>,
+    /// Keep every output in `log` (default). The fuzz target turns it off: cloning every
+    /// output of a long run into a log nobody reads was a large share of its cost.
+    pub record: bool,
 }
 
 impl Harness {
@@ -45,6 +48,7 @@ impl Harness {
             open: BTreeSet::new(),
             media: BTreeMap::new(),
             log: Vec::new(),
+            record: true,
         }
     }
 
@@ -124,7 +128,9 @@ impl Harness {
         if let Err(e) = self.sig.check_invariants() {
             panic!("invariant violated: {e}");
         }
-        self.log.extend(outs.iter().cloned());
+        if self.record {
+            self.log.extend(outs.iter().cloned());
+        }
         for c in closed {
             self.sig.handle_closed(self.now, c);
             outs.extend(self.drain());
@@ -270,58 +276,91 @@ const COMMANDS: &[&str] = &[
     "getSubtracks",
 ];
 
+/// A JSON object written straight to text: building a `serde_json::Value` and serialising it
+/// for every generated message was a tenth of the fuzz target's time.
+struct Obj(String);
+
+impl Obj {
+    fn new(command: &str) -> Obj {
+        let mut o = Obj(String::with_capacity(96));
+        o.0.push('{');
+        o.raw("command", &json_str(command));
+        o
+    }
+    fn raw(&mut self, k: &str, v: &str) -> &mut Obj {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(k);
+        self.0.push_str("\":");
+        self.0.push_str(v);
+        self
+    }
+    fn str(&mut self, k: &str, v: &str) -> &mut Obj {
+        self.raw(k, &json_str(v))
+    }
+    fn done(&mut self) -> String {
+        self.0.push('}');
+        std::mem::take(&mut self.0)
+    }
+}
+
+fn json_str(v: &str) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 fn message(b: &mut Bytes<'_>) -> String {
     let command = b.pick(COMMANDS).copied().unwrap_or("ping");
     let id = b.pick(IDS).copied().flatten();
     let room = b.pick(ROOMS).copied().flatten();
-    let mut m = json!({ "command": command });
-    let set = |m: &mut Value, k: &str, v: Value| {
-        if let Value::Object(o) = m {
-            o.insert(k.to_string(), v);
-        }
-    };
+    let mut m = Obj::new(command);
     if let Some(id) = id {
-        set(&mut m, "streamId", json!(id));
+        m.str("streamId", id);
     }
     match command {
         "publish" => {
             if b.flag() {
                 if let Some(r) = room {
-                    set(&mut m, "mainTrack", json!(r));
+                    m.str("mainTrack", r);
                 }
             }
-            set(&mut m, "video", json!(true));
-            set(&mut m, "audio", json!(b.flag()));
+            m.raw("video", "true");
+            m.raw("audio", if b.flag() { "true" } else { "false" });
         }
         "takeConfiguration" => {
             let t = if b.flag() { "offer" } else { "answer" };
-            set(&mut m, "type", json!(t));
-            set(&mut m, "sdp", json!("v=0\r\n"));
+            m.str("type", t).str("sdp", "v=0\r\n");
         }
         "takeCandidate" => {
-            set(&mut m, "label", json!(b.byte() % 3));
-            set(&mut m, "id", json!("0"));
+            m.raw("label", &(b.byte() % 3).to_string()).str("id", "0");
             let c = if b.byte().is_multiple_of(4) {
                 ""
             } else {
                 "candidate:1 1 udp 1 127.0.0.1 9 typ host"
             };
-            set(&mut m, "candidate", json!(c));
+            m.str("candidate", c);
         }
         "joinRoom" | "leaveFromRoom" | "getRoomInfo" => {
             if let Some(r) = room {
-                set(&mut m, "room", json!(r));
+                m.str("room", r);
             }
         }
         "enableTrack" | "toggleVideo" | "toggleAudio" => {
-            set(&mut m, "enabled", json!(b.flag()));
+            m.raw("enabled", if b.flag() { "true" } else { "false" });
         }
-        "forceStreamQuality" => set(&mut m, "streamHeight", json!(i64::from(b.byte()) * 4 - 20)),
-        "peerMessageCommand" => set(&mut m, "data", json!({"x": 1})),
-        "updateStreamMetaData" => set(&mut m, "metaData", json!("{\"a\":1}")),
+        "forceStreamQuality" => {
+            m.raw("streamHeight", &(i64::from(b.byte()) * 4 - 20).to_string());
+        }
+        "peerMessageCommand" => {
+            m.raw("data", "{\"x\":1}");
+        }
+        "updateStreamMetaData" => {
+            m.str("metaData", "{\"a\":1}");
+        }
         _ => {}
     }
-    m.to_string()
+    m.done()
 }
 
 fn media_event(b: &mut Bytes<'_>, session: SessionId, publisher: bool) -> MediaEvent {
@@ -448,11 +487,15 @@ fn room_message(b: &mut Bytes<'_>) -> String {
 /// invariants after each step and at the end (after closing every connection, nothing is left).
 /// Panics only on an invariant violation.
 pub fn run_ops(data: &[u8]) {
-    run(data);
+    drive(data, false);
 }
 
 /// [`run_ops`], returning the finished harness (its log holds every output).
 pub fn run(data: &[u8]) -> Harness {
+    drive(data, true)
+}
+
+fn drive(data: &[u8], record: bool) -> Harness {
     let mut b = Bytes { data };
     let config = Config {
         seed: u64::from(b.byte()),
@@ -462,6 +505,7 @@ pub fn run(data: &[u8]) -> Harness {
         ..Config::default()
     };
     let mut h = Harness::new(config);
+    h.record = record;
     let mut steps = 0;
     while !b.done() && steps < 2000 {
         steps += 1;

@@ -65,9 +65,12 @@ use crate::is_valid_stream_id;
 use crate::media::{MediaCmd, MediaEvent, SessionId, SessionStats, TrackKind};
 use crate::message::{ClientMessage, ErrorMessage, Notification, SdpType, ServerMessage};
 
+mod limits;
 mod p2p;
 mod room;
 mod stream;
+
+pub use limits::{LimitCounters, Limits};
 
 /// One WebSocket connection, allocated by the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,6 +102,8 @@ pub struct Config {
     pub ice_servers: IceServers,
     /// `maxVideoTrackCount` reported in `joinedTheRoom` (-1 = unlimited).
     pub max_track_count: i64,
+    /// Per-connection bounds (counts and field lengths).
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -110,6 +115,7 @@ impl Default for Config {
             play_once_per_session: true,
             ice_servers: IceServers::default(),
             max_track_count: -1,
+            limits: Limits::default(),
         }
     }
 }
@@ -367,6 +373,12 @@ pub struct Signalling {
     /// The one publish session of each stream.
     publishers: BTreeMap<Key, SessionId>,
     rooms: BTreeMap<Key, Room>,
+    /// `(app, member stream id)` -> the rooms that have it as a legacy member.
+    member_rooms: BTreeMap<Key, BTreeSet<String>>,
+    /// `(app, room)` -> ids of the streams published with that `mainTrack`.
+    main_track_streams: BTreeMap<Key, BTreeSet<String>>,
+    /// Refusals over [`Limits`].
+    limit_counters: LimitCounters,
     /// p2p id -> its one or two peers, in join order.
     p2p: BTreeMap<Key, Vec<ConnId>>,
     /// Deadlines, mirrored from `Session::deadline`.
@@ -390,6 +402,9 @@ impl Signalling {
             sessions: BTreeMap::new(),
             publishers: BTreeMap::new(),
             rooms: BTreeMap::new(),
+            member_rooms: BTreeMap::new(),
+            main_track_streams: BTreeMap::new(),
+            limit_counters: LimitCounters::default(),
             p2p: BTreeMap::new(),
             timers: BTreeSet::new(),
             refusals: RefusalCounters::default(),
@@ -428,6 +443,8 @@ impl Signalling {
             && self.sessions.is_empty()
             && self.publishers.is_empty()
             && self.rooms.is_empty()
+            && self.member_rooms.is_empty()
+            && self.main_track_streams.is_empty()
             && self.p2p.is_empty()
             && self.timers.is_empty()
     }
@@ -497,6 +514,9 @@ impl Signalling {
             trace!(?conn, "message on an unknown connection ignored");
             return;
         };
+        if !self.check_lengths(conn, &msg) {
+            return;
+        }
         // Commands answered before the common streamId check.
         let msg = match msg {
             ClientMessage::Ping => return self.send(conn, ServerMessage::Pong),
@@ -778,6 +798,8 @@ impl Signalling {
         self.conns.clear();
         self.publishers.clear();
         self.rooms.clear();
+        self.member_rooms.clear();
+        self.main_track_streams.clear();
         self.p2p.clear();
         self.timers.clear();
     }
@@ -891,6 +913,15 @@ impl Signalling {
                     if self.publishers.get(&key(&s.app, &s.stream)) != Some(sid) {
                         return Err(format!("{sid} is not the publisher of {}", s.stream));
                     }
+                    if let Some(m) = &p.main_track {
+                        let indexed = self
+                            .main_track_streams
+                            .get(&key(&s.app, m))
+                            .is_some_and(|ids| ids.contains(&s.stream));
+                        if !indexed {
+                            return Err(format!("{sid} missing from the main-track index of {m}"));
+                        }
+                    }
                     if p.live && s.deadline.is_some() {
                         return Err(format!("live {sid} has a start deadline"));
                     }
@@ -970,9 +1001,51 @@ impl Signalling {
                 return Err(format!("p2p {id} lists a peer twice"));
             }
         }
+        for ((app, room), ids) in &self.main_track_streams {
+            if ids.is_empty() {
+                return Err(format!("empty main-track index entry {room} kept"));
+            }
+            for id in ids {
+                let ok = self
+                    .publishers
+                    .get(&key(app, id))
+                    .and_then(|sid| self.sessions.get(sid))
+                    .is_some_and(|s| {
+                        matches!(&s.role, Role::Publish(p) if p.main_track.as_deref() == Some(room))
+                    });
+                if !ok {
+                    return Err(format!("main-track index lists {id} in {room} wrongly"));
+                }
+            }
+        }
+        for ((app, id), rooms) in &self.member_rooms {
+            if rooms.is_empty() {
+                return Err(format!("empty member index entry {id} kept"));
+            }
+            for room in rooms {
+                let ok = self
+                    .rooms
+                    .get(&key(app, room))
+                    .is_some_and(|r| r.members.contains_key(id));
+                if !ok {
+                    return Err(format!("member index lists {id} in {room} wrongly"));
+                }
+            }
+        }
         for ((app, room), r) in &self.rooms {
             if r.members.is_empty() {
                 return Err(format!("empty room {room} kept"));
+            }
+            for id in r.members.keys() {
+                let indexed = self
+                    .member_rooms
+                    .get(&key(app, id))
+                    .is_some_and(|rooms| rooms.contains(room));
+                if !indexed {
+                    return Err(format!(
+                        "member {id} of {room} missing from the member index"
+                    ));
+                }
             }
             for (id, m) in &r.members {
                 let ok = self.conns.get(&m.conn).is_some_and(|c| {

@@ -94,12 +94,14 @@ mod codec;
 mod data;
 mod dtls;
 mod forward;
+mod route;
 mod session;
 mod sfu;
 #[doc(hidden)]
 pub mod testing;
 
 pub use data::{DataConfig, DataStats, PlayerDistribution, DEFAULT_MAX_DATA_MESSAGE};
+pub use route::{SfuCounters, DEFAULT_MAX_REMOTE_CANDIDATES};
 pub use sfu::{Sfu, DEFAULT_CONNECT_TIMEOUT};
 
 /// Media layer configuration.

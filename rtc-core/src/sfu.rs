@@ -17,6 +17,10 @@ use tracing::{debug, trace};
 
 use crate::data::{DataConfig, DataRouter, DataStats, Sender};
 use crate::forward::OutTrack;
+use crate::route::{
+    stun_request_ufrag, CandidateBook, SfuCounters, Ufrags, DEFAULT_MAX_REMOTE_CANDIDATES,
+    MAX_ROUTES_PER_SESSION,
+};
 use crate::session::{DataWrite, Effects, Player, Publisher, Role, Session};
 use crate::{SfuConfig, SfuOutput};
 
@@ -38,6 +42,12 @@ pub struct Sfu {
     ids: HashMap<SessionId, usize>,
     /// Remote address → session, for the common path of [`Sfu::handle_receive`].
     routes: HashMap<SocketAddr, usize>,
+    /// Server ufrag → session, for STUN binding requests from new addresses.
+    ufrags: Ufrags,
+    /// Remote candidates kept per session.
+    candidates: CandidateBook,
+    max_remote_candidates: usize,
+    counters: SfuCounters,
     /// `(deadline, slab key)` of every session.
     timers: BTreeSet<(Instant, usize)>,
     outputs: VecDeque<SfuOutput>,
@@ -80,6 +90,10 @@ impl Sfu {
             sessions: Slab::new(),
             ids: HashMap::new(),
             routes: HashMap::new(),
+            ufrags: Ufrags::default(),
+            candidates: CandidateBook::default(),
+            max_remote_candidates: DEFAULT_MAX_REMOTE_CANDIDATES,
+            counters: SfuCounters::default(),
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             work: VecDeque::new(),
@@ -133,6 +147,29 @@ impl Sfu {
     /// large CPU cost (BENCHMARKS.md).
     pub fn set_player_bwe(&mut self, enabled: bool) {
         self.player_bwe = enabled;
+    }
+
+    /// How many remote ICE candidates a session keeps (distinct addresses; default
+    /// [`DEFAULT_MAX_REMOTE_CANDIDATES`]). Further candidates are dropped and counted.
+    pub fn set_max_remote_candidates(&mut self, max: usize) {
+        self.max_remote_candidates = max;
+    }
+
+    /// What was refused so far.
+    pub fn counters(&self) -> SfuCounters {
+        self.counters
+    }
+
+    /// Remote candidates kept for `session`.
+    pub fn remote_candidate_count(&self, session: SessionId) -> usize {
+        self.candidates.count(session)
+    }
+
+    /// The session datagrams from `source` go to, if any (diagnostics and tests).
+    #[doc(hidden)]
+    pub fn routed_session(&self, source: SocketAddr) -> Option<SessionId> {
+        let key = self.routes.get(&source)?;
+        self.sessions.get(*key).map(|s| s.id)
     }
 
     /// Number of live sessions.
@@ -222,6 +259,7 @@ impl Sfu {
         data: &[u8],
     ) {
         let Ok(contents) = DatagramRecv::try_from(data) else {
+            self.counters.unparsable_dropped += 1;
             trace!(%source, len = data.len(), "dropped unparsable datagram");
             return;
         };
@@ -242,17 +280,17 @@ impl Sfu {
         let key = match cached {
             Some(k) => k,
             None => {
-                let Some((k, s)) = self
-                    .sessions
-                    .iter_mut()
-                    .find(|(_, s)| s.rtc.accepts(&input))
-                else {
-                    trace!(%source, len = data.len(), "dropped datagram no session accepts");
+                // Not from an address this session uses: only a STUN binding request naming a
+                // session by its ufrag may open a route, and only that one session is asked.
+                let named = stun_request_ufrag(data)
+                    .and_then(|u| self.ufrags.get(u))
+                    .filter(|k| self.sessions.get(*k).is_some_and(|s| s.rtc.accepts(&input)));
+                let Some(k) = named else {
+                    self.counters.unknown_source_dropped += 1;
+                    trace!(%source, len = data.len(), "dropped datagram from an unknown source");
                     return;
                 };
-                if self.routes.insert(source, k) != Some(k) {
-                    s.routes.push(source);
-                }
+                self.add_route(k, source);
                 k
             }
         };
@@ -585,6 +623,10 @@ impl Sfu {
     }
 
     fn remote_candidate(&mut self, _now: Instant, id: SessionId, candidate: &str) {
+        let Some(&key) = self.ids.get(&id) else {
+            trace!(session = %id, "candidate for unknown session");
+            return;
+        };
         let line = candidate.trim();
         let line = line.strip_prefix("a=").unwrap_or(line);
         if line.is_empty() {
@@ -606,11 +648,40 @@ impl Sfu {
             trace!(session = %id, "ignored non-udp candidate");
             return;
         }
-        if let Some(&key) = self.ids.get(&id) {
-            self.mutate(key, |rtc| {
-                rtc.add_remote_candidate(c);
-                Ok(())
-            });
+        if !self
+            .candidates
+            .admit(id, c.addr(), self.max_remote_candidates)
+        {
+            self.counters.candidates_dropped += 1;
+            debug!(
+                session = %id,
+                kept = self.candidates.count(id),
+                max = self.max_remote_candidates,
+                "remote candidate dropped (duplicate or over the bound)"
+            );
+            return;
+        }
+        self.mutate(key, |rtc| {
+            rtc.add_remote_candidate(c);
+            Ok(())
+        });
+    }
+
+    /// Routes datagrams from `source` to session `key` from now on.
+    fn add_route(&mut self, key: usize, source: SocketAddr) {
+        if self.routes.insert(source, key) == Some(key) {
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        s.routes.retain(|a| *a != source);
+        s.routes.push(source);
+        if s.routes.len() > MAX_ROUTES_PER_SESSION {
+            let old = s.routes.remove(0);
+            if self.routes.get(&old) == Some(&key) {
+                self.routes.remove(&old);
+            }
         }
     }
 
@@ -714,11 +785,13 @@ impl Sfu {
         }));
     }
 
-    fn insert(&mut self, now: Instant, id: SessionId, rtc: Rtc, role: Role) -> usize {
+    fn insert(&mut self, now: Instant, id: SessionId, mut rtc: Rtc, role: Role) -> usize {
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let mut s = Session::new(id, rtc, role, now, self.config.stats_interval);
         s.connect_deadline = Some(now + self.connect_timeout);
         let key = self.sessions.insert(s);
         self.ids.insert(id, key);
+        self.ufrags.insert(key, ufrag);
         key
     }
 
@@ -943,6 +1016,8 @@ impl Sfu {
         }
         let s = self.sessions.remove(key);
         self.ids.remove(&s.id);
+        self.ufrags.remove(key);
+        self.candidates.forget(s.id);
         for addr in &s.routes {
             if self.routes.get(addr) == Some(&key) {
                 self.routes.remove(addr);

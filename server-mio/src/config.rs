@@ -132,6 +132,28 @@ pub struct Cli {
     /// [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub max_pending_output: Option<usize>,
+
+    /// Streams one WebSocket connection may publish at once; more get
+    /// `connection_limit_reached` [default: 16].
+    #[arg(long, value_name = "N")]
+    pub max_publishes_per_connection: Option<usize>,
+
+    /// Streams one WebSocket connection may play at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_plays_per_connection: Option<usize>,
+
+    /// Rooms (`joinRoom` memberships) one WebSocket connection may hold [default: 16].
+    #[arg(long, value_name = "N")]
+    pub max_rooms_per_connection: Option<usize>,
+
+    /// Peer-to-peer groups one WebSocket connection may join [default: 16].
+    #[arg(long, value_name = "N")]
+    pub max_p2p_per_connection: Option<usize>,
+
+    /// Remote ICE candidates kept per media session (distinct addresses); further ones are
+    /// dropped and counted [default: 32].
+    #[arg(long, value_name = "N")]
+    pub max_remote_candidates: Option<usize>,
 }
 
 /// The TOML file. Keys use snake_case; the AMS setting names are accepted as aliases.
@@ -217,6 +239,26 @@ pub struct FileConfig {
     pub rest_hosts: Option<Vec<String>>,
     /// See [`Cli::trusted_proxies`].
     pub trusted_proxies: Option<Vec<String>>,
+    /// See [`Cli::max_publishes_per_connection`].
+    pub max_publishes_per_connection: Option<usize>,
+    /// See [`Cli::max_plays_per_connection`].
+    pub max_plays_per_connection: Option<usize>,
+    /// See [`Cli::max_rooms_per_connection`].
+    pub max_rooms_per_connection: Option<usize>,
+    /// See [`Cli::max_p2p_per_connection`].
+    pub max_p2p_per_connection: Option<usize>,
+    /// Longest stream, room or p2p id in bytes (default 128); longer gets `invalidStreamName`.
+    pub max_id_length: Option<usize>,
+    /// Longest stream name, role or subscriber id in bytes (default 256).
+    pub max_name_length: Option<usize>,
+    /// Longest token or subscriber code in bytes (default 4096).
+    pub max_token_length: Option<usize>,
+    /// Longest `metaData`/`metadata` in bytes (default 4096); longer gets `parameter_too_long`.
+    pub max_metadata_length: Option<usize>,
+    /// Longest ICE candidate line in bytes (default 1024).
+    pub max_candidate_length: Option<usize>,
+    /// See [`Cli::max_remote_candidates`].
+    pub max_remote_candidates: Option<usize>,
 }
 
 /// How the admin REST API is protected (see `antenna_store::RestGate`).
@@ -298,6 +340,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// Connection caps and timeouts.
     pub limits: Limits,
+    /// Remote ICE candidates kept per media session.
+    pub max_remote_candidates: usize,
 }
 
 impl FileConfig {
@@ -383,6 +427,7 @@ impl Settings {
                 turn_server_credential: file.turn_server_credential.clone(),
             },
             max_track_count: file.max_track_count.unwrap_or(defaults.max_track_count),
+            limits: limits(cli, file, &defaults.limits),
         };
         let stats_interval = Duration::from_millis(file.stats_interval_ms.unwrap_or(1000).max(1));
         let store = if cli.memory_store {
@@ -476,6 +521,10 @@ impl Settings {
                     .or(file.cpu_limit)
                     .unwrap_or(DEFAULT_CPU_LIMIT),
             ),
+            max_remote_candidates: cli
+                .max_remote_candidates
+                .or(file.max_remote_candidates)
+                .unwrap_or(rtc_core::DEFAULT_MAX_REMOTE_CANDIDATES),
         })
     }
 }
@@ -512,6 +561,33 @@ fn resolve_admin(cli: &Cli, file: &FileConfig) -> Result<AdminSettings, ConfigEr
         hosts,
         trusted_proxies,
     })
+}
+
+/// Signalling's per-connection bounds: the command line over the file over the defaults.
+fn limits(cli: &Cli, file: &FileConfig, d: &proto_core::Limits) -> proto_core::Limits {
+    proto_core::Limits {
+        max_publishes_per_conn: cli
+            .max_publishes_per_connection
+            .or(file.max_publishes_per_connection)
+            .unwrap_or(d.max_publishes_per_conn),
+        max_plays_per_conn: cli
+            .max_plays_per_connection
+            .or(file.max_plays_per_connection)
+            .unwrap_or(d.max_plays_per_conn),
+        max_rooms_per_conn: cli
+            .max_rooms_per_connection
+            .or(file.max_rooms_per_connection)
+            .unwrap_or(d.max_rooms_per_conn),
+        max_p2p_per_conn: cli
+            .max_p2p_per_connection
+            .or(file.max_p2p_per_connection)
+            .unwrap_or(d.max_p2p_per_conn),
+        max_id_len: file.max_id_length.unwrap_or(d.max_id_len),
+        max_name_len: file.max_name_length.unwrap_or(d.max_name_len),
+        max_token_len: file.max_token_length.unwrap_or(d.max_token_len),
+        max_meta_len: file.max_metadata_length.unwrap_or(d.max_meta_len),
+        max_candidate_len: file.max_candidate_length.unwrap_or(d.max_candidate_len),
+    }
 }
 
 /// The IP put in host candidates when none is configured: the bind IP, or loopback when the
@@ -772,6 +848,55 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn limits_from_cli_file_and_defaults() {
+        let s = Settings::resolve(&cli(&[]), &FileConfig::default(), 0).unwrap();
+        assert_eq!(s.signalling.limits, proto_core::Limits::default());
+        assert_eq!(
+            s.max_remote_candidates,
+            rtc_core::DEFAULT_MAX_REMOTE_CANDIDATES
+        );
+        let file = FileConfig::parse(
+            r#"
+            max_publishes_per_connection = 3
+            max_plays_per_connection = 4
+            max_rooms_per_connection = 5
+            max_p2p_per_connection = 6
+            max_id_length = 64
+            max_name_length = 65
+            max_token_length = 66
+            max_metadata_length = 67
+            max_candidate_length = 68
+            max_remote_candidates = 8
+            "#,
+        )
+        .unwrap();
+        let s = Settings::resolve(&cli(&["--max-plays-per-connection", "9"]), &file, 0).unwrap();
+        let l = &s.signalling.limits;
+        assert_eq!(
+            (
+                l.max_publishes_per_conn,
+                l.max_plays_per_conn,
+                l.max_rooms_per_conn,
+                l.max_p2p_per_conn
+            ),
+            (3, 9, 5, 6)
+        );
+        assert_eq!(
+            (
+                l.max_id_len,
+                l.max_name_len,
+                l.max_token_len,
+                l.max_meta_len,
+                l.max_candidate_len
+            ),
+            (64, 65, 66, 67, 68)
+        );
+        assert_eq!(s.max_remote_candidates, 8);
+        let s = Settings::resolve(&cli(&["--max-remote-candidates", "2"]), &file, 0).unwrap();
+        assert_eq!(s.max_remote_candidates, 2);
     }
 
     #[test]

@@ -152,6 +152,7 @@ fn main() -> ExitCode {
         max_message_size: settings.data_max_message_size,
         ..rtc_core::DataConfig::default()
     };
+    let max_remote_candidates = settings.max_remote_candidates;
     let store_location = settings.store.clone();
     let primary_app = settings.apps.first().cloned().unwrap_or_default();
     let rt = Runtime::new(
@@ -202,6 +203,7 @@ fn main() -> ExitCode {
                 now,
             );
             sfu.set_data_config(data_config);
+            sfu.set_max_remote_candidates(max_remote_candidates);
             let rest = antenna_store::RestApi::new(ds.store.clone(), rest_seed);
             (
                 Node::new(sig, sfu),

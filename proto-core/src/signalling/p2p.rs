@@ -1,5 +1,6 @@
 //! Peer to peer: `join`/`leave` groups of two connections and relaying between them.
 
+use super::limits::Held;
 use super::{key, ConnId, Key, Signalling};
 use crate::error::SignalError;
 use crate::message::{Join, Notification, PeerMessage, ServerMessage};
@@ -22,6 +23,9 @@ impl Signalling {
         }
         if peers.len() >= 2 {
             return self.error(conn, SignalError::NoSpaceForNewPeer, Some(&id));
+        }
+        if !self.check_count(conn, Held::P2p, &id) {
+            return;
         }
         self.p2p.entry(k).or_default().push(conn);
         if let Some(c) = self.conns.get_mut(&conn) {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use rand_core::Rng;
 use tracing::debug;
 
+use super::limits::Held;
 use super::{
     key, ConnId, End, Key, Member, Role, Session, Signalling, ALPHANUMERIC, GENERATED_ID_LEN,
 };
@@ -20,12 +21,12 @@ use crate::message::{
 
 impl Signalling {
     /// The first room of `app` (in name order) that has `id` as a legacy member, if any.
+    /// O(log n): from the member index.
     pub(super) fn member_room(&self, app: &str, id: &str) -> Option<&str> {
-        self.rooms
-            .range(key(app, "")..)
-            .take_while(|((a, _), _)| a == app)
-            .find(|(_, room)| room.members.contains_key(id))
-            .map(|((_, room), _)| room.as_str())
+        self.member_rooms
+            .get(&key(app, id))
+            .and_then(|rooms| rooms.first())
+            .map(String::as_str)
     }
 
     /// Is `id` a legacy `joinRoom` member of `room`?
@@ -53,24 +54,26 @@ impl Signalling {
     }
 
     /// Streams being published in room `room` of `app` (`mainTrack` = room, or legacy members),
-    /// sorted; only live ones if `live_only`.
+    /// sorted; only live ones if `live_only`. O(room size): from the main-track index and the
+    /// room's members.
     pub(super) fn room_streams(&self, app: &str, room: &str, live_only: bool) -> Vec<String> {
-        let members = self.rooms.get(&key(app, room));
-        self.publishers
-            .range(key(app, "")..)
-            .take_while(|((a, _), _)| a == app)
-            .filter_map(|((_, id), sid)| {
-                let Some(Session {
-                    role: Role::Publish(p),
-                    ..
-                }) = self.sessions.get(sid)
-                else {
-                    return None;
-                };
-                let in_room = p.main_track.as_deref() == Some(room)
-                    || members.is_some_and(|r| r.members.contains_key(id));
-                (in_room && (p.live || !live_only)).then(|| id.clone())
+        let k = key(app, room);
+        let mut ids: BTreeSet<&String> = BTreeSet::new();
+        if let Some(subtracks) = self.main_track_streams.get(&k) {
+            ids.extend(subtracks);
+        }
+        if let Some(r) = self.rooms.get(&k) {
+            ids.extend(r.members.keys());
+        }
+        ids.into_iter()
+            .filter(|id| {
+                let publish = self
+                    .publishers
+                    .get(&key(app, id))
+                    .and_then(|sid| self.sessions.get(sid));
+                matches!(publish, Some(Session { role: Role::Publish(p), .. }) if p.live || !live_only)
             })
+            .cloned()
             .collect()
     }
 
@@ -168,6 +171,9 @@ impl Signalling {
             Some(id) => id,
             None => self.generate_id(app),
         };
+        if !self.check_member_count(conn, &room, &id) {
+            return;
+        }
         // A member id held by another open connection is not taken over: a stranger could
         // otherwise evict any member. A reconnecting client's old connection is gone (its
         // close ended the membership), so its new joinRoom finds the id free.
@@ -195,6 +201,10 @@ impl Signalling {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.rooms.insert((room.clone(), id.clone()));
         }
+        self.member_rooms
+            .entry(key(app, &id))
+            .or_default()
+            .insert(room.clone());
         let streams: Vec<String> = self
             .room_streams(app, &room, true)
             .into_iter()
@@ -296,5 +306,21 @@ impl Signalling {
                 self.rooms.remove(k);
             }
         }
+        let mk = key(&k.0, id);
+        if let Some(rooms) = self.member_rooms.get_mut(&mk) {
+            rooms.remove(&k.1);
+            if rooms.is_empty() {
+                self.member_rooms.remove(&mk);
+            }
+        }
+    }
+
+    /// A `joinRoom` adds a membership unless the connection already holds this one.
+    fn check_member_count(&mut self, conn: ConnId, room: &str, id: &str) -> bool {
+        let held = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.rooms.contains(&(room.to_string(), id.to_string())));
+        held || self.check_count(conn, Held::Rooms, id)
     }
 }

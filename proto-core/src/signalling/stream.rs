@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use tracing::{debug, trace};
 
+use super::limits::Held;
 use super::{
     key, ConnId, End, PlayRequest, PlayState, PublishRequest, PublishState, Role, Session,
     Signalling,
@@ -36,6 +37,10 @@ impl Signalling {
                 let m = m.clone();
                 return self.error(conn, SignalError::InvalidStreamName, Some(&m));
             }
+        }
+        if !self.holds(conn, Held::Publishes, &id) && !self.check_count(conn, Held::Publishes, &id)
+        {
+            return;
         }
         let req = PublishRequest {
             app,
@@ -83,7 +88,7 @@ impl Signalling {
                 deadline: None,
                 role: Role::Publish(PublishState {
                     live: false,
-                    main_track,
+                    main_track: main_track.clone(),
                     name: p.stream_name,
                     meta: p.meta_data,
                     role: p.role,
@@ -93,6 +98,12 @@ impl Signalling {
         );
         self.set_deadline(sid, Some(now + self.config.client_start_timeout));
         self.publishers.insert(k, sid);
+        if let Some(m) = main_track {
+            self.main_track_streams
+                .entry(key(app, &m))
+                .or_default()
+                .insert(id.clone());
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.publishes.insert(id.clone(), sid);
         }
@@ -116,6 +127,9 @@ impl Signalling {
                 _ => None,
             }
         });
+        if !self.holds(conn, Held::Plays, &id) && !self.check_count(conn, Held::Plays, &id) {
+            return;
+        }
         let req = PlayRequest {
             app,
             stream_id: &id,
@@ -398,9 +412,25 @@ impl Signalling {
             p.meta = u.meta_data;
             return;
         }
+        // This connection's memberships under that id (bounded by `max_rooms_per_conn`).
+        let rooms: Vec<String> = self
+            .conns
+            .get(&conn)
+            .map(|c| {
+                c.rooms
+                    .iter()
+                    .filter(|(_, member)| *member == id)
+                    .map(|(room, _)| room.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut found = false;
-        for room in self.rooms.values_mut() {
-            if let Some(m) = room.members.get_mut(&id) {
+        for room in rooms {
+            if let Some(m) = self
+                .rooms
+                .get_mut(&key(app, &room))
+                .and_then(|r| r.members.get_mut(&id))
+            {
                 if m.conn == conn {
                     m.meta = u.meta_data.clone();
                     found = true;
@@ -512,6 +542,15 @@ impl Signalling {
                 if self.publishers.get(&k) == Some(&sid) {
                     self.publishers.remove(&k);
                 }
+                if let Some(m) = &p.main_track {
+                    let mk = key(&s.app, m);
+                    if let Some(ids) = self.main_track_streams.get_mut(&mk) {
+                        ids.remove(&s.stream);
+                        if ids.is_empty() {
+                            self.main_track_streams.remove(&mk);
+                        }
+                    }
+                }
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));
                 }
@@ -562,5 +601,16 @@ impl Signalling {
                 }
             }
         }
+    }
+}
+
+impl Signalling {
+    /// Whether `conn` already publishes (plays) `id`: a repeat does not add to the count.
+    fn holds(&self, conn: ConnId, what: Held, id: &str) -> bool {
+        self.conns.get(&conn).is_some_and(|c| match what {
+            Held::Publishes => c.publishes.contains_key(id),
+            Held::Plays => c.plays.contains_key(id),
+            Held::Rooms | Held::P2p => false,
+        })
     }
 }
