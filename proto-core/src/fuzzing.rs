@@ -153,6 +153,37 @@ impl Harness {
                     "{session} reused"
                 );
             }
+            MediaCmd::StartRoomPlay {
+                session, subtracks, ..
+            } => {
+                for t in subtracks {
+                    assert_eq!(
+                        self.media.get(&t.publisher),
+                        Some(&true),
+                        "{session} plays unknown subtrack publisher {}",
+                        t.publisher
+                    );
+                }
+                assert!(
+                    self.media.insert(*session, false).is_none(),
+                    "{session} reused"
+                );
+            }
+            MediaCmd::SetSubtracks { session, subtracks } => {
+                assert_eq!(
+                    self.media.get(session),
+                    Some(&false),
+                    "{cmd:?} to a non-player"
+                );
+                for t in subtracks {
+                    assert_eq!(
+                        self.media.get(&t.publisher),
+                        Some(&true),
+                        "{session} sent unknown subtrack publisher {}",
+                        t.publisher
+                    );
+                }
+            }
             MediaCmd::Close { session } => {
                 assert!(
                     self.media.remove(session).is_some(),
@@ -261,6 +292,7 @@ const COMMANDS: &[&str] = &[
     "ping",
     "getIceServerConfig",
     "getSubtracks",
+    "getSubtracksCount",
 ];
 
 fn message(b: &mut Bytes<'_>) -> String {
@@ -306,8 +338,43 @@ fn message(b: &mut Bytes<'_>) -> String {
                 set(&mut m, "room", json!(r));
             }
         }
-        "enableTrack" | "toggleVideo" | "toggleAudio" => {
+        "toggleVideo" | "toggleAudio" => {
             set(&mut m, "enabled", json!(b.flag()));
+        }
+        "play" => {
+            // Room plays: selections with inclusions, exclusions and the own stream.
+            let pick = |b: &mut Bytes<'_>| {
+                let id = b.pick(GOOD_IDS).copied().unwrap_or("s1");
+                if b.flag() {
+                    format!("!{id}")
+                } else {
+                    id.to_string()
+                }
+            };
+            if b.flag() {
+                set(&mut m, "trackList", json!([pick(b), pick(b)]));
+            }
+            if b.flag() {
+                set(&mut m, "userPublishId", json!("s1"));
+            }
+            set(&mut m, "disableTracksByDefault", json!(b.flag()));
+        }
+        "enableTrack" => {
+            set(
+                &mut m,
+                "trackId",
+                json!(b.pick(GOOD_IDS).copied().unwrap_or("s2")),
+            );
+            set(&mut m, "enabled", json!(b.flag()));
+        }
+        "getSubtracks" => {
+            set(&mut m, "offset", json!(i64::from(b.byte() % 4) - 1));
+            set(&mut m, "size", json!(i64::from(b.byte() % 5) - 1));
+        }
+        "getSubtracksCount" => {
+            if b.flag() {
+                set(&mut m, "status", json!("broadcasting"));
+            }
         }
         "forceStreamQuality" => set(&mut m, "streamHeight", json!(i64::from(b.byte()) * 4 - 20)),
         "peerMessageCommand" => set(&mut m, "data", json!({"x": 1})),
@@ -330,10 +397,12 @@ fn media_event(b: &mut Bytes<'_>, session: SessionId, publisher: bool) -> MediaE
                 OfferedTrack {
                     mid: "0".into(),
                     kind: TrackKind::Audio,
+                    source: None,
                 },
                 OfferedTrack {
                     mid: "1".into(),
                     kind: TrackKind::Video,
+                    source: b.flag().then(|| "s2".to_string()),
                 },
             ],
         },
@@ -375,7 +444,8 @@ const GOOD_IDS: &[&str] = &["s1", "s2", "s3"];
 fn started_session(outs: &[Output]) -> Option<SessionId> {
     outs.iter().find_map(|o| match o {
         Output::Media(MediaCmd::StartPublish { session, .. })
-        | Output::Media(MediaCmd::StartPlay { session, .. }) => Some(*session),
+        | Output::Media(MediaCmd::StartPlay { session, .. })
+        | Output::Media(MediaCmd::StartRoomPlay { session, .. }) => Some(*session),
         _ => None,
     })
 }
@@ -563,11 +633,19 @@ mod tests {
             for out in &h.log {
                 let k = match out {
                     Output::Media(MediaCmd::StartPlay { .. }) => "StartPlay",
+                    Output::Media(MediaCmd::StartRoomPlay { .. }) => "StartRoomPlay",
+                    Output::Media(MediaCmd::SetSubtracks { .. }) => "SetSubtracks",
                     Output::Media(MediaCmd::RemoteAnswer { .. }) => "RemoteAnswer",
                     Output::Media(MediaCmd::SetForwarding { .. }) => "SetForwarding",
                     Output::Send(_, ServerMessage::Notification(n)) => match n {
                         Notification::PlayStarted { .. } => "play_started",
                         Notification::PlayFinished { .. } => "play_finished",
+                        Notification::SubtrackAdded { .. } => "subtrackAdded",
+                        Notification::SubtrackList { subtrack_list, .. }
+                            if !subtrack_list.is_empty() =>
+                        {
+                            "subtrackList"
+                        }
                         Notification::BitrateMeasurement { .. } => "bitrate",
                         Notification::JoinedTheRoom { streams, .. } if !streams.is_empty() => {
                             "joinedTheRoom+streams"
@@ -586,6 +664,10 @@ mod tests {
         }
         for k in [
             "StartPlay",
+            "StartRoomPlay",
+            "SetSubtracks",
+            "subtrackAdded",
+            "subtrackList",
             "RemoteAnswer",
             "SetForwarding",
             "play_started",

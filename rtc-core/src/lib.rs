@@ -33,6 +33,10 @@
 //! - A player gets a server offer with one sendonly m-line per kind the publisher sends,
 //!   offering exactly the publisher's negotiated codecs (same payload types), with the stream
 //!   name as msid stream id so the browser's `ontrack` has `event.streams[0]`.
+//! - A room player (`StartRoomPlay`: the player of a main track) gets one sendonly m-line per
+//!   kind of each subtrack it is sent, the usual codecs offered and each publisher's payload
+//!   types mapped per m-line; `SetSubtracks` renegotiates it with a new server offer that
+//!   deactivates, reuses or adds m-lines (`sfu/multitrack.rs`).
 //!
 //! # Forwarding: RTP mode, not frames
 //!
@@ -91,7 +95,7 @@ mod sfu;
 #[doc(hidden)]
 pub mod testing;
 
-pub use sfu::{Sfu, DEFAULT_CONNECT_TIMEOUT};
+pub use sfu::{RoomLine, Sfu, DEFAULT_CONNECT_TIMEOUT};
 
 /// Media layer configuration.
 #[derive(Debug, Clone)]
