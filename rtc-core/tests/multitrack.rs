@@ -249,7 +249,9 @@ fn media_follows_the_subtracks() {
     run_media(&mut h, Duration::from_millis(300));
     let mark = h.clients[3].events.len();
     run_media(&mut h, Duration::from_secs(2));
-    for (name, kind, frames, active) in flows(&h, mark) {
+    let last = flows(&h, mark);
+    println!("after alice's return (reused lines): {last:?}");
+    for (name, kind, frames, active) in last {
         assert!(active, "{name} {kind:?}");
         assert!(frames > 20, "{name} {kind:?}: {frames} frames");
     }
