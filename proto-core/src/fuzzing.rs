@@ -372,9 +372,8 @@ fn message(b: &mut Bytes<'_>) -> String {
             set(&mut m, "size", json!(i64::from(b.byte() % 5) - 1));
         }
         "getSubtracksCount" => {
-            if b.flag() {
-                set(&mut m, "status", json!("broadcasting"));
-            }
+            let status = if b.flag() { "broadcasting" } else { "" };
+            set(&mut m, "status", json!(status));
         }
         "forceStreamQuality" => set(&mut m, "streamHeight", json!(i64::from(b.byte()) * 4 - 20)),
         "peerMessageCommand" => set(&mut m, "data", json!({"x": 1})),

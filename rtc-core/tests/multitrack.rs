@@ -155,8 +155,8 @@ fn run_media(h: &mut Harness, d: Duration) {
         for c in 0..3 {
             if h.clients[c].is_connected() {
                 h.clients[c].write_frame(now, MediaKind::Audio, Codec::Opus, &opus_frame(80));
-                if n % 2 == 0 {
-                    let f = if n % 50 == 0 {
+                if n.is_multiple_of(2) {
+                    let f = if n.is_multiple_of(50) {
                         vp8_keyframe(320, 240, 2000)
                     } else {
                         vp8_delta(900)
