@@ -644,7 +644,7 @@ testCase(11, "server restart: the SDK's publisher and player come back by themse
   figures.push(`publisher callbacks: server_will_stop ${await pub.count("server_will_stop")}, closed ${await pub.count("closed")}, reconnection_attempt_for_publisher ${await pub.count("reconnection_attempt_for_publisher")}`);
 });
 
-testCase(12, "multitrack: a room player decodes two subtracks; a leaver's track is muted", 90000, async (ctx, env, figures) => {
+testCase(12, "multitrack: a room player decodes two subtracks; a leaver is muted, a newcomer reuses its m-lines", 90000, async (ctx, env, figures) => {
   // The 2.16 conference way: each member publishes with mainTrack = room; one page plays the
   // room in one peer connection (idMapping names each track ARDAMSv<id>/ARDAMSa<id>).
   const room = uid("mt");
@@ -708,6 +708,26 @@ testCase(12, "multitrack: a room player decodes two subtracks; a leaver's track 
   const b = await perTrack();
   if (!(b[want[0]] > a[want[0]])) throw new Error(`the remaining subtrack stopped decoding: ${JSON.stringify([a, b])}`);
   figures.push(`remaining subtrack frames ${a[want[0]]} -> ${b[want[0]]} in 1.5 s`);
+  // A third member arrives: it takes the leaver's m-lines (no new transceiver), the SDK fires
+  // newTrackAvailable with its name, and its video decodes.
+  const lines = () => player.eval((r) => window.E2E.adaptor.remotePeerConnection[r].getTransceivers().length, room);
+  const before = await lines();
+  const third = uid("mtC");
+  const p3 = await SdkPage.open(ctx, env, "subtrack3");
+  env.pages.push(p3);
+  await p3.init({ localVideo: true });
+  const t2 = Date.now();
+  await p3.call("publish", third, undefined, undefined, undefined, undefined, room);
+  await waitUntil("the newcomer's video decoded by the room player", 20000, async () => {
+    env.antenna.assertAlive();
+    return (await perTrack())["ARDAMSv" + third] > 0;
+  }, 200);
+  figures.push(`newcomer publish -> decoding on the room player: ${Date.now() - t2} ms`);
+  const tracks2 = await player.eval(() => window.MT.tracks);
+  if (!tracks2.some((t) => t.trackId === "ARDAMSv" + third)) throw new Error(`no newTrackAvailable for the newcomer: ${JSON.stringify(tracks2)}`);
+  const after = await lines();
+  figures.push(`transceivers on the room player: ${before} before the newcomer, ${after} after (m-lines reused)`);
+  if (after !== before) throw new Error(`m-lines grew from ${before} to ${after} instead of being reused`);
   const offers = (await player.eval(() => window.__ws)).filter((f) => f.dir === "in" && f.text.includes('"type":"offer"')).length;
   figures.push(`server offers on the room player's connection: ${offers}`);
 });
