@@ -41,6 +41,8 @@ const SERVED: &[&str] = &[
     "getBroadcastObject",
     "getSubscriberCount",
     "updateStreamMetaData",
+    "getSubtracks",
+    "getSubtracksCount",
 ];
 
 fn known(name: &str) -> bool {
@@ -68,6 +70,8 @@ fn stream_id(m: &ClientMessage) -> Option<&str> {
         M::ForceStreamQuality(f) => f.stream_id.as_deref(),
         M::PeerMessageCommand(p) => p.stream_id.as_deref(),
         M::UpdateStreamMetaData(u) => u.stream_id.as_deref(),
+        M::GetSubtracks(g) => g.stream_id.as_deref(),
+        M::GetSubtracksCount(g) => g.stream_id.as_deref(),
         M::Unsupported { stream_id, .. } => stream_id.as_deref(),
         _ => None,
     }

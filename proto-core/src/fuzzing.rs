@@ -166,6 +166,37 @@ impl Harness {
                     "SetMainTrack to {session}, not a known publisher"
                 );
             }
+            MediaCmd::StartRoomPlay {
+                session, subtracks, ..
+            } => {
+                for t in subtracks {
+                    assert_eq!(
+                        self.media.get(&t.publisher),
+                        Some(&true),
+                        "{session} plays unknown subtrack publisher {}",
+                        t.publisher
+                    );
+                }
+                assert!(
+                    self.media.insert(*session, false).is_none(),
+                    "{session} reused"
+                );
+            }
+            MediaCmd::SetSubtracks { session, subtracks } => {
+                assert_eq!(
+                    self.media.get(session),
+                    Some(&false),
+                    "{cmd:?} to a non-player"
+                );
+                for t in subtracks {
+                    assert_eq!(
+                        self.media.get(&t.publisher),
+                        Some(&true),
+                        "{session} sent unknown subtrack publisher {}",
+                        t.publisher
+                    );
+                }
+            }
             MediaCmd::Close { session } => {
                 assert!(
                     self.media.remove(session).is_some(),
@@ -274,6 +305,7 @@ const COMMANDS: &[&str] = &[
     "ping",
     "getIceServerConfig",
     "getSubtracks",
+    "getSubtracksCount",
 ];
 
 /// A JSON object written straight to text: building a `serde_json::Value` and serialising it
@@ -346,8 +378,41 @@ fn message(b: &mut Bytes<'_>) -> String {
                 m.str("room", r);
             }
         }
-        "enableTrack" | "toggleVideo" | "toggleAudio" => {
+        "toggleVideo" | "toggleAudio" => {
             m.raw("enabled", if b.flag() { "true" } else { "false" });
+        }
+        "play" => {
+            // Room plays: selections with inclusions, exclusions and the own stream.
+            let pick = |b: &mut Bytes<'_>| {
+                let id = b.pick(GOOD_IDS).copied().unwrap_or("s1");
+                if b.flag() {
+                    format!("!{id}")
+                } else {
+                    id.to_string()
+                }
+            };
+            if b.flag() {
+                let list = format!("[{},{}]", json_str(&pick(b)), json_str(&pick(b)));
+                m.raw("trackList", &list);
+            }
+            if b.flag() {
+                m.str("userPublishId", "s1");
+            }
+            m.raw(
+                "disableTracksByDefault",
+                if b.flag() { "true" } else { "false" },
+            );
+        }
+        "enableTrack" => {
+            m.str("trackId", b.pick(GOOD_IDS).copied().unwrap_or("s2"));
+            m.raw("enabled", if b.flag() { "true" } else { "false" });
+        }
+        "getSubtracks" => {
+            m.raw("offset", &(i64::from(b.byte() % 4) - 1).to_string());
+            m.raw("size", &(i64::from(b.byte() % 5) - 1).to_string());
+        }
+        "getSubtracksCount" => {
+            m.str("status", if b.flag() { "broadcasting" } else { "" });
         }
         "forceStreamQuality" => {
             m.raw("streamHeight", &(i64::from(b.byte()) * 4 - 20).to_string());
@@ -376,10 +441,12 @@ fn media_event(b: &mut Bytes<'_>, session: SessionId, publisher: bool) -> MediaE
                 OfferedTrack {
                     mid: "0".into(),
                     kind: TrackKind::Audio,
+                    source: None,
                 },
                 OfferedTrack {
                     mid: "1".into(),
                     kind: TrackKind::Video,
+                    source: b.flag().then(|| "s2".to_string()),
                 },
             ],
         },
@@ -421,7 +488,8 @@ const GOOD_IDS: &[&str] = &["s1", "s2", "s3"];
 fn started_session(outs: &[Output]) -> Option<SessionId> {
     outs.iter().find_map(|o| match o {
         Output::Media(MediaCmd::StartPublish { session, .. })
-        | Output::Media(MediaCmd::StartPlay { session, .. }) => Some(*session),
+        | Output::Media(MediaCmd::StartPlay { session, .. })
+        | Output::Media(MediaCmd::StartRoomPlay { session, .. }) => Some(*session),
         _ => None,
     })
 }
@@ -614,11 +682,19 @@ mod tests {
             for out in &h.log {
                 let k = match out {
                     Output::Media(MediaCmd::StartPlay { .. }) => "StartPlay",
+                    Output::Media(MediaCmd::StartRoomPlay { .. }) => "StartRoomPlay",
+                    Output::Media(MediaCmd::SetSubtracks { .. }) => "SetSubtracks",
                     Output::Media(MediaCmd::RemoteAnswer { .. }) => "RemoteAnswer",
                     Output::Media(MediaCmd::SetForwarding { .. }) => "SetForwarding",
                     Output::Send(_, ServerMessage::Notification(n)) => match n {
                         Notification::PlayStarted { .. } => "play_started",
                         Notification::PlayFinished { .. } => "play_finished",
+                        Notification::SubtrackAdded { .. } => "subtrackAdded",
+                        Notification::SubtrackList { subtrack_list, .. }
+                            if !subtrack_list.is_empty() =>
+                        {
+                            "subtrackList"
+                        }
                         Notification::BitrateMeasurement { .. } => "bitrate",
                         Notification::JoinedTheRoom { streams, .. } if !streams.is_empty() => {
                             "joinedTheRoom+streams"
@@ -637,6 +713,10 @@ mod tests {
         }
         for k in [
             "StartPlay",
+            "StartRoomPlay",
+            "SetSubtracks",
+            "subtrackAdded",
+            "subtrackList",
             "RemoteAnswer",
             "SetForwarding",
             "play_started",

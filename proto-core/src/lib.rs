@@ -42,13 +42,14 @@ pub use access::{
 };
 pub use error::SignalError;
 pub use media::{
-    LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats, TrackKind,
+    LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats, Subtrack,
+    TrackKind,
 };
 pub use message::{
-    ClientMessage, ErrorMessage, ForceStreamQuality, GetTrackList, Join, JoinRoom, Notification,
-    ParseError, PeerMessage, Play, Publish, RoomRef, SdpType, ServerMessage, StreamInfo,
-    StreamListEntry, StreamRef, TakeCandidate, TakeConfiguration, TrackToggle, UpdateMetaData,
-    MAX_MESSAGE_LEN, UNSUPPORTED_COMMANDS,
+    ClientMessage, ErrorMessage, ForceStreamQuality, GetSubtracks, GetSubtracksCount, GetTrackList,
+    Join, JoinRoom, Notification, ParseError, PeerMessage, Play, Publish, RoomRef, SdpType,
+    ServerMessage, StreamInfo, StreamListEntry, StreamRef, TakeCandidate, TakeConfiguration,
+    TrackToggle, UpdateMetaData, MAX_MESSAGE_LEN, UNSUPPORTED_COMMANDS,
 };
 pub use signalling::{
     AccessPolicy, Config, ConnId, IceServers, LimitCounters, Limits, OpenAccess, Output,

@@ -33,6 +33,18 @@ pub struct OfferedTrack {
     pub mid: String,
     /// Audio or video.
     pub kind: TrackKind,
+    /// The subtrack this m-line carries when a main track (room) is played, named in the
+    /// SDK's `idMapping` (`ARDAMSv<source>`); `None`: the played stream itself.
+    pub source: Option<String>,
+}
+
+/// One subtrack of a main track (room) that a room player receives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Subtrack {
+    /// The subtrack's stream id.
+    pub id: String,
+    /// Its publish session.
+    pub publisher: SessionId,
 }
 
 /// A local ICE candidate of the server, for one m-line.
@@ -86,6 +98,26 @@ pub enum MediaCmd {
         stream: String,
         /// The publish session whose media this player receives.
         publisher: SessionId,
+    },
+    /// Create a play session of a main track (room) that receives each of `subtracks` on its
+    /// own audio/video m-lines; answer with [`MediaEvent::Offer`] (each m-line's
+    /// [`OfferedTrack::source`] names its subtrack).
+    StartRoomPlay {
+        /// New session id.
+        session: SessionId,
+        /// The main track played.
+        stream: String,
+        /// The subtracks to send, possibly none.
+        subtracks: Vec<Subtrack>,
+    },
+    /// The subtracks a room player should now receive (the whole set, not a difference). The
+    /// media layer renegotiates: a new [`MediaEvent::Offer`] activates, reuses or deactivates
+    /// m-lines (after the pending offer, if any, is answered).
+    SetSubtracks {
+        /// The room play session.
+        session: SessionId,
+        /// The subtracks to send.
+        subtracks: Vec<Subtrack>,
     },
     /// The client's SDP answer to a server offer (play).
     RemoteAnswer {

@@ -410,6 +410,37 @@ pub struct UpdateMetaData {
     pub meta_data: Option<String>,
 }
 
+/// `getSubtracks`: a page of a main track's subtracks.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[allow(missing_docs)]
+pub struct GetSubtracks {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub stream_id: Option<String>,
+    /// Only subtracks published with this `role` (absent: all).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub role: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub offset: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub size: Option<i64>,
+}
+
+/// `getSubtracksCount`: how many subtracks a main track has.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[allow(missing_docs)]
+pub struct GetSubtracksCount {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub stream_id: Option<String>,
+    /// Only subtracks published with this `role` (absent: all).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub role: Option<String>,
+    /// Only subtracks in this status (`broadcasting`, `preparing`; absent: all).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub status: Option<String>,
+}
+
 /// One parsed client command.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -437,6 +468,8 @@ pub enum ClientMessage {
     GetBroadcastObject(StreamRef),
     GetSubscriberCount(StreamRef),
     UpdateStreamMetaData(UpdateMetaData),
+    GetSubtracks(GetSubtracks),
+    GetSubtracksCount(GetSubtracksCount),
     /// A command of the AMS protocol that Antenna parses but does not serve
     /// (multitrack assignment, push notifications, debug info...).
     Unsupported {
@@ -449,8 +482,6 @@ pub enum ClientMessage {
 
 /// Commands of the AMS protocol that Antenna recognises but does not implement.
 pub const UNSUPPORTED_COMMANDS: &[&str] = &[
-    "getSubtracks",
-    "getSubtracksCount",
     "getSubscribers",
     "getVideoTrackAssignmentsCommand",
     "assignVideoTrackCommand",
@@ -514,6 +545,8 @@ impl ClientMessage {
             "updateStreamMetaData" => {
                 M::UpdateStreamMetaData(field("updateStreamMetaData", value)?)
             }
+            "getSubtracks" => M::GetSubtracks(field("getSubtracks", value)?),
+            "getSubtracksCount" => M::GetSubtracksCount(field("getSubtracksCount", value)?),
             other => match UNSUPPORTED_COMMANDS.iter().find(|c| **c == other) {
                 Some(c) => {
                     let r: StreamRef = field(c, value)?;
@@ -553,6 +586,8 @@ impl ClientMessage {
             M::GetBroadcastObject(_) => "getBroadcastObject",
             M::GetSubscriberCount(_) => "getSubscriberCount",
             M::UpdateStreamMetaData(_) => "updateStreamMetaData",
+            M::GetSubtracks(_) => "getSubtracks",
+            M::GetSubtracksCount(_) => "getSubtracksCount",
             M::Unsupported { command, .. } => command,
         }
     }
@@ -668,6 +703,20 @@ pub enum Notification {
     },
     #[serde(rename = "subscriberCount", rename_all = "camelCase")]
     SubscriberCount { stream_id: String, count: u64 },
+    /// A page of a main track's subtracks, each a Broadcast as a JSON string.
+    #[serde(rename = "subtrackList", rename_all = "camelCase")]
+    SubtrackList {
+        stream_id: String,
+        subtrack_list: Vec<String>,
+    },
+    #[serde(rename = "subtrackCount", rename_all = "camelCase")]
+    SubtrackCount { stream_id: String, count: u64 },
+    /// To a player of main track `stream_id`: subtrack `track_id` started.
+    #[serde(rename = "subtrackAdded", rename_all = "camelCase")]
+    SubtrackAdded { stream_id: String, track_id: String },
+    /// To a player of main track `stream_id`: subtrack `track_id` ended.
+    #[serde(rename = "subtrackRemoved", rename_all = "camelCase")]
+    SubtrackRemoved { stream_id: String, track_id: String },
     #[serde(rename = "server_will_stop")]
     ServerWillStop,
 }

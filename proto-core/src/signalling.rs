@@ -41,8 +41,10 @@
 //!   [`crate::MAX_AUTH_FAILURES_PER_CONN`] credential refusals the connection is closed. `leaveFromRoom` ends the
 //!   connection's memberships in the room and stops its publishes in it (members' ids and
 //!   `mainTrack` = room).
-//! - Playing a room id plays only a stream of that very id: one peer connection carrying all of
-//!   a room's subtracks is not implemented, so playing a room gets `no_stream_exist`.
+//! - Playing an id that is not itself published but is a main track (room) with a live subtrack
+//!   plays the room: one peer connection carrying each selected live subtrack on its own
+//!   audio/video m-lines, renegotiated as subtracks come and go (see `maintrack.rs`). A main
+//!   track with no live subtrack gets `no_stream_exist`.
 //! - The broadcast object exists only while the stream is published (status `preparing` before
 //!   media, `broadcasting` after) or while the id is a room (`broadcasting` when one of its
 //!   subtracks is live, else `finished`). Nothing is remembered once a publish ends.
@@ -66,6 +68,7 @@ use crate::media::{MediaCmd, MediaEvent, SessionId, SessionStats, TrackKind};
 use crate::message::{ClientMessage, ErrorMessage, Notification, SdpType, ServerMessage};
 
 mod limits;
+mod maintrack;
 mod p2p;
 mod room;
 mod stream;
@@ -276,6 +279,8 @@ struct Session {
 enum Role {
     Publish(PublishState),
     Play(PlayState),
+    /// Play of a main track (room): its subtracks in one peer connection.
+    RoomPlay(maintrack::RoomPlayState),
 }
 
 #[derive(Debug, Default)]
@@ -379,6 +384,8 @@ pub struct Signalling {
     main_track_streams: BTreeMap<Key, BTreeSet<String>>,
     /// Refusals over [`Limits`].
     limit_counters: LimitCounters,
+    /// Main track -> its room play sessions.
+    room_players: BTreeMap<Key, BTreeSet<SessionId>>,
     /// p2p id -> its one or two peers, in join order.
     p2p: BTreeMap<Key, Vec<ConnId>>,
     /// Deadlines, mirrored from `Session::deadline`.
@@ -405,6 +412,7 @@ impl Signalling {
             member_rooms: BTreeMap::new(),
             main_track_streams: BTreeMap::new(),
             limit_counters: LimitCounters::default(),
+            room_players: BTreeMap::new(),
             p2p: BTreeMap::new(),
             timers: BTreeSet::new(),
             refusals: RefusalCounters::default(),
@@ -445,6 +453,7 @@ impl Signalling {
             && self.rooms.is_empty()
             && self.member_rooms.is_empty()
             && self.main_track_streams.is_empty()
+            && self.room_players.is_empty()
             && self.p2p.is_empty()
             && self.timers.is_empty()
     }
@@ -570,7 +579,7 @@ impl Signalling {
                     .and_then(|s| self.sessions.get(s))
                     .map_or(0, |s| match &s.role {
                         Role::Publish(p) => p.players.len() as u64,
-                        Role::Play(_) => 0,
+                        Role::Play(_) | Role::RoomPlay(_) => 0,
                     });
                 self.send(
                     conn,
@@ -581,6 +590,8 @@ impl Signalling {
                 );
             }
             ClientMessage::UpdateStreamMetaData(u) => self.update_meta(conn, &app, id, u),
+            ClientMessage::GetSubtracks(g) => self.subtracks(conn, &app, id, g),
+            ClientMessage::GetSubtracksCount(g) => self.subtracks_count(conn, &app, id, g),
             ClientMessage::Ping
             | ClientMessage::GetIceServerConfig
             | ClientMessage::JoinRoom(_)
@@ -607,6 +618,10 @@ impl Signalling {
         }
         for (room, id) in &c.rooms {
             self.room_remove_member(&key(&c.app, room), id);
+        }
+        // A member's stream published from another connection leaves the room's subtracks.
+        for (room, _) in &c.rooms {
+            self.refresh_room(&c.app, room);
         }
     }
 
@@ -640,7 +655,7 @@ impl Signalling {
                 }
             }
             MediaEvent::Offer { sdp, tracks, .. } => {
-                if matches!(s.role, Role::Play(_)) {
+                if matches!(s.role, Role::Play(_) | Role::RoomPlay(_)) {
                     let id_mapping = tracks
                         .iter()
                         .map(|t| {
@@ -648,7 +663,8 @@ impl Signalling {
                                 TrackKind::Video => "ARDAMSv",
                                 TrackKind::Audio => "ARDAMSa",
                             };
-                            (t.mid.clone(), format!("{prefix}{stream}"))
+                            let source = t.source.as_deref().unwrap_or(&stream);
+                            (t.mid.clone(), format!("{prefix}{source}"))
                         })
                         .collect();
                     self.send(
@@ -675,6 +691,19 @@ impl Signalling {
             ),
             MediaEvent::Connected { .. } => {
                 let subscriber_id = s.subscriber_id.clone();
+                if let Role::RoomPlay(p) = &mut s.role {
+                    // The media layer asks the subtracks' publishers for keyframes itself.
+                    if !std::mem::replace(&mut p.connected, true) {
+                        self.send(
+                            conn,
+                            ServerMessage::Notification(Notification::PlayStarted {
+                                stream_id: stream,
+                                subscriber_id,
+                            }),
+                        );
+                    }
+                    return;
+                }
                 if let Role::Play(p) = &mut s.role {
                     if p.connected {
                         return;
@@ -716,9 +745,15 @@ impl Signalling {
                         stream_id: stream,
                         subscriber_id,
                         attr_room_name: room.clone(),
-                        room,
+                        room: room.clone(),
                     }),
                 );
+                if let Some(room) = room {
+                    let app = self.sessions.get(&sid).map(|s| s.app.clone());
+                    if let Some(app) = app {
+                        self.refresh_room(&app, &room);
+                    }
+                }
             }
             MediaEvent::KeyframeRequested { .. } => {
                 if let Role::Play(p) = &s.role {
@@ -767,6 +802,7 @@ impl Signalling {
                         self.set_deadline(sid, Some(now + self.config.bitrate_interval));
                     }
                 }
+                Role::RoomPlay(_) => {}
             }
         }
     }
@@ -800,6 +836,7 @@ impl Signalling {
         self.rooms.clear();
         self.member_rooms.clear();
         self.main_track_streams.clear();
+        self.room_players.clear();
         self.p2p.clear();
         self.timers.clear();
     }
@@ -951,10 +988,42 @@ impl Signalling {
                         return Err(format!("player {sid} unknown to media"));
                     }
                 }
+                Role::RoomPlay(p) => {
+                    if c.plays.get(&s.stream) != Some(sid) {
+                        return Err(format!("{sid} missing from its conn's plays"));
+                    }
+                    let listed = self
+                        .room_players
+                        .get(&key(&s.app, &s.stream))
+                        .is_some_and(|set| set.contains(sid));
+                    if !listed || !s.media_known || s.deadline.is_some() {
+                        return Err(format!("room player {sid} badly indexed"));
+                    }
+                    for (id, publisher) in &p.sent {
+                        let ok = self.publishers.get(&key(&s.app, id)) == Some(publisher);
+                        if !ok {
+                            return Err(format!("room player {sid} sent a gone subtrack {id}"));
+                        }
+                    }
+                }
             }
         }
         if timers != self.timers {
             return Err("timer index differs from session deadlines".into());
+        }
+        for ((app, room), set) in &self.room_players {
+            if set.is_empty() {
+                return Err(format!("empty room player set of {room} kept"));
+            }
+            for sid in set {
+                match self.sessions.get(sid) {
+                    Some(s)
+                        if matches!(s.role, Role::RoomPlay(_))
+                            && s.app == *app
+                            && s.stream == *room => {}
+                    _ => return Err(format!("room player index of {room} is stale")),
+                }
+            }
         }
         for ((app, id), sid) in &self.publishers {
             match self.sessions.get(sid) {
@@ -1080,6 +1149,8 @@ fn stream_id_of(msg: &ClientMessage) -> Option<&str> {
         ClientMessage::ForceStreamQuality(q) => &q.stream_id,
         ClientMessage::PeerMessageCommand(p) => &p.stream_id,
         ClientMessage::UpdateStreamMetaData(u) => &u.stream_id,
+        ClientMessage::GetSubtracks(g) => &g.stream_id,
+        ClientMessage::GetSubtracksCount(g) => &g.stream_id,
         ClientMessage::JoinRoom(j) => &j.stream_id,
         ClientMessage::LeaveFromRoom(r) | ClientMessage::GetRoomInfo(r) => &r.stream_id,
         ClientMessage::Ping

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use proto_core::SessionId;
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::Ssrc;
 
@@ -48,6 +49,14 @@ impl SeqRewriter {
     /// Marks a pause: the next forwarded packet continues the output sequence without a gap.
     pub(crate) fn pause(&mut self) {
         self.rebase = true;
+    }
+
+    /// The track is handed to another source (a room player's m-line reused for another
+    /// subtrack): the next packet, whatever its SSRC, takes over at once and continues the
+    /// output sequence and time.
+    pub(crate) fn retarget(&mut self) {
+        self.rebase = true;
+        self.last_in_at = None;
     }
 
     /// Maps one input packet, or `None` to drop it.
@@ -107,6 +116,17 @@ impl SeqRewriter {
     }
 }
 
+/// Which publisher's packets an outgoing track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The player's one publisher (a plain play).
+    Any,
+    /// This publisher (a room player's m-line carrying a subtrack).
+    From(SessionId),
+    /// Nothing: an inactive m-line of a room player, free for the next subtrack.
+    Idle,
+}
+
 /// One outgoing (sendonly) track of a player.
 #[derive(Debug)]
 pub(crate) struct OutTrack {
@@ -114,6 +134,8 @@ pub(crate) struct OutTrack {
     pub mid: Mid,
     /// Audio or video.
     pub kind: MediaKind,
+    /// Whose packets go out on it.
+    pub source: Source,
     /// The player's SSRC for it, known once the answer is accepted.
     pub ssrc: Option<Ssrc>,
     /// Publisher PT -> player PT (`None`: the player did not accept that codec).
@@ -127,6 +149,7 @@ impl OutTrack {
         OutTrack {
             mid,
             kind,
+            source: Source::Any,
             ssrc: None,
             pt_map: Vec::new(),
             seq: SeqRewriter::default(),
@@ -184,6 +207,23 @@ mod tests {
         );
         // A straggler from before the pause is dropped, not sent with a colliding number.
         assert_eq!(r.map(now, MediaKind::Video, s, 105, 8000), None);
+    }
+
+    #[test]
+    fn retarget_takes_a_new_source_at_once() {
+        let now = t0();
+        let mut r = SeqRewriter::default();
+        let (a, b) = (Ssrc::from(1), Ssrc::from(2));
+        assert_eq!(
+            r.map(now, MediaKind::Video, a, 500, 9000),
+            Some((500, 9000))
+        );
+        r.retarget();
+        // No silence needed: b continues a's sequence and time right away.
+        assert_eq!(r.map(now, MediaKind::Video, b, 7, 100), Some((501, 12000)));
+        assert_eq!(r.map(now, MediaKind::Video, b, 8, 3100), Some((502, 15000)));
+        // a is now the stranger, held off while b sends.
+        assert_eq!(r.map(now, MediaKind::Video, a, 501, 12000), None);
     }
 
     #[test]

@@ -40,6 +40,10 @@
 //!   A data-only publish (only `m=application`) reports [`MediaEvent::MediaStarted`] when its
 //!   channel opens. Size, rate and per-receiver buffer bounds drop messages, counted in
 //!   [`DataStats`]; nothing waits.
+//! - A room player (`StartRoomPlay`: the player of a main track) gets one sendonly m-line per
+//!   kind of each subtrack it is sent, the usual codecs offered and each publisher's payload
+//!   types mapped per m-line; `SetSubtracks` renegotiates it with a new server offer that
+//!   deactivates, reuses or adds m-lines (`sfu/multitrack.rs`).
 //!
 //! # Forwarding: RTP mode, not frames
 //!
@@ -102,7 +106,7 @@ pub mod testing;
 
 pub use data::{DataConfig, DataStats, PlayerDistribution, DEFAULT_MAX_DATA_MESSAGE};
 pub use route::{SfuCounters, DEFAULT_MAX_REMOTE_CANDIDATES};
-pub use sfu::{Sfu, DEFAULT_CONNECT_TIMEOUT};
+pub use sfu::{RoomLine, Sfu, DEFAULT_CONNECT_TIMEOUT};
 
 /// Media layer configuration.
 #[derive(Debug, Clone)]

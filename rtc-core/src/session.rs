@@ -16,7 +16,8 @@ use str0m::{Event, IceConnectionState, Output, Rtc, RtcError};
 use tracing::{debug, trace};
 
 use crate::codec::{codec_name, keyframe_size};
-use crate::forward::OutTrack;
+use crate::forward::{OutTrack, Source};
+use crate::sfu::RoomPlayer;
 use crate::{SfuOutput, Transmit};
 
 /// What a drain of one session asks the SFU to do next.
@@ -109,8 +110,11 @@ impl Publisher {
 pub(crate) struct Player {
     /// Stream name (for logs).
     pub stream: String,
-    /// The publish session whose media this player receives.
+    /// The publish session whose media this player receives (a room player: its own id; its
+    /// publishers are its tracks' sources).
     pub publisher: SessionId,
+    /// Room playback state (a player of a main track), see `sfu/multitrack.rs`.
+    pub room: Option<RoomPlayer>,
     /// Our offer, until the browser answers.
     pub pending: Option<SdpPendingOffer>,
     /// Outgoing tracks (at most one per kind).
@@ -128,12 +132,33 @@ impl std::fmt::Debug for Player {
         f.debug_struct("Player")
             .field("stream", &self.stream)
             .field("publisher", &self.publisher)
+            .field("room", &self.room)
             .field("pending", &self.pending.is_some())
             .field("tracks", &self.tracks)
             .field("video_on", &self.video_on)
             .field("audio_on", &self.audio_on)
             .field("forced_height", &self.forced_height)
             .finish()
+    }
+}
+
+impl Player {
+    /// The publish sessions whose media this player receives.
+    pub(crate) fn sources(&self) -> Vec<SessionId> {
+        if self.room.is_none() {
+            return vec![self.publisher];
+        }
+        let mut v: Vec<SessionId> = self
+            .tracks
+            .iter()
+            .filter_map(|t| match t.source {
+                Source::From(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 
@@ -400,6 +425,7 @@ impl Session {
     pub(crate) fn forward(
         &mut self,
         now: Instant,
+        from: SessionId,
         packet: &RtpPacket,
         in_params: &PayloadParams,
     ) -> usize {
@@ -426,8 +452,26 @@ impl Session {
         if !on {
             return 0;
         }
-        let Some(track) = p.tracks.iter_mut().find(|t| t.kind == kind) else {
+        let Some(track) = p.tracks.iter_mut().find(|t| {
+            t.kind == kind && (t.source == Source::Any || t.source == Source::From(from))
+        }) else {
             return 0;
+        };
+        // The SSRC first: an m-line offered but not answered yet has none, and its payload
+        // types are not known either (nothing may be cached for it).
+        let ssrc = match track.ssrc {
+            Some(s) => s,
+            None => {
+                let Some(s) = rtc
+                    .direct_api()
+                    .stream_tx_by_mid(track.mid, None)
+                    .map(|s| s.ssrc())
+                else {
+                    return 0;
+                };
+                track.ssrc = Some(s);
+                s
+            }
         };
         let in_pt = packet.header.payload_type;
         let out_pt = match track.pt_map.iter().find(|(i, _)| *i == in_pt) {
@@ -443,20 +487,6 @@ impl Session {
         };
         let Some(out_pt) = out_pt else {
             return 0;
-        };
-        let ssrc = match track.ssrc {
-            Some(s) => s,
-            None => {
-                let Some(s) = rtc
-                    .direct_api()
-                    .stream_tx_by_mid(track.mid, None)
-                    .map(|s| s.ssrc())
-                else {
-                    return 0;
-                };
-                track.ssrc = Some(s);
-                s
-            }
         };
         let Some((seq, ts)) = track.seq.map(
             now,

@@ -24,6 +24,10 @@ use crate::route::{
 use crate::session::{DataWrite, Effects, Player, Publisher, Role, Session};
 use crate::{SfuConfig, SfuOutput};
 
+mod multitrack;
+pub use multitrack::RoomLine;
+pub(crate) use multitrack::RoomPlayer;
+
 /// How long a session may take to get ICE and DTLS up before it fails.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -216,6 +220,14 @@ impl Sfu {
                 stream,
                 publisher,
             } => self.start_play(now, session, stream, publisher),
+            MediaCmd::StartRoomPlay {
+                session,
+                stream,
+                subtracks,
+            } => self.start_room_play(now, session, stream, subtracks),
+            MediaCmd::SetSubtracks { session, subtracks } => {
+                self.set_subtracks(now, session, subtracks)
+            }
             MediaCmd::RemoteAnswer { session, sdp } => self.remote_answer(now, session, &sdp),
             MediaCmd::RemoteCandidate { session, candidate } => {
                 self.remote_candidate(now, session, &candidate)
@@ -547,6 +559,7 @@ impl Sfu {
                 } else {
                     TrackKind::Video
                 },
+                source: None,
             });
         }
         // The data channel, after the media m-lines: one ordered channel labelled with the
@@ -568,6 +581,7 @@ impl Sfu {
         let role = Role::Player(Player {
             stream,
             publisher,
+            room: None,
             pending: Some(pending),
             tracks,
             video_on: true,
@@ -618,6 +632,8 @@ impl Sfu {
             self.work.retain(|(k, _, _)| *k != key);
             self.remove(key);
             self.fail_sdp(id, format!("answer not accepted: {reason}"));
+        } else {
+            self.room_answered(now, key);
         }
         self.process(now);
     }
@@ -725,8 +741,9 @@ impl Sfu {
             *on = want;
         }
         if resumed_video {
-            let publisher = p.publisher;
-            self.request_keyframe(now, publisher);
+            for publisher in p.sources() {
+                self.request_keyframe(now, publisher);
+            }
         }
     }
 
@@ -850,11 +867,11 @@ impl Sfu {
                             session: id,
                         }));
                 }
-                let publisher = match self.sessions.get(key).map(|s| &s.role) {
-                    Some(Role::Player(p)) => Some(p.publisher),
-                    _ => None,
+                let publishers = match self.sessions.get(key).map(|s| &s.role) {
+                    Some(Role::Player(p)) => p.sources(),
+                    _ => Vec::new(),
                 };
-                if let Some(publisher) = publisher {
+                for publisher in publishers {
                     self.request_keyframe(now, publisher);
                 }
             }
@@ -867,7 +884,11 @@ impl Sfu {
 
     /// Writes a publisher's packets to each of its players.
     fn forward(&mut self, now: Instant, pub_key: usize, packets: Vec<str0m::rtp::RtpPacket>) {
-        let Some(Role::Publisher(p)) = self.sessions.get_mut(pub_key).map(|s| &mut s.role) else {
+        let Some(s) = self.sessions.get_mut(pub_key) else {
+            return;
+        };
+        let from = s.id;
+        let Role::Publisher(p) = &mut s.role else {
             return;
         };
         let players = std::mem::take(&mut p.players);
@@ -885,7 +906,7 @@ impl Sfu {
             let mut wrote = false;
             for (packet, params) in packets.iter().zip(&params) {
                 let Some(params) = params else { continue };
-                wrote |= s.forward(now, packet, params) > 0;
+                wrote |= s.forward(now, from, packet, params) > 0;
             }
             // A write only queues the packet in str0m: it is encrypted and sent on the
             // player's next `Input::Timeout`, which `flush_players` feeds (then drains) once
@@ -1028,8 +1049,11 @@ impl Sfu {
         }
         self.data.forget(s.id);
         if let Role::Player(p) = &s.role {
-            if let Some(Role::Publisher(pb)) = self.session_mut(p.publisher).map(|x| &mut x.role) {
-                pb.players.retain(|x| *x != s.id);
+            for publisher in p.sources() {
+                if let Some(Role::Publisher(pb)) = self.session_mut(publisher).map(|x| &mut x.role)
+                {
+                    pb.players.retain(|x| *x != s.id);
+                }
             }
         }
         let stream = match &s.role {

@@ -201,6 +201,22 @@ impl Client {
             .count()
     }
 
+    /// Media frames received on `mid` among the events from index `since` on.
+    pub fn media_count_mid(&self, mid: &str, since: usize) -> usize {
+        self.events
+            .iter()
+            .skip(since)
+            .filter(|(_, e)| matches!(e, Event::MediaData(d) if d.mid.to_string() == mid))
+            .count()
+    }
+
+    /// Whether this client receives on `mid` (an m-line it knows, recvonly or sendrecv).
+    pub fn is_receiving(&self, mid: &str) -> bool {
+        self.rtc
+            .media(Mid::from(mid))
+            .is_some_and(|m| m.direction().is_receiving())
+    }
+
     pub fn keyframe_requests(&self) -> usize {
         self.events
             .iter()

@@ -722,6 +722,94 @@ testCase(11, "server restart: the SDK's publisher and player come back by themse
   figures.push(`publisher callbacks: server_will_stop ${await pub.count("server_will_stop")}, closed ${await pub.count("closed")}, reconnection_attempt_for_publisher ${await pub.count("reconnection_attempt_for_publisher")}`);
 });
 
+testCase(12, "multitrack: a room player decodes two subtracks; a leaver is muted, a newcomer reuses its m-lines", 90000, async (ctx, env, figures) => {
+  // The 2.16 conference way: each member publishes with mainTrack = room; one page plays the
+  // room in one peer connection (idMapping names each track ARDAMSv<id>/ARDAMSa<id>).
+  const room = uid("mt");
+  const ids = [uid("mtA"), uid("mtB")];
+  const pubs = [];
+  for (const [i, id] of ids.entries()) {
+    const p = await SdkPage.open(ctx, env, `subtrack${i + 1}`);
+    env.pages.push(p);
+    await p.init({ localVideo: true });
+    await p.call("publish", id, undefined, undefined, undefined, undefined, room);
+    await p.waitIceConnected(id, 15000);
+    pubs.push(p);
+  }
+  const player = await SdkPage.open(ctx, env, "roomPlayer");
+  env.pages.push(player);
+  await player.init({ playOnly: true });
+  await player.eval(() => {
+    window.MT = { tracks: [], muted: [] };
+    window.E2E.adaptor.addEventListener((info, obj) => {
+      if (info !== "newTrackAvailable") return;
+      window.MT.tracks.push({ trackId: obj.trackId, kind: obj.track.kind });
+      obj.track.onmute = () => window.MT.muted.push(obj.trackId);
+    });
+  });
+  const t0 = Date.now();
+  await player.call("play", room, undefined, room, []);
+  // Video decoded per subtrack: inbound-rtp entries grouped by mid, named through idMapping.
+  const perTrack = () => player.eval(async (r) => {
+    const a = window.E2E.adaptor;
+    const pc = a.remotePeerConnection[r];
+    const out = {};
+    if (!pc) return out;
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video" && s.mid !== undefined) {
+        out[a.idMapping[r][s.mid]] = s.framesDecoded || 0;
+      }
+    });
+    return out;
+  }, room);
+  const want = ids.map((id) => "ARDAMSv" + id);
+  const first = await waitUntil("both subtracks' video decoded by the room player", 20000, async () => {
+    env.antenna.assertAlive();
+    const f = await perTrack();
+    return want.every((k) => f[k] > 0) ? f : null;
+  }, 200);
+  figures.push(`room play -> both subtracks decoding: ${Date.now() - t0} ms (${JSON.stringify(first)})`);
+  const tracks = await player.eval(() => window.MT.tracks);
+  for (const id of ids) {
+    for (const k of ["ARDAMSv", "ARDAMSa"]) {
+      if (!tracks.some((t) => t.trackId === k + id)) throw new Error(`no newTrackAvailable for ${k}${id}: ${JSON.stringify(tracks)}`);
+    }
+  }
+  // The second subtrack stops: the server renegotiates, its tracks are muted, the first goes on.
+  const t1 = Date.now();
+  await pubs[1].call("stop", ids[1]);
+  await waitUntil("the leaver's video track muted", 10000, async () => (await player.eval(() => window.MT.muted)).includes("ARDAMSv" + ids[1]), 100);
+  figures.push(`subtrack stop -> its track muted on the room player: ${Date.now() - t1} ms`);
+  const a = await perTrack();
+  await sleep(1500);
+  const b = await perTrack();
+  if (!(b[want[0]] > a[want[0]])) throw new Error(`the remaining subtrack stopped decoding: ${JSON.stringify([a, b])}`);
+  figures.push(`remaining subtrack frames ${a[want[0]]} -> ${b[want[0]]} in 1.5 s`);
+  // A third member arrives: it takes the leaver's m-lines (no new transceiver), the SDK fires
+  // newTrackAvailable with its name, and its video decodes.
+  const lines = () => player.eval((r) => window.E2E.adaptor.remotePeerConnection[r].getTransceivers().length, room);
+  const before = await lines();
+  const third = uid("mtC");
+  const p3 = await SdkPage.open(ctx, env, "subtrack3");
+  env.pages.push(p3);
+  await p3.init({ localVideo: true });
+  const t2 = Date.now();
+  await p3.call("publish", third, undefined, undefined, undefined, undefined, room);
+  await waitUntil("the newcomer's video decoded by the room player", 20000, async () => {
+    env.antenna.assertAlive();
+    return (await perTrack())["ARDAMSv" + third] > 0;
+  }, 200);
+  figures.push(`newcomer publish -> decoding on the room player: ${Date.now() - t2} ms`);
+  const tracks2 = await player.eval(() => window.MT.tracks);
+  if (!tracks2.some((t) => t.trackId === "ARDAMSv" + third)) throw new Error(`no newTrackAvailable for the newcomer: ${JSON.stringify(tracks2)}`);
+  const after = await lines();
+  figures.push(`transceivers on the room player: ${before} before the newcomer, ${after} after (m-lines reused)`);
+  if (after !== before) throw new Error(`m-lines grew from ${before} to ${after} instead of being reused`);
+  const offers = (await player.eval(() => window.__ws)).filter((f) => f.dir === "in" && f.text.includes('"type":"offer"')).length;
+  figures.push(`server offers on the room player's connection: ${offers}`);
+});
+
 // ---------------------------------------------------------------- runner
 
 async function runCase(browser, env, c) {

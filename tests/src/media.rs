@@ -39,12 +39,30 @@ pub struct Browser {
     /// A publisher that sends no audio or video: its offer has only the data channel (the
     /// SDK's `onlyDataChannel`, published with `video:false, audio:false`).
     pub data_only: bool,
+    /// Its WebSocket was closed: it sends no more media.
+    pub gone: bool,
 }
 
 impl Browser {
     /// Labels (`command/definition`) of everything received.
     pub fn labels(&self) -> Vec<String> {
         self.received.iter().map(crate::label).collect()
+    }
+
+    /// The `idMapping` of the last server offer (mid -> `ARDAMS{a|v}<id>`).
+    pub fn id_mapping(&self) -> Vec<(String, String)> {
+        self.received
+            .iter()
+            .rev()
+            .find(|m| m["command"] == "takeConfiguration" && m["type"] == "offer")
+            .and_then(|m| m.get("idMapping"))
+            .and_then(Value::as_object)
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Whether a notification or error with this definition arrived.
@@ -120,6 +138,35 @@ impl MediaSim {
         i
     }
 
+    /// Opens a browser that publishes `stream` as a subtrack of main track `room`.
+    pub fn subtrack_publisher(&mut self, stream: &str, room: &str) -> usize {
+        let i = self.add(Role::Publisher, stream);
+        let conn = self.browsers[i].conn;
+        self.sim.send_json(
+            conn,
+            json!({"command":"publish","streamId":stream,"mainTrack":room,"video":true,"audio":true}),
+        );
+        self.exchange();
+        i
+    }
+
+    /// Opens a browser that plays main track `room` as the SDK's `conference-room.html` does:
+    /// `trackList` names the members it knows (`others`) and excludes its own (`"!me"`), and
+    /// `userPublishId` is its own.
+    pub fn room_player(&mut self, room: &str, me: &str, others: &[String]) -> usize {
+        let i = self.add(Role::Player, room);
+        let conn = self.browsers[i].conn;
+        let mut list: Vec<String> = others.to_vec();
+        list.push(format!("!{me}"));
+        self.sim.send_json(
+            conn,
+            json!({"command":"play","streamId":room,"room":room,"trackList":list,
+                   "userPublishId":me}),
+        );
+        self.exchange();
+        i
+    }
+
     /// Opens a browser that plays `stream`.
     pub fn player(&mut self, stream: &str) -> usize {
         let i = self.add(Role::Player, stream);
@@ -141,6 +188,7 @@ impl MediaSim {
             stream: stream.to_string(),
             received: Vec::new(),
             data_only: false,
+            gone: false,
         });
         self.browsers.len() - 1
     }
@@ -154,6 +202,7 @@ impl MediaSim {
 
     /// A browser closes its WebSocket.
     pub fn close(&mut self, i: usize) {
+        self.browsers[i].gone = true;
         let conn = self.browsers[i].conn;
         self.sim.close(conn);
         self.exchange();
@@ -319,6 +368,7 @@ impl MediaSim {
         for b in &mut self.browsers {
             if b.role != Role::Publisher
                 || b.data_only
+                || b.gone
                 || !b.client.is_connected()
                 || !b.client.rtc.is_alive()
             {

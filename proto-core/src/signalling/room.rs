@@ -93,7 +93,7 @@ impl Signalling {
                     .and_then(|sid| self.sessions.get(sid))
                     .and_then(|s| match &s.role {
                         Role::Publish(p) => Some(p),
-                        Role::Play(_) => None,
+                        Role::Play(_) | Role::RoomPlay(_) => None,
                     });
                 StreamListEntry {
                     stream_id: id.clone(),
@@ -211,6 +211,8 @@ impl Signalling {
             .filter(|s| *s != id)
             .collect();
         let stream_list = self.stream_list(app, &room, &streams);
+        // A member's live stream published without `mainTrack` joins the room's subtracks.
+        self.refresh_room(app, &room);
         self.send(
             conn,
             ServerMessage::Notification(Notification::JoinedTheRoom {
@@ -290,6 +292,7 @@ impl Signalling {
         for sid in to_stop {
             self.end_session(sid, End::STOP);
         }
+        self.refresh_room(app, &room);
         self.send(
             conn,
             ServerMessage::Notification(Notification::LeavedFromRoom {

@@ -149,6 +149,13 @@ impl Signalling {
             Err(e) => return self.refuse(now, conn, e, Some(&id)),
         };
         let Some((publisher, true, _)) = publisher else {
+            if publisher.is_none() && self.has_live_subtrack(app, &id) {
+                // Accepted as a room play: only now is a single-use credential spent.
+                if let Err(e) = self.access.commit(now, grant) {
+                    return self.refuse(now, conn, e, Some(&id));
+                }
+                return self.room_play(conn, app, id, p);
+            }
             return self.refuse(now, conn, SignalError::NoStreamExist, Some(&id));
         };
         let playing = self
@@ -249,7 +256,7 @@ impl Signalling {
                 // Namespaced by application, as main tracks are (`Key`).
                 let main_track = match &s.role {
                     Role::Publish(p) => p.main_track.as_ref().map(|m| format!("{app}/{m}")),
-                    Role::Play(_) => None,
+                    Role::Play(_) | Role::RoomPlay(_) => None,
                 };
                 self.media(MediaCmd::StartPublish {
                     session: sid,
@@ -319,6 +326,11 @@ impl Signalling {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
+        if video && audio {
+            if let Some(sid) = c.plays.get(&id).copied().filter(|s| self.is_room_play(*s)) {
+                return self.room_enable_track(sid, t);
+            }
+        }
         let sid = t
             .track_id
             .as_ref()
@@ -572,6 +584,38 @@ impl Signalling {
                 }
                 if p.live {
                     self.access.on_publish_finished(&s.app, &s.stream);
+                    let room = p
+                        .main_track
+                        .or_else(|| self.member_room(&s.app, &s.stream).map(str::to_string));
+                    if let Some(room) = room {
+                        self.refresh_room(&s.app, &room);
+                    }
+                }
+            }
+            Role::RoomPlay(_) => {
+                if let Some(c) = self.conns.get_mut(&s.conn) {
+                    if c.plays.get(&s.stream) == Some(&sid) {
+                        c.plays.remove(&s.stream);
+                    }
+                }
+                let k = key(&s.app, &s.stream);
+                if let Some(set) = self.room_players.get_mut(&k) {
+                    set.remove(&sid);
+                    if set.is_empty() {
+                        self.room_players.remove(&k);
+                    }
+                }
+                if let Some(e) = end.error {
+                    self.error(s.conn, e, Some(&s.stream));
+                }
+                if end.finished {
+                    self.send(
+                        s.conn,
+                        ServerMessage::Notification(Notification::PlayFinished {
+                            stream_id: s.stream,
+                            subscriber_id: s.subscriber_id,
+                        }),
+                    );
                 }
             }
             Role::Play(p) => {

@@ -106,7 +106,7 @@ fn ping_ice_servers_and_parse_errors() {
     let e = error_of(&h.text(1, r#"{"command":"fly"}"#), 1);
     assert_eq!(e["definition"], "unsupported_command");
     let e = error_of(
-        &h.text(1, r#"{"command":"getSubtracks","streamId":"r"}"#),
+        &h.text(1, r#"{"command":"getSubscribers","streamId":"r"}"#),
         1,
     );
     assert_eq!(e["definition"], "unsupported_command");
@@ -347,10 +347,12 @@ fn play_flow() {
             OfferedTrack {
                 mid: "0".into(),
                 kind: TrackKind::Audio,
+                source: None,
             },
             OfferedTrack {
                 mid: "1".into(),
                 kind: TrackKind::Video,
+                source: None,
             },
         ],
     });
@@ -929,12 +931,53 @@ fn main_track_conference_and_broadcast_objects() {
         json!({"command":"getRoomInfo","room":"room1","streamId":"me"}),
     );
     assert_eq!(one(&outs, 2)["streams"], json!(["alice"]));
-    // Playing the room itself (one PC for every subtrack) is not served.
-    let e = error_of(
-        &send(&mut h, 2, json!({"command":"play","streamId":"room1"})),
-        2,
+    // Playing the room itself: one peer connection carrying its live subtracks.
+    let outs = send(&mut h, 2, json!({"command":"play","streamId":"room1"}));
+    assert!(sent(&outs, 2).is_empty(), "{outs:?}");
+    let MediaCmd::StartRoomPlay {
+        session: rp,
+        stream,
+        subtracks,
+    } = cmds(&outs).remove(0)
+    else {
+        panic!("{outs:?}")
+    };
+    assert_eq!(stream, "room1");
+    assert_eq!(
+        subtracks,
+        vec![crate::media::Subtrack {
+            id: "alice".into(),
+            publisher: s
+        }]
     );
-    assert_eq!(e["definition"], "no_stream_exist");
+    let outs = h.media_event(MediaEvent::Offer {
+        session: rp,
+        sdp: "SO".into(),
+        tracks: vec![
+            OfferedTrack {
+                mid: "a".into(),
+                kind: TrackKind::Audio,
+                source: Some("alice".into()),
+            },
+            OfferedTrack {
+                mid: "v".into(),
+                kind: TrackKind::Video,
+                source: Some("alice".into()),
+            },
+        ],
+    });
+    assert_eq!(
+        one(&outs, 2),
+        json!({"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"SO",
+               "idMapping":{"a":"ARDAMSaalice","v":"ARDAMSvalice"}})
+    );
+    let outs = h.media_event(MediaEvent::Connected { session: rp });
+    assert_eq!(
+        one(&outs, 2),
+        json!({"command":"notification","definition":"play_started","streamId":"room1"})
+    );
+    // The room play does not count as a viewer of the subtrack.
+    assert_eq!(b(&mut h, "alice")["webRTCViewerCount"], 0);
     let e = error_of(
         &send(
             &mut h,
@@ -944,7 +987,16 @@ fn main_track_conference_and_broadcast_objects() {
         2,
     );
     assert_eq!(e["definition"], "no_stream_exist");
-    h.close(1);
+    // The subtrack ends: the room player's media follows, and it is told.
+    let outs = h.close(1);
+    assert!(cmds(&outs).contains(&MediaCmd::SetSubtracks {
+        session: rp,
+        subtracks: vec![]
+    }));
+    assert_eq!(
+        one(&outs, 2),
+        json!({"command":"notification","definition":"subtrackRemoved","streamId":"room1","trackId":"alice"})
+    );
     let e = error_of(
         &send(
             &mut h,

@@ -1,0 +1,506 @@
+//! Room players: one peer connection that carries several publishers (the subtracks of a main
+//! track), renegotiated with new server offers as signalling changes the set.
+//!
+//! # The m-lines of a room player
+//!
+//! - Every m-line is sendonly audio or video and carries one subtrack's track of that kind
+//!   ([`Source::From`]), or nothing ([`Source::Idle`], direction inactive). Each subtrack gets
+//!   one m-line per kind its publisher sends, audio first.
+//! - Each m-line's msid is `<subtrack id> ARDAMS{a|v}<subtrack id>`, so a browser groups a
+//!   participant's audio and video in one `MediaStream`; the offer's `idMapping` names the
+//!   mid `ARDAMS{a|v}<subtrack id>` (signalling builds it from [`OfferedTrack::source`]).
+//! - A room play with nothing to send yet offers one inactive audio m-line, so the peer
+//!   connection can come up and wait for the first subtrack.
+//!
+//! # Renegotiation
+//!
+//! [`MediaCmd::SetSubtracks`](proto_core::MediaCmd::SetSubtracks) replaces the wanted set.
+//! If an offer is pending (not answered yet) the change waits for the answer; otherwise one new
+//! offer is made at once:
+//! 1. m-lines whose subtrack is no longer wanted go inactive (the browser mutes the track and
+//!    fires `removetrack`, which is how the SDK's pages drop the tile);
+//! 2. each wanted subtrack kind without an m-line takes an inactive m-line of that kind that
+//!    was inactive before this offer (reactivating one in the same offer that freed it would
+//!    change its subtrack without the browser noticing a new track), or else a new m-line.
+//!    So m-lines are reused, and their number is bounded by the most subtracks ever sent at
+//!    once, not by how many came and went.
+//!
+//! A reused m-line keeps its SSRC and sequence space: its rewriter is re-targeted
+//! (`SeqRewriter::retarget`) so the new source continues the numbering, and its payload type
+//! map is recomputed for the new publisher's codecs. Once the browser answers, the newly
+//! activated publishers are asked for a keyframe.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use proto_core::{MediaEvent, OfferedTrack, SessionId, Subtrack, TrackKind};
+use str0m::media::{Direction, MediaKind, Mid};
+use tracing::{debug, trace};
+
+use super::{stable_seed, Sfu, PLAYER_BWE_START};
+use crate::forward::{OutTrack, Source};
+use crate::session::{Player, Role};
+use crate::SfuOutput;
+
+/// What the SFU keeps for a room player besides its tracks.
+#[derive(Debug, Default)]
+pub(crate) struct RoomPlayer {
+    /// The subtracks signalling wants sent.
+    desired: Vec<Subtrack>,
+    /// `desired` changed while an offer was pending: renegotiate once it is answered.
+    dirty: bool,
+    /// The subtrack each m-line carries or last carried: its msid and `idMapping` name.
+    names: Vec<(Mid, String)>,
+    /// Publishers the pending offer gives m-lines to: asked for a keyframe on the answer.
+    activated: Vec<SessionId>,
+}
+
+/// One m-line of a room player, for tests and diagnostics ([`Sfu::room_lines`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomLine {
+    /// Its mid.
+    pub mid: String,
+    /// Audio or video.
+    pub kind: TrackKind,
+    /// The publisher it carries, `None` if inactive.
+    pub source: Option<SessionId>,
+    /// The subtrack it carries or last carried.
+    pub name: Option<String>,
+}
+
+/// The msid track id (and `idMapping` value) of a subtrack's track of `kind`.
+fn track_name(kind: MediaKind, id: &str) -> String {
+    match kind {
+        MediaKind::Audio => format!("ARDAMSa{id}"),
+        MediaKind::Video => format!("ARDAMSv{id}"),
+    }
+}
+
+impl Sfu {
+    /// The m-lines of room player `session` in order, and whether an offer awaits its answer;
+    /// `None` if it is not a room player.
+    #[doc(hidden)]
+    pub fn room_lines(&self, session: SessionId) -> Option<(Vec<RoomLine>, bool)> {
+        let s = self.sessions.get(*self.ids.get(&session)?)?;
+        let Role::Player(p) = &s.role else {
+            return None;
+        };
+        let room = p.room.as_ref()?;
+        let lines = offered_tracks(&p.tracks, &room.names)
+            .into_iter()
+            .zip(&p.tracks)
+            .map(|(o, t)| RoomLine {
+                mid: o.mid,
+                kind: o.kind,
+                source: match t.source {
+                    Source::From(x) => Some(x),
+                    Source::Any | Source::Idle => None,
+                },
+                name: o.source,
+            })
+            .collect();
+        Some((lines, p.pending.is_some()))
+    }
+
+    /// The kinds each subtrack's publisher sends (audio first; both if not known yet).
+    /// Subtracks whose publisher is gone are left out.
+    fn source_kinds(&self, subtracks: &[Subtrack]) -> Vec<(Subtrack, Vec<MediaKind>)> {
+        subtracks
+            .iter()
+            .filter_map(|t| {
+                let s = self.sessions.get(*self.ids.get(&t.publisher)?)?;
+                let Role::Publisher(p) = &s.role else {
+                    return None;
+                };
+                let mut kinds: Vec<MediaKind> = [MediaKind::Audio, MediaKind::Video]
+                    .into_iter()
+                    .filter(|k| p.tracks.iter().any(|x| x.kind == *k))
+                    .collect();
+                if p.tracks.is_empty() {
+                    kinds = vec![MediaKind::Audio, MediaKind::Video];
+                }
+                Some((t.clone(), kinds))
+            })
+            .collect()
+    }
+
+    /// `StartRoomPlay`: a player of a main track, with an m-line per subtrack kind.
+    pub(super) fn start_room_play(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        stream: String,
+        subtracks: Vec<Subtrack>,
+    ) {
+        if self.ids.contains_key(&id) {
+            debug!(session = %id, "StartRoomPlay for an existing session ignored");
+            return;
+        }
+        let plan = self.source_kinds(&subtracks);
+        // Publishers differ in payload types: offer the usual codecs and map each publisher's
+        // payload types per m-line (`map_pt`).
+        let mut config = self
+            .base_config()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_vp9(true)
+            .enable_h264(true);
+        if self.player_bwe {
+            config = config.enable_bwe(Some(PLAYER_BWE_START));
+        }
+        let mut rtc = config.build(now);
+        let candidates = self.add_local_candidates(&mut rtc);
+        let mut api = rtc.sdp_api();
+        let mut tracks = Vec::new();
+        let mut names = Vec::new();
+        // Stable mids, as for plain players (see `start_play`).
+        let resume = fastrand::u64(..);
+        fastrand::seed(stable_seed(&stream));
+        for (sub, kinds) in &plan {
+            for kind in kinds {
+                let mid = api.add_media(
+                    *kind,
+                    Direction::SendOnly,
+                    Some(sub.id.clone()),
+                    Some(track_name(*kind, &sub.id)),
+                    None,
+                );
+                let mut t = OutTrack::new(mid, *kind);
+                t.source = Source::From(sub.publisher);
+                tracks.push(t);
+                names.push((mid, sub.id.clone()));
+            }
+        }
+        if tracks.is_empty() {
+            let mid = api.add_media(
+                MediaKind::Audio,
+                Direction::Inactive,
+                Some(stream.clone()),
+                Some(track_name(MediaKind::Audio, &stream)),
+                None,
+            );
+            let mut t = OutTrack::new(mid, MediaKind::Audio);
+            t.source = Source::Idle;
+            tracks.push(t);
+            names.push((mid, stream.clone()));
+        }
+        fastrand::seed(resume);
+        let Some((offer, pending)) = api.apply() else {
+            self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
+                session: id,
+                reason: "no offer".into(),
+                remote_description: false,
+            }));
+            return;
+        };
+        let sdp = rewrite_msids(&offer.to_sdp_string(), &names);
+        let offered = offered_tracks(&tracks, &names);
+        let activated: Vec<SessionId> = plan.iter().map(|(t, _)| t.publisher).collect();
+        let player = Player {
+            stream,
+            publisher: id,
+            room: Some(RoomPlayer {
+                desired: subtracks,
+                dirty: false,
+                names,
+                activated: activated.clone(),
+            }),
+            pending: Some(pending),
+            tracks,
+            video_on: true,
+            audio_on: true,
+            forced_height: 0,
+        };
+        let key = self.insert(now, id, rtc, Role::Player(player));
+        self.link_sources(id, &activated, &[]);
+        debug!(session = %id, subtracks = activated.len(), "room play session created");
+        self.outputs.push_back(SfuOutput::Event(MediaEvent::Offer {
+            session: id,
+            sdp: sdp.clone(),
+            tracks: offered,
+        }));
+        self.emit_candidates(id, &sdp, candidates);
+        self.mutate(key, |_| Ok(()));
+    }
+
+    /// `SetSubtracks`: the wanted set of a room player changed.
+    pub(super) fn set_subtracks(&mut self, now: Instant, id: SessionId, subtracks: Vec<Subtrack>) {
+        let Some(&key) = self.ids.get(&id) else {
+            trace!(session = %id, "SetSubtracks for an unknown session");
+            return;
+        };
+        let Some(Role::Player(Player {
+            room: Some(room), ..
+        })) = self.sessions.get_mut(key).map(|s| &mut s.role)
+        else {
+            trace!(session = %id, "SetSubtracks for a session that is not a room player");
+            return;
+        };
+        room.desired = subtracks;
+        self.renegotiate(now, key);
+    }
+
+    /// The browser answered a room player's offer: keyframes for what it activated, then the
+    /// change that waited for the answer, if any.
+    pub(super) fn room_answered(&mut self, now: Instant, key: usize) {
+        let Some(Role::Player(Player {
+            room: Some(room), ..
+        })) = self.sessions.get_mut(key).map(|s| &mut s.role)
+        else {
+            return;
+        };
+        let activated = std::mem::take(&mut room.activated);
+        let dirty = room.dirty;
+        if self.sessions.get(key).is_some_and(|s| s.connected) {
+            for publisher in activated {
+                self.request_keyframe(now, publisher);
+            }
+        }
+        if dirty {
+            self.renegotiate(now, key);
+        }
+    }
+
+    /// Brings a room player's m-lines to its wanted set with one new offer (see the module
+    /// documentation), or marks it for after the pending answer.
+    fn renegotiate(&mut self, _now: Instant, key: usize) {
+        let desired = match self.sessions.get_mut(key).map(|s| &mut s.role) {
+            Some(Role::Player(Player {
+                room: Some(room),
+                pending,
+                ..
+            })) => {
+                if pending.is_some() {
+                    room.dirty = true;
+                    return;
+                }
+                room.dirty = false;
+                room.desired.clone()
+            }
+            _ => return,
+        };
+        let plan = self.source_kinds(&desired);
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let id = s.id;
+        let Role::Player(p) = &mut s.role else {
+            return;
+        };
+        let Some(room) = p.room.as_mut() else {
+            return;
+        };
+        let wanted: BTreeSet<SessionId> = plan.iter().map(|(t, _)| t.publisher).collect();
+        let mut api = s.rtc.sdp_api();
+        let mut freed: Vec<Mid> = Vec::new();
+        let mut dropped: Vec<SessionId> = Vec::new();
+        for t in p.tracks.iter_mut() {
+            if let Source::From(src) = t.source {
+                if !wanted.contains(&src) {
+                    api.set_direction(t.mid, Direction::Inactive);
+                    t.source = Source::Idle;
+                    t.seq.pause();
+                    freed.push(t.mid);
+                    dropped.push(src);
+                }
+            }
+        }
+        let mut activated = Vec::new();
+        for (sub, kinds) in &plan {
+            for kind in kinds {
+                let has = p
+                    .tracks
+                    .iter()
+                    .any(|t| t.kind == *kind && t.source == Source::From(sub.publisher));
+                if has {
+                    continue;
+                }
+                let free = p.tracks.iter_mut().find(|t| {
+                    t.kind == *kind && t.source == Source::Idle && !freed.contains(&t.mid)
+                });
+                let mid = match free {
+                    Some(t) => {
+                        api.set_direction(t.mid, Direction::SendOnly);
+                        t.source = Source::From(sub.publisher);
+                        t.seq.retarget();
+                        t.pt_map.clear();
+                        t.mid
+                    }
+                    None => {
+                        let mid = api.add_media(
+                            *kind,
+                            Direction::SendOnly,
+                            Some(sub.id.clone()),
+                            Some(track_name(*kind, &sub.id)),
+                            None,
+                        );
+                        let mut t = OutTrack::new(mid, *kind);
+                        t.source = Source::From(sub.publisher);
+                        p.tracks.push(t);
+                        mid
+                    }
+                };
+                match room.names.iter_mut().find(|(m, _)| *m == mid) {
+                    Some((_, name)) => name.clone_from(&sub.id),
+                    None => room.names.push((mid, sub.id.clone())),
+                }
+                activated.push(sub.publisher);
+            }
+        }
+        activated.dedup();
+        let offer = if api.has_changes() {
+            api.apply()
+        } else {
+            drop(api);
+            None
+        };
+        let Some((offer, pending)) = offer else {
+            trace!(session = %id, "room player already up to date");
+            self.link_sources(id, &[], &dropped);
+            return;
+        };
+        p.pending = Some(pending);
+        room.activated = activated.clone();
+        let sdp = rewrite_msids(&offer.to_sdp_string(), &room.names);
+        let offered = offered_tracks(&p.tracks, &room.names);
+        debug!(session = %id, lines = offered.len(), "room player renegotiates");
+        self.link_sources(id, &activated, &dropped);
+        self.outputs.push_back(SfuOutput::Event(MediaEvent::Offer {
+            session: id,
+            sdp,
+            tracks: offered,
+        }));
+        self.mutate(key, |_| Ok(()));
+    }
+
+    /// Keeps publishers' player lists in step with a room player's sources: `added` gain it,
+    /// `dropped` that it no longer receives lose it.
+    fn link_sources(&mut self, player: SessionId, added: &[SessionId], dropped: &[SessionId]) {
+        let current = match self.session_mut(player).map(|s| &s.role) {
+            Some(Role::Player(p)) => p.sources(),
+            _ => Vec::new(),
+        };
+        for publisher in added {
+            if let Some(Role::Publisher(pb)) = self.session_mut(*publisher).map(|s| &mut s.role) {
+                if !pb.players.contains(&player) {
+                    pb.players.push(player);
+                }
+            }
+        }
+        for publisher in dropped.iter().filter(|p| !current.contains(p)) {
+            if let Some(Role::Publisher(pb)) = self.session_mut(*publisher).map(|s| &mut s.role) {
+                pb.players.retain(|x| *x != player);
+            }
+        }
+    }
+}
+
+/// The offered m-lines with the subtrack each names.
+fn offered_tracks(tracks: &[OutTrack], names: &[(Mid, String)]) -> Vec<OfferedTrack> {
+    tracks
+        .iter()
+        .map(|t| OfferedTrack {
+            mid: t.mid.to_string(),
+            kind: if t.kind == MediaKind::Audio {
+                TrackKind::Audio
+            } else {
+                TrackKind::Video
+            },
+            source: names
+                .iter()
+                .find(|(m, _)| *m == t.mid)
+                .map(|(_, n)| n.clone()),
+        })
+        .collect()
+}
+
+/// Sets each m-section's msid (`a=msid:` and `a=ssrc:<n> msid:`) to its subtrack's names.
+///
+/// str0m fixes an m-line's msid when the m-line is added; a reused m-line must announce the
+/// subtrack it carries now. Only the offer's text changes: str0m does not read its own msids.
+fn rewrite_msids(sdp: &str, names: &[(Mid, String)]) -> String {
+    let mut out = String::with_capacity(sdp.len() + 64);
+    let mut sections: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in sdp.split("\r\n").filter(|l| !l.is_empty()) {
+        if line.starts_with("m=") {
+            sections.push(Vec::new());
+        }
+        if let Some(sec) = sections.last_mut() {
+            sec.push(line);
+        }
+    }
+    for sec in &sections {
+        let kind = sec.first().and_then(|l| {
+            if l.starts_with("m=audio") {
+                Some(MediaKind::Audio)
+            } else if l.starts_with("m=video") {
+                Some(MediaKind::Video)
+            } else {
+                None
+            }
+        });
+        let name = sec
+            .iter()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .and_then(|mid| names.iter().find(|(m, _)| m.to_string() == mid))
+            .map(|(_, n)| n.as_str());
+        for line in sec {
+            let msid = match (kind, name) {
+                (Some(k), Some(n)) => format!("{n} {}", track_name(k, n)),
+                _ => {
+                    out.push_str(line);
+                    out.push_str("\r\n");
+                    continue;
+                }
+            };
+            if line.starts_with("a=msid:") {
+                out.push_str(&format!("a=msid:{msid}\r\n"));
+            } else if let Some((head, _)) = line
+                .strip_prefix("a=ssrc:")
+                .and_then(|rest| rest.split_once(" msid:"))
+            {
+                out.push_str(&format!("a=ssrc:{head} msid:{msid}\r\n"));
+            } else {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msids_follow_the_names() {
+        let sdp = "v=0\r\na=msid-semantic: WMS old\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=msid:old ARDAMSaold\r\n\
+                   a=ssrc:11 cname:x\r\na=ssrc:11 msid:old ARDAMSaold\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=msid:old ARDAMSvold\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
+        let names = vec![(Mid::from("0"), "bob".to_string())];
+        let out = rewrite_msids(sdp, &names);
+        assert!(
+            out.contains("a=mid:0\r\na=msid:bob ARDAMSabob\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("a=ssrc:11 cname:x\r\na=ssrc:11 msid:bob ARDAMSabob\r\n"));
+        // Unnamed sections and the session part are untouched.
+        assert!(
+            out.contains("a=mid:1\r\na=msid:old ARDAMSvold\r\n"),
+            "{out}"
+        );
+        assert!(out.starts_with("v=0\r\na=msid-semantic: WMS old\r\n"));
+        assert!(out.ends_with("a=mid:2\r\n"));
+    }
+
+    #[test]
+    fn track_names_are_the_sdk_prefixes() {
+        assert_eq!(track_name(MediaKind::Audio, "x"), "ARDAMSax");
+        assert_eq!(track_name(MediaKind::Video, "x"), "ARDAMSvx");
+    }
+}
