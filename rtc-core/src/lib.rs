@@ -86,6 +86,8 @@ use proto_core::MediaEvent;
 mod codec;
 mod dtls;
 mod forward;
+mod remb;
+mod resume;
 mod session;
 mod sfu;
 #[doc(hidden)]

@@ -16,6 +16,7 @@ use str0m::{Candidate, Input, Rtc, RtcConfig, RtcError};
 use tracing::{debug, trace};
 
 use crate::forward::OutTrack;
+use crate::resume::{KeyframeGate, RESUME_REQUEST_GAP};
 use crate::session::{Effects, Player, Publisher, Role, Session};
 use crate::{SfuConfig, SfuOutput};
 
@@ -441,6 +442,8 @@ impl Sfu {
         }
         if self.player_bwe {
             config = config.enable_bwe(Some(PLAYER_BWE_START));
+        } else {
+            config = crate::remb::receiver_estimates(config);
         }
         let mut rtc = config.build(now);
         let candidates = self.add_local_candidates(&mut rtc);
@@ -487,6 +490,7 @@ impl Sfu {
             video_on: true,
             audio_on: true,
             forced_height: 0,
+            video_gate: KeyframeGate::default(),
         });
         let key = self.insert(now, id, rtc, role);
         if let Some(Role::Publisher(p)) = self.session_mut(publisher).map(|s| &mut s.role) {
@@ -567,13 +571,18 @@ impl Sfu {
     }
 
     fn request_keyframe(&mut self, now: Instant, publisher: SessionId) {
+        self.request_keyframe_within(now, publisher, KEYFRAME_REQUEST_GAP);
+    }
+
+    /// Asks `publisher` for a keyframe unless one was asked for less than `gap` ago.
+    fn request_keyframe_within(&mut self, now: Instant, publisher: SessionId, gap: Duration) {
         let Some(&key) = self.ids.get(&publisher) else {
             return;
         };
         let sent = self
             .sessions
             .get_mut(key)
-            .is_some_and(|s| s.request_keyframe(now, KEYFRAME_REQUEST_GAP));
+            .is_some_and(|s| s.request_keyframe(now, gap));
         if sent {
             self.mutate(key, |_| Ok(()));
         }
@@ -599,6 +608,9 @@ impl Sfu {
                 for t in p.tracks.iter_mut().filter(|t| t.kind == kind) {
                     t.seq.pause();
                 }
+                if kind == MediaKind::Video {
+                    p.video_gate.stop();
+                }
             }
             if !*on && want && kind == MediaKind::Video {
                 resumed_video = true;
@@ -606,8 +618,11 @@ impl Sfu {
             *on = want;
         }
         if resumed_video {
+            // Hold video back until a keyframe and ask for one now (see resume.rs).
+            p.video_gate.start(now);
+            p.video_gate.take_request();
             let publisher = p.publisher;
-            self.request_keyframe(now, publisher);
+            self.request_keyframe_within(now, publisher, RESUME_REQUEST_GAP);
         }
     }
 
@@ -712,17 +727,19 @@ impl Sfu {
                 self.forward(now, key, fx.packets);
             }
             if fx.keyframe_requested || fx.player_connected {
-                if fx.keyframe_requested {
+                // A player whose video is off asks for keyframes because its decoder starves;
+                // they would be dropped here, so the publisher is not asked for them.
+                let (publisher, video_on) = match self.sessions.get(key).map(|s| &s.role) {
+                    Some(Role::Player(p)) => (Some(p.publisher), p.video_on),
+                    _ => (None, true),
+                };
+                if fx.keyframe_requested && video_on {
                     self.outputs
                         .push_back(SfuOutput::Event(MediaEvent::KeyframeRequested {
                             session: id,
                         }));
                 }
-                let publisher = match self.sessions.get(key).map(|s| &s.role) {
-                    Some(Role::Player(p)) => Some(p.publisher),
-                    _ => None,
-                };
-                if let Some(publisher) = publisher {
+                if let Some(publisher) = publisher.filter(|_| video_on || fx.player_connected) {
                     self.request_keyframe(now, publisher);
                 }
             }
@@ -739,6 +756,7 @@ impl Sfu {
             return;
         };
         let players = std::mem::take(&mut p.players);
+        let mut resume_request = false;
         let params: Vec<Option<PayloadParams>> = packets
             .iter()
             .map(|pk| p.params_for(pk.header.payload_type))
@@ -755,6 +773,9 @@ impl Sfu {
                 let Some(params) = params else { continue };
                 wrote |= s.forward(now, packet, params) > 0;
             }
+            if let Role::Player(pl) = &mut s.role {
+                resume_request |= pl.video_gate.take_request();
+            }
             // A write only queues the packet in str0m: it is encrypted and sent on the
             // player's next `Input::Timeout`, which `flush_players` feeds (then drains) once
             // for all packets written until then.
@@ -768,6 +789,11 @@ impl Sfu {
             // Players added meanwhile (none can be, but keep them) go after the existing ones.
             let added = std::mem::replace(&mut p.players, players);
             p.players.extend(added);
+        }
+        if resume_request {
+            if let Some(publisher) = self.sessions.get(pub_key).map(|s| s.id) {
+                self.request_keyframe_within(now, publisher, RESUME_REQUEST_GAP);
+            }
         }
     }
 
