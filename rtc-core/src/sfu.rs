@@ -390,6 +390,15 @@ impl Sfu {
             .filter(|(_, s)| matches!(&s.role, Role::Player(p) if p.publisher == id))
             .map(|(_, s)| s.id)
             .collect();
+        // Their video continues from this publisher's first keyframe (resume.rs).
+        for player in &waiting {
+            if let Some(Role::Player(pl)) = self.session_mut(*player).map(|s| &mut s.role) {
+                if pl.video_on {
+                    pl.video_gate.start(now);
+                    pl.video_gate.take_request();
+                }
+            }
+        }
         if let Some(Role::Publisher(p)) = self.sessions.get_mut(key).map(|s| &mut s.role) {
             p.players = waiting;
         }

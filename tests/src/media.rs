@@ -36,6 +36,12 @@ pub struct Browser {
     pub stream: String,
     /// Every server message it received, in order.
     pub received: Vec<Value>,
+    /// Keyframe requests (PLI/FIR) of the server this publisher has acted on.
+    pub keyframe_requests_seen: usize,
+    /// When this publisher last sent a keyframe.
+    pub last_keyframe: Option<Instant>,
+    /// A publisher that sends no media while its peer connection stays up (a frozen tab).
+    pub media_paused: bool,
 }
 
 impl Browser {
@@ -68,6 +74,10 @@ pub struct MediaSim {
     next_audio: Instant,
     next_video: Instant,
     frames_written: u64,
+    /// `Some(gap)`: publishers answer the server's keyframe requests with a keyframe, as a
+    /// browser's encoder does, ignoring requests that come less than `gap` after their last
+    /// keyframe (browsers: about 300 ms). `None` (default): keyframes only every 2 s.
+    pub keyframe_on_request: Option<Duration>,
 }
 
 impl MediaSim {
@@ -85,6 +95,7 @@ impl MediaSim {
             next_audio: now,
             next_video: now,
             frames_written: 0,
+            keyframe_on_request: None,
         }
     }
 
@@ -120,6 +131,9 @@ impl MediaSim {
             role,
             stream: stream.to_string(),
             received: Vec::new(),
+            keyframe_requests_seen: 0,
+            last_keyframe: None,
+            media_paused: false,
         });
         self.browsers.len() - 1
     }
@@ -291,7 +305,11 @@ impl MediaSim {
         let video_due = self.next_video <= now;
         let keyframe = self.frames_written.is_multiple_of(60);
         for b in &mut self.browsers {
-            if b.role != Role::Publisher || !b.client.is_connected() || !b.client.rtc.is_alive() {
+            if b.role != Role::Publisher
+                || b.media_paused
+                || !b.client.is_connected()
+                || !b.client.rtc.is_alive()
+            {
                 continue;
             }
             if audio_due {
@@ -299,6 +317,22 @@ impl MediaSim {
                     .write_frame(now, MediaKind::Audio, Codec::Opus, &opus_frame(120));
             }
             if video_due {
+                let mut keyframe = keyframe;
+                if let Some(gap) = self.keyframe_on_request {
+                    let asked = b.client.keyframe_requests();
+                    if asked > b.keyframe_requests_seen {
+                        b.keyframe_requests_seen = asked;
+                        // The encoder ignores requests too soon after its last keyframe.
+                        if b.last_keyframe
+                            .is_none_or(|t| now.saturating_duration_since(t) >= gap)
+                        {
+                            keyframe = true;
+                        }
+                    }
+                }
+                if keyframe {
+                    b.last_keyframe = Some(now);
+                }
                 let data = if keyframe {
                     vp8_keyframe(640, 360, 3000)
                 } else {
