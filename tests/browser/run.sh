@@ -5,10 +5,8 @@
 # (release profile; ANTENNA_PROFILE=debug for a debug build, ANTENNA_BIN=<path> to skip the
 # build), then runs e2e.mjs and security.mjs inside a new loopback-only network namespace. Needs
 # root (apt-get, ip netns). Then samples.mjs runs AMS's own sample pages unchanged. Extra
-# environment: E2E_ONLY=0,1,7 runs only those e2e cases (and skips security.mjs and samples.mjs
-# unless SAMPLES_ONLY is set too); SAMPLES_ONLY=0,4 runs only those sample cases (and skips
-# e2e.mjs and security.mjs unless E2E_ONLY is set too); E2E_ONLY=none or SAMPLES_ONLY=none skips
-# that script.
+# environment: E2E_ONLY=0,1,7 runs only those e2e cases and SAMPLES_ONLY=0,4 only those sample
+# cases; setting either runs only what is selected (security.mjs runs only when neither is set).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -57,8 +55,8 @@ status=0
 run_e2e=1; run_security=1; run_samples=1
 if [ -n "${E2E_ONLY:-}" ] || [ -n "${SAMPLES_ONLY:-}" ]; then
   run_security=0
-  [ -n "${E2E_ONLY:-}" ] && [ "${E2E_ONLY}" != none ] || run_e2e=0
-  [ -n "${SAMPLES_ONLY:-}" ] && [ "${SAMPLES_ONLY}" != none ] || run_samples=0
+  [ -n "${E2E_ONLY:-}" ] || run_e2e=0
+  [ -n "${SAMPLES_ONLY:-}" ] || run_samples=0
 fi
 if [ "$run_e2e" = 1 ]; then
   echo "run.sh: running e2e.mjs in network namespace $NS (loopback only) with $ANTENNA_BIN"
