@@ -663,6 +663,14 @@ pub enum Notification {
         #[serde(skip_serializing_if = "Option::is_none")]
         subscriber_id: Option<String>,
     },
+    /// A publisher that dropped ungracefully published the same id again within
+    /// `webRTCClientStartTimeoutMs`: its session (and its players) carried on.
+    #[serde(rename = "session_restored", rename_all = "camelCase")]
+    SessionRestored {
+        stream_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subscriber_id: Option<String>,
+    },
     #[serde(rename = "joined", rename_all = "camelCase")]
     Joined { stream_id: String },
     #[serde(rename = "leaved", rename_all = "camelCase")]

@@ -70,6 +70,7 @@ use crate::message::{ClientMessage, ErrorMessage, Notification, SdpType, ServerM
 mod limits;
 mod maintrack;
 mod p2p;
+mod resilience;
 mod room;
 mod stream;
 
@@ -107,6 +108,10 @@ pub struct Config {
     pub max_track_count: i64,
     /// Per-connection bounds (counts and field lengths).
     pub limits: Limits,
+    /// A publisher whose media started and then stopped for this long ends with
+    /// `noPacketReceivedForTimeoutDuration`; zero turns the check off. Measured from the media
+    /// layer's periodic statistics.
+    pub no_packet_timeout: Duration,
 }
 
 impl Default for Config {
@@ -119,6 +124,7 @@ impl Default for Config {
             ice_servers: IceServers::default(),
             max_track_count: -1,
             limits: Limits::default(),
+            no_packet_timeout: Duration::from_millis(10_000),
         }
     }
 }
@@ -292,12 +298,20 @@ struct PublishState {
     meta: Option<String>,
     role: Option<String>,
     players: BTreeSet<SessionId>,
+    /// Held after its connection dropped: ends at this instant unless published again.
+    held_until: Option<Instant>,
+    /// Resumed by a new publish: `session_restored` goes out when its new media starts.
+    restoring: bool,
+    /// The last statistics that showed media arriving (none yet: never checked for silence).
+    media_seen: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct PlayState {
     publisher: SessionId,
     connected: bool,
+    /// Height asked for with `forceStreamQuality` (0 = automatic).
+    forced_height: u32,
 }
 
 #[derive(Debug)]
@@ -602,13 +616,15 @@ impl Signalling {
     }
 
     /// `conn` closed (either side). Ends everything it owned.
-    pub fn handle_closed(&mut self, _now: Instant, conn: ConnId) {
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else {
             trace!(?conn, "close of an unknown connection ignored");
             return;
         };
         for sid in c.publishes.values() {
-            self.end_session(*sid, End::CONN_CLOSED);
+            if !self.hold_publisher(now, *sid) {
+                self.end_session(*sid, End::CONN_CLOSED);
+            }
         }
         for sid in c.plays.values() {
             self.end_session(*sid, End::CONN_CLOSED);
@@ -628,6 +644,9 @@ impl Signalling {
     /// An event from the media layer.
     pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
         let sid = event.session();
+        if self.held_media_event(now, &event) {
+            return;
+        }
         let Some(s) = self.sessions.get_mut(&sid) else {
             trace!(%sid, "media event for an unknown session ignored");
             return;
@@ -717,7 +736,7 @@ impl Signalling {
                             subscriber_id,
                         }),
                     );
-                    self.media(MediaCmd::RequestKeyframe { session: publisher });
+                    self.request_keyframe(publisher);
                     if !self.config.bitrate_interval.is_zero() {
                         self.set_deadline(sid, Some(now + self.config.bitrate_interval));
                     }
@@ -728,6 +747,17 @@ impl Signalling {
                 let Role::Publish(p) = &mut s.role else {
                     return;
                 };
+                if p.restoring {
+                    p.restoring = false;
+                    self.set_deadline(sid, None);
+                    return self.send(
+                        conn,
+                        ServerMessage::Notification(Notification::SessionRestored {
+                            stream_id: stream,
+                            subscriber_id,
+                        }),
+                    );
+                }
                 if p.live {
                     return;
                 }
@@ -758,10 +788,14 @@ impl Signalling {
             MediaEvent::KeyframeRequested { .. } => {
                 if let Role::Play(p) = &s.role {
                     let publisher = p.publisher;
-                    self.media(MediaCmd::RequestKeyframe { session: publisher });
+                    self.request_keyframe(publisher);
                 }
             }
-            MediaEvent::Stats { stats, .. } => s.stats = Some(stats),
+            MediaEvent::Stats { stats, .. } => {
+                let media = stats.video_bitrate + stats.audio_bitrate > 0;
+                s.stats = Some(stats);
+                self.check_media_silence(now, sid, media);
+            }
             MediaEvent::Failed {
                 reason,
                 remote_description,
@@ -789,8 +823,9 @@ impl Signalling {
             };
             s.deadline = None;
             match &s.role {
+                Role::Publish(p) if p.held_until.is_some() => self.held_expired(sid),
                 Role::Publish(p) => {
-                    if !p.live {
+                    if !p.live || p.restoring {
                         debug!(%sid, stream = %s.stream, "publish start timeout");
                         self.end_session(sid, End::TIMEOUT);
                     }
@@ -932,15 +967,33 @@ impl Signalling {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut timers = BTreeSet::new();
         for (sid, s) in &self.sessions {
+            if let Some(at) = s.deadline {
+                timers.insert((at, *sid));
+            }
+            if let Role::Publish(p) = &s.role {
+                if p.held_until.is_some() {
+                    // Held: its connection is gone; it waits for a re-publish or its deadline.
+                    // (Its old connection id may have been reused by a new connection, which
+                    // must not list it.)
+                    let listed = self
+                        .conns
+                        .get(&s.conn)
+                        .is_some_and(|c| c.publishes.get(&s.stream) == Some(sid));
+                    if s.deadline != p.held_until || !p.live || listed {
+                        return Err(format!("held {sid} is inconsistent"));
+                    }
+                    if self.publishers.get(&key(&s.app, &s.stream)) != Some(sid) {
+                        return Err(format!("held {sid} is not the publisher of {}", s.stream));
+                    }
+                    continue;
+                }
+            }
             let c = self
                 .conns
                 .get(&s.conn)
                 .ok_or(format!("{sid} owned by closed {:?}", s.conn))?;
             if c.app != s.app {
                 return Err(format!("{sid} app differs from its connection's"));
-            }
-            if let Some(at) = s.deadline {
-                timers.insert((at, *sid));
             }
             match &s.role {
                 Role::Publish(p) => {
@@ -959,7 +1012,7 @@ impl Signalling {
                             return Err(format!("{sid} missing from the main-track index of {m}"));
                         }
                     }
-                    if p.live && s.deadline.is_some() {
+                    if p.live && !p.restoring && s.deadline.is_some() {
                         return Err(format!("live {sid} has a start deadline"));
                     }
                     for player in &p.players {

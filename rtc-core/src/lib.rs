@@ -98,6 +98,8 @@ mod codec;
 mod data;
 mod dtls;
 mod forward;
+mod remb;
+mod resume;
 mod route;
 mod session;
 mod sfu;

@@ -17,6 +17,7 @@ use tracing::{debug, trace};
 
 use crate::codec::{codec_name, keyframe_size};
 use crate::forward::{OutTrack, Source};
+use crate::resume::{starts_keyframe, KeyframeGate};
 use crate::sfu::RoomPlayer;
 use crate::{SfuOutput, Transmit};
 
@@ -125,6 +126,8 @@ pub(crate) struct Player {
     pub audio_on: bool,
     /// Requested height (advisory: there is no simulcast layer to pick from).
     pub forced_height: u32,
+    /// Holds video back after a resume until a keyframe starts (see `resume.rs`).
+    pub video_gate: KeyframeGate,
 }
 
 impl std::fmt::Debug for Player {
@@ -138,6 +141,7 @@ impl std::fmt::Debug for Player {
             .field("video_on", &self.video_on)
             .field("audio_on", &self.audio_on)
             .field("forced_height", &self.forced_height)
+            .field("video_gate", &self.video_gate)
             .finish()
     }
 }
@@ -450,6 +454,15 @@ impl Session {
             p.audio_on
         };
         if !on {
+            return 0;
+        }
+        if kind == MediaKind::Video
+            && p.video_gate.is_waiting()
+            && !p.video_gate.admit(
+                now,
+                starts_keyframe(in_params.spec().codec, &packet.payload),
+            )
+        {
             return 0;
         }
         let Some(track) = p.tracks.iter_mut().find(|t| {

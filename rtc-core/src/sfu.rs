@@ -17,6 +17,7 @@ use tracing::{debug, trace};
 
 use crate::data::{DataConfig, DataRouter, DataStats, Sender};
 use crate::forward::OutTrack;
+use crate::resume::{KeyframeGate, RESUME_REQUEST_GAP};
 use crate::route::{
     stun_request_ufrag, CandidateBook, SfuCounters, Ufrags, DEFAULT_MAX_REMOTE_CANDIDATES,
     MAX_ROUTES_PER_SESSION,
@@ -481,6 +482,15 @@ impl Sfu {
             .filter(|(_, s)| matches!(&s.role, Role::Player(p) if p.publisher == id))
             .map(|(_, s)| s.id)
             .collect();
+        // Their video continues from this publisher's first keyframe (resume.rs).
+        for player in &waiting {
+            if let Some(Role::Player(pl)) = self.session_mut(*player).map(|s| &mut s.role) {
+                if pl.video_on {
+                    pl.video_gate.start(now);
+                    pl.video_gate.take_request();
+                }
+            }
+        }
         if let Some(Role::Publisher(p)) = self.sessions.get_mut(key).map(|s| &mut s.role) {
             p.players = waiting;
         }
@@ -534,6 +544,8 @@ impl Sfu {
         }
         if self.player_bwe {
             config = config.enable_bwe(Some(PLAYER_BWE_START));
+        } else {
+            config = crate::remb::receiver_estimates(config);
         }
         let mut rtc = config.build(now);
         let candidates = self.add_local_candidates(&mut rtc);
@@ -587,6 +599,7 @@ impl Sfu {
             video_on: true,
             audio_on: true,
             forced_height: 0,
+            video_gate: KeyframeGate::default(),
         });
         let key = self.insert(now, id, rtc, role);
         if let Some(Role::Publisher(p)) = self.session_mut(publisher).map(|s| &mut s.role) {
@@ -702,13 +715,18 @@ impl Sfu {
     }
 
     fn request_keyframe(&mut self, now: Instant, publisher: SessionId) {
+        self.request_keyframe_within(now, publisher, KEYFRAME_REQUEST_GAP);
+    }
+
+    /// Asks `publisher` for a keyframe unless one was asked for less than `gap` ago.
+    fn request_keyframe_within(&mut self, now: Instant, publisher: SessionId, gap: Duration) {
         let Some(&key) = self.ids.get(&publisher) else {
             return;
         };
         let sent = self
             .sessions
             .get_mut(key)
-            .is_some_and(|s| s.request_keyframe(now, KEYFRAME_REQUEST_GAP));
+            .is_some_and(|s| s.request_keyframe(now, gap));
         if sent {
             self.mutate(key, |_| Ok(()));
         }
@@ -734,6 +752,9 @@ impl Sfu {
                 for t in p.tracks.iter_mut().filter(|t| t.kind == kind) {
                     t.seq.pause();
                 }
+                if kind == MediaKind::Video {
+                    p.video_gate.stop();
+                }
             }
             if !*on && want && kind == MediaKind::Video {
                 resumed_video = true;
@@ -741,8 +762,11 @@ impl Sfu {
             *on = want;
         }
         if resumed_video {
+            // Hold video back until a keyframe and ask for one now (see resume.rs).
+            p.video_gate.start(now);
+            p.video_gate.take_request();
             for publisher in p.sources() {
-                self.request_keyframe(now, publisher);
+                self.request_keyframe_within(now, publisher, RESUME_REQUEST_GAP);
             }
         }
     }
@@ -861,14 +885,20 @@ impl Sfu {
                 self.relay_data(now, key, fx.data);
             }
             if fx.keyframe_requested || fx.player_connected {
-                if fx.keyframe_requested {
+                // A player whose video is off asks for keyframes because its decoder starves;
+                // they would be dropped here, so the publisher is not asked for them.
+                let video_on = match self.sessions.get(key).map(|s| &s.role) {
+                    Some(Role::Player(p)) => p.video_on,
+                    _ => true,
+                };
+                if fx.keyframe_requested && video_on {
                     self.outputs
                         .push_back(SfuOutput::Event(MediaEvent::KeyframeRequested {
                             session: id,
                         }));
                 }
                 let publishers = match self.sessions.get(key).map(|s| &s.role) {
-                    Some(Role::Player(p)) => p.sources(),
+                    Some(Role::Player(p)) if video_on || fx.player_connected => p.sources(),
                     _ => Vec::new(),
                 };
                 for publisher in publishers {
@@ -892,6 +922,7 @@ impl Sfu {
             return;
         };
         let players = std::mem::take(&mut p.players);
+        let mut resume_request = false;
         let params: Vec<Option<PayloadParams>> = packets
             .iter()
             .map(|pk| p.params_for(pk.header.payload_type))
@@ -908,6 +939,9 @@ impl Sfu {
                 let Some(params) = params else { continue };
                 wrote |= s.forward(now, from, packet, params) > 0;
             }
+            if let Role::Player(pl) = &mut s.role {
+                resume_request |= pl.video_gate.take_request();
+            }
             // A write only queues the packet in str0m: it is encrypted and sent on the
             // player's next `Input::Timeout`, which `flush_players` feeds (then drains) once
             // for all packets written until then.
@@ -921,6 +955,11 @@ impl Sfu {
             // Players added meanwhile (none can be, but keep them) go after the existing ones.
             let added = std::mem::replace(&mut p.players, players);
             p.players.extend(added);
+        }
+        if resume_request {
+            if let Some(publisher) = self.sessions.get(pub_key).map(|s| s.id) {
+                self.request_keyframe_within(now, publisher, RESUME_REQUEST_GAP);
+            }
         }
     }
 

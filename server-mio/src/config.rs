@@ -206,6 +206,10 @@ pub struct FileConfig {
     /// `maxVideoTrackCount` (-1 = unlimited).
     #[serde(rename = "maxVideoTrackCount", alias = "max_track_count")]
     pub max_track_count: Option<i64>,
+    /// How long a publisher's media may stop, once it started, before it ends with
+    /// `noPacketReceivedForTimeoutDuration`, in ms (default 10000; 0 turns the check off).
+    #[serde(alias = "noPacketTimeoutMs")]
+    pub no_packet_timeout_ms: Option<u64>,
     /// How often the media layer reports session statistics, in ms (default 1000).
     pub stats_interval_ms: Option<u64>,
     /// Longest data-channel message relayed, in bytes (default 65536); longer ones are
@@ -428,6 +432,10 @@ impl Settings {
             },
             max_track_count: file.max_track_count.unwrap_or(defaults.max_track_count),
             limits: limits(cli, file, &defaults.limits),
+            no_packet_timeout: file
+                .no_packet_timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.no_packet_timeout),
         };
         let stats_interval = Duration::from_millis(file.stats_interval_ms.unwrap_or(1000).max(1));
         let store = if cli.memory_store {
@@ -720,6 +728,7 @@ mod tests {
             turn_server_username = "u"
             turn_server_credential = "c"
             webRTCClientStartTimeoutMs = 2500
+            no_packet_timeout_ms = 4000
             "#,
         )
         .unwrap();
@@ -759,6 +768,7 @@ mod tests {
             s.signalling.client_start_timeout,
             Duration::from_millis(2500)
         );
+        assert_eq!(s.signalling.no_packet_timeout, Duration::from_millis(4000));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 # Installs Debian's chromium if missing, the npm packages if missing, builds the antenna binary
 # (release profile; ANTENNA_PROFILE=debug for a debug build, ANTENNA_BIN=<path> to skip the
 # build), then runs e2e.mjs and security.mjs inside a new loopback-only network namespace. Needs
-# root (apt-get, ip netns). Extra environment: E2E_ONLY=0,1,7 runs only those e2e cases (and
-# skips security.mjs).
+# root (apt-get, ip netns). Then samples.mjs runs AMS's own sample pages unchanged. Extra
+# environment: E2E_ONLY=0,1,7 runs only those e2e cases and SAMPLES_ONLY=0,4 only those sample
+# cases; setting either runs only what is selected (security.mjs runs only when neither is set).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,12 +50,24 @@ cleanup() {
 trap cleanup EXIT
 ip netns exec "$NS" ip link set lo up
 
-echo "run.sh: running e2e.mjs in network namespace $NS (loopback only) with $ANTENNA_BIN"
 status=0
-ip netns exec "$NS" node "$HERE/e2e.mjs" || status=$?
-# The stream-security script runs too, unless only some e2e cases were asked for.
-if [ -z "${E2E_ONLY:-}" ] && [ -f "$HERE/security.mjs" ]; then
+# E2E_ONLY / SAMPLES_ONLY: setting one selects cases of that script and skips the others.
+run_e2e=1; run_security=1; run_samples=1
+if [ -n "${E2E_ONLY:-}" ] || [ -n "${SAMPLES_ONLY:-}" ]; then
+  run_security=0
+  [ -n "${E2E_ONLY:-}" ] || run_e2e=0
+  [ -n "${SAMPLES_ONLY:-}" ] || run_samples=0
+fi
+if [ "$run_e2e" = 1 ]; then
+  echo "run.sh: running e2e.mjs in network namespace $NS (loopback only) with $ANTENNA_BIN"
+  ip netns exec "$NS" node "$HERE/e2e.mjs" || status=$?
+fi
+if [ "$run_security" = 1 ] && [ -f "$HERE/security.mjs" ]; then
   echo "run.sh: running security.mjs in network namespace $NS"
   ip netns exec "$NS" node "$HERE/security.mjs" || status=$?
+fi
+if [ "$run_samples" = 1 ]; then
+  echo "run.sh: running samples.mjs (AMS's own sample pages) in network namespace $NS"
+  ip netns exec "$NS" node "$HERE/samples.mjs" || status=$?
 fi
 exit "$status"

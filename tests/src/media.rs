@@ -41,6 +41,12 @@ pub struct Browser {
     pub data_only: bool,
     /// Its WebSocket was closed: it sends no more media.
     pub gone: bool,
+    /// Keyframe requests (PLI/FIR) of the server this publisher has acted on.
+    pub keyframe_requests_seen: usize,
+    /// When this publisher last sent a keyframe.
+    pub last_keyframe: Option<Instant>,
+    /// A publisher that sends no media while its peer connection stays up (a frozen tab).
+    pub media_paused: bool,
 }
 
 impl Browser {
@@ -89,6 +95,10 @@ pub struct MediaSim {
     next_audio: Instant,
     next_video: Instant,
     frames_written: u64,
+    /// `Some(gap)`: publishers answer the server's keyframe requests with a keyframe, as a
+    /// browser's encoder does, ignoring requests that come less than `gap` after their last
+    /// keyframe (browsers: about 300 ms). `None` (default): keyframes only every 2 s.
+    pub keyframe_on_request: Option<Duration>,
 }
 
 impl MediaSim {
@@ -106,6 +116,7 @@ impl MediaSim {
             next_audio: now,
             next_video: now,
             frames_written: 0,
+            keyframe_on_request: None,
         }
     }
 
@@ -189,6 +200,9 @@ impl MediaSim {
             received: Vec::new(),
             data_only: false,
             gone: false,
+            keyframe_requests_seen: 0,
+            last_keyframe: None,
+            media_paused: false,
         });
         self.browsers.len() - 1
     }
@@ -369,6 +383,7 @@ impl MediaSim {
             if b.role != Role::Publisher
                 || b.data_only
                 || b.gone
+                || b.media_paused
                 || !b.client.is_connected()
                 || !b.client.rtc.is_alive()
             {
@@ -379,6 +394,22 @@ impl MediaSim {
                     .write_frame(now, MediaKind::Audio, Codec::Opus, &opus_frame(120));
             }
             if video_due {
+                let mut keyframe = keyframe;
+                if let Some(gap) = self.keyframe_on_request {
+                    let asked = b.client.keyframe_requests();
+                    if asked > b.keyframe_requests_seen {
+                        b.keyframe_requests_seen = asked;
+                        // The encoder ignores requests too soon after its last keyframe.
+                        if b.last_keyframe
+                            .is_none_or(|t| now.saturating_duration_since(t) >= gap)
+                        {
+                            keyframe = true;
+                        }
+                    }
+                }
+                if keyframe {
+                    b.last_keyframe = Some(now);
+                }
                 let data = if keyframe {
                     vp8_keyframe(640, 360, 3000)
                 } else {

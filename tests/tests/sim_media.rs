@@ -60,6 +60,8 @@ fn publisher_media_reaches_player() {
 #[test]
 fn toggle_video_stops_and_resumes_forwarding() {
     let mut m = publish_and_play(12, 0);
+    // Video resumes from a keyframe, which the publisher sends when asked (as browsers do).
+    m.keyframe_on_request = Some(Duration::from_millis(300));
     let v = 1;
     m.send(
         v,

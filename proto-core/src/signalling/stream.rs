@@ -15,8 +15,8 @@ use crate::error::SignalError;
 use crate::is_valid_stream_id;
 use crate::media::{MediaCmd, SessionId};
 use crate::message::{
-    ForceStreamQuality, Notification, Play, Publish, SdpType, ServerMessage, StreamInfo,
-    TakeCandidate, TakeConfiguration, TrackToggle, UpdateMetaData,
+    Notification, Play, Publish, SdpType, ServerMessage, StreamInfo, TakeCandidate,
+    TakeConfiguration, TrackToggle, UpdateMetaData,
 };
 
 impl Signalling {
@@ -58,6 +58,9 @@ impl Signalling {
             Err(e) => return self.refuse(now, conn, e, Some(&id)),
         };
         let k = key(app, &id);
+        if self.restore_publisher(now, conn, &k, p.subscriber_id.as_deref()) {
+            return;
+        }
         if let Some(owner) = self
             .publishers
             .get(&k)
@@ -93,6 +96,7 @@ impl Signalling {
                     meta: p.meta_data,
                     role: p.role,
                     players: BTreeSet::new(),
+                    ..PublishState::default()
                 }),
             },
         );
@@ -158,6 +162,10 @@ impl Signalling {
             }
             return self.refuse(now, conn, SignalError::NoStreamExist, Some(&id));
         };
+        if self.publisher_media_gone(publisher) {
+            // Held after a drop, its peer connection gone: nothing to play until it comes back.
+            return self.refuse(now, conn, SignalError::NoStreamExist, Some(&id));
+        }
         let playing = self
             .conns
             .get(&conn)
@@ -191,6 +199,7 @@ impl Signalling {
                 role: Role::Play(PlayState {
                     publisher,
                     connected: false,
+                    forced_height: 0,
                 }),
             },
         );
@@ -347,32 +356,6 @@ impl Signalling {
             video: video.then_some(enabled),
             audio: audio.then_some(enabled),
         });
-    }
-
-    pub(super) fn force_quality(&mut self, conn: ConnId, id: String, q: ForceStreamQuality) {
-        let Some(sid) = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.plays.get(&id))
-            .copied()
-        else {
-            trace!(?conn, %id, "forceStreamQuality for a stream not played");
-            return;
-        };
-        let height = q
-            .stream_height
-            .map_or(0, |h| u32::try_from(h.max(0)).unwrap_or(u32::MAX));
-        self.media(MediaCmd::ForceQuality {
-            session: sid,
-            height,
-        });
-        self.send(
-            conn,
-            ServerMessage::Notification(Notification::ResolutionChangeInfo {
-                stream_id: id,
-                stream_height: height,
-            }),
-        );
     }
 
     pub(super) fn stream_info(&mut self, conn: ConnId, app: &str, id: String) {

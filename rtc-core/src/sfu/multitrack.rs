@@ -212,6 +212,7 @@ impl Sfu {
             video_on: true,
             audio_on: true,
             forced_height: 0,
+            video_gate: crate::resume::KeyframeGate::default(),
         };
         let key = self.insert(now, id, rtc, Role::Player(player));
         self.link_sources(id, &activated, &[]);
