@@ -154,9 +154,10 @@ pub enum MediaCmd {
         /// Requested height.
         height: u32,
     },
-    /// The publish session's stream is a subtrack of a main track (`publish` with
-    /// `mainTrack`): its data-channel messages also reach the players of the main track.
-    /// Sent right after [`MediaCmd::StartPublish`].
+    /// A publish session's stream is a subtrack of a main track (`publish` with `mainTrack`):
+    /// its data-channel messages also reach the players of the main track. Sent right after
+    /// [`MediaCmd::StartPublish`]. Sent to a room player right after
+    /// [`MediaCmd::StartRoomPlay`], it registers that player as one of the main track's.
     SetMainTrack {
         /// The publish session.
         session: SessionId,

@@ -249,8 +249,14 @@ impl Sfu {
                 session,
                 main_track,
             } => {
-                if self.ids.contains_key(&session) {
-                    self.data.set_main_track(session, main_track);
+                // A subtrack's publisher, or a room player (which receives the data-channel
+                // messages of the main track's subtracks).
+                match self.session_ref(session).map(|s| &s.role) {
+                    Some(Role::Player(p)) if p.room.is_some() => {
+                        self.data.add_main_track_player(&main_track, session);
+                    }
+                    Some(_) => self.data.set_main_track(session, main_track),
+                    None => {}
                 }
             }
             MediaCmd::Close { session } => {

@@ -182,8 +182,14 @@ impl Signalling {
         }
         self.media(MediaCmd::StartRoomPlay {
             session: sid,
-            stream: id,
+            stream: id.clone(),
             subtracks,
+        });
+        // The media layer's data relay keys main tracks by application, as `SetMainTrack` for
+        // a subtrack publisher does: the room player gets the subtracks' messages.
+        self.media(MediaCmd::SetMainTrack {
+            session: sid,
+            main_track: format!("{app}/{id}"),
         });
     }
 

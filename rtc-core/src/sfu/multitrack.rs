@@ -186,6 +186,12 @@ impl Sfu {
             tracks.push(t);
             names.push((mid, stream.clone()));
         }
+        // The data channel (labelled with the main track, as for a plain play) after the media
+        // lines and inside the stable-mid section; the subtracks' messages reach it once the
+        // player is registered with its main track (`SetMainTrack`).
+        if self.data.config.enabled {
+            api.add_channel(stream.clone());
+        }
         fastrand::seed(resume);
         let Some((offer, pending)) = api.apply() else {
             self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
