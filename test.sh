@@ -14,8 +14,9 @@
 #   load     bench/smoke.sh: the 20-second smoke of the fan-out benchmark (antenna-load against
 #            the release antenna on loopback; checks delivery and loss accounting, not speed)
 #   fuzz     every cargo-fuzz target: replay the committed corpus (fuzz/corpus/<target>),
-#            then fuzz it for FUZZ_SECONDS (default 60) seconds. Built without a sanitizer
-#            (debug assertions and overflow checks stay on): the fuzzed crates forbid unsafe
+#            then fuzz it for FUZZ_SECONDS (default 30 for each of the four targets) seconds.
+#            Built without a sanitizer (debug assertions and overflow checks stay on): the
+#            fuzzed crates forbid unsafe
 #            code, and AddressSanitizer cut throughput 5-9x and made RSS 14x (signalling:
 #            ~800 vs ~3900 inputs/s, 510 vs 37 MB; client_message: 3.8k vs 35k inputs/s)
 #   browser  bash tests/browser/run.sh (the real AMS JS SDK in headless Chromium)
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 export CARGO_TERM_PROGRESS_WHEN=never
 
 STEP_NAMES=()

@@ -75,10 +75,14 @@ fn start_antenna() -> Server {
         .expect("start antenna");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
+    // The listening line comes after any start-up notices (e.g. the admin token of a
+    // memory store).
     let line = lines
-        .next()
-        .expect("a line from antenna")
-        .expect("readable stderr");
+        .by_ref()
+        .take(20)
+        .map(|l| l.expect("readable stderr"))
+        .find(|l| l.contains("http://"))
+        .unwrap_or_default();
     // "antenna listening on http://ADDR, udp ..."
     let addr = line
         .split("http://")

@@ -507,7 +507,7 @@ impl RestGate {
                 }
             }
             if !settings.jwt_secret_key.is_empty()
-                && crypto::jwt_verify(p, &settings.jwt_secret_key, now_ms / 1000).is_ok()
+                && crypto::jwt_verify_rest(p, &settings.jwt_secret_key, now_ms / 1000).is_ok()
             {
                 return Ok(Credential::Jwt);
             }

@@ -746,7 +746,7 @@ testCase(11, "server restart: the SDK's publisher and player come back by themse
   figures.push(`publisher callbacks: server_will_stop ${await pub.count("server_will_stop")}, closed ${await pub.count("closed")}, reconnection_attempt_for_publisher ${await pub.count("reconnection_attempt_for_publisher")}`);
 });
 
-testCase(12, "multitrack: a room player decodes two subtracks; a leaver is muted, a newcomer reuses its m-lines", 90000, async (ctx, env, figures) => {
+testCase(14, "multitrack: a room player decodes two subtracks; a leaver is muted, a newcomer reuses its m-lines", 90000, async (ctx, env, figures) => {
   // The 2.16 conference way: each member publishes with mainTrack = room; one page plays the
   // room in one peer connection (idMapping names each track ARDAMSv<id>/ARDAMSa<id>).
   const room = uid("mt");

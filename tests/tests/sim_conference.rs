@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use antenna_tests::media::MediaSim;
 use antenna_tests::scenario::Dice;
+use serde_json::json;
 
 const ROOM: &str = "room1";
 
@@ -89,7 +90,11 @@ fn conference(seed: u64, rounds: usize) -> (usize, usize, usize) {
         } else {
             let i = dice.below(members.len() as u64) as usize;
             let gone = members.remove(i);
-            // Either order: the page's WebSocket closes both; here two adaptors.
+            // The page leaves as conference-room.html does: it stops its publish, then its
+            // WebSockets close (a drop without `stop` would hold the publisher for
+            // webRTCClientStartTimeoutMs, see sim_resilience.rs). Either order: the page's
+            // WebSocket closes both; here two adaptors.
+            m.send(gone.publisher, json!({"command":"stop","streamId":gone.id}));
             if dice.chance(50) {
                 m.close(gone.player);
                 m.close(gone.publisher);
