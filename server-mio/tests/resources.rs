@@ -759,3 +759,78 @@ fn out_of_descriptors_pauses_accepting_without_spinning() {
     assert!(server.wait_log("accepting connections again"));
     assert!(server.wait_log("accept_paused=1"), "counted");
 }
+
+/// Findings 8 and 10 together, against the binary: a client that publishes with a real offer
+/// and then floods `takeCandidate` (every one a new address) neither delays another client's
+/// round trip beyond 100 ms nor grows the server by 32 MiB: the media layer keeps at most
+/// `--max-remote-candidates` per session and drops the rest with a counter.
+#[test]
+fn a_candidate_flood_does_not_delay_others() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let server = Server::start_with(&["--log", "info"]);
+    let mut other = server.client();
+    other.ping_pong();
+    let mut flooder = server.client();
+    flooder.send(&json!({"command": "publish", "streamId": "cand", "video": true, "audio": true}));
+    while flooder.recv()["command"] != "start" {}
+    let offer = Browser::new().publish_offer();
+    flooder.send(
+        &json!({"command": "takeConfiguration", "streamId": "cand", "type": "offer", "sdp": offer}),
+    );
+    while flooder.recv()["command"] != "takeConfiguration" {}
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(server.pid());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let flood = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (a, b, port) = (n / 65_000 % 250, n / 250 % 250, 1024 + n % 60_000);
+                let text = json!({"command": "takeCandidate", "streamId": "cand", "label": 0,
+                    "id": "0", "candidate": format!("candidate:{n} 1 udp 2122260223 127.{a}.{b}.1 {port} typ host")})
+                .to_string();
+                if flooder.try_send_text(&text).is_err() {
+                    break;
+                }
+                n += 1;
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut rtts = Vec::new();
+    let mut peak = before;
+    for i in 0..300 {
+        let start = Instant::now();
+        other.ping_pong();
+        rtts.push(start.elapsed());
+        if i % 10 == 0 {
+            peak = peak.max(rss_kib(server.pid()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = flood.join();
+    let sent = sent.load(Ordering::Relaxed);
+    rtts.sort();
+    let (p50, p99) = (percentile(&rtts, 0.5), percentile(&rtts, 0.99));
+    eprintln!(
+        "candidate flood: {sent} takeCandidate frames; other client's ping RTT p50 {:.2} ms, p99 \
+         {:.2} ms, max {:.2} ms; RSS {before} -> peak {peak} KiB (+{} KiB)",
+        ms(p50),
+        ms(p99),
+        ms(*rtts.last().unwrap()),
+        peak.saturating_sub(before)
+    );
+    assert!(sent > 20_000, "the flood must be real: {sent} candidates");
+    assert!(ms(p99) < 100.0, "p99 round trip {:.2} ms", ms(p99));
+    assert!(
+        peak.saturating_sub(before) < 32 * 1024,
+        "RSS grew {} KiB",
+        peak - before
+    );
+}
