@@ -110,7 +110,7 @@ impl RoomPlayState {
 impl Signalling {
     /// Whether main track `id` of `app` has a live subtrack.
     pub(super) fn has_live_subtrack(&self, app: &str, id: &str) -> bool {
-        !self.room_streams(app, id, true).is_empty()
+        !self.live_subtracks(app, id).is_empty()
     }
 
     pub(super) fn is_room_play(&self, sid: SessionId) -> bool {
@@ -125,7 +125,8 @@ impl Signalling {
             .into_iter()
             .filter_map(|id| {
                 let sid = *self.publishers.get(&key(app, &id))?;
-                Some((id, sid))
+                // A held publisher whose peer connection is gone has no media to send.
+                (!self.publisher_media_gone(sid)).then_some((id, sid))
             })
             .collect()
     }

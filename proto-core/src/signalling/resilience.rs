@@ -100,6 +100,15 @@ impl Signalling {
             MediaEvent::Closed { .. } | MediaEvent::Failed { .. } => {
                 trace!(%sid, "held publisher's peer connection ended");
                 s.media_known = false;
+                // A subtrack without media leaves its room players until it is restored (its
+                // restored media start refreshes them again).
+                let room = match &s.role {
+                    Role::Publish(p) => p.main_track.clone().map(|m| (s.app.clone(), m)),
+                    _ => None,
+                };
+                if let Some((app, room)) = room {
+                    self.refresh_room(&app, &room);
+                }
             }
             MediaEvent::Stats { stats, .. } => s.stats = Some(stats.clone()),
             _ => trace!(%sid, "media event for a held publisher ignored"),
