@@ -6,42 +6,12 @@
 mod common;
 
 use std::cell::Cell;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::browser::Browser;
-use common::{Client, Server};
-use serde_json::{json, Value};
-
-/// Drives the peers and their WebSockets until `done` or the time limit. Every server message
-/// seen is passed to `on_message(index of the websocket, message)`.
-fn run(
-    peers: &mut [(&mut Browser, &mut Client, bool)],
-    limit: Duration,
-    mut on_message: impl FnMut(usize, &Value),
-    mut done: impl FnMut(&[(&mut Browser, &mut Client, bool)]) -> bool,
-) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        for (i, (browser, ws, sends)) in peers.iter_mut().enumerate() {
-            browser.poll();
-            if *sends {
-                browser.send_media();
-            }
-            while let Some(m) = ws.poll_message() {
-                if m["command"] == "takeCandidate" {
-                    browser.add_candidate(m["candidate"].as_str().unwrap_or_default());
-                }
-                on_message(i, &m);
-            }
-        }
-        if done(peers) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    false
-}
-
+use common::media::{publish_live, run};
+use common::Server;
+use serde_json::json;
 #[test]
 fn publish_then_play_media_over_udp() {
     let server = Server::start();
@@ -146,38 +116,6 @@ fn publish_then_play_media_over_udp() {
     );
     assert!(play_finished.get(), "player not told play_finished");
 }
-
-/// Publishes `id` with `extra` fields until `publish_started`.
-fn publish_live(server: &Server, app: &str, id: &str, extra: Value) -> (Browser, Client) {
-    let mut ws = server.ws(&format!("/{app}/websocket"));
-    let mut publisher = Browser::new();
-    let mut m = json!({"command": "publish", "streamId": id, "video": true, "audio": true});
-    if let (Some(m), Value::Object(extra)) = (m.as_object_mut(), extra) {
-        m.extend(extra);
-    }
-    ws.send(&m);
-    ws.recv_command("start");
-    let offer = publisher.publish_offer();
-    ws.send(
-        &json!({"command": "takeConfiguration", "streamId": id, "type": "offer", "sdp": offer}),
-    );
-    let mut candidates = Vec::new();
-    let answer = ws.recv_collecting_candidates("takeConfiguration", &mut candidates);
-    publisher.accept_answer(answer["sdp"].as_str().expect("sdp"));
-    for c in &candidates {
-        publisher.add_candidate(c);
-    }
-    let started = Cell::new(false);
-    let ok = run(
-        &mut [(&mut publisher, &mut ws, true)],
-        Duration::from_secs(15),
-        |_, m| started.set(started.get() || m["definition"] == "publish_started"),
-        |_| started.get(),
-    );
-    assert!(ok, "no publish_started");
-    (publisher, ws)
-}
-
 #[test]
 fn tokens_media_and_live_status_in_the_rest_api() {
     let cfg = common::config_file(
