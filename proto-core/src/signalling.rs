@@ -249,6 +249,17 @@ fn key(app: &str, id: &str) -> Key {
     (app.to_string(), id.to_string())
 }
 
+/// Removes `item` from the set that an index keeps under `k`, and the entry once its set is
+/// empty (the indexes keep no empty sets; `check_invariants` holds them to that).
+fn unindex<T: Ord>(index: &mut BTreeMap<Key, BTreeSet<T>>, k: &Key, item: &T) {
+    if let Some(set) = index.get_mut(k) {
+        set.remove(item);
+        if set.is_empty() {
+            index.remove(k);
+        }
+    }
+}
+
 /// One open WebSocket connection and what it owns.
 #[derive(Debug)]
 struct Conn {

@@ -9,7 +9,8 @@ use tracing::debug;
 
 use super::limits::Held;
 use super::{
-    key, ConnId, End, Key, Member, Role, Session, Signalling, ALPHANUMERIC, GENERATED_ID_LEN,
+    key, unindex, ConnId, End, Key, Member, Role, Session, Signalling, ALPHANUMERIC,
+    GENERATED_ID_LEN,
 };
 use crate::access::JoinRoomRequest;
 use crate::error::SignalError;
@@ -309,13 +310,7 @@ impl Signalling {
                 self.rooms.remove(k);
             }
         }
-        let mk = key(&k.0, id);
-        if let Some(rooms) = self.member_rooms.get_mut(&mk) {
-            rooms.remove(&k.1);
-            if rooms.is_empty() {
-                self.member_rooms.remove(&mk);
-            }
-        }
+        unindex(&mut self.member_rooms, &key(&k.0, id), &k.1);
     }
 
     /// A `joinRoom` adds a membership unless the connection already holds this one.

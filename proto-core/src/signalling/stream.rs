@@ -8,7 +8,7 @@ use tracing::{debug, trace};
 
 use super::limits::Held;
 use super::{
-    key, ConnId, End, PlayRequest, PlayState, PublishRequest, PublishState, Role, Session,
+    key, unindex, ConnId, End, PlayRequest, PlayState, PublishRequest, PublishState, Role, Session,
     Signalling,
 };
 use crate::error::SignalError;
@@ -538,13 +538,7 @@ impl Signalling {
                     self.publishers.remove(&k);
                 }
                 if let Some(m) = &p.main_track {
-                    let mk = key(&s.app, m);
-                    if let Some(ids) = self.main_track_streams.get_mut(&mk) {
-                        ids.remove(&s.stream);
-                        if ids.is_empty() {
-                            self.main_track_streams.remove(&mk);
-                        }
-                    }
+                    unindex(&mut self.main_track_streams, &key(&s.app, m), &s.stream);
                 }
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));
@@ -581,13 +575,7 @@ impl Signalling {
                         c.plays.remove(&s.stream);
                     }
                 }
-                let k = key(&s.app, &s.stream);
-                if let Some(set) = self.room_players.get_mut(&k) {
-                    set.remove(&sid);
-                    if set.is_empty() {
-                        self.room_players.remove(&k);
-                    }
-                }
+                unindex(&mut self.room_players, &key(&s.app, &s.stream), &sid);
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));
                 }
