@@ -305,6 +305,7 @@ const COMMANDS: &[&str] = &[
     "getIceServerConfig",
     "getSubtracks",
     "getSubtracksCount",
+    "getSubscribers",
 ];
 
 /// A JSON object written straight to text: building a `serde_json::Value` and serialising it

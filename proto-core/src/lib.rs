@@ -46,14 +46,15 @@ pub use media::{
     TrackKind,
 };
 pub use message::{
-    ClientMessage, ErrorMessage, ForceStreamQuality, GetSubtracks, GetSubtracksCount, GetTrackList,
-    Join, JoinRoom, Notification, ParseError, PeerMessage, Play, Publish, RoomRef, SdpType,
-    ServerMessage, StreamInfo, StreamListEntry, StreamRef, TakeCandidate, TakeConfiguration,
-    TrackToggle, UpdateMetaData, MAX_MESSAGE_LEN, UNSUPPORTED_COMMANDS,
+    ClientMessage, ErrorMessage, ForceStreamQuality, GetSubscribers, GetSubtracks,
+    GetSubtracksCount, GetTrackList, Join, JoinRoom, Notification, ParseError, PeerMessage, Play,
+    Publish, RoomRef, SdpType, ServerMessage, StreamInfo, StreamListEntry, StreamRef,
+    TakeCandidate, TakeConfiguration, TrackToggle, UpdateMetaData, MAX_MESSAGE_LEN,
+    UNSUPPORTED_COMMANDS,
 };
 pub use signalling::{
     AccessPolicy, Config, ConnId, IceServers, LimitCounters, Limits, OpenAccess, Output,
-    PlayRequest, PublishRequest, Signalling,
+    PlayRequest, PublishRequest, Signalling, StoredRecords,
 };
 
 /// True if `id` is a valid AMS stream id: non-empty, only `[A-Za-z0-9_.-]`.

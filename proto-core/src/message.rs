@@ -426,6 +426,19 @@ pub struct GetSubtracks {
     pub size: Option<i64>,
 }
 
+/// `getSubscribers`: a page of a stream's TOTP subscribers.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[allow(missing_docs)]
+pub struct GetSubscribers {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub stream_id: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub offset: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub size: Option<i64>,
+}
+
 /// `getSubtracksCount`: how many subtracks a main track has.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -470,6 +483,7 @@ pub enum ClientMessage {
     UpdateStreamMetaData(UpdateMetaData),
     GetSubtracks(GetSubtracks),
     GetSubtracksCount(GetSubtracksCount),
+    GetSubscribers(GetSubscribers),
     /// A command of the AMS protocol that Antenna parses but does not serve
     /// (multitrack assignment, push notifications, debug info...).
     Unsupported {
@@ -482,7 +496,6 @@ pub enum ClientMessage {
 
 /// Commands of the AMS protocol that Antenna recognises but does not implement.
 pub const UNSUPPORTED_COMMANDS: &[&str] = &[
-    "getSubscribers",
     "getVideoTrackAssignmentsCommand",
     "assignVideoTrackCommand",
     "updateVideoTrackAssignmentsCommand",
@@ -547,6 +560,7 @@ impl ClientMessage {
             }
             "getSubtracks" => M::GetSubtracks(field("getSubtracks", value)?),
             "getSubtracksCount" => M::GetSubtracksCount(field("getSubtracksCount", value)?),
+            "getSubscribers" => M::GetSubscribers(field("getSubscribers", value)?),
             other => match UNSUPPORTED_COMMANDS.iter().find(|c| **c == other) {
                 Some(c) => {
                     let r: StreamRef = field(c, value)?;
@@ -588,6 +602,7 @@ impl ClientMessage {
             M::UpdateStreamMetaData(_) => "updateStreamMetaData",
             M::GetSubtracks(_) => "getSubtracks",
             M::GetSubtracksCount(_) => "getSubtracksCount",
+            M::GetSubscribers(_) => "getSubscribers",
             M::Unsupported { command, .. } => command,
         }
     }
@@ -716,6 +731,12 @@ pub enum Notification {
     SubtrackList {
         stream_id: String,
         subtrack_list: Vec<String>,
+    },
+    /// A page of a stream's TOTP subscribers, each a Subscriber as a JSON string.
+    #[serde(rename = "subscriberList", rename_all = "camelCase")]
+    SubscriberList {
+        stream_id: String,
+        subscriber_list: Vec<String>,
     },
     #[serde(rename = "subtrackCount", rename_all = "camelCase")]
     SubtrackCount { stream_id: String, count: u64 },

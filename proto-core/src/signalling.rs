@@ -68,6 +68,7 @@ use crate::media::{MediaCmd, MediaEvent, SessionId, SessionStats, TrackKind};
 use crate::message::{ClientMessage, ErrorMessage, Notification, SdpType, ServerMessage};
 
 mod limits;
+mod mainstore;
 mod maintrack;
 mod p2p;
 mod resilience;
@@ -216,6 +217,39 @@ pub trait AccessPolicy: std::fmt::Debug {
     fn on_publish_finished(&mut self, _app: &str, _stream_id: &str) {}
     /// The number of WebRTC players of a published stream changed. Default: nothing.
     fn on_viewer_count(&mut self, _app: &str, _stream_id: &str, _viewers: usize) {}
+    /// Read-only datastore queries for the main-track and subscriber commands
+    /// (`getBroadcastObject`, `getSubtracks`, `getSubscribers`, the `subtracksLimit` check).
+    /// Default: no datastore.
+    fn records(&self) -> Option<&dyn StoredRecords> {
+        None
+    }
+}
+
+/// What signalling may read from a datastore (synchronous, read-only: the answer is what the
+/// store holds now). Records are Broadcast / Subscriber objects with their AMS JSON names.
+pub trait StoredRecords {
+    /// The stored Broadcast `id` of `app`.
+    fn broadcast(&self, app: &str, id: &str) -> Option<serde_json::Map<String, serde_json::Value>>;
+    /// Stored Broadcasts that are subtracks of `main` (their `mainTrackStreamId` is `main`, or
+    /// `main`'s `subTrackStreamIds` names them), by stream id, at most `max`.
+    fn subtracks(
+        &self,
+        app: &str,
+        main: &str,
+        max: usize,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>>;
+    /// `subtracksLimit` of main track `main`, when it has a stored record with a limit
+    /// (`-1`, the default, is none).
+    fn subtracks_limit(&self, app: &str, main: &str) -> Option<u64>;
+    /// The TOTP subscribers of `stream_id` from `offset`, at most `size`, each a Subscriber
+    /// JSON object without its secret.
+    fn subscribers(
+        &self,
+        app: &str,
+        stream_id: &str,
+        offset: usize,
+        size: usize,
+    ) -> Vec<serde_json::Value>;
 }
 
 /// The policy of an open server: everything is allowed.
@@ -617,6 +651,7 @@ impl Signalling {
             ClientMessage::UpdateStreamMetaData(u) => self.update_meta(conn, &app, id, u),
             ClientMessage::GetSubtracks(g) => self.subtracks(conn, &app, id, g),
             ClientMessage::GetSubtracksCount(g) => self.subtracks_count(conn, &app, id, g),
+            ClientMessage::GetSubscribers(g) => self.subscribers(conn, &app, id, g),
             ClientMessage::Ping
             | ClientMessage::GetIceServerConfig
             | ClientMessage::JoinRoom(_)
@@ -1215,6 +1250,7 @@ fn stream_id_of(msg: &ClientMessage) -> Option<&str> {
         ClientMessage::UpdateStreamMetaData(u) => &u.stream_id,
         ClientMessage::GetSubtracks(g) => &g.stream_id,
         ClientMessage::GetSubtracksCount(g) => &g.stream_id,
+        ClientMessage::GetSubscribers(g) => &g.stream_id,
         ClientMessage::JoinRoom(j) => &j.stream_id,
         ClientMessage::LeaveFromRoom(r) | ClientMessage::GetRoomInfo(r) => &r.stream_id,
         ClientMessage::Ping
@@ -1229,3 +1265,6 @@ mod tests;
 
 #[cfg(test)]
 mod access_tests;
+
+#[cfg(test)]
+mod mainstore_tests;

@@ -88,6 +88,7 @@ pub mod crypto;
 mod gate;
 mod model;
 mod persist;
+mod records;
 mod rest;
 mod security;
 mod settings;

@@ -906,10 +906,17 @@ impl RestApi {
         self.written(vec![op], RestResponse::ok(None, Some(sid)))
     }
 
+    /// `POST|DELETE /{id}/subtrack?id=`: links subtrack `sub` to main track `id` (both must be
+    /// stored; refused while `id` has `subtracksLimit` broadcasting subtracks, as AMS counts
+    /// them) or unlinks it (only a listed subtrack; its `mainTrackStreamId` is cleared when it
+    /// names `id`).
     fn subtrack(&mut self, app: &str, id: &str, sub: Option<&str>, add: bool) -> RestResponse {
         let Some(sub) = sub.filter(|s| proto_core::is_valid_stream_id(s)) else {
             return RestResponse::fail(400, "id (the subtrack's stream id) is required");
         };
+        if sub == id {
+            return RestResponse::fail(400, "A stream cannot be its own subtrack");
+        }
         let mut ops = Vec::new();
         {
             let store = self.store.borrow();
@@ -917,31 +924,62 @@ impl RestApi {
             let Some(mut main) = data.broadcast(app, id).cloned() else {
                 return not_found_broadcast();
             };
+            let subtrack = data.broadcast(app, sub).cloned();
             let had = main.sub_track_stream_ids.iter().any(|s| s == sub);
-            if add && !had {
-                if main.subtracks_limit >= 0
-                    && i64::try_from(main.sub_track_stream_ids.len()).unwrap_or(i64::MAX)
-                        >= main.subtracks_limit
-                {
-                    return RestResponse::fail(400, "Main track has its maximum subtrack count");
+            if add {
+                let Some(mut s) = subtrack else {
+                    return RestResponse::fail(
+                        404,
+                        &format!(
+                            "There is no stream with id:{sub} as subtrack or {id} as mainTrack"
+                        ),
+                    );
+                };
+                if let Some(limit) = crate::records::subtracks_limit(data, app, id) {
+                    let active = crate::records::stored_subtracks(data, app, id, usize::MAX)
+                        .into_iter()
+                        .filter(|b| b.status == "broadcasting" && b.stream_id != sub)
+                        .count() as u64;
+                    if active >= limit {
+                        return RestResponse::fail(
+                            400,
+                            &format!("Subtrack limit is reached for the main track:{id}"),
+                        );
+                    }
                 }
-                main.sub_track_stream_ids.push(sub.to_string());
-            } else if !add {
                 if !had {
-                    return RestResponse::fail(404, "Not a subtrack of this broadcast");
+                    main.sub_track_stream_ids.push(sub.to_string());
+                    ops.push(WriteOp::PutBroadcast {
+                        app: app.to_string(),
+                        broadcast: Box::new(main),
+                    });
                 }
-                main.sub_track_stream_ids.retain(|s| s != sub);
-            }
-            ops.push(WriteOp::PutBroadcast {
-                app: app.to_string(),
-                broadcast: Box::new(main),
-            });
-            if let Some(mut s) = data.broadcast(app, sub).cloned() {
-                s.main_track_stream_id = if add { Some(id.to_string()) } else { None };
+                s.main_track_stream_id = Some(id.to_string());
                 ops.push(WriteOp::PutBroadcast {
                     app: app.to_string(),
                     broadcast: Box::new(s),
                 });
+            } else {
+                if !had {
+                    return RestResponse::fail(
+                        404,
+                        &format!("Subtrack({sub}) is not removed from mainTrack:{id}"),
+                    );
+                }
+                main.sub_track_stream_ids.retain(|s| s != sub);
+                ops.push(WriteOp::PutBroadcast {
+                    app: app.to_string(),
+                    broadcast: Box::new(main),
+                });
+                if let Some(mut s) =
+                    subtrack.filter(|s| s.main_track_stream_id.as_deref() == Some(id))
+                {
+                    s.main_track_stream_id = None;
+                    ops.push(WriteOp::PutBroadcast {
+                        app: app.to_string(),
+                        broadcast: Box::new(s),
+                    });
+                }
             }
         }
         self.written(ops, RestResponse::ok(None, Some(sub)))

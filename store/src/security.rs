@@ -755,4 +755,15 @@ impl AccessPolicy for StreamSecurity {
         self.purge_at(now_ms);
         self.next_purge = Some(now + PURGE_INTERVAL);
     }
+
+    fn records(&self) -> Option<&dyn proto_core::StoredRecords> {
+        Some(self)
+    }
+}
+
+impl StreamSecurity {
+    /// The store it reads (for [`crate::records`]).
+    pub(crate) fn shared_store(&self) -> &SharedStore {
+        &self.store
+    }
 }

@@ -532,6 +532,12 @@ fn subtracks() {
         200,
     );
     api.json("POST", &format!("{B}/create"), r#"{"streamId":"a"}"#, 200);
+    let r = api.json("POST", &format!("{B}/room/subtrack?id=a"), "", 200);
+    assert_eq!(
+        r,
+        json!({"success":true,"message":null,"dataId":"a","errorId":0})
+    );
+    // again: still listed once
     api.json("POST", &format!("{B}/room/subtrack?id=a"), "", 200);
     assert_eq!(
         api.json("GET", &format!("{B}/room"), "", 200)["subTrackStreamIds"],
@@ -541,8 +547,57 @@ fn subtracks() {
         api.json("GET", &format!("{B}/a"), "", 200)["mainTrackStreamId"],
         "room"
     );
-    api.json("POST", &format!("{B}/room/subtrack?id=b"), "", 400);
+    // unknown subtrack, unknown main track, no id, itself
+    let r = api.json("POST", &format!("{B}/room/subtrack?id=b"), "", 404);
+    assert_eq!(r["success"], false);
+    assert_eq!(
+        r["message"],
+        "There is no stream with id:b as subtrack or room as mainTrack"
+    );
+    api.json("POST", &format!("{B}/nope/subtrack?id=a"), "", 404);
+    api.json("DELETE", &format!("{B}/nope/subtrack?id=a"), "", 404);
     api.json("POST", &format!("{B}/room/subtrack"), "", 400);
+    api.json("POST", &format!("{B}/room/subtrack?id=room"), "", 400);
+    api.json("POST", &format!("{B}/room/subtrack?id=a%2Fb"), "", 400);
+    api.json("GET", &format!("{B}/room/subtrack?id=a"), "", 405);
+    // subtracksLimit counts broadcasting subtracks (as AMS): `a` is only created, so `b` fits
+    api.json("POST", &format!("{B}/create"), r#"{"streamId":"b"}"#, 200);
+    api.json("POST", &format!("{B}/room/subtrack?id=b"), "", 200);
+    api.json(
+        "PUT",
+        &format!("{B}/a"),
+        r#"{"status":"broadcasting"}"#,
+        200,
+    );
+    api.json("POST", &format!("{B}/create"), r#"{"streamId":"d"}"#, 200);
+    let r = api.json("POST", &format!("{B}/room/subtrack?id=d"), "", 400);
+    assert_eq!(
+        r["message"],
+        "Subtrack limit is reached for the main track:room"
+    );
+    assert_eq!(
+        api.json("GET", &format!("{B}/d"), "", 200)["mainTrackStreamId"],
+        Value::Null
+    );
+    // a broadcasting subtrack that ends frees its slot
+    api.json("PUT", &format!("{B}/a"), r#"{"status":"finished"}"#, 200);
+    api.json("POST", &format!("{B}/room/subtrack?id=d"), "", 200);
+    assert_eq!(
+        api.json("GET", &format!("{B}/room"), "", 200)["subTrackStreamIds"],
+        json!(["a", "b", "d"])
+    );
+    // DELETE unlinks both sides
+    api.json("DELETE", &format!("{B}/room/subtrack?id=d"), "", 200);
+    assert_eq!(
+        api.json("GET", &format!("{B}/d"), "", 200)["mainTrackStreamId"],
+        Value::Null
+    );
+    let r = api.json("DELETE", &format!("{B}/room/subtrack?id=d"), "", 404);
+    assert_eq!(
+        r["message"],
+        "Subtrack(d) is not removed from mainTrack:room"
+    );
+    api.json("DELETE", &format!("{B}/room/subtrack?id=b"), "", 200);
     // deleting the subtrack unlinks it
     api.json("DELETE", &format!("{B}/a"), "", 200);
     assert_eq!(

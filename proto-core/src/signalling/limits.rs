@@ -171,6 +171,7 @@ impl Limits {
                 push!("streamId", Kind::Id, &p.stream_id);
                 push!("definition", Kind::Name, &p.definition);
             }
+            M::GetSubscribers(g) => push!("streamId", Kind::Id, &g.stream_id),
             M::UpdateStreamMetaData(u) => {
                 push!("streamId", Kind::Id, &u.stream_id);
                 push!("metaData", Kind::Meta, &u.meta_data);

@@ -27,23 +27,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Map, Value};
 use tracing::{debug, trace};
 
 use super::{key, ConnId, End, Role, Session, Signalling};
 use crate::error::SignalError;
 use crate::media::{MediaCmd, SessionId, Subtrack};
-use crate::message::{
-    GetSubtracks, GetSubtracksCount, Notification, Play, ServerMessage, TrackToggle,
-};
+use crate::message::{Notification, Play, ServerMessage, TrackToggle};
 
 /// The most `enableTrack` decisions remembered per room player for ids that are not (yet)
 /// subtracks of its room; decisions about current subtracks are always kept.
 const MAX_FOREIGN_OVERRIDES: usize = 64;
 /// The most ids of a `trackList` kept (the 80 KB frame limit bounds it anyway).
 const MAX_TRACK_LIST: usize = 256;
-/// The largest page of `getSubtracks` (as AMS's REST lists).
-const MAX_PAGE: usize = 50;
 
 /// What a room player asked for and what it is sent.
 #[derive(Debug, Default)]
@@ -286,89 +281,6 @@ impl Signalling {
         let live = self.live_subtracks(&app, &room);
         self.refresh_player(sid, &live);
     }
-
-    /// `getSubtracks`: a page of the main track's subtracks (live or not), as Broadcast JSON
-    /// strings, filtered by `role`.
-    pub(super) fn subtracks(&mut self, conn: ConnId, app: &str, id: String, g: GetSubtracks) {
-        let offset = g.offset.map_or(0, |o| usize::try_from(o).unwrap_or(0));
-        let size = g
-            .size
-            .map_or(MAX_PAGE, |s| usize::try_from(s).unwrap_or(0))
-            .min(MAX_PAGE);
-        let list: Vec<String> = self
-            .room_streams(app, &id, false)
-            .iter()
-            .filter_map(|t| self.subtrack_broadcast(app, &id, t))
-            .filter(|(role, _, _)| g.role.is_none() || *role == g.role)
-            .skip(offset)
-            .take(size)
-            .map(|(_, _, b)| b)
-            .collect();
-        self.send(
-            conn,
-            ServerMessage::Notification(Notification::SubtrackList {
-                stream_id: id,
-                subtrack_list: list,
-            }),
-        );
-    }
-
-    /// `getSubtracksCount`: how many subtracks match `role` and `status`.
-    pub(super) fn subtracks_count(
-        &mut self,
-        conn: ConnId,
-        app: &str,
-        id: String,
-        g: GetSubtracksCount,
-    ) {
-        let count = self
-            .room_streams(app, &id, false)
-            .iter()
-            .filter_map(|t| self.subtrack_broadcast(app, &id, t))
-            .filter(|(role, status, _)| {
-                (g.role.is_none() || *role == g.role)
-                    && g.status.as_deref().is_none_or(|s| s == *status)
-            })
-            .count() as u64;
-        self.send(
-            conn,
-            ServerMessage::Notification(Notification::SubtrackCount {
-                stream_id: id,
-                count,
-            }),
-        );
-    }
-
-    /// `(role, status, Broadcast JSON)` of subtrack `id` of `main`.
-    fn subtrack_broadcast(
-        &self,
-        app: &str,
-        main: &str,
-        id: &str,
-    ) -> Option<(Option<String>, &'static str, String)> {
-        let s = self.sessions.get(self.publishers.get(&key(app, id))?)?;
-        let Role::Publish(p) = &s.role else {
-            return None;
-        };
-        let status = if p.live { "broadcasting" } else { "preparing" };
-        let mut b = Map::new();
-        b.insert("streamId".into(), json!(id));
-        b.insert("status".into(), json!(status));
-        if let Some(n) = &p.name {
-            b.insert("name".into(), json!(n));
-        }
-        if let Some(m) = &p.meta {
-            b.insert("metaData".into(), json!(m));
-        }
-        if let Some(r) = &p.role {
-            b.insert("role".into(), json!(r));
-        }
-        b.insert("mainTrackStreamId".into(), json!(main));
-        b.insert("type".into(), json!("liveStream"));
-        b.insert("publishType".into(), json!("WebRTC"));
-        b.insert("webRTCViewerCount".into(), json!(p.players.len()));
-        Some((p.role.clone(), status, Value::Object(b).to_string()))
-    }
 }
 
 #[cfg(test)]
@@ -378,6 +290,7 @@ mod tests {
     use crate::media::MediaEvent;
     use crate::signalling::{Config, Output};
     use proptest::prelude::*;
+    use serde_json::json;
 
     const APP: &str = "WebRTCAppEE";
     const IDS: [&str; 4] = ["s0", "s1", "s2", "s3"];

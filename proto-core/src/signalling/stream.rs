@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use serde_json::{json, Map, Value};
 use tracing::{debug, trace};
 
 use super::limits::Held;
@@ -73,6 +72,11 @@ impl Signalling {
                 SignalError::StreamIdInUse
             };
             return self.refuse(now, conn, e, Some(&id));
+        }
+        if let Some(m) = &main_track {
+            if let Err(e) = self.check_subtracks_limit(app, m, &id) {
+                return self.refuse(now, conn, e, Some(&id));
+            }
         }
         // Accepted: only now is a single-use credential spent.
         if let Err(e) = self.access.commit(now, grant) {
@@ -435,60 +439,6 @@ impl Signalling {
         if !found {
             self.error(conn, SignalError::NoStreamExist, Some(&id));
         }
-    }
-
-    pub(super) fn broadcast_object(&mut self, conn: ConnId, app: &str, id: String) {
-        let k = key(app, &id);
-        let subtracks = self.room_streams(app, &id, false);
-        let live_subtrack = !self.room_streams(app, &id, true).is_empty();
-        let mut b = Map::new();
-        b.insert("streamId".into(), json!(id));
-        let publisher = self
-            .publishers
-            .get(&k)
-            .and_then(|sid| self.sessions.get(sid));
-        match publisher {
-            Some(Session {
-                role: Role::Publish(p),
-                ..
-            }) => {
-                let status = if p.live { "broadcasting" } else { "preparing" };
-                b.insert("status".into(), json!(status));
-                if let Some(n) = &p.name {
-                    b.insert("name".into(), json!(n));
-                }
-                if let Some(m) = &p.meta {
-                    b.insert("metaData".into(), json!(m));
-                }
-                if let Some(r) = &p.role {
-                    b.insert("role".into(), json!(r));
-                }
-                if let Some(m) = &p.main_track {
-                    b.insert("mainTrackStreamId".into(), json!(m));
-                }
-                b.insert("webRTCViewerCount".into(), json!(p.players.len()));
-            }
-            _ if !subtracks.is_empty() || self.rooms.contains_key(&k) => {
-                let status = if live_subtrack {
-                    "broadcasting"
-                } else {
-                    "finished"
-                };
-                b.insert("status".into(), json!(status));
-                b.insert("webRTCViewerCount".into(), json!(0));
-            }
-            _ => return self.error(conn, SignalError::NoStreamExist, Some(&id)),
-        }
-        b.insert("subTrackStreamIds".into(), json!(subtracks));
-        b.insert("type".into(), json!("liveStream"));
-        b.insert("publishType".into(), json!("WebRTC"));
-        self.send(
-            conn,
-            ServerMessage::Notification(Notification::BroadcastObject {
-                stream_id: id,
-                broadcast: Value::Object(b).to_string(),
-            }),
-        );
     }
 
     pub(super) fn bitrate_measurement(&mut self, player: SessionId, publisher: SessionId) {

@@ -106,7 +106,7 @@ fn ping_ice_servers_and_parse_errors() {
     let e = error_of(&h.text(1, r#"{"command":"fly"}"#), 1);
     assert_eq!(e["definition"], "unsupported_command");
     let e = error_of(
-        &h.text(1, r#"{"command":"getSubscribers","streamId":"r"}"#),
+        &h.text(1, r#"{"command":"getDebugInfo","streamId":"r"}"#),
         1,
     );
     assert_eq!(e["definition"], "unsupported_command");
