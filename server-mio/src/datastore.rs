@@ -397,6 +397,10 @@ impl AccessPolicy for Policy {
         self.inner.handle_timeout(now);
     }
 
+    fn records(&self) -> Option<&dyn proto_core::StoredRecords> {
+        self.inner.records()
+    }
+
     fn on_publish_started(&mut self, app: &str, stream_id: &str) {
         self.status(app, stream_id, "broadcasting");
     }

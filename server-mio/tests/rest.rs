@@ -1026,3 +1026,84 @@ fn a_refused_request_is_answered_on_its_head_and_its_body_never_read() {
     // Refusals are counted in the log lines.
     assert!(s.wait_log("Not allowed IP"), "{}", s.log().join("\n"));
 }
+
+/// What the REST API stores, the WebSocket commands answer (the real binary, the store behind
+/// signalling's policy): `getBroadcastObject` of a stored, never-live main track,
+/// `getSubscribers`, `getSubtracks`/`getSubtracksCount` with a stored subtrack, and a publish
+/// over the main track's `subtracksLimit` refused with AMS's definition.
+#[test]
+fn websocket_commands_read_the_datastore() {
+    let s = server();
+    let (status, _) = call(
+        &s,
+        "POST",
+        &format!("{B}/create"),
+        Some(json!({"streamId": "sub0", "name": "Stored sub"})),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &s,
+        "POST",
+        &format!("{B}/create"),
+        Some(
+            json!({"streamId": "main", "name": "Main", "subtracksLimit": 1,
+                    "plannedStartDate": 1_900_000_000_i64}),
+        ),
+    );
+    assert_eq!(status, 200);
+    ok(&call(
+        &s,
+        "POST",
+        &format!("{B}/main/subtrack?id=sub0"),
+        None,
+    ));
+    ok(&call(
+        &s,
+        "POST",
+        &format!("{B}/main/subscribers"),
+        Some(json!({"subscriberId": "alice", "b32Secret": "JBSWY3DPEHPK3PXP", "type": "play"})),
+    ));
+    let mut c = s.client();
+    c.send(&json!({"command": "getBroadcastObject", "streamId": "main"}));
+    let m = c.recv_notification("broadcastObject");
+    let b: Value = serde_json::from_str(m["broadcast"].as_str().expect("string")).expect("json");
+    assert_eq!(b["name"], "Main", "{b}");
+    assert_eq!(b["status"], "created", "{b}");
+    assert_eq!(b["plannedStartDate"], 1_900_000_000_i64, "{b}");
+    assert_eq!(b["subTrackStreamIds"], json!(["sub0"]), "{b}");
+    c.send(&json!({"command": "getBroadcastObject", "streamId": "nothing"}));
+    c.recv_error("no_stream_exist");
+    c.send(&json!({"command": "getSubscribers", "streamId": "main", "offset": 0, "size": 10}));
+    let m = c.recv_notification("subscriberList");
+    let list = m["subscriberList"].as_array().expect("list");
+    assert_eq!(list.len(), 1, "{m}");
+    let sub: Value = serde_json::from_str(list[0].as_str().expect("string")).expect("json");
+    assert_eq!(sub["subscriberId"], "alice");
+    assert!(
+        sub.get("b32Secret").is_none(),
+        "no secret over the WebSocket: {sub}"
+    );
+    c.send(&json!({"command": "getSubtracks", "streamId": "main"}));
+    let m = c.recv_notification("subtrackList");
+    let t: Value =
+        serde_json::from_str(m["subtrackList"][0].as_str().expect("string")).expect("json");
+    assert_eq!(
+        (t["streamId"].as_str(), t["status"].as_str()),
+        (Some("sub0"), Some("created"))
+    );
+    // One live subtrack fills the limit of 1; the stored, not broadcasting sub0 holds none.
+    let mut p1 = s.client();
+    p1.send(&json!({"command": "publish", "streamId": "p1", "mainTrack": "main", "video": true}));
+    p1.recv_command("start");
+    c.send(&json!({"command": "getSubtracksCount", "streamId": "main"}));
+    assert_eq!(c.recv_notification("subtrackCount")["count"], 2);
+    let mut p2 = s.client();
+    p2.send(&json!({"command": "publish", "streamId": "p2", "mainTrack": "main", "video": true}));
+    let e = p2.recv_error("main_track_has_max_subtrack_count__not_allowed_to_add_more_subtracks");
+    assert_eq!(e["streamId"], "p2");
+    // p1 stops: its slot is free.
+    p1.send(&json!({"command": "stop", "streamId": "p1"}));
+    p1.recv_notification("publish_finished");
+    p2.send(&json!({"command": "publish", "streamId": "p2", "mainTrack": "main", "video": true}));
+    p2.recv_command("start");
+}
