@@ -836,6 +836,81 @@ testCase(14, "multitrack: a room player decodes two subtracks; a leaver is muted
 
 // ---------------------------------------------------------------- runner
 
+/** An admin REST call to the server under test (the token its first start wrote). */
+async function rest(env, method, p, body) {
+  const token = fs.readFileSync(path.join(env.antenna.dataDir, "data", "admin-token"), "utf8").trim();
+  const r = await fetch(`${env.antenna.http}/${APP}/rest/v2/${p}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await r.json();
+  if (r.status !== 200) throw new Error(`${method} ${p}: ${r.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** Calls an SDK query and waits for its answer callback `info` (newer than any before). */
+async function ask(p, info, method, ...args) {
+  const before = await p.count(info);
+  await p.call(method, ...args);
+  await waitUntil(`${p.label}: ${info} after ${method}`, 5000, async () => (await p.count(info)) > before);
+  return p.eval((i) => window.E2E.last(i), info);
+}
+
+testCase(15, "datastore: the SDK reads REST-made records (getBroadcastObject, getSubscriberList, getSubtracks); a subtrack over subtracksLimit is refused", 60000, async (ctx, env, figures) => {
+  const main = uid("main");
+  const stored = uid("stored");
+  await rest(env, "POST", "broadcasts/create", { streamId: stored, name: "Stored subtrack" });
+  await rest(env, "POST", "broadcasts/create", { streamId: main, name: "Room", subtracksLimit: 1, plannedStartDate: 1900000000 });
+  await rest(env, "POST", `broadcasts/${main}/subtrack?id=${stored}`);
+  await rest(env, "POST", `broadcasts/${main}/subscribers`, { subscriberId: "alice", b32Secret: "JBSWY3DPEHPK3PXP", type: "play" });
+  const q = await SdkPage.open(ctx, env, "queries");
+  env.pages.push(q);
+  await q.init({ playOnly: true });
+  // A main track made over REST, never live: its stored fields.
+  let b = (await ask(q, "broadcastObject", "getBroadcastObject", main)).broadcast;
+  if (b.name !== "Room" || b.status !== "created" || b.plannedStartDate !== 1900000000 || b.subtracksLimit !== 1
+      || JSON.stringify(b.subTrackStreamIds) !== JSON.stringify([stored])) {
+    throw new Error(`stored main track: ${JSON.stringify(b)}`);
+  }
+  figures.push(`getBroadcastObject(stored main track): status ${b.status}, subTrackStreamIds ${JSON.stringify(b.subTrackStreamIds)}`);
+  const subs = (await ask(q, "subscriberList", "getSubscriberList", main, 0, 10)).list;
+  if (subs.length !== 1 || subs[0].subscriberId !== "alice" || "b32Secret" in subs[0]) {
+    throw new Error(`subscriberList: ${JSON.stringify(subs)}`);
+  }
+  figures.push(`getSubscriberList: ${JSON.stringify(subs.map((s) => [s.subscriberId, s.type]))}`);
+  // A live subtrack takes the one slot; the stored one (not broadcasting) holds none.
+  const id1 = uid("sub");
+  const p1 = await SdkPage.open(ctx, env, "subtrack1");
+  env.pages.push(p1);
+  await p1.init({ localVideo: true });
+  await p1.call("publish", id1, undefined, undefined, undefined, "one", main);
+  await p1.waitIceConnected(id1, 15000);
+  await waitUntil("publish_started of the first subtrack", 10000, async () => (await p1.count("publish_started", id1)) > 0);
+  b = (await ask(q, "broadcastObject", "getBroadcastObject", main)).broadcast;
+  if (b.status !== "broadcasting" || !b.subTrackStreamIds.includes(id1) || !b.subTrackStreamIds.includes(stored)) {
+    throw new Error(`main track with a live subtrack: ${JSON.stringify(b)}`);
+  }
+  const list = (await ask(q, "subtrackList", "getSubtracks", main, null, 0, 10)).list;
+  const statuses = Object.fromEntries(list.map((t) => [t.streamId, t.status]));
+  if (statuses[stored] !== "created" || statuses[id1] !== "broadcasting") throw new Error(`subtrackList: ${JSON.stringify(list)}`);
+  figures.push(`getSubtracks: ${JSON.stringify(statuses)}`);
+  const id2 = uid("sub");
+  const p2 = await SdkPage.open(ctx, env, "subtrack2");
+  env.pages.push(p2);
+  await p2.init({ localVideo: true });
+  await p2.call("publish", id2, undefined, undefined, undefined, "two", main);
+  const limit = "main_track_has_max_subtrack_count__not_allowed_to_add_more_subtracks";
+  await waitUntil(`${limit} to the second subtrack`, 5000, async () => (await p2.errors()).some((e) => e.startsWith(limit)));
+  figures.push(`second subtrack over subtracksLimit 1 -> ${limit}`);
+  // The first one stops: the slot is free, the second publishes.
+  await p1.call("stop", id1);
+  await waitUntil("publish_finished of the first subtrack", 10000, async () => (await p1.count("publish_finished", id1)) > 0);
+  await p2.call("publish", id2, undefined, undefined, undefined, "two", main);
+  await p2.waitIceConnected(id2, 15000);
+  figures.push("first subtrack stopped -> the second publishes");
+});
+
 async function runCase(browser, env, c) {
   const figures = [];
   const ctx = await browser.newContext({ viewport: { width: 800, height: 600 } });

@@ -57,6 +57,12 @@ window.E2E = {
       if (typeof obj.definition === "string") e.definition = obj.definition;
       if (typeof obj.state === "string") e.state = obj.state;
       if (Array.isArray(obj.streams)) e.streams = obj.streams.slice();
+      // Datastore answers: the Broadcast / Subscriber objects, parsed from their JSON strings.
+      if (typeof obj.broadcast === "string") e.broadcast = JSON.parse(obj.broadcast);
+      for (const k of ["subscriberList", "subtrackList"]) {
+        if (Array.isArray(obj[k])) e.list = obj[k].map((x) => JSON.parse(x));
+      }
+      if (typeof obj.count === "number") e.count = obj.count;
     } else if (typeof obj === "string") {
       e.streamId = obj;
     }
@@ -88,6 +94,11 @@ window.E2E = {
   /** Number of recorded callbacks named `info` (for `streamId` if given). */
   count(info, streamId) {
     return this.events.filter((e) => e.info === info && (streamId === undefined || e.streamId === streamId)).length;
+  },
+
+  /** The last recorded callback named `info`, or null. */
+  last(info) {
+    return this.events.filter((e) => e.info === info).at(-1) || null;
   },
 
   hasError(error) {
