@@ -43,6 +43,7 @@ const SERVED: &[&str] = &[
     "updateStreamMetaData",
     "getSubtracks",
     "getSubtracksCount",
+    "getSubscribers",
 ];
 
 fn known(name: &str) -> bool {
@@ -72,6 +73,7 @@ fn stream_id(m: &ClientMessage) -> Option<&str> {
         M::UpdateStreamMetaData(u) => u.stream_id.as_deref(),
         M::GetSubtracks(g) => g.stream_id.as_deref(),
         M::GetSubtracksCount(g) => g.stream_id.as_deref(),
+        M::GetSubscribers(g) => g.stream_id.as_deref(),
         M::Unsupported { stream_id, .. } => stream_id.as_deref(),
         _ => None,
     }

@@ -3,6 +3,8 @@
 //! `getBroadcastObject`, `getSubtracks`, `getSubtracksCount`, `getSubscribers` and the
 //! subtrack-limit check of `publish`. Read-only: every call borrows the store and copies out.
 
+use std::collections::BTreeMap;
+
 use proto_core::StoredRecords;
 use serde_json::{Map, Value};
 
@@ -25,23 +27,19 @@ pub fn stored_subtracks<'a>(
     main: &str,
     max: usize,
 ) -> Vec<&'a Broadcast> {
-    let mut v: Vec<&Broadcast> = data
+    let mut found: BTreeMap<&str, &Broadcast> = data
         .broadcasts(app)
         .filter(|b| b.stream_id != main && b.main_track_stream_id.as_deref() == Some(main))
+        .map(|b| (b.stream_id.as_str(), b))
         .collect();
     if let Some(m) = data.broadcast(app, main) {
-        for id in &m.sub_track_stream_ids {
-            if id == main || v.iter().any(|b| &b.stream_id == id) {
-                continue;
-            }
+        for id in m.sub_track_stream_ids.iter().filter(|id| *id != main) {
             if let Some(b) = data.broadcast(app, id) {
-                v.push(b);
+                found.entry(b.stream_id.as_str()).or_insert(b);
             }
         }
     }
-    v.sort_by(|a, b| a.stream_id.cmp(&b.stream_id));
-    v.truncate(max);
-    v
+    found.into_values().take(max).collect()
 }
 
 /// `subtracksLimit` of a stored main track, if it has one (`-1`: none).
