@@ -90,8 +90,7 @@ pub const WS_READ_BUFFER: usize = 512;
 /// Size of the runtime's one read-ahead buffer, shared by every WebSocket (see [`WsIo`]).
 const WS_READ_AHEAD: usize = 64 * 1024;
 
-/// Datagrams read before the node's due timeout is handled (which sends the media written
-/// to players meanwhile).
+/// Datagrams read before timers that fell due meanwhile are handled.
 const UDP_BATCH: usize = 32;
 /// Datagrams read per loop iteration at most, before WebSockets and timers get their turn.
 const UDP_READ_BUDGET: usize = 256;
@@ -1670,9 +1669,9 @@ impl Runtime {
     /// Reads datagrams until the socket is empty or [`UDP_READ_BUDGET`] were read (then
     /// `udp_more` stays set and the loop comes back without waiting, after the other sockets
     /// and timers had their turn: an overloaded media socket must not starve signalling).
-    /// Media written to players is sent when the node's timeout is handled, so that happens
-    /// once per [`UDP_BATCH`] datagrams (and after the last, in [`Runtime::run`]): one str0m
-    /// timeout per player per batch, not per packet.
+    /// What a datagram wrote to players is flushed and sent (`sendmmsg`, see [`udp`]) before
+    /// the next datagram is read: no packet waits for a batch. Timers that fell due meanwhile
+    /// are handled every [`UDP_BATCH`] datagrams.
     fn udp_read(&mut self) {
         let mut batch = 0;
         for _ in 0..UDP_READ_BUDGET {
@@ -1682,6 +1681,7 @@ impl Runtime {
                     let now = Instant::now();
                     let data = self.udp_buf.get(..n).unwrap_or_default();
                     self.node.handle_udp(now, source, self.udp_local, data);
+                    self.node.flush_media(now);
                     self.drain(now);
                     batch += 1;
                     if batch == UDP_BATCH {
