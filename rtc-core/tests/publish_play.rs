@@ -558,3 +558,31 @@ fn forwarded_media_leaves_on_flush() {
     h.sfu.flush(now);
     assert_eq!(to_player(&mut h), 0, "a second flush has nothing to send");
 }
+
+/// Video frames the player receives while its incoming datagrams are dropped for `gap`, and
+/// the frames the publisher wrote meanwhile and during the 2 s after.
+fn frames_after_a_gap(gap: Duration) -> (usize, usize) {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    let player = h.clients[1].addr;
+    let before = h.clients[1].media_count(MediaKind::Video);
+    h.blackholed.push(player);
+    let (_, lost) = h.run_media(0, gap);
+    h.blackholed.clear();
+    let (_, after) = h.run_media(0, SECS(2));
+    h.run_for(Duration::from_millis(300));
+    (
+        h.clients[1].media_count(MediaKind::Video) - before,
+        lost + after,
+    )
+}
+
+/// A short loss is repaired by retransmission from the player's send buffer (NACK): every
+/// frame arrives. A loss longer than the buffer keeps (`RTX_CACHE_AGE`, 500 ms) is not.
+#[test]
+fn retransmission_repairs_short_losses_only() {
+    let (got, sent) = frames_after_a_gap(Duration::from_millis(100));
+    assert!(got + 1 >= sent, "100 ms gap: {got} of {sent} frames");
+    let (got, sent) = frames_after_a_gap(Duration::from_millis(1500));
+    assert!(got + 10 < sent, "1.5 s gap: {got} of {sent} frames");
+}
