@@ -586,3 +586,31 @@ fn retransmission_repairs_short_losses_only() {
     let (got, sent) = frames_after_a_gap(Duration::from_millis(1500));
     assert!(got + 10 < sent, "1.5 s gap: {got} of {sent} frames");
 }
+
+/// Keyframe on join: the SFU's own request when the player connects and the requests that
+/// follow within 300 ms (signalling's `RequestKeyframe`, the player's PLI) reach the publisher
+/// as one PLI, at once: it is there after one step of at most 1 ms of virtual time (the
+/// harness has no network delay).
+#[test]
+fn keyframe_on_join_reaches_publisher_once_and_at_once() {
+    let mut h = Harness::new(Instant::now());
+    let p = h.add_client();
+    let v = h.add_client();
+    h.publish(p, PUB, "s");
+    assert!(h.run_until(SECS(5), |h| h.sfu.is_connected(PUB)));
+    h.run_media(p, SECS(1));
+    assert_eq!(h.clients[p].keyframe_requests(), 0);
+    h.play(v, PLAY, "s", PUB);
+    assert!(h.run_until(SECS(5), |h| h.sfu.is_connected(PLAY)));
+    h.command(MediaCmd::RequestKeyframe { session: PUB });
+    let before = h.now;
+    h.step(Duration::from_millis(1));
+    assert!(h.now <= before + Duration::from_millis(1));
+    assert_eq!(h.clients[p].keyframe_requests(), 1, "at once");
+    // A later request (the player's PLI once its decoder starves, say) within the 300 ms
+    // gap is folded into the one already sent.
+    h.run_media(p, Duration::from_millis(100));
+    h.command(MediaCmd::RequestKeyframe { session: PUB });
+    h.run_media(p, Duration::from_millis(150));
+    assert_eq!(h.clients[p].keyframe_requests(), 1, "once in 250 ms");
+}
