@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Where Antenna's CPU goes per forwarded packet: the antenna binary under
 # valgrind --tool=callgrind (perf has no hardware counters on this machine), 1 publisher ->
-# $PLAYERS counting players for $HOLD s, in the bench namespace (see run.sh).
+# $PLAYERS counting players for $HOLD s, in the bench namespace (see run.sh). $MEDIA are the
+# load generator's media options: keep the packets sent per second within what the
+# valgrind-slowed server forwards, or the figures measure its overload (bigger batches).
 #
-#   bench/profile.sh        # writes bench/results/profile/{callgrind.out,annotate*.txt,load.jsonl}
+#   bench/profile.sh        # writes bench/results/profile/{callgrind.out,annotate*.txt,load.jsonl,per_packet.txt}
+#   PLAYERS=200 MEDIA="--video-kbps 60 --fps 10 --audio-pps 10" OUT=bench/results/p200 bench/profile.sh
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/results/profile}
 NS=${NS:-antbench}
 PLAYERS=${PLAYERS:-3}
 HOLD=${HOLD:-20}
+MEDIA=${MEDIA:-}
 mkdir -p "$OUT"
 rm -f "$OUT"/callgrind.out* "$OUT"/*.txt "$OUT"/*.jsonl
 ulimit -n 65536 2>/dev/null
@@ -27,11 +31,12 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 ip netns exec "$NS" taskset -c 1 "$ROOT/target/release/antenna-load" fanout --server antenna \
-  --server-pid "$PID" --steps "$PLAYERS" --hold "$HOLD" --settle 3 --join-rate 5 --inflight 5 \
-  --join-timeout 60 --probes 0 --loss-limit 100 --ignore-failed-joins --stream prof \
+  --server-pid "$PID" --steps "$PLAYERS" --hold "$HOLD" --settle 3 --join-rate "${JOIN_RATE:-5}" --inflight 5 $MEDIA \
+  --join-timeout 120 --probes 0 --loss-limit 100 --ignore-failed-joins --stream prof \
   >"$OUT/load.jsonl" 2>"$OUT/load.log"
 kill -TERM "$PID"; wait "$PID"
 cat "$OUT/load.log"
 callgrind_annotate --inclusive=yes "$OUT/callgrind.out" 2>/dev/null | head -80 >"$OUT/annotate-inclusive.txt"
 callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | head -60 >"$OUT/annotate-self.txt"
-head -40 "$OUT/annotate-inclusive.txt"
+python3 "$ROOT/bench/per_packet.py" "$OUT/callgrind.out" >"$OUT/per_packet.txt"
+cat "$OUT/per_packet.txt"

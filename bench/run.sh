@@ -191,4 +191,5 @@ conditions end
   echo " \"janus\": \"$(dpkg-query -W -f='${Version}' janus 2>/dev/null)\", \"antenna_commit\": \"$(git -C "$ROOT" rev-parse --short HEAD)\"}"
 } >"$OUT/machine.json"
 python3 "$ROOT/bench/table.py" "$OUT" >"$OUT/table.md"
+python3 "$ROOT/bench/summary.py" "$OUT" >"$OUT/summary.json"
 cat "$OUT/table.md"

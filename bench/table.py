@@ -4,37 +4,23 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import resultdir  # noqa: E402
+
 d = sys.argv[1]
 
 
 def jsonl(name):
-    p = os.path.join(d, name)
-    if not os.path.exists(p):
-        return []
-    out = []
-    for line in open(p):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
+    return resultdir.jsonl(d, name)
 
 
 def one(name):
-    rows = jsonl(name)
-    return rows[-1] if rows else None
+    return resultdir.one(d, name)
 
 
-def capacity_row(rows):
-    best = None
-    for r in rows:
-        ok = (r["loss_pct"] < 0.5 and r.get("delivery_pct", 0) >= 98.5 and r["failed_joins"] == 0 and r["silent_players"] == 0
-              and (r["server_cpu_pct"] or 0) <= 100.5 and r["players_up"] == r["players"])
-        if ok and (best is None or r["players"] > best["players"]):
-            best = r
-    return best
+capacity_row = resultdir.capacity_row
+rooms_ok = resultdir.rooms_ok
+rooms_capacity = resultdir.rooms_capacity
 
 
 def stop_reason(rows):
@@ -78,21 +64,6 @@ idle = {(s, k): one("%s-idle-%s.json" % (s, k)) for s in servers for k in ["publ
 ceiling = one("ceiling-forwarder.jsonl")
 rooms = {s: jsonl(s + "-rooms.jsonl") for s in servers}
 churn = {s: one(s + "-churn.json") for s in servers}
-
-
-def rooms_ok(r):
-    return (r["loss_pct"] < 0.5 and r.get("delivery_pct", 0) >= 98.5 and r["failed_joins"] == 0
-            and r.get("failed_publishers", 0) == 0 and r["silent_players"] == 0
-            and (r["server_cpu_pct"] or 0) <= 100.5 and r["players_up"] == r["players"]
-            and r["participants_up"] == r["participants"])
-
-
-def rooms_capacity(rows):
-    best = None
-    for r in rows:
-        if rooms_ok(r) and (best is None or r["rooms"] > best["rooms"]):
-            best = r
-    return best
 
 
 def rooms_stop(rows):

@@ -100,8 +100,9 @@ pub struct StepReport {
     pub latency_us: Option<(u64, u64, u64, u64)>,
     /// The same for audio packets.
     pub audio_latency_us: Option<(u64, u64, u64, u64)>,
-    /// Time from play to first keyframe for the probes of this step (ms): p50, max.
-    pub first_keyframe_ms: Option<(f64, f64)>,
+    /// Time from play to first keyframe for the clients that joined in this step (ms): p50,
+    /// p99, max.
+    pub first_keyframe_ms: Option<(f64, f64, f64)>,
     /// Publisher sends more than 20 ms late during the hold.
     pub late_sends: u64,
     /// Media packets every player received since it joined (including duplicates).
@@ -145,7 +146,8 @@ impl StepReport {
             "audio_latency_p99_us": self.audio_latency_us.map(|l| l.1),
             "audio_latency_max_us": self.audio_latency_us.map(|l| l.2),
             "first_keyframe_p50_ms": self.first_keyframe_ms.map(|k| k.0),
-            "first_keyframe_max_ms": self.first_keyframe_ms.map(|k| k.1),
+            "first_keyframe_p99_ms": self.first_keyframe_ms.map(|k| k.1),
+            "first_keyframe_max_ms": self.first_keyframe_ms.map(|k| k.2),
             "late_sends": self.late_sends,
             "received_since_join": self.received_since_join,
             "published_since_start": self.published_since_start,
@@ -440,6 +442,7 @@ pub(crate) fn measure(
     let first_keyframe_ms = (kf.count() > 0).then(|| {
         (
             kf.percentile_us(50.0).unwrap_or(0) as f64 / 1000.0,
+            kf.percentile_us(99.0).unwrap_or(0) as f64 / 1000.0,
             kf.max_us() as f64 / 1000.0,
         )
     });

@@ -8,6 +8,7 @@
 //! ```text
 //! sfu.handle_command(now, cmd);              // from signalling
 //! sfu.handle_receive(now, src, dst, &buf);   // a UDP datagram
+//! sfu.flush(now);                            // send the media it wrote to players
 //! sfu.handle_timeout(now);                   // when poll_timeout() is reached
 //! while let Some(out) = sfu.poll_output() {
 //!     match out {

@@ -21,6 +21,17 @@ use crate::resume::{starts_keyframe, KeyframeGate};
 use crate::sfu::RoomPlayer;
 use crate::{SfuOutput, Transmit};
 
+/// How long a player's sent video packets are kept for retransmission (NACK). str0m keeps
+/// them 3 s (up to 2000 packets) by default: at 2 Mbit/s that is most of an active player's
+/// memory, for resends that arrive far too late to be played (a receiver's jitter buffer
+/// waits a few hundred milliseconds at most).
+pub(crate) const RTX_CACHE_AGE: Duration = Duration::from_millis(500);
+/// Most packets kept per player video stream for retransmission (about 6 Mbit/s of 1200-byte
+/// packets over [`RTX_CACHE_AGE`]).
+pub(crate) const RTX_CACHE_PACKETS: usize = 320;
+/// str0m's default: queued resends are dropped once they exceed this share of what is sent.
+const RTX_RATIO_CAP: Option<f32> = Some(0.15);
+
 /// What a drain of one session asks the SFU to do next.
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
@@ -475,13 +486,14 @@ impl Session {
         let ssrc = match track.ssrc {
             Some(s) => s,
             None => {
-                let Some(s) = rtc
-                    .direct_api()
-                    .stream_tx_by_mid(track.mid, None)
-                    .map(|s| s.ssrc())
-                else {
+                let mut api = rtc.direct_api();
+                let Some(stream) = api.stream_tx_by_mid(track.mid, None) else {
                     return 0;
                 };
+                // Bounded by time, not by str0m's 3 s default (see RTX_CACHE_AGE). Nothing
+                // was sent on the stream yet, so the emptied cache loses nothing.
+                stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, RTX_RATIO_CAP);
+                let s = stream.ssrc();
                 track.ssrc = Some(s);
                 s
             }

@@ -60,11 +60,10 @@ pub struct Sfu {
     work: VecDeque<(usize, SessionId, Effects)>,
     connect_timeout: Duration,
     player_bwe: bool,
-    /// Players written to since their last `Input::Timeout`, and when the first write
-    /// happened: their packets sit in str0m's send queue until [`Sfu::handle_timeout`] flushes
-    /// them, so one timeout and one drain per player cover a whole batch of packets.
+    /// Players written to since the last [`Sfu::flush`]: their packets sit in str0m's send
+    /// queue until the flush feeds each of them one `Input::Timeout`, so one timeout and one
+    /// drain per player cover every packet written since.
     unflushed: Vec<(usize, SessionId)>,
-    unflushed_since: Option<Instant>,
     /// Data channel relay (`data.rs`).
     data: DataRouter,
 }
@@ -105,7 +104,6 @@ impl Sfu {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             player_bwe: false,
             unflushed: Vec::new(),
-            unflushed_since: None,
             data: DataRouter::default(),
         }
     }
@@ -267,9 +265,14 @@ impl Sfu {
             _ => trace!("unhandled media command"),
         }
         self.process(now);
+        self.flush(now);
     }
 
     /// A UDP datagram arrived from `source` on local address `destination`.
+    ///
+    /// Media it carries is written to the publisher's players but not yet sent: call
+    /// [`Sfu::flush`] before waiting for the next datagram (a runtime may feed several
+    /// datagrams first, trading latency for fewer str0m timeouts per player).
     pub fn handle_receive(
         &mut self,
         now: Instant,
@@ -317,9 +320,10 @@ impl Sfu {
         self.process(now);
     }
 
-    /// Time passed.
+    /// Time passed. Also flushes (see [`Sfu::flush`]) what was written to players, before
+    /// and after the timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.flush_players(now);
+        self.flush(now);
         // Collect first: a session rescheduled at `now` is handled on the next call, not in a loop.
         let due: Vec<(Instant, usize)> = self
             .timers
@@ -377,6 +381,7 @@ impl Sfu {
             // Act on effects now, so players see this publisher's packets in order.
             self.process(now);
         }
+        self.flush(now);
     }
 
     /// The next output.
@@ -385,29 +390,38 @@ impl Sfu {
         self.outputs.pop_front()
     }
 
-    /// When [`Sfu::handle_timeout`] must next be called. Packets written to players are
-    /// sent from the next call, which is due at once: a runtime that reads several datagrams
-    /// before it looks at the timeout gets them all out with one str0m timeout per player.
+    /// When [`Sfu::handle_timeout`] must next be called: the sessions' timers only. Packets
+    /// written to players do not make it due; they leave with [`Sfu::flush`].
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timer = self.timers.first().map(|(t, _)| *t);
-        match (timer, self.unflushed_since) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.first().map(|(t, _)| *t)
     }
 
-    /// Lets str0m encrypt and send what was written to players since their last timeout.
-    fn flush_players(&mut self, now: Instant) {
-        self.unflushed_since = None;
-        let players = std::mem::take(&mut self.unflushed);
-        for (key, id) in players {
-            if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
-                s.unflushed = false;
-                self.mutate(key, |rtc| rtc.handle_input(Input::Timeout(now)));
+    /// Whether packets were written to players since the last [`Sfu::flush`].
+    #[must_use]
+    pub fn needs_flush(&self) -> bool {
+        !self.unflushed.is_empty()
+    }
+
+    /// Sends what was written to players since the last flush: each such player gets one
+    /// `Input::Timeout`, which lets str0m encrypt its queued packets, and is drained; the
+    /// datagrams are then in [`Sfu::poll_output`]. Costs nothing when nothing was written.
+    pub fn flush(&mut self, now: Instant) {
+        // Bounded: a flush's effects (a player's keyframe request, say) write no media, but a
+        // second round is allowed for anything they did write.
+        for _ in 0..2 {
+            if self.unflushed.is_empty() {
+                return;
             }
+            let players = std::mem::take(&mut self.unflushed);
+            for (key, id) in players {
+                if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
+                    s.unflushed = false;
+                    self.mutate(key, |rtc| rtc.handle_input(Input::Timeout(now)));
+                }
+            }
+            self.process(now);
         }
-        self.process(now);
     }
 
     // ---- commands ----
@@ -949,12 +963,11 @@ impl Sfu {
                 resume_request |= pl.video_gate.take_request();
             }
             // A write only queues the packet in str0m: it is encrypted and sent on the
-            // player's next `Input::Timeout`, which `flush_players` feeds (then drains) once
-            // for all packets written until then.
+            // player's next `Input::Timeout`, which `flush` feeds (then drains) once for all
+            // packets written until then.
             if wrote && !s.unflushed {
                 s.unflushed = true;
                 self.unflushed.push((key, *player));
-                self.unflushed_since.get_or_insert(now);
             }
         }
         if let Some(Role::Publisher(p)) = self.sessions.get_mut(pub_key).map(|s| &mut s.role) {

@@ -420,6 +420,7 @@ impl Harness {
                         let t0 = Instant::now();
                         self.sfu
                             .handle_receive(self.now, d.source, d.destination, &d.contents);
+                        self.sfu.flush(self.now);
                         self.sfu_busy += t0.elapsed();
                     }
                 }

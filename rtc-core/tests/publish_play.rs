@@ -509,3 +509,108 @@ fn play_offers_of_a_stream_keep_their_mids() {
     assert_eq!(mids(&h, SessionId(3)), first);
     assert_ne!(mids(&h, SessionId(4)), first);
 }
+
+/// A publisher's packet is written to its players by `handle_receive` and leaves only with
+/// the explicit `flush` (no timeout involved); a second flush has nothing to send.
+#[test]
+fn forwarded_media_leaves_on_flush() {
+    use rtc_core::SfuOutput;
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    let player = h.clients[1].addr;
+    // Publisher datagrams carrying one fresh audio frame, not yet given to the SFU.
+    let mut now = h.now;
+    h.clients[0].write_frame(
+        now,
+        MediaKind::Audio,
+        str0m::format::Codec::Opus,
+        &[1u8; 80],
+    );
+    for _ in 0..100 {
+        if !h.clients[0].outbox.is_empty() {
+            break;
+        }
+        now += Duration::from_millis(1);
+        h.clients[0].handle_timeout(now);
+    }
+    let datagrams: Vec<_> = h.clients[0].outbox.drain(..).collect();
+    assert!(!datagrams.is_empty(), "the publisher sent its frame");
+    h.pump();
+    let to_player = |h: &mut rtc_core::testing::Harness| {
+        let mut n = 0;
+        while let Some(out) = h.sfu.poll_output() {
+            if matches!(&out, SfuOutput::Transmit(t) if t.destination == player) {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert!(!h.sfu.needs_flush());
+    for d in &datagrams {
+        h.sfu
+            .handle_receive(now, d.source, d.destination, &d.contents);
+    }
+    assert!(h.sfu.needs_flush(), "the packet was written to the player");
+    assert_eq!(to_player(&mut h), 0, "nothing sent before the flush");
+    h.sfu.flush(now);
+    assert!(!h.sfu.needs_flush());
+    assert!(to_player(&mut h) >= 1, "the flush sent the packet");
+    h.sfu.flush(now);
+    assert_eq!(to_player(&mut h), 0, "a second flush has nothing to send");
+}
+
+/// Video frames the player receives while its incoming datagrams are dropped for `gap`, and
+/// the frames the publisher wrote meanwhile and during the 2 s after.
+fn frames_after_a_gap(gap: Duration) -> (usize, usize) {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    let player = h.clients[1].addr;
+    let before = h.clients[1].media_count(MediaKind::Video);
+    h.blackholed.push(player);
+    let (_, lost) = h.run_media(0, gap);
+    h.blackholed.clear();
+    let (_, after) = h.run_media(0, SECS(2));
+    h.run_for(Duration::from_millis(300));
+    (
+        h.clients[1].media_count(MediaKind::Video) - before,
+        lost + after,
+    )
+}
+
+/// A short loss is repaired by retransmission from the player's send buffer (NACK): every
+/// frame arrives. A loss longer than the buffer keeps (`RTX_CACHE_AGE`, 500 ms) is not.
+#[test]
+fn retransmission_repairs_short_losses_only() {
+    let (got, sent) = frames_after_a_gap(Duration::from_millis(100));
+    assert!(got + 1 >= sent, "100 ms gap: {got} of {sent} frames");
+    let (got, sent) = frames_after_a_gap(Duration::from_millis(1500));
+    assert!(got + 10 < sent, "1.5 s gap: {got} of {sent} frames");
+}
+
+/// Keyframe on join: the SFU's own request when the player connects and the requests that
+/// follow within 300 ms (signalling's `RequestKeyframe`, the player's PLI) reach the publisher
+/// as one PLI, at once: it is there after one step of at most 1 ms of virtual time (the
+/// harness has no network delay).
+#[test]
+fn keyframe_on_join_reaches_publisher_once_and_at_once() {
+    let mut h = Harness::new(Instant::now());
+    let p = h.add_client();
+    let v = h.add_client();
+    h.publish(p, PUB, "s");
+    assert!(h.run_until(SECS(5), |h| h.sfu.is_connected(PUB)));
+    h.run_media(p, SECS(1));
+    assert_eq!(h.clients[p].keyframe_requests(), 0);
+    h.play(v, PLAY, "s", PUB);
+    assert!(h.run_until(SECS(5), |h| h.sfu.is_connected(PLAY)));
+    h.command(MediaCmd::RequestKeyframe { session: PUB });
+    let before = h.now;
+    h.step(Duration::from_millis(1));
+    assert!(h.now <= before + Duration::from_millis(1));
+    assert_eq!(h.clients[p].keyframe_requests(), 1, "at once");
+    // A later request (the player's PLI once its decoder starves, say) within the 300 ms
+    // gap is folded into the one already sent.
+    h.run_media(p, Duration::from_millis(100));
+    h.command(MediaCmd::RequestKeyframe { session: PUB });
+    h.run_media(p, Duration::from_millis(150));
+    assert_eq!(h.clients[p].keyframe_requests(), 1, "once in 250 ms");
+}

@@ -59,10 +59,19 @@ impl Node {
         self.pump(now);
     }
 
-    /// A UDP datagram arrived.
+    /// A UDP datagram arrived. Media it carries for players waits for [`Node::flush_media`].
     pub fn handle_udp(&mut self, now: Instant, source: SocketAddr, dest: SocketAddr, data: &[u8]) {
         self.sfu.handle_receive(now, source, dest, data);
         self.pump(now);
+    }
+
+    /// Sends what the datagrams handled since the last call wrote to players (the SFU's
+    /// [`rtc_core::Sfu::flush`]): their datagrams are then in [`Node::poll_output`].
+    pub fn flush_media(&mut self, now: Instant) {
+        if self.sfu.needs_flush() {
+            self.sfu.flush(now);
+            self.pump(now);
+        }
     }
 
     /// The runtime's overload state changed.

@@ -90,9 +90,14 @@ pub const WS_READ_BUFFER: usize = 512;
 /// Size of the runtime's one read-ahead buffer, shared by every WebSocket (see [`WsIo`]).
 const WS_READ_AHEAD: usize = 64 * 1024;
 
-/// Datagrams read before the node's due timeout is handled (which sends the media written
-/// to players meanwhile).
+/// Datagrams read before timers that fell due meanwhile are handled.
 const UDP_BATCH: usize = 32;
+/// Datagrams handled at most before what they wrote to players is flushed and sent. The
+/// flush also happens as soon as the socket has nothing more to read: a packet waits only
+/// behind datagrams that had already arrived, never for later ones. One flush costs each
+/// player written to a str0m timeout (about 2.3 k instructions, see BENCHMARKS.md), so a
+/// video frame's packets, which arrive together, share one.
+const UDP_FLUSH_EVERY: usize = 8;
 /// Datagrams read per loop iteration at most, before WebSockets and timers get their turn.
 const UDP_READ_BUDGET: usize = 256;
 /// Time a REST client has to read the answer (the request head's time is
@@ -1670,11 +1675,13 @@ impl Runtime {
     /// Reads datagrams until the socket is empty or [`UDP_READ_BUDGET`] were read (then
     /// `udp_more` stays set and the loop comes back without waiting, after the other sockets
     /// and timers had their turn: an overloaded media socket must not starve signalling).
-    /// Media written to players is sent when the node's timeout is handled, so that happens
-    /// once per [`UDP_BATCH`] datagrams (and after the last, in [`Runtime::run`]): one str0m
-    /// timeout per player per batch, not per packet.
+    /// What the datagrams wrote to players is flushed and sent (`sendmmsg`, see [`udp`]) as
+    /// soon as the socket is empty, and at least every [`UDP_FLUSH_EVERY`] datagrams: no
+    /// packet waits for one that has not arrived yet. Timers that fell due meanwhile are
+    /// handled every [`UDP_BATCH`] datagrams.
     fn udp_read(&mut self) {
         let mut batch = 0;
+        let mut unflushed = 0;
         for _ in 0..UDP_READ_BUDGET {
             match self.udp.recv_from(&mut self.udp_buf) {
                 Ok((n, source)) => {
@@ -1682,6 +1689,11 @@ impl Runtime {
                     let now = Instant::now();
                     let data = self.udp_buf.get(..n).unwrap_or_default();
                     self.node.handle_udp(now, source, self.udp_local, data);
+                    unflushed += 1;
+                    if unflushed == UDP_FLUSH_EVERY {
+                        unflushed = 0;
+                        self.node.flush_media(now);
+                    }
                     self.drain(now);
                     batch += 1;
                     if batch == UDP_BATCH {
@@ -1694,7 +1706,7 @@ impl Runtime {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.udp_more = false;
-                    return;
+                    break;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -1703,6 +1715,9 @@ impl Runtime {
                 }
             }
         }
+        let now = Instant::now();
+        self.node.flush_media(now);
+        self.drain(now);
     }
 
     /// Queues a datagram; [`Runtime::drain`] sends the queue in batches once the node's

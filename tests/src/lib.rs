@@ -165,6 +165,8 @@ impl Sim {
     pub fn udp_in(&mut self, source: SocketAddr, data: &[u8]) {
         self.steps += 1;
         self.node.handle_udp(self.now, source, server_udp(), data);
+        // As the runtime does: what a datagram produced leaves before the next is read.
+        self.node.flush_media(self.now);
         self.drain();
     }
 
