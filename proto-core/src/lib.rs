@@ -49,7 +49,8 @@ pub use message::{
     ClientMessage, ErrorMessage, ForceStreamQuality, GetSubtracks, GetSubtracksCount, GetTrackList,
     Join, JoinRoom, Notification, ParseError, PeerMessage, Play, Publish, RoomRef, SdpType,
     ServerMessage, StreamInfo, StreamListEntry, StreamRef, TakeCandidate, TakeConfiguration,
-    TrackToggle, UpdateMetaData, MAX_MESSAGE_LEN, UNSUPPORTED_COMMANDS,
+    TrackToggle, UpdateMetaData, VideoTrackAssignment, VideoTrackCmd, MAX_MESSAGE_LEN,
+    UNSUPPORTED_COMMANDS,
 };
 pub use signalling::{
     AccessPolicy, Config, ConnId, IceServers, LimitCounters, Limits, OpenAccess, Output,
