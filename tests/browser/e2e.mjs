@@ -265,7 +265,7 @@ class SdkPage {
     if (this.console.length > 400) this.console.splice(0, 100);
   }
 
-  /** Creates the SDK adaptor; opts: playOnly, localVideo, remoteVideo, conference. */
+  /** Creates the SDK adaptor; opts: playOnly, localVideo, remoteVideo, conference, video (constraints). */
   async init(opts = {}) {
     await this.page.evaluate((o) => window.E2E.init(o), { ws: this.env.antenna.ws, label: this.label, ...opts });
   }
@@ -832,6 +832,99 @@ testCase(14, "multitrack: a room player decodes two subtracks; a leaver is muted
   if (after !== before) throw new Error(`m-lines grew from ${before} to ${after} instead of being reused`);
   const offers = (await player.eval(() => window.__ws)).filter((f) => f.dir === "in" && f.text.includes('"type":"offer"')).length;
   figures.push(`server offers on the room player's connection: ${offers}`);
+});
+
+testCase(15, "Last-N: a room player with setMaxVideoTrackCount 1 gets one videoTrack0 slot; assignVideoTrack switches it without renegotiation", 90000, async (ctx, env, figures) => {
+  // Three members publish with mainTrack = room at different resolutions (the fake camera
+  // follows the constraints), so the player can tell by frameWidth whom the slot shows.
+  const room = uid("ln");
+  const members = [
+    { id: uid("lnA"), width: 320, height: 180 },
+    { id: uid("lnB"), width: 480, height: 270 },
+    { id: uid("lnC"), width: 640, height: 360 },
+  ];
+  for (const [i, m] of members.entries()) {
+    const p = await SdkPage.open(ctx, env, `member${i + 1}`);
+    env.pages.push(p);
+    await p.init({ localVideo: true, video: { width: { exact: m.width }, height: { exact: m.height } } });
+    await p.call("publish", m.id, undefined, undefined, undefined, undefined, room);
+    await p.waitIceConnected(m.id, 15000);
+  }
+  const player = await SdkPage.open(ctx, env, "lastN");
+  env.pages.push(player);
+  await player.init({ playOnly: true });
+  await player.eval(() => {
+    window.LN = { events: [], answers: [] };
+    window.E2E.adaptor.addEventListener((info, obj) => {
+      if (info === "data_received") {
+        try {
+          const e = JSON.parse(obj.data);
+          if (e.eventType === "VIDEO_TRACK_ASSIGNMENT_LIST") window.LN.events.push(e.payload);
+        } catch (_) { /* chat or binary */ }
+      }
+      if (info === "videoTrackAssignmentList") window.LN.answers.push(obj.payload);
+    });
+  });
+  await player.call("play", room, undefined, room, []);
+  await waitUntil("play_started on the room player", 15000, async () => (await player.count("play_started")) > 0, 100);
+  const t0 = Date.now();
+  await player.call("setMaxVideoTrackCount", room, 1);
+  // The video m-lines the player receives on, and what decodes on each.
+  const video = () => player.eval(async (r) => {
+    const a = window.E2E.adaptor;
+    const pc = a.remotePeerConnection[r];
+    const out = { lines: [], decoded: {} };
+    if (!pc) return out;
+    for (const t of pc.getTransceivers()) {
+      if (t.receiver.track.kind === "video" && (t.currentDirection === "recvonly" || t.currentDirection === "sendrecv")) {
+        out.lines.push(a.idMapping[r][t.mid]);
+      }
+    }
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video" && s.mid !== undefined) {
+        out.decoded[a.idMapping[r][s.mid]] = { frames: s.framesDecoded || 0, width: s.frameWidth || 0 };
+      }
+    });
+    return out;
+  }, room);
+  const lastEvent = async () => (await player.eval(() => window.LN.events)).at(-1) || null;
+  const showing = async (id) => {
+    const m = members.find((x) => x.id === id);
+    const v = await video();
+    const slot = v.decoded["ARDAMSvvideoTrack0"];
+    const ev = await lastEvent();
+    if (v.lines.length !== 1 || v.lines[0] !== "ARDAMSvvideoTrack0") return null;
+    if (!ev || ev.length !== 1 || ev[0].videoLabel !== "videoTrack0" || ev[0].trackId !== id) return null;
+    return slot && slot.frames > 0 && slot.width === m.width ? slot : null;
+  };
+  const first = await waitUntil("one videoTrack0 slot decoding the announced member", 20000, async () => {
+    env.antenna.assertAlive();
+    const ev = await lastEvent();
+    return ev && ev.length === 1 ? showing(ev[0].trackId) : null;
+  }, 200);
+  const assigned = (await lastEvent())[0].trackId;
+  figures.push(`setMaxVideoTrackCount 1 -> one slot decoding ${assigned} (${first.width} px wide): ${Date.now() - t0} ms`);
+  await player.call("requestVideoTrackAssignments", room);
+  const answer = await waitUntil("videoTrackAssignmentList", 5000, async () => (await player.eval(() => window.LN.answers)).at(-1), 100);
+  if (answer.length !== 1 || answer[0].trackId !== assigned) throw new Error(`videoTrackAssignmentList ${JSON.stringify(answer)} != ${assigned}`);
+  const offers = async () => (await player.eval(() => window.__ws)).filter((f) => f.dir === "in" && f.text.includes('"type":"offer"')).length;
+  const offersBefore = await offers();
+  // Pin each of the others in turn (the SDK's assignVideoTrack(videoTrackId, streamId, enabled)).
+  for (const m of members.filter((x) => x.id !== assigned)) {
+    const before = (await video()).decoded["ARDAMSvvideoTrack0"].frames;
+    const t1 = Date.now();
+    await player.call("assignVideoTrack", "videoTrack0", m.id, true);
+    const now = await waitUntil(`the slot showing ${m.id} (${m.width} px)`, 10000, async () => {
+      env.antenna.assertAlive();
+      return showing(m.id);
+    }, 100);
+    figures.push(`assignVideoTrack -> slot decoding ${m.id} at ${m.width} px: ${Date.now() - t1} ms (frames ${before} -> ${now.frames})`);
+    if (!(now.frames > before)) throw new Error(`frames stopped: ${before} -> ${now.frames}`);
+  }
+  const offersAfter = await offers();
+  figures.push(`server offers on the player's connection: ${offersBefore} before the switches, ${offersAfter} after`);
+  if (offersAfter !== offersBefore) throw new Error(`a slot switch renegotiated (${offersBefore} -> ${offersAfter} offers)`);
 });
 
 // ---------------------------------------------------------------- runner
