@@ -4,7 +4,8 @@
 //! the publisher announced on the data channel (`VIDEO_TRACK_ASSIGNMENT_LIST`) and by
 //! `getVideoTrackAssignmentsCommand`; `assignVideoTrackCommand` and `toggleVideo` switch the
 //! slot to another publisher without a new offer, and the slot's frames keep coming (from the
-//! new publisher's keyframe on).
+//! new publisher's keyframe on). `toggleAudio` with a `trackId` stops and restarts one
+//! subtrack's audio for that player, again without a new offer.
 
 use std::time::Duration;
 
@@ -225,6 +226,47 @@ fn last_n(seed: u64) -> Vec<Duration> {
         offers(&m, player),
         offers_before,
         "seed {seed}: a slot switch renegotiated"
+    );
+    // toggleAudio of one subtrack: its audio stops for this player, the others' goes on, and
+    // it comes back when switched on again; no renegotiation either.
+    let audio_mid = |name: &str| {
+        mapping
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(mid, _)| mid.clone())
+            .expect("audio m-line")
+    };
+    let (a0, a2) = (audio_mid("ARDAMSas0"), audio_mid("ARDAMSas2"));
+    m.send(
+        player,
+        json!({"command":"toggleAudio","streamId":ROOM,"trackId":"s0","enabled":false}),
+    );
+    m.run(Duration::from_millis(200));
+    let mark = m.browsers[player].client.events.len();
+    m.run(Duration::from_secs(1));
+    let c = &m.browsers[player].client;
+    let (off0, on2) = (c.media_count_mid(&a0, mark), c.media_count_mid(&a2, mark));
+    assert_eq!(
+        off0, 0,
+        "seed {seed}: s0 audio still arrives after toggleAudio off"
+    );
+    assert!(on2 > 40, "seed {seed}: s2 audio {on2} frames in 1 s");
+    m.send(
+        player,
+        json!({"command":"toggleAudio","streamId":ROOM,"trackId":"s0","enabled":true}),
+    );
+    m.run(Duration::from_millis(200));
+    let mark = m.browsers[player].client.events.len();
+    m.run(Duration::from_secs(1));
+    let back = m.browsers[player].client.media_count_mid(&a0, mark);
+    assert!(
+        back > 40,
+        "seed {seed}: s0 audio {back} frames in 1 s after toggleAudio on"
+    );
+    assert_eq!(
+        offers(&m, player),
+        offers_before,
+        "seed {seed}: a toggle renegotiated"
     );
     latencies
 }
