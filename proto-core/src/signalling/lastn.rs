@@ -89,12 +89,15 @@ pub(super) fn assign(
         .skip(offset)
         .take(size.unwrap_or(max).min(free))
         .collect();
-    for (k, slot) in slots.iter_mut().enumerate() {
-        if slot.is_some() {
-            continue;
-        }
-        if let Some(Some(c)) = current.get(k) {
-            if window.contains(&c) {
+    for k in 0..max {
+        let keep = match (slots.get(k), current.get(k)) {
+            (Some(None), Some(Some(c))) => {
+                window.contains(&c) && !slots.iter().flatten().any(|s| s == c)
+            }
+            _ => false,
+        };
+        if keep {
+            if let (Some(slot), Some(Some(c))) = (slots.get_mut(k), current.get(k)) {
                 *slot = Some(c.clone());
             }
         }
