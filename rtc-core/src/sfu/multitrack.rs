@@ -29,6 +29,16 @@
 //! (`SeqRewriter::retarget`) so the new source continues the numbering, and its payload type
 //! map is recomputed for the new publisher's codecs. Once the browser answers, the newly
 //! activated publishers are asked for a keyframe.
+//!
+//! # Last-N
+//!
+//! With video slots (`lastn.rs`) the plan has audio only per subtrack, and N video m-lines
+//! named `videoTrack<k>` are kept (added or reactivated in step 2's way, deactivated from the
+//! end when N shrinks); slot m-lines are never taken for a subtrack. What a slot carries is
+//! set by `Sfu::apply_slots`, never negotiated.
+//!
+//! (A little over 600 lines: the m-line planner and the msid rewriting of its offers belong
+//! together; the slot switching lives in `lastn.rs`.)
 
 use std::collections::BTreeSet;
 use std::time::Instant;
