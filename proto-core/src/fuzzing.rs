@@ -181,6 +181,35 @@ impl Harness {
                     "{session} reused"
                 );
             }
+            MediaCmd::SetVideoSlots { session, slots } => {
+                assert_eq!(
+                    self.media.get(session),
+                    Some(&false),
+                    "{cmd:?} to a non-player"
+                );
+                for t in slots.iter().flatten().flatten() {
+                    assert_eq!(
+                        self.media.get(&t.publisher),
+                        Some(&true),
+                        "{session} slot of unknown publisher {}",
+                        t.publisher
+                    );
+                }
+            }
+            MediaCmd::SetSubtrackForwarding {
+                session, publisher, ..
+            } => {
+                assert_eq!(
+                    self.media.get(session),
+                    Some(&false),
+                    "{cmd:?} to a non-player"
+                );
+                assert_eq!(
+                    self.media.get(publisher),
+                    Some(&true),
+                    "{cmd:?}: unknown publisher"
+                );
+            }
             MediaCmd::SetSubtracks { session, subtracks } => {
                 assert_eq!(
                     self.media.get(session),

@@ -46,10 +46,10 @@ pub use media::{
     TrackKind,
 };
 pub use message::{
-    ClientMessage, ErrorMessage, ForceStreamQuality, GetSubscribers, GetSubtracks,
-    GetSubtracksCount, GetTrackList, Join, JoinRoom, Notification, ParseError, PeerMessage, Play,
-    Publish, RoomRef, SdpType, ServerMessage, StreamInfo, StreamListEntry, StreamRef,
-    TakeCandidate, TakeConfiguration, TrackToggle, UpdateMetaData, MAX_MESSAGE_LEN,
+    ClientMessage, ErrorMessage, ForceStreamQuality, GetSubscribers, GetSubtracks, GetSubtracksCount, GetTrackList,
+    Join, JoinRoom, Notification, ParseError, PeerMessage, Play, Publish, RoomRef, SdpType,
+    ServerMessage, StreamInfo, StreamListEntry, StreamRef, TakeCandidate, TakeConfiguration,
+    TrackToggle, UpdateMetaData, VideoTrackAssignment, VideoTrackCmd, MAX_MESSAGE_LEN,
     UNSUPPORTED_COMMANDS,
 };
 pub use signalling::{

@@ -119,6 +119,31 @@ pub enum MediaCmd {
         /// The subtracks to send.
         subtracks: Vec<Subtrack>,
     },
+    /// Last-N video of a room player: `Some(slots)` gives it `slots.len()` video m-lines
+    /// labelled `videoTrack<k>` (instead of one per subtrack), slot `k` carrying `slots[k]`;
+    /// `None` goes back to one video m-line per subtrack. A change of the number of slots
+    /// renegotiates; a change of what the slots carry does not (the media layer switches the
+    /// slot's source from the next keyframe and tells the player on its data channel,
+    /// `VIDEO_TRACK_ASSIGNMENT_LIST`). Every slot subtrack is also one of the room player's
+    /// [`MediaCmd::SetSubtracks`] set.
+    SetVideoSlots {
+        /// The room play session.
+        session: SessionId,
+        /// The slots and what each carries.
+        slots: Option<Vec<Option<Subtrack>>>,
+    },
+    /// Start or stop forwarding one subtrack's video and/or audio to a room player
+    /// (`toggleVideo`/`toggleAudio` with a `trackId`).
+    SetSubtrackForwarding {
+        /// The room play session.
+        session: SessionId,
+        /// The subtrack's publish session.
+        publisher: SessionId,
+        /// `Some` to change video forwarding.
+        video: Option<bool>,
+        /// `Some` to change audio forwarding.
+        audio: Option<bool>,
+    },
     /// The client's SDP answer to a server offer (play).
     RemoteAnswer {
         /// The session.

@@ -454,6 +454,32 @@ pub struct GetSubtracksCount {
     pub status: Option<String>,
 }
 
+/// The Last-N video track commands: `assignVideoTrackCommand` (`videoTrackId`, `trackId`,
+/// `enabled`), `updateVideoTrackAssignmentsCommand` (`offset`, `size`) and
+/// `setMaxVideoTrackCountCommand` (`maxTrackCount`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[allow(missing_docs)]
+pub struct VideoTrackCmd {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub stream_id: Option<String>,
+    /// The slot label, `videoTrack<k>`.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub video_track_id: Option<String>,
+    /// The subtrack to pin (absent: the SDK form, where `streamId` names the subtrack).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub track_id: Option<String>,
+    /// Missing means `true`.
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub enabled: Option<bool>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub offset: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub size: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    pub max_track_count: Option<i64>,
+}
+
 /// One parsed client command.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -484,6 +510,10 @@ pub enum ClientMessage {
     GetSubtracks(GetSubtracks),
     GetSubtracksCount(GetSubtracksCount),
     GetSubscribers(GetSubscribers),
+    GetVideoTrackAssignments(StreamRef),
+    AssignVideoTrack(VideoTrackCmd),
+    UpdateVideoTrackAssignments(VideoTrackCmd),
+    SetMaxVideoTrackCount(VideoTrackCmd),
     /// A command of the AMS protocol that Antenna parses but does not serve
     /// (multitrack assignment, push notifications, debug info...).
     Unsupported {
@@ -496,10 +526,6 @@ pub enum ClientMessage {
 
 /// Commands of the AMS protocol that Antenna recognises but does not implement.
 pub const UNSUPPORTED_COMMANDS: &[&str] = &[
-    "getVideoTrackAssignmentsCommand",
-    "assignVideoTrackCommand",
-    "updateVideoTrackAssignmentsCommand",
-    "setMaxVideoTrackCountCommand",
     "getDebugInfo",
     "registerPushNotificationToken",
     "sendPushNotification",
@@ -561,6 +587,18 @@ impl ClientMessage {
             "getSubtracks" => M::GetSubtracks(field("getSubtracks", value)?),
             "getSubtracksCount" => M::GetSubtracksCount(field("getSubtracksCount", value)?),
             "getSubscribers" => M::GetSubscribers(field("getSubscribers", value)?),
+            "getVideoTrackAssignmentsCommand" => {
+                M::GetVideoTrackAssignments(field("getVideoTrackAssignmentsCommand", value)?)
+            }
+            "assignVideoTrackCommand" => {
+                M::AssignVideoTrack(field("assignVideoTrackCommand", value)?)
+            }
+            "updateVideoTrackAssignmentsCommand" => {
+                M::UpdateVideoTrackAssignments(field("updateVideoTrackAssignmentsCommand", value)?)
+            }
+            "setMaxVideoTrackCountCommand" => {
+                M::SetMaxVideoTrackCount(field("setMaxVideoTrackCountCommand", value)?)
+            }
             other => match UNSUPPORTED_COMMANDS.iter().find(|c| **c == other) {
                 Some(c) => {
                     let r: StreamRef = field(c, value)?;
@@ -603,6 +641,10 @@ impl ClientMessage {
             M::GetSubtracks(_) => "getSubtracks",
             M::GetSubtracksCount(_) => "getSubtracksCount",
             M::GetSubscribers(_) => "getSubscribers",
+            M::GetVideoTrackAssignments(_) => "getVideoTrackAssignmentsCommand",
+            M::AssignVideoTrack(_) => "assignVideoTrackCommand",
+            M::UpdateVideoTrackAssignments(_) => "updateVideoTrackAssignmentsCommand",
+            M::SetMaxVideoTrackCount(_) => "setMaxVideoTrackCountCommand",
             M::Unsupported { command, .. } => command,
         }
     }
@@ -746,8 +788,25 @@ pub enum Notification {
     /// To a player of main track `stream_id`: subtrack `track_id` ended.
     #[serde(rename = "subtrackRemoved", rename_all = "camelCase")]
     SubtrackRemoved { stream_id: String, track_id: String },
+    /// Answer to `getVideoTrackAssignmentsCommand`: which subtrack each `videoTrack<k>` slot
+    /// of a Last-N room play carries.
+    #[serde(rename = "videoTrackAssignmentList", rename_all = "camelCase")]
+    VideoTrackAssignmentList {
+        stream_id: String,
+        payload: Vec<VideoTrackAssignment>,
+    },
     #[serde(rename = "server_will_stop")]
     ServerWillStop,
+}
+
+/// One slot of a Last-N room play and the subtrack it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoTrackAssignment {
+    /// `videoTrack<k>`.
+    pub video_label: String,
+    /// The subtrack's stream id.
+    pub track_id: String,
 }
 
 /// An `error` message.

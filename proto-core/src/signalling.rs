@@ -67,6 +67,7 @@ use crate::is_valid_stream_id;
 use crate::media::{MediaCmd, MediaEvent, SessionId, SessionStats, TrackKind};
 use crate::message::{ClientMessage, ErrorMessage, Notification, SdpType, ServerMessage};
 
+mod lastn;
 mod limits;
 mod mainstore;
 mod maintrack;
@@ -652,6 +653,12 @@ impl Signalling {
             ClientMessage::GetSubtracks(g) => self.subtracks(conn, &app, id, g),
             ClientMessage::GetSubtracksCount(g) => self.subtracks_count(conn, &app, id, g),
             ClientMessage::GetSubscribers(g) => self.subscribers(conn, &app, id, g),
+            ClientMessage::GetVideoTrackAssignments(_) => self.video_assignments(conn, id),
+            ClientMessage::AssignVideoTrack(v) => self.assign_video_track(conn, id, v),
+            ClientMessage::UpdateVideoTrackAssignments(v) => {
+                self.update_video_assignments(conn, id, v)
+            }
+            ClientMessage::SetMaxVideoTrackCount(v) => self.set_max_video_tracks(conn, id, v),
             ClientMessage::Ping
             | ClientMessage::GetIceServerConfig
             | ClientMessage::JoinRoom(_)
@@ -1251,6 +1258,10 @@ fn stream_id_of(msg: &ClientMessage) -> Option<&str> {
         ClientMessage::GetSubtracks(g) => &g.stream_id,
         ClientMessage::GetSubtracksCount(g) => &g.stream_id,
         ClientMessage::GetSubscribers(g) => &g.stream_id,
+        ClientMessage::GetVideoTrackAssignments(r) => &r.stream_id,
+        ClientMessage::AssignVideoTrack(v)
+        | ClientMessage::UpdateVideoTrackAssignments(v)
+        | ClientMessage::SetMaxVideoTrackCount(v) => &v.stream_id,
         ClientMessage::JoinRoom(j) => &j.stream_id,
         ClientMessage::LeaveFromRoom(r) | ClientMessage::GetRoomInfo(r) => &r.stream_id,
         ClientMessage::Ping

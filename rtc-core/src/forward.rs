@@ -11,6 +11,8 @@ use proto_core::SessionId;
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::Ssrc;
 
+use crate::resume::KeyframeGate;
+
 /// How long the current source SSRC must be silent before another SSRC may take over.
 ///
 /// Simulcast publishers send several SSRCs at once; we stay locked on the first one.
@@ -142,6 +144,9 @@ pub(crate) struct OutTrack {
     pub pt_map: Vec<(Pt, Option<Pt>)>,
     /// Sequence/timestamp mapping.
     pub seq: SeqRewriter,
+    /// Holds this track's video back until a keyframe after its source changed (a Last-N
+    /// slot switched to another subtrack, or a subtrack's video toggled back on).
+    pub gate: KeyframeGate,
 }
 
 impl OutTrack {
@@ -153,6 +158,7 @@ impl OutTrack {
             ssrc: None,
             pt_map: Vec::new(),
             seq: SeqRewriter::default(),
+            gate: KeyframeGate::default(),
         }
     }
 }

@@ -476,11 +476,23 @@ impl Session {
         {
             return 0;
         }
+        if p.room.as_ref().is_some_and(|r| r.is_muted(from, kind)) {
+            return 0;
+        }
         let Some(track) = p.tracks.iter_mut().find(|t| {
             t.kind == kind && (t.source == Source::Any || t.source == Source::From(from))
         }) else {
             return 0;
         };
+        if kind == MediaKind::Video
+            && track.gate.is_waiting()
+            && !track.gate.admit(
+                now,
+                starts_keyframe(in_params.spec().codec, &packet.payload),
+            )
+        {
+            return 0;
+        }
         // The SSRC first: an m-line offered but not answered yet has none, and its payload
         // types are not known either (nothing may be cached for it).
         let ssrc = match track.ssrc {

@@ -25,6 +25,7 @@ use crate::route::{
 use crate::session::{DataWrite, Effects, Player, Publisher, Role, Session};
 use crate::{SfuConfig, SfuOutput};
 
+mod lastn;
 mod multitrack;
 pub use multitrack::RoomLine;
 pub(crate) use multitrack::RoomPlayer;
@@ -227,6 +228,13 @@ impl Sfu {
             MediaCmd::SetSubtracks { session, subtracks } => {
                 self.set_subtracks(now, session, subtracks)
             }
+            MediaCmd::SetVideoSlots { session, slots } => self.set_video_slots(now, session, slots),
+            MediaCmd::SetSubtrackForwarding {
+                session,
+                publisher,
+                video,
+                audio,
+            } => self.set_subtrack_forwarding(now, session, publisher, video, audio),
             MediaCmd::RemoteAnswer { session, sdp } => self.remote_answer(now, session, &sdp),
             MediaCmd::RemoteCandidate { session, candidate } => {
                 self.remote_candidate(now, session, &candidate)
@@ -961,6 +969,9 @@ impl Sfu {
             }
             if let Role::Player(pl) = &mut s.role {
                 resume_request |= pl.video_gate.take_request();
+                for t in pl.tracks.iter_mut() {
+                    resume_request |= t.gate.take_request();
+                }
             }
             // A write only queues the packet in str0m: it is encrypted and sent on the
             // player's next `Input::Timeout`, which `flush` feeds (then drains) once for all
@@ -987,6 +998,7 @@ impl Sfu {
         if !self.data.config.enabled {
             return;
         }
+        self.send_assignment_event(key);
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };

@@ -47,6 +47,9 @@ pub struct Browser {
     pub last_keyframe: Option<Instant>,
     /// A publisher that sends no media while its peer connection stays up (a frozen tab).
     pub media_paused: bool,
+    /// Bytes of this publisher's VP8 inter frames (keyframes are three times as long), so a
+    /// player can tell publishers apart by frame size.
+    pub video_size: usize,
 }
 
 impl Browser {
@@ -203,6 +206,7 @@ impl MediaSim {
             keyframe_requests_seen: 0,
             last_keyframe: None,
             media_paused: false,
+            video_size: 1000,
         });
         self.browsers.len() - 1
     }
@@ -411,9 +415,9 @@ impl MediaSim {
                     b.last_keyframe = Some(now);
                 }
                 let data = if keyframe {
-                    vp8_keyframe(640, 360, 3000)
+                    vp8_keyframe(640, 360, 3 * b.video_size)
                 } else {
-                    vp8_delta(1000)
+                    vp8_delta(b.video_size)
                 };
                 b.client
                     .write_frame(now, MediaKind::Video, Codec::Vp8, &data);

@@ -167,6 +167,14 @@ impl Limits {
                 push!("trackId", Kind::Id, &t.track_id);
             }
             M::ForceStreamQuality(q) => push!("streamId", Kind::Id, &q.stream_id),
+            M::GetVideoTrackAssignments(r) => push!("streamId", Kind::Id, &r.stream_id),
+            M::AssignVideoTrack(v)
+            | M::UpdateVideoTrackAssignments(v)
+            | M::SetMaxVideoTrackCount(v) => {
+                push!("streamId", Kind::Id, &v.stream_id);
+                push!("trackId", Kind::Id, &v.track_id);
+                push!("videoTrackId", Kind::Id, &v.video_track_id);
+            }
             M::PeerMessageCommand(p) => {
                 push!("streamId", Kind::Id, &p.stream_id);
                 push!("definition", Kind::Name, &p.definition);

@@ -52,7 +52,15 @@ pub(super) struct RoomPlayState {
     /// The subtracks last handed to the media layer: id -> publish session.
     pub(super) sent: BTreeMap<String, SessionId>,
     /// Live subtracks the player was told about (`subtrackAdded`/`subtrackRemoved`).
-    known: BTreeSet<String>,
+    pub(super) known: BTreeSet<String>,
+    /// The live subtracks in the order they went live (the Last-N slot policy).
+    pub(super) order: Vec<String>,
+    /// Subtracks whose video (`toggleVideo`) or audio (`toggleAudio`) this player switched off.
+    pub(super) video_off: BTreeSet<String>,
+    /// See `video_off`.
+    pub(super) audio_off: BTreeSet<String>,
+    /// Last-N video slots (`lastn.rs`).
+    pub(super) lastn: super::lastn::LastN,
     /// `play_started` was sent.
     pub(super) connected: bool,
 }
@@ -153,6 +161,7 @@ impl Signalling {
             .iter()
             .map(|t| (t.id.clone(), t.publisher))
             .collect();
+        st.order = live.iter().map(|(t, _)| t.clone()).collect();
         st.known = live.into_iter().map(|(t, _)| t).collect();
         let sid = self.alloc_session();
         debug!(%sid, room = %id, sent = subtracks.len(), "room play");
@@ -187,6 +196,7 @@ impl Signalling {
             session: sid,
             main_track: format!("{app}/{id}"),
         });
+        self.start_last_n(sid);
     }
 
     /// The live subtracks of `room` changed, or may have: brings every room player of it up
@@ -218,8 +228,19 @@ impl Signalling {
         let now_live: BTreeSet<String> = live.iter().map(|(t, _)| t.clone()).collect();
         let added: Vec<String> = now_live.difference(&st.known).cloned().collect();
         let removed: Vec<String> = st.known.difference(&now_live).cloned().collect();
+        st.order.retain(|t| now_live.contains(t));
+        st.order.extend(added.iter().cloned());
         st.known = now_live;
+        let mut newly_sent = Vec::new();
         if sent != st.sent {
+            newly_sent = sent
+                .iter()
+                .filter(|(id, p)| st.sent.get(*id) != Some(*p))
+                .map(|(id, publisher)| Subtrack {
+                    id: id.clone(),
+                    publisher: *publisher,
+                })
+                .collect();
             let subtracks = sent
                 .iter()
                 .map(|(id, publisher)| Subtrack {
@@ -233,6 +254,7 @@ impl Signalling {
                 subtracks,
             });
         }
+        self.after_room_refresh(sid, newly_sent);
         for track_id in removed {
             self.send(
                 conn,

@@ -339,9 +339,12 @@ impl Signalling {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        if video && audio {
-            if let Some(sid) = c.plays.get(&id).copied().filter(|s| self.is_room_play(*s)) {
+        if let Some(sid) = c.plays.get(&id).copied().filter(|s| self.is_room_play(*s)) {
+            if video && audio {
                 return self.room_enable_track(sid, t);
+            }
+            if t.track_id.as_ref().is_some_and(|tr| *tr != id) {
+                return self.room_toggle(conn, sid, t, video);
             }
         }
         let sid = t

@@ -29,6 +29,16 @@
 //! (`SeqRewriter::retarget`) so the new source continues the numbering, and its payload type
 //! map is recomputed for the new publisher's codecs. Once the browser answers, the newly
 //! activated publishers are asked for a keyframe.
+//!
+//! # Last-N
+//!
+//! With video slots (`lastn.rs`) the plan has audio only per subtrack, and N video m-lines
+//! named `videoTrack<k>` are kept (added or reactivated in step 2's way, deactivated from the
+//! end when N shrinks); slot m-lines are never taken for a subtrack. What a slot carries is
+//! set by `Sfu::apply_slots`, never negotiated.
+//!
+//! (A little over 600 lines: the m-line planner and the msid rewriting of its offers belong
+//! together; the slot switching lives in `lastn.rs`.)
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -37,6 +47,7 @@ use proto_core::{MediaEvent, OfferedTrack, SessionId, Subtrack, TrackKind};
 use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, trace};
 
+use super::lastn::slot_label;
 use super::{stable_seed, Sfu, PLAYER_BWE_START};
 use crate::forward::{OutTrack, Source};
 use crate::session::{Player, Role};
@@ -53,6 +64,23 @@ pub(crate) struct RoomPlayer {
     names: Vec<(Mid, String)>,
     /// Publishers the pending offer gives m-lines to: asked for a keyframe on the answer.
     activated: Vec<SessionId>,
+    /// Last-N: what each `videoTrack<k>` slot should carry (`None`: one video m-line per
+    /// subtrack). See `lastn.rs`.
+    pub(super) slots: Option<Vec<Option<Subtrack>>>,
+    /// The m-line of each slot that has one (fewer than the slots while an offer adding
+    /// them is being made).
+    pub(super) slot_mids: Vec<Mid>,
+    /// `(publisher, is video)` this player does not receive (`toggleVideo`/`toggleAudio`).
+    pub(super) muted: BTreeSet<(SessionId, bool)>,
+    /// The last `VIDEO_TRACK_ASSIGNMENT_LIST` event and whether it went out on the channel.
+    pub(super) event: Option<(String, bool)>,
+}
+
+impl RoomPlayer {
+    /// Whether `publisher`'s media of `kind` is switched off for this player.
+    pub(crate) fn is_muted(&self, publisher: SessionId, kind: MediaKind) -> bool {
+        !self.muted.is_empty() && self.muted.contains(&(publisher, kind == MediaKind::Video))
+    }
 }
 
 /// One m-line of a room player, for tests and diagnostics ([`Sfu::room_lines`]).
@@ -70,7 +98,7 @@ pub struct RoomLine {
 }
 
 /// The msid track id (and `idMapping` value) of a subtrack's track of `kind`.
-fn track_name(kind: MediaKind, id: &str) -> String {
+pub(super) fn track_name(kind: MediaKind, id: &str) -> String {
     match kind {
         MediaKind::Audio => format!("ARDAMSa{id}"),
         MediaKind::Video => format!("ARDAMSv{id}"),
@@ -209,9 +237,9 @@ impl Sfu {
             publisher: id,
             room: Some(RoomPlayer {
                 desired: subtracks,
-                dirty: false,
                 names,
                 activated: activated.clone(),
+                ..RoomPlayer::default()
             }),
             pending: Some(pending),
             tracks,
@@ -258,8 +286,10 @@ impl Sfu {
         else {
             return;
         };
-        let activated = std::mem::take(&mut room.activated);
+        let mut activated = std::mem::take(&mut room.activated);
         let dirty = room.dirty;
+        // Slots whose m-line was just answered: their video starts from a keyframe.
+        activated.extend(self.restart_new_slots(now, key));
         if self.sessions.get(key).is_some_and(|s| s.connected) {
             for publisher in activated {
                 self.request_keyframe(now, publisher);
@@ -272,8 +302,8 @@ impl Sfu {
 
     /// Brings a room player's m-lines to its wanted set with one new offer (see the module
     /// documentation), or marks it for after the pending answer.
-    fn renegotiate(&mut self, _now: Instant, key: usize) {
-        let desired = match self.sessions.get_mut(key).map(|s| &mut s.role) {
+    pub(super) fn renegotiate(&mut self, now: Instant, key: usize) {
+        let (desired, last_n) = match self.sessions.get_mut(key).map(|s| &mut s.role) {
             Some(Role::Player(Player {
                 room: Some(room),
                 pending,
@@ -281,14 +311,23 @@ impl Sfu {
             })) => {
                 if pending.is_some() {
                     room.dirty = true;
+                    self.apply_slots(now, key);
                     return;
                 }
                 room.dirty = false;
-                room.desired.clone()
+                (room.desired.clone(), room.slots.as_ref().map(Vec::len))
             }
             _ => return,
         };
-        let plan = self.source_kinds(&desired);
+        let mut plan = self.source_kinds(&desired);
+        if last_n.is_some() {
+            // Last-N: video goes out on the slots only.
+            for (_, kinds) in plan.iter_mut() {
+                kinds.retain(|k| *k == MediaKind::Audio);
+            }
+            plan.retain(|(_, kinds)| !kinds.is_empty());
+        }
+        let n_slots = last_n.unwrap_or(0);
         let Some(s) = self.sessions.get_mut(key) else {
             return;
         };
@@ -299,13 +338,35 @@ impl Sfu {
         let Some(room) = p.room.as_mut() else {
             return;
         };
-        let wanted: BTreeSet<SessionId> = plan.iter().map(|(t, _)| t.publisher).collect();
+        let wanted: BTreeSet<(SessionId, bool)> = plan
+            .iter()
+            .flat_map(|(t, kinds)| kinds.iter().map(|k| (t.publisher, *k == MediaKind::Video)))
+            .collect();
         let mut api = s.rtc.sdp_api();
         let mut freed: Vec<Mid> = Vec::new();
         let mut dropped: Vec<SessionId> = Vec::new();
+        // Slots beyond N go inactive.
+        while room.slot_mids.len() > n_slots {
+            let Some(mid) = room.slot_mids.pop() else {
+                break;
+            };
+            if let Some(t) = p.tracks.iter_mut().find(|t| t.mid == mid) {
+                api.set_direction(t.mid, Direction::Inactive);
+                if let Source::From(src) = t.source {
+                    dropped.push(src);
+                }
+                t.source = Source::Idle;
+                t.seq.pause();
+                t.gate.stop();
+                freed.push(t.mid);
+            }
+        }
         for t in p.tracks.iter_mut() {
+            if room.slot_mids.contains(&t.mid) {
+                continue;
+            }
             if let Source::From(src) = t.source {
-                if !wanted.contains(&src) {
+                if !wanted.contains(&(src, t.kind == MediaKind::Video)) {
                     api.set_direction(t.mid, Direction::Inactive);
                     t.source = Source::Idle;
                     t.seq.pause();
@@ -325,7 +386,10 @@ impl Sfu {
                     continue;
                 }
                 let free = p.tracks.iter_mut().find(|t| {
-                    t.kind == *kind && t.source == Source::Idle && !freed.contains(&t.mid)
+                    t.kind == *kind
+                        && t.source == Source::Idle
+                        && !freed.contains(&t.mid)
+                        && !room.slot_mids.contains(&t.mid)
                 });
                 let mid = match free {
                     Some(t) => {
@@ -356,6 +420,43 @@ impl Sfu {
                 activated.push(sub.publisher);
             }
         }
+        // Slots up to N: an inactive video m-line (not freed by this offer) or a new one,
+        // named `videoTrack<k>`; what they carry is set by `apply_slots`, not negotiated.
+        for k in room.slot_mids.len()..n_slots {
+            let label = slot_label(k);
+            let free = p.tracks.iter_mut().find(|t| {
+                t.kind == MediaKind::Video
+                    && t.source == Source::Idle
+                    && !freed.contains(&t.mid)
+                    && !room.slot_mids.contains(&t.mid)
+            });
+            let mid = match free {
+                Some(t) => {
+                    api.set_direction(t.mid, Direction::SendOnly);
+                    t.seq.retarget();
+                    t.pt_map.clear();
+                    t.mid
+                }
+                None => {
+                    let mid = api.add_media(
+                        MediaKind::Video,
+                        Direction::SendOnly,
+                        Some(label.clone()),
+                        Some(track_name(MediaKind::Video, &label)),
+                        None,
+                    );
+                    let mut t = OutTrack::new(mid, MediaKind::Video);
+                    t.source = Source::Idle;
+                    p.tracks.push(t);
+                    mid
+                }
+            };
+            match room.names.iter_mut().find(|(m, _)| *m == mid) {
+                Some((_, name)) => name.clone_from(&label),
+                None => room.names.push((mid, label)),
+            }
+            room.slot_mids.push(mid);
+        }
         activated.dedup();
         let offer = if api.has_changes() {
             api.apply()
@@ -366,6 +467,7 @@ impl Sfu {
         let Some((offer, pending)) = offer else {
             trace!(session = %id, "room player already up to date");
             self.link_sources(id, &[], &dropped);
+            self.apply_slots(now, key);
             return;
         };
         p.pending = Some(pending);
@@ -380,11 +482,17 @@ impl Sfu {
             tracks: offered,
         }));
         self.mutate(key, |_| Ok(()));
+        self.apply_slots(now, key);
     }
 
     /// Keeps publishers' player lists in step with a room player's sources: `added` gain it,
     /// `dropped` that it no longer receives lose it.
-    fn link_sources(&mut self, player: SessionId, added: &[SessionId], dropped: &[SessionId]) {
+    pub(super) fn link_sources(
+        &mut self,
+        player: SessionId,
+        added: &[SessionId],
+        dropped: &[SessionId],
+    ) {
         let current = match self.session_mut(player).map(|s| &s.role) {
             Some(Role::Player(p)) => p.sources(),
             _ => Vec::new(),

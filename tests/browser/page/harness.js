@@ -16,7 +16,7 @@ window.E2E = {
       const timer = setTimeout(() => reject(new Error("no `initialized` callback within 10 s")), 10000);
       const config = {
         websocket_url: opts.ws,
-        mediaConstraints: { video: true, audio: true },
+        mediaConstraints: { video: opts.video || true, audio: true },
         sdp_constraints: { OfferToReceiveAudio: false, OfferToReceiveVideo: false },
         isPlayMode: !!opts.playOnly,
         debug: true,
