@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use tracing::{debug, trace};
 
+use super::events::{EventKind, StreamEvent};
 use super::limits::Held;
 use super::{
     key, unindex, ConnId, End, PlayRequest, PlayState, PublishRequest, PublishState, Role, Session,
@@ -543,6 +544,23 @@ impl Signalling {
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));
                 }
+                let kind = if p.live {
+                    Some(EventKind::PublishEnded)
+                } else if end.error == Some(SignalError::PublishTimeoutError) {
+                    Some(EventKind::PublishTimeout)
+                } else {
+                    None
+                };
+                if let Some(kind) = kind {
+                    self.record(|| StreamEvent {
+                        kind,
+                        app: s.app.clone(),
+                        stream: s.stream.clone(),
+                        name: p.name.clone(),
+                        main_track: p.main_track.clone(),
+                        subscriber_id: s.subscriber_id.clone(),
+                    });
+                }
                 if end.finished {
                     self.send(
                         s.conn,
@@ -569,13 +587,23 @@ impl Signalling {
                     }
                 }
             }
-            Role::RoomPlay(_) => {
+            Role::RoomPlay(rp) => {
                 if let Some(c) = self.conns.get_mut(&s.conn) {
                     if c.plays.get(&s.stream) == Some(&sid) {
                         c.plays.remove(&s.stream);
                     }
                 }
                 unindex(&mut self.room_players, &key(&s.app, &s.stream), &sid);
+                if rp.connected {
+                    self.record(|| StreamEvent {
+                        kind: EventKind::PlayStopped,
+                        app: s.app.clone(),
+                        stream: s.stream.clone(),
+                        name: None,
+                        main_track: None,
+                        subscriber_id: s.subscriber_id.clone(),
+                    });
+                }
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));
                 }
@@ -601,6 +629,16 @@ impl Signalling {
                     ps.players.remove(&sid);
                     self.access
                         .on_viewer_count(&s.app, &s.stream, ps.players.len());
+                }
+                if p.connected {
+                    self.record(|| StreamEvent {
+                        kind: EventKind::PlayStopped,
+                        app: s.app.clone(),
+                        stream: s.stream.clone(),
+                        name: None,
+                        main_track: None,
+                        subscriber_id: s.subscriber_id.clone(),
+                    });
                 }
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));
