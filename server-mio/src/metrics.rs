@@ -23,8 +23,8 @@ pub struct LoopTimes(Histogram);
 
 impl Default for LoopTimes {
     fn default() -> Self {
-        // 10 µs .. ~160 ms, doubling.
-        LoopTimes(Histogram::new(exponential_buckets(1e-5, 2.0, 15)))
+        // 10 µs .. ~1.3 s, doubling.
+        LoopTimes(Histogram::new(exponential_buckets(1e-5, 2.0, 18)))
     }
 }
 

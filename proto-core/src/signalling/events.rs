@@ -164,6 +164,18 @@ mod tests {
                 (PublishEnded, "s".into(), Some("p1".into())),
             ]
         );
+        // A publisher that stops first ends its players before itself.
+        h.text(1, &json!({"command":"publish","streamId":"u"}).to_string());
+        let u = offer(&mut h, 1, "u");
+        h.media_event(MediaEvent::MediaStarted { session: u });
+        let p = session(&h.text(2, &json!({"command":"play","streamId":"u"}).to_string()));
+        h.media_event(MediaEvent::Connected { session: p });
+        h.text(1, &json!({"command":"stop","streamId":"u"}).to_string());
+        let kinds: Vec<EventKind> = events(&mut h).into_iter().map(|e| e.0).collect();
+        assert_eq!(
+            kinds,
+            [PublishStarted, PlayStarted, PlayStopped, PublishEnded]
+        );
         // A publish that never goes live: only the timeout.
         h.text(1, &json!({"command":"publish","streamId":"t"}).to_string());
         offer(&mut h, 1, "t");

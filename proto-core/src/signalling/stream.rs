@@ -544,6 +544,23 @@ impl Signalling {
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));
                 }
+                if end.finished {
+                    self.send(
+                        s.conn,
+                        ServerMessage::Notification(Notification::PublishFinished {
+                            stream_id: s.stream.clone(),
+                            subscriber_id: s.subscriber_id.clone(),
+                        }),
+                    );
+                }
+                let had_players = !p.players.is_empty();
+                for player in p.players {
+                    self.end_session(player, End::STOP);
+                }
+                if had_players {
+                    self.access.on_viewer_count(&s.app, &s.stream, 0);
+                }
+                // After its players' `PlayStopped`.
                 let kind = if p.live {
                     Some(EventKind::PublishEnded)
                 } else if end.error == Some(SignalError::PublishTimeoutError) {
@@ -560,22 +577,6 @@ impl Signalling {
                         main_track: p.main_track.clone(),
                         subscriber_id: s.subscriber_id.clone(),
                     });
-                }
-                if end.finished {
-                    self.send(
-                        s.conn,
-                        ServerMessage::Notification(Notification::PublishFinished {
-                            stream_id: s.stream.clone(),
-                            subscriber_id: s.subscriber_id.clone(),
-                        }),
-                    );
-                }
-                let had_players = !p.players.is_empty();
-                for player in p.players {
-                    self.end_session(player, End::STOP);
-                }
-                if had_players {
-                    self.access.on_viewer_count(&s.app, &s.stream, 0);
                 }
                 if p.live {
                     self.access.on_publish_finished(&s.app, &s.stream);
