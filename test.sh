@@ -95,6 +95,19 @@ fuzz() {
     done
 }
 
+# Python's Prometheus text-format parser, for the metrics test (server-mio/tests/observability.rs).
+python_deps() {
+    if /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+        echo "python3-prometheus-client present"
+        return 0
+    fi
+    echo "installing python3-prometheus-client from Debian"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-prometheus-client \
+        || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-prometheus-client; }
+    /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser'
+}
+
+step deps python_deps
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets --release -- -D warnings
 step test cargo test --workspace --release

@@ -53,8 +53,8 @@ pub use message::{
     UNSUPPORTED_COMMANDS,
 };
 pub use signalling::{
-    AccessPolicy, Config, ConnId, IceServers, LimitCounters, Limits, OpenAccess, Output,
-    PlayRequest, PublishRequest, Signalling, StoredRecords,
+    AccessPolicy, Config, ConnId, EventKind, IceServers, LimitCounters, Limits, OpenAccess, Output,
+    PlayRequest, PublishRequest, SessionRoles, Signalling, StoredRecords, StreamEvent,
 };
 
 /// True if `id` is a valid AMS stream id: non-empty, only `[A-Za-z0-9_.-]`.

@@ -68,6 +68,7 @@ use crate::media::{MediaCmd, MediaEvent, SessionId, SessionStats, TrackKind};
 use crate::message::{ClientMessage, ErrorMessage, Notification, SdpType, ServerMessage};
 
 mod lastn;
+mod events;
 mod limits;
 mod mainstore;
 mod maintrack;
@@ -76,6 +77,7 @@ mod resilience;
 mod room;
 mod stream;
 
+pub use events::{EventKind, StreamEvent};
 pub use limits::{LimitCounters, Limits};
 
 /// One WebSocket connection, allocated by the runtime.
@@ -327,6 +329,19 @@ struct Session {
     role: Role,
 }
 
+/// Media sessions by role ([`Signalling::session_roles`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionRoles {
+    /// Publishers (live or not).
+    pub publish: u64,
+    /// Publishers whose media started.
+    pub live: u64,
+    /// Players of one stream.
+    pub play: u64,
+    /// Players of a room (main track).
+    pub room_play: u64,
+}
+
 #[derive(Debug)]
 enum Role {
     Publish(PublishState),
@@ -452,6 +467,8 @@ pub struct Signalling {
     timers: BTreeSet<(Instant, SessionId)>,
     /// Refusals by error definition.
     refusals: RefusalCounters,
+    /// Stream events for the runtime (webhooks).
+    events: events::EventLog,
 }
 
 impl Signalling {
@@ -476,6 +493,7 @@ impl Signalling {
             p2p: BTreeMap::new(),
             timers: BTreeSet::new(),
             refusals: RefusalCounters::default(),
+            events: events::EventLog::default(),
         }
     }
 
@@ -531,6 +549,27 @@ impl Signalling {
     /// Streams being published (live or not).
     pub fn publisher_count(&self) -> usize {
         self.publishers.len()
+    }
+
+    /// Conference rooms (`joinRoom`) with at least one member.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Media sessions by role, for metrics.
+    pub fn session_roles(&self) -> SessionRoles {
+        let mut r = SessionRoles::default();
+        for s in self.sessions.values() {
+            match s.role {
+                Role::Publish(ref p) => {
+                    r.publish += 1;
+                    r.live += u64::from(p.live);
+                }
+                Role::Play(_) => r.play += 1,
+                Role::RoomPlay(_) => r.room_play += 1,
+            }
+        }
+        r
     }
 
     /// A WebSocket connection opened on application `app`.
@@ -766,6 +805,15 @@ impl Signalling {
                 if let Role::RoomPlay(p) = &mut s.role {
                     // The media layer asks the subtracks' publishers for keyframes itself.
                     if !std::mem::replace(&mut p.connected, true) {
+                        let app = s.app.clone();
+                        self.record(|| events::StreamEvent {
+                            kind: events::EventKind::PlayStarted,
+                            app,
+                            stream: stream.clone(),
+                            name: None,
+                            main_track: None,
+                            subscriber_id: subscriber_id.clone(),
+                        });
                         self.send(
                             conn,
                             ServerMessage::Notification(Notification::PlayStarted {
@@ -782,6 +830,15 @@ impl Signalling {
                     }
                     p.connected = true;
                     let publisher = p.publisher;
+                    let app = s.app.clone();
+                    self.record(|| events::StreamEvent {
+                        kind: events::EventKind::PlayStarted,
+                        app,
+                        stream: stream.clone(),
+                        name: None,
+                        main_track: None,
+                        subscriber_id: subscriber_id.clone(),
+                    });
                     self.send(
                         conn,
                         ServerMessage::Notification(Notification::PlayStarted {
@@ -816,11 +873,20 @@ impl Signalling {
                 }
                 p.live = true;
                 self.access.on_publish_started(&s.app, &stream);
+                let (name, main_track) = (p.name.clone(), p.main_track.clone());
                 let mut room = p.main_track.clone();
+                let app = s.app.clone();
                 if room.is_none() {
-                    let app = s.app.clone();
                     room = self.member_room(&app, &stream).map(str::to_string);
                 }
+                self.record(|| events::StreamEvent {
+                    kind: events::EventKind::PublishStarted,
+                    app,
+                    stream: stream.clone(),
+                    name,
+                    main_track,
+                    subscriber_id: subscriber_id.clone(),
+                });
                 self.set_deadline(sid, None);
                 self.send(
                     conn,

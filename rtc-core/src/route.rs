@@ -33,6 +33,10 @@ pub struct SfuCounters {
     pub candidates_dropped: u64,
     /// Datagrams that are neither STUN, DTLS, RTP nor RTCP.
     pub unparsable_dropped: u64,
+    /// RTP packets written to players (one per player per packet).
+    pub forwarded_packets: u64,
+    /// Keyframe requests (PLI) sent to publishers.
+    pub keyframe_requests: u64,
 }
 
 /// The server ufrag named by a STUN binding request's USERNAME (`<server>:<client>`), if

@@ -756,6 +756,7 @@ impl Sfu {
             .get_mut(key)
             .is_some_and(|s| s.request_keyframe(now, gap));
         if sent {
+            self.counters.keyframe_requests += 1;
             self.mutate(key, |_| Ok(()));
         }
     }
@@ -965,7 +966,10 @@ impl Sfu {
             let mut wrote = false;
             for (packet, params) in packets.iter().zip(&params) {
                 let Some(params) = params else { continue };
-                wrote |= s.forward(now, from, packet, params) > 0;
+                if s.forward(now, from, packet, params) > 0 {
+                    wrote = true;
+                    self.counters.forwarded_packets += 1;
+                }
             }
             if let Role::Player(pl) = &mut s.role {
                 resume_request |= pl.video_gate.take_request();

@@ -78,6 +78,12 @@ pub struct Cli {
     #[arg(long, value_name = "PERCENT")]
     pub cpu_limit: Option<u32>,
 
+    /// After SIGTERM/SIGINT, `/readyz` answers 503 for this long (everything else keeps
+    /// working) before the graceful shutdown begins, so load balancers stop sending new
+    /// clients; a second signal skips it. At most 600000 [default: 0].
+    #[arg(long, value_name = "MS")]
+    pub shutdown_drain_ms: Option<u64>,
+
     /// File holding the admin REST API token (`Authorization: Bearer <token>`); created with a
     /// fresh random token if missing [default: DATA_DIR/admin-token; with --memory-store a new
     /// token per start, printed].
@@ -219,6 +225,8 @@ pub struct FileConfig {
     /// See [`Cli::cpu_limit`] (AMS `server.cpu_limit`, `cpuLimit` in its server settings).
     #[serde(alias = "cpuLimit")]
     pub cpu_limit: Option<u32>,
+    /// See [`Cli::shutdown_drain_ms`].
+    pub shutdown_drain_ms: Option<u64>,
     /// See [`Cli::max_connections`].
     #[serde(alias = "maxConnections")]
     pub max_connections: Option<usize>,
@@ -340,6 +348,8 @@ pub struct Settings {
     pub app_settings: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
     /// CPU admission control.
     pub cpu_limit: CpuLimit,
+    /// Drain period after a stop signal (readyz 503), at most 10 minutes.
+    pub shutdown_drain: std::time::Duration,
     /// Admin REST API protection.
     pub admin: AdminSettings,
     /// Connection caps and timeouts.
@@ -524,6 +534,12 @@ impl Settings {
                 .unwrap_or(rtc_core::DEFAULT_MAX_DATA_MESSAGE),
             store,
             app_settings,
+            shutdown_drain: std::time::Duration::from_millis(
+                cli.shutdown_drain_ms
+                    .or(file.shutdown_drain_ms)
+                    .unwrap_or(0)
+                    .min(600_000),
+            ),
             cpu_limit: CpuLimit::from_percent(
                 cli.cpu_limit
                     .or(file.cpu_limit)

@@ -8,6 +8,8 @@
 //!   API ([`Action::Rest`]; the runtime asks [`antenna_store::RestGate`] about the head, then
 //!   reads a `Content-Length` body of up to [`MAX_BODY_LEN`], else `413`; chunked bodies get
 //!   `411`);
+//! - `GET /metrics` → [`Action::Metrics`] (the admin gate decides, as for REST);
+//!   `GET|HEAD /healthz`, `/readyz` → [`Action::Health`];
 //! - other paths → `404`, other methods → `405`, malformed requests → `400`.
 //!
 //! Every plain response carries `Connection: close`; there is no keep-alive.
@@ -57,6 +59,15 @@ pub enum Action {
     },
     /// A REST API request: read the body, then answer it.
     Rest(RestHead),
+    /// `GET /metrics`: the gate decides on the head (as for REST), then the runtime answers.
+    Metrics(RestHead),
+    /// `GET /healthz` (`ready: false`) or `GET /readyz` (`ready: true`): the runtime answers.
+    Health {
+        /// Readiness (listening, store writable, not shutting down) rather than liveness.
+        ready: bool,
+        /// `HEAD`: no body.
+        head: bool,
+    },
     /// A REST API request refused for its malformed head (400, 411, 413): write the refusal,
     /// then close. `head` has what could be parsed, for the log.
     RestRefused {
@@ -122,6 +133,23 @@ fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
         [app, "rest", ..] if is_app(app) => return rest(req, app),
         ["rest", "v2", "applications", "settings", app] if is_app(app) => return rest(req, app),
         [app, "websocket"] if is_app(app) => return websocket(req, app),
+        ["metrics"] => {
+            let app = apps.first().map_or("", String::as_str);
+            return match rest(req, app) {
+                Action::Rest(head) if method == "GET" || head.method == "HEAD" => {
+                    Action::Metrics(head)
+                }
+                Action::Rest(_) => method_not_allowed(),
+                refused => refused,
+            };
+        }
+        ["healthz" | "readyz"] if method == "GET" || head => {
+            return Action::Health {
+                ready: segments.first() == Some(&"readyz"),
+                head,
+            }
+        }
+        ["healthz" | "readyz"] => return method_not_allowed(),
         [""] => "index.html",
         [app] if is_app(app) => return redirect(&format!("/{app}/")),
         [app, ""] if is_app(app) => "index.html",
@@ -314,8 +342,43 @@ mod tests {
             Action::Upgrade { .. } => 101,
             Action::Respond { status, .. } => *status,
             Action::RestRefused { refusal, .. } => refusal.status,
-            Action::Rest(_) => 0,
+            Action::Rest(_) | Action::Metrics(_) | Action::Health { .. } => 0,
         }
+    }
+
+    #[test]
+    fn metrics_and_health_routes() {
+        let req = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer t\r\n\r\n";
+        let (_, a) = handle_request(req.as_bytes(), &apps()).expect("complete");
+        let Action::Metrics(head) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            head.app, "WebRTCAppEE",
+            "the first application's access rules"
+        );
+        assert_eq!(head.authorization.as_deref(), Some("Bearer t"));
+        let post = "POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        assert_eq!(
+            status_of(&handle_request(post.as_bytes(), &apps()).expect("c").1),
+            405
+        );
+        for (path, ready) in [("/healthz", false), ("/readyz", true)] {
+            assert_eq!(get(path), Action::Health { ready, head: false });
+        }
+        let head = "HEAD /readyz HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            handle_request(head.as_bytes(), &apps()).expect("c").1,
+            Action::Health {
+                ready: true,
+                head: true
+            }
+        );
+        let del = "DELETE /healthz HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            status_of(&handle_request(del.as_bytes(), &apps()).expect("c").1),
+            405
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! - [`config`]: command line and TOML settings of the `antenna` binary;
 //! - [`datastore`]: the datastore, the access policy and the settings rule;
+//! - [`hooks`]: AMS webhooks: the pure queue (order, bound, back-off) and its sender thread;
 //! - [`http`]: request parsing and routing (WebSocket upgrade, demo pages, errors), no IO;
+//! - [`metrics`]: `/metrics` in the Prometheus text format (`prometheus-client`);
 //! - [`limits`]: connection caps, WebSocket liveness, output cap and their counters;
 //! - [`overload`]: process CPU sampling for `highResourceUsage`;
 //! - [`runtime`]: the event loop, the only code that reads the clock or touches sockets
@@ -12,8 +14,10 @@
 
 pub mod config;
 pub mod datastore;
+pub mod hooks;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod node;
 pub mod overload;
 pub mod runtime;

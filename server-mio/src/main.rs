@@ -215,10 +215,13 @@ fn main() -> ExitCode {
             )
         },
     );
-    let rt = match rt {
-        Ok(rt) => rt
-            .with_cpu_limit(settings.cpu_limit)
-            .with_limits(settings.limits, nofile),
+    let rt = match rt.and_then(|rt| {
+        rt.with_cpu_limit(settings.cpu_limit)
+            .with_limits(settings.limits, nofile)
+            .with_shutdown_drain(settings.shutdown_drain)
+            .with_webhooks()
+    }) {
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("antenna: cannot start the event loop: {e}");
             return ExitCode::from(1);

@@ -47,6 +47,8 @@ use antenna_store::{
 };
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
+
+mod observe;
 use proto_core::ConnId;
 use rtc_core::Transmit;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -333,6 +335,8 @@ pub struct Runtime {
     held: DurableQueue<Token>,
     /// The store's current failure was reported (cleared when it recovers).
     store_failure_reported: bool,
+    /// Metrics, health, drain period and webhooks (`observe.rs`).
+    obs: observe::Obs,
     /// Keeps the store's wake-up registered.
     _waker: std::sync::Arc<Waker>,
 }
@@ -440,6 +444,7 @@ impl Runtime {
             accept_paused: false,
             held: DurableQueue::new(),
             store_failure_reported: false,
+            obs: observe::Obs::default(),
             _waker: waker,
         })
     }
@@ -508,7 +513,7 @@ impl Runtime {
             if let Some(t) = self.node.poll_timeout() {
                 wake = wake.min(t);
             }
-            if let Some(t) = self.shutdown_deadline {
+            if let Some(t) = self.shutdown_deadline.or(self.obs.draining_until) {
                 wake = wake.min(t);
             }
             let timeout = if self.udp_more || !self.more.is_empty() {
@@ -537,12 +542,8 @@ impl Runtime {
                         for sig in self.signals.pending() {
                             stop |= sig == SIGTERM || sig == SIGINT;
                         }
-                        if stop {
-                            if self.shutdown_deadline.is_some() {
-                                info!("second stop signal; exiting now");
-                                return Ok(());
-                            }
-                            self.begin_shutdown(now);
+                        if stop && self.stop_signal(now) {
+                            return Ok(());
                         }
                     }
                     UDP => {
@@ -576,8 +577,11 @@ impl Runtime {
             if now >= self.next_housekeeping {
                 self.housekeeping(now);
             }
+            self.check_drain(now);
             self.iterations += 1;
-            self.worst_iteration = self.worst_iteration.max(busy_since.elapsed());
+            let busy = busy_since.elapsed();
+            self.obs.loop_times.observe(busy.as_secs_f64());
+            self.worst_iteration = self.worst_iteration.max(busy);
         }
     }
 
@@ -1091,6 +1095,23 @@ impl Runtime {
                             return Next::Again;
                         }
                         Action::Upgrade { app, response } => (response, Some((app, early))),
+                        Action::Metrics(_) | Action::Health { .. } => {
+                            let peer = conn.peer;
+                            let out = match action {
+                                Action::Metrics(head) => self.metrics_response(peer, &head),
+                                Action::Health { ready, head } => self.health_response(ready, head),
+                                _ => Vec::new(),
+                            };
+                            if let Some(conn) = self.conns.get_mut(&token) {
+                                conn.state = State::Respond {
+                                    stream,
+                                    out,
+                                    written: 0,
+                                    upgrade: None,
+                                };
+                            }
+                            return Next::Again;
+                        }
                         Action::RestRefused { refusal, head } => {
                             self.admin.gate.count(refusal.reason);
                             let (_, response) = self.admin.refused(conn.peer, &head, &refusal);
@@ -1658,6 +1679,7 @@ impl Runtime {
             if !self.udp_writable {
                 self.udp_flush_queue();
             }
+            self.pump_hooks();
             if self.dirty.is_empty() {
                 break;
             }
@@ -1688,6 +1710,8 @@ impl Runtime {
                     // Receive time per datagram (RTT and jitter estimates use it).
                     let now = Instant::now();
                     let data = self.udp_buf.get(..n).unwrap_or_default();
+                    self.obs.traffic.packets_in += 1;
+                    self.obs.traffic.bytes_in += n as u64;
                     self.node.handle_udp(now, source, self.udp_local, data);
                     unflushed += 1;
                     if unflushed == UDP_FLUSH_EVERY {
@@ -1741,7 +1765,10 @@ impl Runtime {
             let pending = self.udp_queue.make_contiguous();
             match self.udp_out.send(&self.udp, pending) {
                 Ok(done) => {
-                    self.udp_queue.drain(..done);
+                    for t in self.udp_queue.drain(..done) {
+                        self.obs.traffic.packets_out += 1;
+                        self.obs.traffic.bytes_out += t.contents.len() as u64;
+                    }
                 }
                 Err(_) => {
                     self.udp_set_writable(true);

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use tracing::{debug, trace};
 
+use super::events::{EventKind, StreamEvent};
 use super::limits::Held;
 use super::{
     key, unindex, ConnId, End, PlayRequest, PlayState, PublishRequest, PublishState, Role, Session,
@@ -512,6 +513,24 @@ impl Signalling {
                 if had_players {
                     self.access.on_viewer_count(&s.app, &s.stream, 0);
                 }
+                // After its players' `PlayStopped`.
+                let kind = if p.live {
+                    Some(EventKind::PublishEnded)
+                } else if end.error == Some(SignalError::PublishTimeoutError) {
+                    Some(EventKind::PublishTimeout)
+                } else {
+                    None
+                };
+                if let Some(kind) = kind {
+                    self.record(|| StreamEvent {
+                        kind,
+                        app: s.app.clone(),
+                        stream: s.stream.clone(),
+                        name: p.name.clone(),
+                        main_track: p.main_track.clone(),
+                        subscriber_id: s.subscriber_id.clone(),
+                    });
+                }
                 if p.live {
                     self.access.on_publish_finished(&s.app, &s.stream);
                     let room = p
@@ -522,13 +541,23 @@ impl Signalling {
                     }
                 }
             }
-            Role::RoomPlay(_) => {
+            Role::RoomPlay(rp) => {
                 if let Some(c) = self.conns.get_mut(&s.conn) {
                     if c.plays.get(&s.stream) == Some(&sid) {
                         c.plays.remove(&s.stream);
                     }
                 }
                 unindex(&mut self.room_players, &key(&s.app, &s.stream), &sid);
+                if rp.connected {
+                    self.record(|| StreamEvent {
+                        kind: EventKind::PlayStopped,
+                        app: s.app.clone(),
+                        stream: s.stream.clone(),
+                        name: None,
+                        main_track: None,
+                        subscriber_id: s.subscriber_id.clone(),
+                    });
+                }
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));
                 }
@@ -554,6 +583,16 @@ impl Signalling {
                     ps.players.remove(&sid);
                     self.access
                         .on_viewer_count(&s.app, &s.stream, ps.players.len());
+                }
+                if p.connected {
+                    self.record(|| StreamEvent {
+                        kind: EventKind::PlayStopped,
+                        app: s.app.clone(),
+                        stream: s.stream.clone(),
+                        name: None,
+                        main_track: None,
+                        subscriber_id: s.subscriber_id.clone(),
+                    });
                 }
                 if let Some(e) = end.error {
                     self.error(s.conn, e, Some(&s.stream));

@@ -1,0 +1,473 @@
+//! AMS webhooks (`listenerHookURL`): what to send, in which order, and when to retry.
+//!
+//! [`HookQueue`] is pure (no IO, no clock: `now` comes in): calls go in with [`HookQueue::push`]
+//! (bounded: a full queue drops the call and counts it), [`HookQueue::poll_request`] hands out
+//! the next due call, [`HookQueue::handle_result`] takes the outcome; a failure is retried with
+//! a doubling back-off ([`FIRST_RETRY`] .. [`MAX_RETRY`]) up to [`MAX_ATTEMPTS`] attempts.
+//! Calls go out one at a time in the order they were pushed (a retried call holds back the
+//! ones behind it, so a receiver sees `liveStreamStarted` before `liveStreamEnded`).
+//!
+//! The HTTP bytes are moved by [`spawn_sender`] (`hooks/sender.rs`): one thread with a bounded channel. The event
+//! loop only `try_send`s (a full channel drops and counts); the thread owns the queue and does
+//! blocking HTTP/1.1 with a connect/read/write timeout ([`IO_TIMEOUT`]), so a receiver that is
+//! down or slow never delays the loop or the media.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+mod sender;
+
+pub use sender::{spawn_sender, unix_ms, HookSender};
+
+/// Calls waiting (queued or being retried) at most; more are dropped and counted.
+pub const MAX_QUEUE: usize = 1024;
+/// Attempts per call.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// First retry delay; doubles after each failure.
+pub const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// Longest retry delay.
+pub const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Longest hook URL.
+pub const MAX_URL_LEN: usize = 2048;
+/// Connect, write and read timeout of one attempt (AMS uses 2 s too).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most response bytes read (status line and headers are all that matter).
+pub const MAX_RESPONSE_LEN: usize = 8192;
+
+/// Hook actions, with AMS's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A publish went live.
+    LiveStreamStarted,
+    /// A live publish ended.
+    LiveStreamEnded,
+    /// A publish never went live in time.
+    PublishTimeoutError,
+    /// A player started receiving.
+    PlayStarted,
+    /// A player stopped.
+    PlayStopped,
+    /// A stream went live as a subtrack of a main track (a conference room).
+    SubtrackAdded,
+    /// A live subtrack ended.
+    SubtrackLeft,
+}
+
+impl Action {
+    /// AMS's `action` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::LiveStreamStarted => "liveStreamStarted",
+            Action::LiveStreamEnded => "liveStreamEnded",
+            Action::PublishTimeoutError => "publishTimeoutError",
+            Action::PlayStarted => "playStarted",
+            Action::PlayStopped => "playStopped",
+            Action::SubtrackAdded => "subtrackAddedInTheMainTrack",
+            Action::SubtrackLeft => "subtrackLeftTheMainTrack",
+        }
+    }
+}
+
+/// One webhook call: where, and the form fields (AMS's names, in AMS's order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// `http://host[:port]/path`.
+    pub url: String,
+    /// Form fields.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+/// What a hook is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookInfo<'a> {
+    /// Application.
+    pub app: &'a str,
+    /// Stream id.
+    pub id: &'a str,
+    /// Stream name.
+    pub stream_name: Option<&'a str>,
+    /// Category (from the broadcast record).
+    pub category: Option<&'a str>,
+    /// Main track (room) id.
+    pub main_track: Option<&'a str>,
+    /// Subscriber id.
+    pub subscriber_id: Option<&'a str>,
+    /// Metadata.
+    pub metadata: Option<&'a str>,
+}
+
+impl Hook {
+    /// The call AMS makes for `action` about `info`, at `unix_ms`. Empty values are left out,
+    /// as AMS does; `roomId` repeats `mainTrackId`.
+    pub fn new(url: &str, action: Action, info: &HookInfo<'_>, unix_ms: u64) -> Hook {
+        let mut fields: Vec<(&'static str, String)> = vec![
+            ("id", info.id.to_string()),
+            ("action", action.as_str().to_string()),
+        ];
+        let mut put = |k: &'static str, v: Option<&str>| {
+            if let Some(v) = v.filter(|v| !v.trim().is_empty()) {
+                fields.push((k, v.to_string()));
+            }
+        };
+        put("streamName", info.stream_name);
+        put("category", info.category);
+        put("mainTrackId", info.main_track);
+        put("roomId", info.main_track);
+        put("subscriberId", info.subscriber_id);
+        put("app", Some(info.app));
+        put("metadata", info.metadata);
+        put("timestamp", Some(&unix_ms.to_string()));
+        Hook {
+            url: url.to_string(),
+            fields,
+        }
+    }
+
+    /// The form body (`application/x-www-form-urlencoded`).
+    pub fn body(&self) -> String {
+        let mut out = String::new();
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            form_encode(k, &mut out);
+            out.push('=');
+            form_encode(v, &mut out);
+        }
+        out
+    }
+}
+
+fn form_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+}
+
+/// A hook URL split for the client: `(host, port, path)`. Only `http://`, no user info, at most
+/// [`MAX_URL_LEN`] bytes; `None` otherwise.
+pub fn parse_url(url: &str) -> Option<(String, u16, String)> {
+    if url.len() > MAX_URL_LEN || url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return None;
+    }
+    let rest = url
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("http://"))
+        .and_then(|_| url.get(7..))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, tail) = v6.split_once(']')?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if tail.is_empty() => 80,
+            None => return None,
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    let path = path.split('#').next().unwrap_or("/").to_string();
+    Some((host, port, path))
+}
+
+/// Counters of the webhook sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HookCounters {
+    /// Calls accepted into the queue.
+    pub queued: u64,
+    /// Calls answered with a 2xx status.
+    pub delivered: u64,
+    /// Failed attempts followed by a retry.
+    pub retried: u64,
+    /// Calls dropped because the queue (or the channel to the sender) was full.
+    pub dropped_full: u64,
+    /// Calls given up after [`MAX_ATTEMPTS`].
+    pub dropped_attempts: u64,
+    /// Calls dropped for a URL that is not `http://host[:port]/path` within bounds.
+    pub dropped_url: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    hook: Hook,
+    attempts: u32,
+    not_before: Option<Instant>,
+}
+
+/// The pure webhook queue: order, bound, retry schedule.
+#[derive(Debug, Default)]
+pub struct HookQueue {
+    queue: VecDeque<Pending>,
+    in_flight: bool,
+    counters: HookCounters,
+}
+
+impl HookQueue {
+    /// An empty queue.
+    pub fn new() -> HookQueue {
+        HookQueue::default()
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> HookCounters {
+        self.counters
+    }
+
+    /// Calls waiting (including the one in flight).
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// No call waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Queues a call. `false`: dropped (full queue or bad URL), and counted.
+    pub fn push(&mut self, hook: Hook) -> bool {
+        if parse_url(&hook.url).is_none() {
+            self.counters.dropped_url += 1;
+            return false;
+        }
+        if self.queue.len() >= MAX_QUEUE {
+            self.counters.dropped_full += 1;
+            return false;
+        }
+        self.counters.queued += 1;
+        self.queue.push_back(Pending {
+            hook,
+            attempts: 0,
+            not_before: None,
+        });
+        true
+    }
+
+    /// Counts a call dropped before it reached the queue (the channel to the sender was full).
+    pub fn count_dropped_full(&mut self, n: u64) {
+        self.counters.dropped_full += n;
+    }
+
+    /// The next call to make now, if one is due and none is in flight.
+    pub fn poll_request(&mut self, now: Instant) -> Option<Hook> {
+        if self.in_flight {
+            return None;
+        }
+        let head = self.queue.front_mut()?;
+        if head.not_before.is_some_and(|t| now < t) {
+            return None;
+        }
+        head.attempts += 1;
+        self.in_flight = true;
+        Some(head.hook.clone())
+    }
+
+    /// When the head call is due next (`None`: nothing waits, or a call is in flight).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.in_flight {
+            return None;
+        }
+        self.queue.front().and_then(|p| p.not_before)
+    }
+
+    /// The outcome of the call in flight. `Ok` goes on to the next call; a failure is retried
+    /// after the back-off, or dropped after [`MAX_ATTEMPTS`].
+    pub fn handle_result(&mut self, now: Instant, delivered: bool) {
+        if !std::mem::replace(&mut self.in_flight, false) {
+            return;
+        }
+        let Some(head) = self.queue.front_mut() else {
+            return;
+        };
+        if delivered {
+            self.counters.delivered += 1;
+            self.queue.pop_front();
+        } else if head.attempts >= MAX_ATTEMPTS {
+            self.counters.dropped_attempts += 1;
+            self.queue.pop_front();
+        } else {
+            self.counters.retried += 1;
+            let exp = head.attempts.saturating_sub(1).min(16);
+            let delay = FIRST_RETRY.saturating_mul(1 << exp).min(MAX_RETRY);
+            head.not_before = Some(now + delay);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant; the tests add durations to it
+mod tests {
+    use super::*;
+
+    fn hook(n: usize) -> Hook {
+        Hook::new(
+            "http://127.0.0.1:9/hook",
+            Action::LiveStreamStarted,
+            &HookInfo {
+                app: "LiveApp",
+                id: &format!("s{n}"),
+                ..HookInfo::default()
+            },
+            1,
+        )
+    }
+
+    fn id(h: &Hook) -> &str {
+        &h.fields[0].1
+    }
+
+    #[test]
+    fn fields_have_ams_names_and_form_encoding() {
+        let h = Hook::new(
+            "http://h/x",
+            Action::PlayStarted,
+            &HookInfo {
+                app: "LiveApp",
+                id: "cam 1",
+                stream_name: Some("a&b=c"),
+                category: Some(""),
+                main_track: Some("room1"),
+                subscriber_id: Some("sub"),
+                metadata: None,
+            },
+            42,
+        );
+        let keys: Vec<&str> = h.fields.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "action",
+                "streamName",
+                "mainTrackId",
+                "roomId",
+                "subscriberId",
+                "app",
+                "timestamp"
+            ]
+        );
+        assert_eq!(
+            h.body(),
+            "id=cam+1&action=playStarted&streamName=a%26b%3Dc&mainTrackId=room1&roomId=room1\
+             &subscriberId=sub&app=LiveApp&timestamp=42"
+        );
+    }
+
+    #[test]
+    fn urls_are_http_only_and_bounded() {
+        assert_eq!(
+            parse_url("http://127.0.0.1:8080/hook?a=1"),
+            Some(("127.0.0.1".into(), 8080, "/hook?a=1".into()))
+        );
+        assert_eq!(
+            parse_url("HTTP://example.com"),
+            Some(("example.com".into(), 80, "/".into()))
+        );
+        assert_eq!(
+            parse_url("http://[::1]:81/x"),
+            Some(("::1".into(), 81, "/x".into()))
+        );
+        assert_eq!(parse_url("https://example.com/"), None);
+        assert_eq!(parse_url("file:///etc/passwd"), None);
+        assert_eq!(parse_url("http://user@host/"), None);
+        assert_eq!(parse_url("http://host:0/"), None);
+        assert_eq!(parse_url("http://host/a b"), None);
+        assert_eq!(parse_url("http:///x"), None);
+        let long = format!("http://h/{}", "a".repeat(MAX_URL_LEN));
+        assert_eq!(parse_url(&long), None);
+        let mut q = HookQueue::new();
+        assert!(!q.push(Hook {
+            url: "https://h/".into(),
+            fields: vec![]
+        }));
+        assert_eq!(q.counters().dropped_url, 1);
+    }
+
+    #[test]
+    fn calls_go_out_in_order_one_at_a_time() {
+        let now = Instant::now();
+        let mut q = HookQueue::new();
+        for n in 0..3 {
+            assert!(q.push(hook(n)));
+        }
+        let first = q.poll_request(now).expect("due");
+        assert_eq!(id(&first), "s0");
+        assert_eq!(q.poll_request(now), None, "one in flight at a time");
+        q.handle_result(now, true);
+        assert_eq!(id(&q.poll_request(now).expect("due")), "s1");
+        q.handle_result(now, true);
+        assert_eq!(id(&q.poll_request(now).expect("due")), "s2");
+        q.handle_result(now, true);
+        assert!(q.is_empty());
+        assert_eq!(q.counters().delivered, 3);
+    }
+
+    #[test]
+    fn failures_back_off_doubling_then_give_up() {
+        let t0 = Instant::now();
+        let mut q = HookQueue::new();
+        q.push(hook(0));
+        q.push(hook(1));
+        let mut now = t0;
+        let mut delays = Vec::new();
+        for _ in 0..MAX_ATTEMPTS {
+            let h = q.poll_request(now).expect("due");
+            assert_eq!(id(&h), "s0", "a retried call holds back the next");
+            q.handle_result(now, false);
+            if let Some(t) = q.poll_timeout() {
+                assert_eq!(
+                    q.poll_request(t - Duration::from_millis(1)),
+                    None,
+                    "not before"
+                );
+                delays.push(t - now);
+                now = t;
+            }
+        }
+        assert_eq!(
+            delays,
+            [500, 1000, 2000, 4000].map(Duration::from_millis).to_vec()
+        );
+        assert_eq!(q.counters().dropped_attempts, 1);
+        assert_eq!(q.counters().retried, u64::from(MAX_ATTEMPTS - 1));
+        assert_eq!(id(&q.poll_request(now).expect("next")), "s1");
+    }
+
+    #[test]
+    fn queue_is_bounded() {
+        let mut q = HookQueue::new();
+        for n in 0..MAX_QUEUE + 10 {
+            q.push(hook(n));
+        }
+        assert_eq!(q.len(), MAX_QUEUE);
+        assert_eq!(q.counters().dropped_full, 10);
+        assert_eq!(q.counters().queued, MAX_QUEUE as u64);
+    }
+
+    #[test]
+    fn a_result_without_a_call_in_flight_changes_nothing() {
+        let now = Instant::now();
+        let mut q = HookQueue::new();
+        q.push(hook(0));
+        q.handle_result(now, true);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.counters().delivered, 0);
+    }
+}

@@ -1,0 +1,372 @@
+//! `GET /metrics`: the server's counters in the Prometheus/OpenMetrics text format, encoded by
+//! the `prometheus-client` crate (nothing here formats the exposition by hand).
+//!
+//! The cores keep plain counters and sizes (pure, no registry); the runtime copies them into
+//! a [`Snapshot`] at scrape time and [`encode`] maps the snapshot into a fresh registry. Only
+//! the loop-iteration histogram lives across scrapes ([`LoopTimes`]): it is observed once per
+//! loop turn. Every name carries the `antenna_` prefix; README lists them with their meaning.
+
+use prometheus_client::encoding::text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The loop iteration times: how long one turn of the event loop spent handling events (from
+/// the return of `poll` to the next call), in seconds.
+#[derive(Debug, Clone)]
+pub struct LoopTimes(Histogram);
+
+impl Default for LoopTimes {
+    fn default() -> Self {
+        // 10 µs .. ~1.3 s, doubling.
+        LoopTimes(Histogram::new(exponential_buckets(1e-5, 2.0, 18)))
+    }
+}
+
+impl LoopTimes {
+    /// Records one iteration.
+    pub fn observe(&self, seconds: f64) {
+        self.0.observe(seconds);
+    }
+}
+
+/// Datagrams and bytes through the media port, counted by the runtime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Datagrams received.
+    pub packets_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams sent.
+    pub packets_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+}
+
+/// Everything `/metrics` reports, copied from the cores and the runtime at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Open TCP connections (HTTP and WebSocket).
+    pub connections: u64,
+    /// Open WebSockets.
+    pub websockets: u64,
+    /// Media sessions by role.
+    pub roles: proto_core::SessionRoles,
+    /// Streams being published.
+    pub streams: u64,
+    /// Conference rooms with members.
+    pub rooms: u64,
+    /// Sessions the media core holds.
+    pub media_sessions: u64,
+    /// Media port traffic.
+    pub traffic: Traffic,
+    /// The media core's counters (drops, forwarded packets, keyframe requests).
+    pub sfu: rtc_core::SfuCounters,
+    /// The runtime's refusal and drop counters.
+    pub runtime: crate::limits::Counters,
+    /// Signalling refusals: `(error definition, count)`.
+    pub signalling_refusals: Vec<(String, u64)>,
+    /// Signalling field-length and per-connection-count refusals.
+    pub limit_refusals: proto_core::LimitCounters,
+    /// Connections closed for repeated credential failures.
+    pub auth_closed: u64,
+    /// Admin gate refusals: `(reason, count)`.
+    pub rest_refusals: Vec<(&'static str, u64)>,
+    /// The datastore is healthy (writes become durable).
+    pub store_healthy: bool,
+    /// CPU admission: refusing new publish/play now.
+    pub cpu_overloaded: bool,
+    /// CPU admission threshold in percent of a core (0: off).
+    pub cpu_limit_percent: u64,
+    /// Webhook counters.
+    pub hooks: crate::hooks::HookCounters,
+    /// Not ready: a graceful shutdown began.
+    pub shutting_down: bool,
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let g = Gauge::<i64>::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    reg.register(name, help, g);
+}
+
+fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(v);
+    reg.register(name, help, c);
+}
+
+type Labelled = Family<Vec<(String, String)>, Counter>;
+
+fn labelled<'a>(
+    reg: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    let f = Labelled::default();
+    for (value, n) in values {
+        f.get_or_create(&vec![(label.to_string(), value.to_string())])
+            .inc_by(n);
+    }
+    reg.register(name, help, f);
+}
+
+/// The exposition of `s` and the loop times, in the OpenMetrics text format.
+pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
+    let mut reg = Registry::with_prefix("antenna");
+    let r = &mut reg;
+    gauge(r, "connections", "Open TCP connections", s.connections);
+    gauge(r, "websockets", "Open WebSockets", s.websockets);
+    let roles = Family::<Vec<(String, String)>, Gauge>::default();
+    for (role, n) in [
+        ("publish", s.roles.publish),
+        ("play", s.roles.play),
+        ("room_play", s.roles.room_play),
+    ] {
+        roles
+            .get_or_create(&vec![("role".to_string(), role.to_string())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.register("sessions", "Media sessions by role", roles);
+    gauge(r, "streams", "Streams being published", s.streams);
+    gauge(
+        r,
+        "streams_live",
+        "Published streams whose media started",
+        s.roles.live,
+    );
+    gauge(r, "rooms", "Conference rooms with members", s.rooms);
+    gauge(
+        r,
+        "media_sessions",
+        "Peer connections in the media core",
+        s.media_sessions,
+    );
+    let t = s.traffic;
+    counter(
+        r,
+        "udp_packets_received",
+        "Datagrams received on the media port",
+        t.packets_in,
+    );
+    counter(
+        r,
+        "udp_bytes_received",
+        "Bytes received on the media port",
+        t.bytes_in,
+    );
+    counter(
+        r,
+        "udp_packets_sent",
+        "Datagrams sent on the media port",
+        t.packets_out,
+    );
+    counter(
+        r,
+        "udp_bytes_sent",
+        "Bytes sent on the media port",
+        t.bytes_out,
+    );
+    counter(
+        r,
+        "forwarded_packets",
+        "RTP packets written to players (one per player)",
+        s.sfu.forwarded_packets,
+    );
+    counter(
+        r,
+        "keyframe_requests",
+        "Keyframe requests (PLI) sent to publishers",
+        s.sfu.keyframe_requests,
+    );
+    labelled(
+        r,
+        "udp_dropped",
+        "Datagrams dropped, by reason",
+        "reason",
+        [
+            ("send_queue_full", s.runtime.udp_dropped),
+            ("unknown_source", s.sfu.unknown_source_dropped),
+            ("unparsable", s.sfu.unparsable_dropped),
+        ],
+    );
+    counter(
+        r,
+        "candidates_dropped",
+        "Remote ICE candidates dropped (duplicate or over the bound)",
+        s.sfu.candidates_dropped,
+    );
+    r.register(
+        "loop_iteration_seconds",
+        "Time one event-loop turn spent handling events",
+        loop_times.0.clone(),
+    );
+    let mut refusals: Vec<(&str, u64)> = s
+        .signalling_refusals
+        .iter()
+        .map(|(d, n)| (d.as_str(), *n))
+        .collect();
+    refusals.push(("parameter_too_long", s.limit_refusals.too_long));
+    refusals.push(("connection_limit_reached", s.limit_refusals.too_many));
+    labelled(
+        r,
+        "signalling_refusals",
+        "Signalling requests refused, by AMS error definition",
+        "definition",
+        refusals,
+    );
+    counter(
+        r,
+        "auth_failure_closes",
+        "WebSockets closed for repeated credential failures",
+        s.auth_closed,
+    );
+    let c = s.runtime;
+    labelled(
+        r,
+        "connection_refusals",
+        "Connections refused or dropped by a bound, by reason",
+        "reason",
+        [
+            ("total_cap", c.refused_total),
+            ("per_ip_cap", c.refused_per_ip),
+            ("http_head_timeout", c.http_timeouts),
+            ("slow_client", c.slow_clients_dropped),
+            ("ws_idle", c.ws_idle_closed),
+        ],
+    );
+    counter(
+        r,
+        "accept_paused",
+        "Times accepting paused for lack of file descriptors",
+        c.accept_paused,
+    );
+    labelled(
+        r,
+        "rest_refusals",
+        "Admin REST (and metrics) requests refused, by reason",
+        "reason",
+        s.rest_refusals.iter().copied(),
+    );
+    gauge(
+        r,
+        "store_healthy",
+        "1 while the datastore makes writes durable",
+        u64::from(s.store_healthy),
+    );
+    gauge(
+        r,
+        "cpu_overloaded",
+        "1 while CPU admission refuses new publish and play",
+        u64::from(s.cpu_overloaded),
+    );
+    gauge(
+        r,
+        "cpu_limit_percent",
+        "CPU admission threshold, percent of a core (0: off)",
+        s.cpu_limit_percent,
+    );
+    let h = s.hooks;
+    counter(r, "webhooks_queued", "Webhook calls queued", h.queued);
+    counter(
+        r,
+        "webhooks_delivered",
+        "Webhook calls answered 2xx",
+        h.delivered,
+    );
+    counter(
+        r,
+        "webhooks_retried",
+        "Webhook attempts that failed and were retried",
+        h.retried,
+    );
+    labelled(
+        r,
+        "webhooks_dropped",
+        "Webhook calls given up, by reason",
+        "reason",
+        [
+            ("queue_full", h.dropped_full),
+            ("attempts", h.dropped_attempts),
+            ("bad_url", h.dropped_url),
+        ],
+    );
+    gauge(
+        r,
+        "shutting_down",
+        "1 once a graceful shutdown began (readyz is 503)",
+        u64::from(s.shutting_down),
+    );
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = text::encode(&mut out, &reg);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix} in\n{text}"))
+    }
+
+    #[test]
+    fn snapshot_values_reach_the_exposition() {
+        let mut s = Snapshot {
+            connections: 3,
+            websockets: 2,
+            streams: 1,
+            ..Snapshot::default()
+        };
+        s.roles.publish = 1;
+        s.roles.play = 4;
+        s.traffic.bytes_in = 1234;
+        s.sfu.forwarded_packets = 99;
+        s.signalling_refusals = vec![("no_stream_exist".into(), 7)];
+        s.limit_refusals.too_long = 2;
+        s.rest_refusals = vec![("credential", 5)];
+        s.hooks.dropped_full = 6;
+        let times = LoopTimes::default();
+        times.observe(0.001);
+        times.observe(0.002);
+        let text = encode(&s, &times);
+        assert_eq!(line(&text, "antenna_connections "), "antenna_connections 3");
+        assert_eq!(line(&text, "antenna_websockets "), "antenna_websockets 2");
+        assert_eq!(
+            line(&text, "antenna_sessions{role=\"play\"}"),
+            "antenna_sessions{role=\"play\"} 4"
+        );
+        assert_eq!(
+            line(&text, "antenna_udp_bytes_received_total"),
+            "antenna_udp_bytes_received_total 1234"
+        );
+        assert_eq!(
+            line(&text, "antenna_forwarded_packets_total"),
+            "antenna_forwarded_packets_total 99"
+        );
+        assert!(
+            text.contains("antenna_signalling_refusals_total{definition=\"no_stream_exist\"} 7")
+        );
+        assert!(
+            text.contains("antenna_signalling_refusals_total{definition=\"parameter_too_long\"} 2")
+        );
+        assert!(text.contains("antenna_rest_refusals_total{reason=\"credential\"} 5"));
+        assert!(text.contains("antenna_webhooks_dropped_total{reason=\"queue_full\"} 6"));
+        assert_eq!(
+            line(&text, "antenna_loop_iteration_seconds_count"),
+            "antenna_loop_iteration_seconds_count 2"
+        );
+        assert!(text.contains("# TYPE antenna_loop_iteration_seconds histogram"));
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}

@@ -1,0 +1,240 @@
+//! The runtime's observability glue: `/metrics` (a [`Snapshot`] of the cores' counters, encoded
+//! by [`crate::metrics`]), `/healthz` and `/readyz`, the drain period at shutdown, and the
+//! webhook calls made from the signalling core's stream events ([`crate::hooks`]).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proto_core::{EventKind, StreamEvent};
+use tracing::{debug, info};
+
+use super::{Runtime, State};
+use crate::hooks::{self, Action as HookAction, Hook, HookInfo, HookSender};
+use crate::http::{self, RestHead};
+use crate::metrics::{self, LoopTimes, Snapshot, Traffic};
+
+/// Observability state of the runtime.
+#[derive(Debug, Default)]
+pub(super) struct Obs {
+    pub(super) loop_times: LoopTimes,
+    pub(super) traffic: Traffic,
+    hooks: Option<HookSender>,
+    /// How long `/readyz` answers 503 before the graceful shutdown begins.
+    drain: Duration,
+    /// A stop signal came: the shutdown begins at this time.
+    pub(super) draining_until: Option<Instant>,
+}
+
+impl Runtime {
+    /// After a stop signal, `/readyz` answers 503 for `drain` while everything else keeps
+    /// working (load balancers stop sending new clients), then the graceful shutdown begins.
+    /// A second signal begins it at once.
+    pub fn with_shutdown_drain(mut self, drain: Duration) -> Runtime {
+        self.obs.drain = drain;
+        self
+    }
+
+    /// Sends AMS webhooks (`listenerHookURL` of the broadcast, else of the application) from a
+    /// sender thread with a bounded queue.
+    pub fn with_webhooks(mut self) -> std::io::Result<Runtime> {
+        self.obs.hooks = Some(hooks::spawn_sender()?);
+        self.node.sig.set_record_events(true);
+        Ok(self)
+    }
+
+    /// A stop signal: start draining, or (no drain period, or a second signal) shut down.
+    /// `true`: exit now.
+    pub(super) fn stop_signal(&mut self, now: Instant) -> bool {
+        if self.shutdown_deadline.is_some() {
+            info!("second stop signal; exiting now");
+            return true;
+        }
+        if self.obs.drain.is_zero() || self.obs.draining_until.is_some() {
+            self.obs.draining_until = None;
+            self.begin_shutdown(now);
+        } else {
+            info!(
+                drain_ms = self.obs.drain.as_millis() as u64,
+                "stop signal: readyz answers 503; shutting down after the drain period"
+            );
+            self.obs.draining_until = Some(now + self.obs.drain);
+        }
+        false
+    }
+
+    /// Begins the shutdown when the drain period is over.
+    pub(super) fn check_drain(&mut self, now: Instant) {
+        if self.obs.draining_until.is_some_and(|t| now >= t) {
+            self.obs.draining_until = None;
+            self.begin_shutdown(now);
+        }
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.obs.draining_until.is_some() || self.shutdown_deadline.is_some()
+    }
+
+    /// Ready: listening, the store takes durable writes, no shutdown under way.
+    fn ready(&self) -> Result<(), &'static str> {
+        if self.shutting_down() {
+            return Err("shutting down");
+        }
+        if self.listener.is_none() {
+            return Err("not accepting connections");
+        }
+        if self.admin.datastore.health().is_err() {
+            return Err("datastore not writable");
+        }
+        Ok(())
+    }
+
+    /// The `/healthz` or `/readyz` answer.
+    pub(super) fn health_response(&self, ready: bool, head: bool) -> Vec<u8> {
+        let result = if ready { self.ready() } else { Ok(()) };
+        let (status, body) = match result {
+            Ok(()) => (200, "ok\n".to_string()),
+            Err(why) => (503, format!("{why}\n")),
+        };
+        http::response(
+            status,
+            http::reason(status),
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+            head,
+            &[("Cache-Control", "no-store")],
+        )
+    }
+
+    /// The `/metrics` answer, after the admin gate (with the store's health left out: metrics
+    /// matter most when the store fails).
+    pub(super) fn metrics_response(&mut self, peer: SocketAddr, head: &RestHead) -> Vec<u8> {
+        let settings = self.admin.datastore.settings(&head.app);
+        let now_ms = antenna_store::system_clock();
+        if let Err(refusal) = self
+            .admin
+            .gate
+            .check(&settings, Ok(()), now_ms, peer.ip(), head)
+        {
+            return self.admin.refused(peer, head, &refusal).1;
+        }
+        let text = metrics::encode(&self.snapshot(), &self.obs.loop_times);
+        http::response(
+            200,
+            "OK",
+            metrics::CONTENT_TYPE,
+            text.as_bytes(),
+            head.method == "HEAD",
+            &[("Cache-Control", "no-store")],
+        )
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let sig = &self.node.sig;
+        let refusals = sig.refusals();
+        let gate = self.admin.gate.counters();
+        Snapshot {
+            connections: self.conns.len() as u64,
+            websockets: self
+                .conns
+                .values()
+                .filter(|c| matches!(c.state, State::Ws { .. }))
+                .count() as u64,
+            roles: sig.session_roles(),
+            streams: sig.publisher_count() as u64,
+            rooms: sig.room_count() as u64,
+            media_sessions: self.node.sfu.session_count() as u64,
+            traffic: self.obs.traffic,
+            sfu: self.node.sfu.counters(),
+            runtime: self.counters,
+            signalling_refusals: refusals.iter().map(|(d, n)| (d.to_string(), n)).collect(),
+            limit_refusals: sig.limit_counters(),
+            auth_closed: refusals.conns_closed,
+            rest_refusals: antenna_store::Refused::ALL
+                .iter()
+                .map(|r| (r.as_str(), gate.get(*r)))
+                .collect(),
+            store_healthy: self.admin.datastore.health().is_ok(),
+            cpu_overloaded: self.cpu.is_overloaded(),
+            cpu_limit_percent: self.cpu.limit().percent().map_or(0, u64::from),
+            hooks: self
+                .obs
+                .hooks
+                .as_ref()
+                .map(HookSender::counters)
+                .unwrap_or_default(),
+            shutting_down: self.shutting_down(),
+        }
+    }
+
+    /// Turns the signalling core's stream events into webhook calls.
+    pub(super) fn pump_hooks(&mut self) {
+        while let Some(ev) = self.node.sig.poll_event() {
+            if let Some(sender) = &self.obs.hooks {
+                for hook in hooks_for(&self.admin.datastore, &ev) {
+                    debug!(url = %hook.url, stream = %ev.stream, "webhook queued");
+                    sender.send(hook);
+                }
+            }
+        }
+    }
+}
+
+/// The calls AMS makes for `ev`: the broadcast's `listenerHookURL`, else the application's.
+fn hooks_for(ds: &crate::datastore::Datastore, ev: &StreamEvent) -> Vec<Hook> {
+    let store = ds.store.borrow();
+    let data = store.data();
+    let broadcast = data.broadcast(&ev.app, &ev.stream);
+    let url = broadcast
+        .and_then(|b| b.listener_hook_url.clone())
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| {
+            data.settings(&ev.app)
+                .extra
+                .get("listenerHookURL")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .filter(|u| !u.trim().is_empty())
+        });
+    let Some(url) = url else {
+        return Vec::new();
+    };
+    let category = broadcast
+        .and_then(|b| b.extra.get("category"))
+        .and_then(|v| v.as_str());
+    let name = ev
+        .name
+        .as_deref()
+        .or_else(|| broadcast.and_then(|b| b.name.as_deref()));
+    let metadata = broadcast.and_then(|b| b.meta_data.as_deref());
+    let info = HookInfo {
+        app: &ev.app,
+        id: &ev.stream,
+        stream_name: name,
+        category,
+        main_track: ev.main_track.as_deref(),
+        subscriber_id: ev.subscriber_id.as_deref(),
+        metadata,
+    };
+    let now = hooks::unix_ms();
+    let mut out = Vec::new();
+    let action = match ev.kind {
+        EventKind::PublishStarted => HookAction::LiveStreamStarted,
+        EventKind::PublishEnded => HookAction::LiveStreamEnded,
+        EventKind::PublishTimeout => HookAction::PublishTimeoutError,
+        EventKind::PlayStarted => HookAction::PlayStarted,
+        EventKind::PlayStopped => HookAction::PlayStopped,
+    };
+    out.push(Hook::new(&url, action, &info, now));
+    if ev.main_track.is_some() {
+        match ev.kind {
+            EventKind::PublishStarted => {
+                out.push(Hook::new(&url, HookAction::SubtrackAdded, &info, now));
+            }
+            EventKind::PublishEnded => {
+                out.push(Hook::new(&url, HookAction::SubtrackLeft, &info, now));
+            }
+            _ => {}
+        }
+    }
+    out
+}
