@@ -1,5 +1,5 @@
 //! Antenna's runtime: a single-threaded `mio` loop that owns all IO and wires it into the
-//! Sans-IO cores (`proto-core` signalling, `rtc-core` media) through the pure [`node::Node`].
+//! Sans-IO cores (`proto-core` signalling, `rtc-core` media) through the pure [`node::Node`] (the `node` crate).
 //!
 //! - [`config`]: command line and TOML settings of the `antenna` binary;
 //! - [`datastore`]: the datastore, the access policy and the settings rule;
@@ -14,7 +14,6 @@ pub mod config;
 pub mod datastore;
 pub mod http;
 pub mod limits;
-pub mod node;
 pub mod overload;
 pub mod runtime;
 pub mod udp;

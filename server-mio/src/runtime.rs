@@ -60,9 +60,9 @@ use tungstenite::Message;
 use crate::datastore::{self, Datastore};
 use crate::http::{self, Action, RestHead};
 use crate::limits::{self, Counters, Limits, Liveness, PerIp, Refusal};
-use crate::node::{Node, NodeOutput};
 use crate::overload::{self, CpuLimit, CpuMonitor};
 use crate::udp;
+use node::{Node, NodeOutput};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
