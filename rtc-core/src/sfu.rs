@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto_core::{LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, TrackKind};
@@ -83,10 +82,11 @@ impl std::fmt::Debug for Sfu {
 impl Sfu {
     /// A media layer with no sessions.
     pub fn new(config: SfuConfig, _now: Instant) -> Self {
-        let provider = crate::dtls::SharedDtls::install(str0m::crypto::from_feature_flags());
-        let cert = provider.dtls_provider.generate_certificate();
-        let mut rtc_config = RtcConfig::new().set_crypto_provider(Arc::new(provider));
-        if let Some(cert) = cert {
+        if let Some(seed) = config.seed {
+            crate::rng::seed_thread(seed);
+        }
+        let mut rtc_config = RtcConfig::new().set_crypto_provider(config.crypto.provider.clone());
+        if let Some(cert) = config.crypto.cert.clone() {
             rtc_config = rtc_config.set_dtls_cert(cert);
         }
         Sfu {
@@ -137,6 +137,11 @@ impl Sfu {
     /// The configuration.
     pub fn config(&self) -> &SfuConfig {
         &self.config
+    }
+
+    /// The seed mixed into stable mids (`0` without [`SfuConfig::seed`]).
+    fn seed(&self) -> u64 {
+        self.config.seed.unwrap_or(0)
     }
 
     /// How long a new session may take to connect before [`MediaEvent::Failed`]
@@ -565,8 +570,7 @@ impl Sfu {
         // from the first. Seeding the generator from the stream name while the m-lines are
         // added makes every offer of a stream carry the same mids; the generator then goes on
         // from where it was, so nothing else becomes predictable.
-        let resume = fastrand::u64(..);
-        fastrand::seed(stable_seed(&stream));
+        let mids = crate::rng::StableMids::enter(self.seed(), &stream);
         for kind in kinds {
             let mid = api.add_media(kind, Direction::SendOnly, Some(stream.clone()), None, None);
             tracks.push(OutTrack::new(mid, kind));
@@ -585,7 +589,7 @@ impl Sfu {
         if self.data.config.enabled {
             api.add_channel(stream.clone());
         }
-        fastrand::seed(resume);
+        drop(mids);
         let Some((offer, pending)) = api.apply() else {
             debug!(session = %id, "no offer could be created");
             self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
@@ -1127,14 +1131,6 @@ fn accepted_media_mids(sdp: &str) -> Vec<&str> {
         }
     }
     mids
-}
-
-/// A hash of a stream name that is the same in every process (FNV-1a), for [`Sfu`]'s stable
-/// mids.
-fn stable_seed(stream: &str) -> u64 {
-    stream.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

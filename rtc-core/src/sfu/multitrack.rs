@@ -37,7 +37,7 @@ use proto_core::{MediaEvent, OfferedTrack, SessionId, Subtrack, TrackKind};
 use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, trace};
 
-use super::{stable_seed, Sfu, PLAYER_BWE_START};
+use super::{Sfu, PLAYER_BWE_START};
 use crate::forward::{OutTrack, Source};
 use crate::session::{Player, Role};
 use crate::SfuOutput;
@@ -156,8 +156,7 @@ impl Sfu {
         let mut tracks = Vec::new();
         let mut names = Vec::new();
         // Stable mids, as for plain players (see `start_play`).
-        let resume = fastrand::u64(..);
-        fastrand::seed(stable_seed(&stream));
+        let mids = crate::rng::StableMids::enter(self.seed(), &stream);
         for (sub, kinds) in &plan {
             for kind in kinds {
                 let mid = api.add_media(
@@ -192,7 +191,7 @@ impl Sfu {
         if self.data.config.enabled {
             api.add_channel(stream.clone());
         }
-        fastrand::seed(resume);
+        drop(mids);
         let Some((offer, pending)) = api.apply() else {
             self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
                 session: id,
