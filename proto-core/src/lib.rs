@@ -30,6 +30,8 @@
 
 mod access;
 mod error;
+/// The fuzzing and test harness: only with the `testing` feature (and in unit tests).
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod media;

@@ -104,6 +104,8 @@ mod rng;
 mod route;
 mod session;
 mod sfu;
+/// The in-memory test harness: only with the `testing` feature (and in unit tests).
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 
