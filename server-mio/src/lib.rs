@@ -1,6 +1,7 @@
 //! Antenna's runtime: a single-threaded `mio` loop that owns all IO and wires it into the
 //! Sans-IO cores (`proto-core` signalling, `rtc-core` media) through the pure [`node::Node`] (the `node` crate).
 //!
+//! - [`clock`]: the wall clock, read by the runtime only;
 //! - [`config`]: command line and TOML settings of the `antenna` binary;
 //! - [`datastore`]: the datastore, the access policy and the settings rule;
 //! - [`http`]: request parsing and routing (WebSocket upgrade, demo pages, errors), no IO;
@@ -10,6 +11,7 @@
 //!   (through [`udp`] for batched UDP output);
 //! - [`udp`]: many datagrams per `sendmmsg(2)`.
 
+pub mod clock;
 pub mod config;
 pub mod datastore;
 pub mod http;

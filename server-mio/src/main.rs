@@ -192,8 +192,8 @@ fn main() -> ExitCode {
             let mut sig = proto_core::Signalling::new(signalling_config, now);
             sig.set_access_policy(Box::new(Policy::with_anchor(
                 ds.store.clone(),
-                antenna_store::system_clock,
                 now,
+                server_mio::clock::unix_ms(),
             )));
             let mut sfu =
                 rtc_core::Sfu::new(rtc_core::SfuConfig::new(vec![local], stats_interval), now);

@@ -245,7 +245,7 @@ impl Admin {
     fn check_head(&mut self, peer: SocketAddr, head: &RestHead) -> Result<(), (u16, Vec<u8>)> {
         let settings = self.datastore.settings(&head.app);
         let health = self.datastore.health();
-        let now_ms = antenna_store::system_clock();
+        let now_ms = crate::clock::unix_ms();
         match self.gate.check(&settings, health, now_ms, peer.ip(), head) {
             Ok(granted) => {
                 trace!(%peer, client = %granted.client, credential = ?granted.credential,
@@ -1179,7 +1179,7 @@ impl Runtime {
         // Access (address, Host, Origin, credential, content type, store health) was granted
         // on the head by `Admin::check_head`.
         let resp = self.admin.rest.serve(
-            antenna_store::system_clock(),
+            crate::clock::unix_ms(),
             &RestRequest {
                 method: &head.method,
                 path: &head.path,

@@ -560,7 +560,8 @@ impl Signalling {
                     self.access.on_viewer_count(&s.app, &s.stream, 0);
                 }
                 if p.live {
-                    self.access.on_publish_finished(&s.app, &s.stream);
+                    let now = self.now;
+                    self.access.on_publish_finished(now, &s.app, &s.stream);
                     let room = p
                         .main_track
                         .or_else(|| self.member_room(&s.app, &s.stream).map(str::to_string));
