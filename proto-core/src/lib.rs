@@ -44,8 +44,8 @@ pub use access::{
 };
 pub use error::SignalError;
 pub use media::{
-    LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats, Subtrack,
-    TrackKind,
+    FailReason, LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats,
+    Subtrack, TrackKind,
 };
 pub use message::{
     ClientMessage, ErrorMessage, ForceStreamQuality, GetSubtracks, GetSubtracksCount, GetTrackList,

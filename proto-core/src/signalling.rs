@@ -816,13 +816,9 @@ impl Signalling {
                 s.stats = Some(stats);
                 self.check_media_silence(now, sid, media);
             }
-            MediaEvent::Failed {
-                reason,
-                remote_description,
-                ..
-            } => {
+            MediaEvent::Failed { reason, .. } => {
                 debug!(%sid, %reason, "media session failed");
-                self.end_session(sid, End::failed(remote_description));
+                self.end_session(sid, End::failed(reason.is_remote_description()));
             }
             MediaEvent::Closed { .. } => self.end_session(sid, End::MEDIA_CLOSED),
         }

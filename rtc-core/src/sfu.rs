@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use proto_core::{LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, TrackKind};
+use proto_core::{
+    FailReason, LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, TrackKind,
+};
 use slab::Slab;
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -269,7 +271,6 @@ impl Sfu {
                     self.close_quietly(key);
                 }
             }
-            _ => trace!("unhandled media command"),
         }
         self.process(now);
     }
@@ -346,8 +347,7 @@ impl Sfu {
                 let fx = Effects {
                     dead: Some(MediaEvent::Failed {
                         session: id,
-                        reason: "ICE/DTLS connect timeout".into(),
-                        remote_description: false,
+                        reason: FailReason::ConnectTimeout,
                     }),
                     ..Effects::default()
                 };
@@ -594,8 +594,7 @@ impl Sfu {
             debug!(session = %id, "no offer could be created");
             self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
                 session: id,
-                reason: "no offer".into(),
-                remote_description: false,
+                reason: FailReason::NoOffer,
             }));
             return;
         };
@@ -831,8 +830,7 @@ impl Sfu {
         debug!(session = %id, "{reason}");
         self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
             session: id,
-            reason,
-            remote_description: true,
+            reason: FailReason::RemoteDescription(reason),
         }));
     }
 

@@ -195,8 +195,7 @@ impl Sfu {
         let Some((offer, pending)) = api.apply() else {
             self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
                 session: id,
-                reason: "no offer".into(),
-                remote_description: false,
+                reason: proto_core::FailReason::NoOffer,
             }));
             return;
         };
