@@ -425,6 +425,32 @@ impl Sfu {
             .set_stats_interval(Some(self.config.stats_interval))
     }
 
+    /// The configuration of a player's `Rtc`: the publisher's codecs (`params`, without
+    /// RTX/RED), or with none known the usual ones (Opus, VP8, VP9, H.264); sender-side
+    /// bandwidth estimation if enabled.
+    pub(super) fn player_config(&self, params: &[PayloadParams]) -> RtcConfig {
+        let mut config = self.base_config();
+        if params.is_empty() {
+            config = config
+                .clear_codecs()
+                .enable_opus(true, false)
+                .enable_vp8(true)
+                .enable_vp9(true)
+                .enable_h264(true);
+        } else {
+            let fresh: Vec<PayloadParams> = params
+                .iter()
+                .filter(|p| !matches!(p.spec().codec, Codec::Rtx | Codec::Red | Codec::Unknown))
+                .map(|p| PayloadParams::new(p.pt(), p.resend(), p.spec()))
+                .collect();
+            *config.codec_config() = CodecConfig::new_from_payload_params(fresh);
+        }
+        if self.player_bwe {
+            config = config.enable_bwe(Some(PLAYER_BWE_START));
+        }
+        config
+    }
+
     fn start_publish(&mut self, now: Instant, id: SessionId, stream: String, offer: &str) {
         if self.ids.contains_key(&id) {
             debug!(session = %id, "StartPublish for an existing session ignored");
@@ -537,25 +563,8 @@ impl Sfu {
             }
             _ => (vec![MediaKind::Audio, MediaKind::Video], Vec::new()),
         };
-        let mut config = self.base_config();
-        if params.is_empty() {
-            config = config
-                .clear_codecs()
-                .enable_opus(true, false)
-                .enable_vp8(true)
-                .enable_vp9(true)
-                .enable_h264(true);
-        } else {
-            let fresh: Vec<PayloadParams> = params
-                .iter()
-                .filter(|p| !matches!(p.spec().codec, Codec::Rtx | Codec::Red | Codec::Unknown))
-                .map(|p| PayloadParams::new(p.pt(), p.resend(), p.spec()))
-                .collect();
-            *config.codec_config() = CodecConfig::new_from_payload_params(fresh);
-        }
-        if self.player_bwe {
-            config = config.enable_bwe(Some(PLAYER_BWE_START));
-        } else {
+        let mut config = self.player_config(&params);
+        if !self.player_bwe {
             config = crate::remb::receiver_estimates(config);
         }
         let mut rtc = config.build(now);

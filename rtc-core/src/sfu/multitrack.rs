@@ -37,7 +37,7 @@ use proto_core::{MediaEvent, OfferedTrack, SessionId, Subtrack, TrackKind};
 use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, trace};
 
-use super::{Sfu, PLAYER_BWE_START};
+use super::Sfu;
 use crate::forward::{OutTrack, Source};
 use crate::session::{Player, Role};
 use crate::SfuOutput;
@@ -140,16 +140,7 @@ impl Sfu {
         let plan = self.source_kinds(&subtracks);
         // Publishers differ in payload types: offer the usual codecs and map each publisher's
         // payload types per m-line (`map_pt`).
-        let mut config = self
-            .base_config()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_vp9(true)
-            .enable_h264(true);
-        if self.player_bwe {
-            config = config.enable_bwe(Some(PLAYER_BWE_START));
-        }
+        let config = self.player_config(&[]);
         let mut rtc = config.build(now);
         let candidates = self.add_local_candidates(&mut rtc);
         let mut api = rtc.sdp_api();
