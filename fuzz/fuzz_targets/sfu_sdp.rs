@@ -144,13 +144,7 @@ fuzz_target!(|data: &[u8]| {
             let now = Instant::now();
             let local: SocketAddr = LOCAL.parse().expect("addr");
             State {
-                sfu: Sfu::new(
-                    SfuConfig {
-                        local_addrs: vec![local],
-                        stats_interval: Duration::from_secs(1),
-                    },
-                    now,
-                ),
+                sfu: Sfu::new(SfuConfig::new(vec![local], Duration::from_secs(1)), now),
                 now,
             }
         });

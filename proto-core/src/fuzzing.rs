@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::media::{
-    LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats, TrackKind,
+    FailReason, LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats,
+    TrackKind,
 };
 use crate::signalling::{Config, ConnId, Output, Signalling};
 
@@ -504,8 +505,11 @@ fn media_event(b: &mut Bytes<'_>, session: SessionId, publisher: bool) -> MediaE
         },
         9 => MediaEvent::Failed {
             session,
-            reason: "fuzz".into(),
-            remote_description: b.flag(),
+            reason: if b.flag() {
+                FailReason::RemoteDescription("fuzz".into())
+            } else {
+                FailReason::Rtc("fuzz".into())
+            },
         },
         10 => MediaEvent::Closed { session },
         _ => MediaEvent::MediaStarted { session },

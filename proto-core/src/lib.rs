@@ -30,6 +30,8 @@
 
 mod access;
 mod error;
+/// The fuzzing and test harness: only with the `testing` feature (and in unit tests).
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod media;
@@ -42,8 +44,8 @@ pub use access::{
 };
 pub use error::SignalError;
 pub use media::{
-    LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats, Subtrack,
-    TrackKind,
+    FailReason, LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats,
+    Subtrack, TrackKind,
 };
 pub use message::{
     ClientMessage, ErrorMessage, ForceStreamQuality, GetSubscribers, GetSubtracks, GetSubtracksCount, GetTrackList,

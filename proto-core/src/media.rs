@@ -77,9 +77,10 @@ pub struct SessionStats {
     pub estimated_bitrate: u64,
 }
 
-/// A command from signalling to the media layer.
+/// A command from signalling to the media layer. Exhaustive on purpose: its one consumer
+/// (`rtc_core::Sfu::handle_command`) matches every variant, so a new command cannot be dropped
+/// silently.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum MediaCmd {
     /// Create a publish session from the client's SDP offer; answer with [`MediaEvent::Answer`].
     StartPublish {
@@ -196,9 +197,8 @@ pub enum MediaCmd {
     },
 }
 
-/// An event from the media layer to signalling.
+/// An event from the media layer to signalling. Exhaustive on purpose, as [`MediaCmd`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum MediaEvent {
     /// The server's SDP answer to a publisher's offer.
     Answer {
@@ -249,10 +249,8 @@ pub enum MediaEvent {
     Failed {
         /// The session.
         session: SessionId,
-        /// What went wrong, for the log.
-        reason: String,
-        /// True if the failure was applying the client's SDP (`notSetRemoteDescription`).
-        remote_description: bool,
+        /// What went wrong.
+        reason: FailReason,
     },
     /// The session ended on its own (peer gone). The media layer has dropped it.
     Closed {
@@ -274,6 +272,41 @@ impl MediaEvent {
             | MediaEvent::Stats { session, .. }
             | MediaEvent::Failed { session, .. }
             | MediaEvent::Closed { session } => *session,
+        }
+    }
+}
+
+/// Why a media session failed ([`MediaEvent::Failed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    /// The client's SDP could not be parsed or applied (`notSetRemoteDescription`); the text is
+    /// the media library's, for the log.
+    RemoteDescription(String),
+    /// No server offer could be made for a player.
+    NoOffer,
+    /// ICE and DTLS did not complete within the connect timeout.
+    ConnectTimeout,
+    /// ICE failed before the session connected.
+    IceFailed,
+    /// The media library reported an error; the text is its, for the log.
+    Rtc(String),
+}
+
+impl FailReason {
+    /// True if the failure was applying the client's SDP (`notSetRemoteDescription`).
+    pub fn is_remote_description(&self) -> bool {
+        matches!(self, FailReason::RemoteDescription(_))
+    }
+}
+
+impl std::fmt::Display for FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailReason::RemoteDescription(e) => write!(f, "remote description: {e}"),
+            FailReason::NoOffer => f.write_str("no offer"),
+            FailReason::ConnectTimeout => f.write_str("ICE/DTLS connect timeout"),
+            FailReason::IceFailed => f.write_str("ICE failed"),
+            FailReason::Rtc(e) => write!(f, "rtc error: {e}"),
         }
     }
 }

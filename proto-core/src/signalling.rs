@@ -213,11 +213,11 @@ pub trait AccessPolicy: std::fmt::Debug {
     }
     /// Time passed; do the housekeeping that is due (bounded work per call).
     fn handle_timeout(&mut self, _now: Instant) {}
-    /// A publisher's media started (`publish_started`): a datastore records the stream as
-    /// broadcasting. Default: nothing.
-    fn on_publish_started(&mut self, _app: &str, _stream_id: &str) {}
-    /// A publisher whose media had started ended. Default: nothing.
-    fn on_publish_finished(&mut self, _app: &str, _stream_id: &str) {}
+    /// A publisher's media started (`publish_started`) at `now`: a datastore records the
+    /// stream as broadcasting. Default: nothing.
+    fn on_publish_started(&mut self, _now: Instant, _app: &str, _stream_id: &str) {}
+    /// A publisher whose media had started ended at `now`. Default: nothing.
+    fn on_publish_finished(&mut self, _now: Instant, _app: &str, _stream_id: &str) {}
     /// The number of WebRTC players of a published stream changed. Default: nothing.
     fn on_viewer_count(&mut self, _app: &str, _stream_id: &str, _viewers: usize) {}
     /// Read-only datastore queries for the main-track and subscriber commands
@@ -442,6 +442,9 @@ const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 #[derive(Debug)]
 pub struct Signalling {
     config: Config,
+    /// The `now` of the latest input: the time of effects that happen deep inside one (a
+    /// publish ending as its connection closes) and that the access policy records.
+    now: Instant,
     outputs: VecDeque<Output>,
     access: Box<dyn AccessPolicy>,
     rng: ChaCha8Rng,
@@ -473,8 +476,9 @@ pub struct Signalling {
 
 impl Signalling {
     /// A server with no connections.
-    pub fn new(config: Config, _now: Instant) -> Self {
+    pub fn new(config: Config, now: Instant) -> Self {
         Signalling {
+            now,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             outputs: VecDeque::new(),
@@ -573,7 +577,8 @@ impl Signalling {
     }
 
     /// A WebSocket connection opened on application `app`.
-    pub fn handle_open(&mut self, _now: Instant, conn: ConnId, app: &str) {
+    pub fn handle_open(&mut self, now: Instant, conn: ConnId, app: &str) {
+        self.now = now;
         if self.shut_down {
             self.outputs.push_back(Output::Send(
                 conn,
@@ -601,6 +606,7 @@ impl Signalling {
 
     /// A text frame arrived on `conn`.
     pub fn handle_text(&mut self, now: Instant, conn: ConnId, text: &str) {
+        self.now = now;
         if !self.conns.contains_key(&conn) {
             trace!(?conn, "text on an unknown connection ignored");
             return;
@@ -618,6 +624,7 @@ impl Signalling {
 
     /// A parsed client message arrived on `conn`.
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: ClientMessage) {
+        self.now = now;
         let Some(app) = self.conns.get(&conn).map(|c| c.app.clone()) else {
             trace!(?conn, "message on an unknown connection ignored");
             return;
@@ -709,6 +716,7 @@ impl Signalling {
 
     /// `conn` closed (either side). Ends everything it owned.
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
+        self.now = now;
         let Some(c) = self.conns.remove(&conn) else {
             trace!(?conn, "close of an unknown connection ignored");
             return;
@@ -735,6 +743,7 @@ impl Signalling {
 
     /// An event from the media layer.
     pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
+        self.now = now;
         let sid = event.session();
         if self.held_media_event(now, &event) {
             return;
@@ -872,7 +881,7 @@ impl Signalling {
                     return;
                 }
                 p.live = true;
-                self.access.on_publish_started(&s.app, &stream);
+                self.access.on_publish_started(now, &s.app, &stream);
                 let (name, main_track) = (p.name.clone(), p.main_track.clone());
                 let mut room = p.main_track.clone();
                 let app = s.app.clone();
@@ -915,13 +924,9 @@ impl Signalling {
                 s.stats = Some(stats);
                 self.check_media_silence(now, sid, media);
             }
-            MediaEvent::Failed {
-                reason,
-                remote_description,
-                ..
-            } => {
+            MediaEvent::Failed { reason, .. } => {
                 debug!(%sid, %reason, "media session failed");
-                self.end_session(sid, End::failed(remote_description));
+                self.end_session(sid, End::failed(reason.is_remote_description()));
             }
             MediaEvent::Closed { .. } => self.end_session(sid, End::MEDIA_CLOSED),
         }
@@ -929,6 +934,7 @@ impl Signalling {
 
     /// Time passed; fire due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         if self.access.poll_timeout().is_some_and(|at| at <= now) {
             self.access.handle_timeout(now);
         }
@@ -962,12 +968,14 @@ impl Signalling {
     }
 
     /// The runtime reports CPU/memory over (or back under) the limit.
-    pub fn set_overloaded(&mut self, _now: Instant, overloaded: bool) {
+    pub fn set_overloaded(&mut self, now: Instant, overloaded: bool) {
+        self.now = now;
         self.overloaded = overloaded;
     }
 
     /// Graceful shutdown: `server_will_stop` to every connection, then close them all.
-    pub fn shutdown(&mut self, _now: Instant) {
+    pub fn shutdown(&mut self, now: Instant) {
+        self.now = now;
         self.shut_down = true;
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in &conns {

@@ -6,8 +6,12 @@
 //! the same every time. [`SharedDtls`] builds the configuration once and hands the same
 //! `Arc<dimpl::Config>` to each session's `dimpl::Dtls`; everything else is dimpl's, as in
 //! str0m's provider.
+//!
+//! [`SfuCrypto`] is what an [`crate::Sfu`] is given through [`crate::SfuConfig`]: the crypto
+//! provider (with its own [`SharedDtls`]) and the DTLS certificate of every session. There is
+//! no process-wide provider: two `Sfu`s given two `SfuCrypto`s share nothing.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::crypto::dtls::{
@@ -15,8 +19,35 @@ use str0m::crypto::dtls::{
 };
 use str0m::crypto::{CryptoError, CryptoProvider};
 
-/// The process-wide provider (str0m wants a `&'static dyn DtlsProvider`).
-static SHARED: OnceLock<SharedDtls> = OnceLock::new();
+/// The crypto provider and DTLS certificate of every session of one [`crate::Sfu`].
+///
+/// Cloning shares them (the provider is an `Arc`, the certificate the same key pair).
+#[derive(Debug, Clone)]
+pub struct SfuCrypto {
+    /// str0m's provider with its DTLS provider replaced by a [`SharedDtls`].
+    pub provider: Arc<CryptoProvider>,
+    /// The certificate every session presents (`None` if the provider made none).
+    pub cert: Option<DtlsCert>,
+}
+
+impl SfuCrypto {
+    /// str0m's provider for the enabled crypto feature, with a new [`SharedDtls`] and a new
+    /// certificate.
+    pub fn generate() -> Self {
+        Self::from_provider(str0m::crypto::from_feature_flags())
+    }
+
+    /// `provider` with a new [`SharedDtls`] in front of its DTLS provider, and a certificate
+    /// made by it.
+    pub fn from_provider(provider: CryptoProvider) -> Self {
+        let provider = SharedDtls::install(provider);
+        let cert = provider.dtls_provider.generate_certificate();
+        SfuCrypto {
+            provider: Arc::new(provider),
+            cert,
+        }
+    }
+}
 
 /// A [`DtlsProvider`] whose sessions share one validated `dimpl::Config` per MTU.
 #[derive(Debug)]
@@ -28,13 +59,18 @@ pub struct SharedDtls {
 }
 
 impl SharedDtls {
-    /// `provider` with its DTLS provider replaced by the shared one.
+    /// `provider` with its DTLS provider replaced by a new shared one.
+    ///
+    /// str0m's `CryptoProvider::dtls_provider` is a `&'static dyn DtlsProvider`, so the new
+    /// provider is leaked: a few hundred bytes plus one dimpl configuration per MTU, once per
+    /// call. Call it once per [`crate::Sfu`] (through [`SfuCrypto`]), not per session.
     pub fn install(mut provider: CryptoProvider) -> CryptoProvider {
         let inner = provider.dtls_provider;
-        provider.dtls_provider = SHARED.get_or_init(|| SharedDtls {
+        let shared: &'static SharedDtls = Box::leak(Box::new(SharedDtls {
             inner,
             configs: std::sync::Mutex::new(Vec::new()),
-        });
+        }));
+        provider.dtls_provider = shared;
         provider
     }
 
@@ -147,26 +183,22 @@ mod tests {
     #[test]
     #[allow(clippy::disallowed_methods)] // a start time for the DTLS state machines
     fn sessions_share_one_config_per_mtu() {
-        let provider = SharedDtls::install(str0m::crypto::from_feature_flags());
-        let cert = provider
-            .dtls_provider
-            .generate_certificate()
-            .expect("a certificate");
+        let shared = SharedDtls {
+            inner: str0m::crypto::from_feature_flags().dtls_provider,
+            configs: std::sync::Mutex::new(Vec::new()),
+        };
+        let cert = shared.generate_certificate().expect("a certificate");
         let now = Instant::now();
-        let shared = SHARED.get().expect("installed");
-        let before = shared.configs.lock().unwrap().len();
         for _ in 0..3 {
-            provider
-                .dtls_provider
+            shared
                 .new_dtls(&cert, now, DtlsVersion::Auto, Some(1150))
                 .expect("a session");
         }
-        provider
-            .dtls_provider
+        shared
             .new_dtls(&cert, now, DtlsVersion::Dtls12, Some(1151))
             .expect("a session");
         let configs = shared.configs.lock().unwrap();
-        assert!(configs.len() <= before + 2, "{} configs", configs.len());
+        assert_eq!(configs.len(), 2, "{} configs", configs.len());
         assert_eq!(configs.iter().filter(|(m, _)| *m == Some(1150)).count(), 1);
         assert_eq!(configs.iter().filter(|(m, _)| *m == Some(1151)).count(), 1);
     }

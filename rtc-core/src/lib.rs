@@ -101,13 +101,17 @@ mod dtls;
 mod forward;
 mod remb;
 mod resume;
+mod rng;
 mod route;
 mod session;
 mod sfu;
+/// The in-memory test harness: only with the `testing` feature (and in unit tests).
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 
 pub use data::{DataConfig, DataStats, PlayerDistribution, DEFAULT_MAX_DATA_MESSAGE};
+pub use dtls::SfuCrypto;
 pub use route::{SfuCounters, DEFAULT_MAX_REMOTE_CANDIDATES};
 pub use sfu::{RoomLine, Sfu, DEFAULT_CONNECT_TIMEOUT};
 
@@ -118,6 +122,24 @@ pub struct SfuConfig {
     pub local_addrs: Vec<SocketAddr>,
     /// How often [`MediaEvent::Stats`] is emitted per session.
     pub stats_interval: Duration,
+    /// The crypto provider and DTLS certificate of every session.
+    pub crypto: SfuCrypto,
+    /// `Some`: str0m's generator on this thread is seeded with it when the `Sfu` is made
+    /// (ICE credentials, SSRCs and mids become a function of it), and it is mixed into the
+    /// stable mids of players (see `rng.rs`). `None`: str0m's generator is left as it is.
+    pub seed: Option<u64>,
+}
+
+impl SfuConfig {
+    /// `local_addrs` and `stats_interval`, a new [`SfuCrypto`], no seed.
+    pub fn new(local_addrs: Vec<SocketAddr>, stats_interval: Duration) -> Self {
+        SfuConfig {
+            local_addrs,
+            stats_interval,
+            crypto: SfuCrypto::generate(),
+            seed: None,
+        }
+    }
 }
 
 /// A datagram to send.

@@ -308,8 +308,7 @@ impl Session {
         self.rtc.disconnect();
         fx.dead = Some(MediaEvent::Failed {
             session: self.id,
-            reason: e.to_string(),
-            remote_description: false,
+            reason: proto_core::FailReason::Rtc(e.to_string()),
         });
     }
 
@@ -328,8 +327,7 @@ impl Session {
                 } else {
                     MediaEvent::Failed {
                         session: self.id,
-                        reason: "ICE failed".into(),
-                        remote_description: false,
+                        reason: proto_core::FailReason::IceFailed,
                     }
                 };
                 fx.dead.get_or_insert(ev);

@@ -2,10 +2,11 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto_core::{LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, TrackKind};
+use proto_core::{
+    FailReason, LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, TrackKind,
+};
 use slab::Slab;
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -83,10 +84,11 @@ impl std::fmt::Debug for Sfu {
 impl Sfu {
     /// A media layer with no sessions.
     pub fn new(config: SfuConfig, _now: Instant) -> Self {
-        let provider = crate::dtls::SharedDtls::install(str0m::crypto::from_feature_flags());
-        let cert = provider.dtls_provider.generate_certificate();
-        let mut rtc_config = RtcConfig::new().set_crypto_provider(Arc::new(provider));
-        if let Some(cert) = cert {
+        if let Some(seed) = config.seed {
+            crate::rng::seed_thread(seed);
+        }
+        let mut rtc_config = RtcConfig::new().set_crypto_provider(config.crypto.provider.clone());
+        if let Some(cert) = config.crypto.cert.clone() {
             rtc_config = rtc_config.set_dtls_cert(cert);
         }
         Sfu {
@@ -136,6 +138,11 @@ impl Sfu {
     /// The configuration.
     pub fn config(&self) -> &SfuConfig {
         &self.config
+    }
+
+    /// The seed mixed into stable mids (`0` without [`SfuConfig::seed`]).
+    fn seed(&self) -> u64 {
+        self.config.seed.unwrap_or(0)
     }
 
     /// How long a new session may take to connect before [`MediaEvent::Failed`]
@@ -270,7 +277,6 @@ impl Sfu {
                     self.close_quietly(key);
                 }
             }
-            _ => trace!("unhandled media command"),
         }
         self.process(now);
         self.flush(now);
@@ -353,8 +359,7 @@ impl Sfu {
                 let fx = Effects {
                     dead: Some(MediaEvent::Failed {
                         session: id,
-                        reason: "ICE/DTLS connect timeout".into(),
-                        remote_description: false,
+                        reason: FailReason::ConnectTimeout,
                     }),
                     ..Effects::default()
                 };
@@ -440,6 +445,32 @@ impl Sfu {
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_stats_interval(Some(self.config.stats_interval))
+    }
+
+    /// The configuration of a player's `Rtc`: the publisher's codecs (`params`, without
+    /// RTX/RED), or with none known the usual ones (Opus, VP8, VP9, H.264); sender-side
+    /// bandwidth estimation if enabled.
+    pub(super) fn player_config(&self, params: &[PayloadParams]) -> RtcConfig {
+        let mut config = self.base_config();
+        if params.is_empty() {
+            config = config
+                .clear_codecs()
+                .enable_opus(true, false)
+                .enable_vp8(true)
+                .enable_vp9(true)
+                .enable_h264(true);
+        } else {
+            let fresh: Vec<PayloadParams> = params
+                .iter()
+                .filter(|p| !matches!(p.spec().codec, Codec::Rtx | Codec::Red | Codec::Unknown))
+                .map(|p| PayloadParams::new(p.pt(), p.resend(), p.spec()))
+                .collect();
+            *config.codec_config() = CodecConfig::new_from_payload_params(fresh);
+        }
+        if self.player_bwe {
+            config = config.enable_bwe(Some(PLAYER_BWE_START));
+        }
+        config
     }
 
     fn start_publish(&mut self, now: Instant, id: SessionId, stream: String, offer: &str) {
@@ -554,25 +585,8 @@ impl Sfu {
             }
             _ => (vec![MediaKind::Audio, MediaKind::Video], Vec::new()),
         };
-        let mut config = self.base_config();
-        if params.is_empty() {
-            config = config
-                .clear_codecs()
-                .enable_opus(true, false)
-                .enable_vp8(true)
-                .enable_vp9(true)
-                .enable_h264(true);
-        } else {
-            let fresh: Vec<PayloadParams> = params
-                .iter()
-                .filter(|p| !matches!(p.spec().codec, Codec::Rtx | Codec::Red | Codec::Unknown))
-                .map(|p| PayloadParams::new(p.pt(), p.resend(), p.spec()))
-                .collect();
-            *config.codec_config() = CodecConfig::new_from_payload_params(fresh);
-        }
-        if self.player_bwe {
-            config = config.enable_bwe(Some(PLAYER_BWE_START));
-        } else {
+        let mut config = self.player_config(&params);
+        if !self.player_bwe {
             config = crate::remb::receiver_estimates(config);
         }
         let mut rtc = config.build(now);
@@ -587,8 +601,7 @@ impl Sfu {
         // from the first. Seeding the generator from the stream name while the m-lines are
         // added makes every offer of a stream carry the same mids; the generator then goes on
         // from where it was, so nothing else becomes predictable.
-        let resume = fastrand::u64(..);
-        fastrand::seed(stable_seed(&stream));
+        let mids = crate::rng::StableMids::enter(self.seed(), &stream);
         for kind in kinds {
             let mid = api.add_media(kind, Direction::SendOnly, Some(stream.clone()), None, None);
             tracks.push(OutTrack::new(mid, kind));
@@ -607,13 +620,12 @@ impl Sfu {
         if self.data.config.enabled {
             api.add_channel(stream.clone());
         }
-        fastrand::seed(resume);
+        drop(mids);
         let Some((offer, pending)) = api.apply() else {
             debug!(session = %id, "no offer could be created");
             self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
                 session: id,
-                reason: "no offer".into(),
-                remote_description: false,
+                reason: FailReason::NoOffer,
             }));
             return;
         };
@@ -850,8 +862,7 @@ impl Sfu {
         debug!(session = %id, "{reason}");
         self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
             session: id,
-            reason,
-            remote_description: true,
+            reason: FailReason::RemoteDescription(reason),
         }));
     }
 
@@ -1156,14 +1167,6 @@ fn accepted_media_mids(sdp: &str) -> Vec<&str> {
         }
     }
     mids
-}
-
-/// A hash of a stream name that is the same in every process (FNV-1a), for [`Sfu`]'s stable
-/// mids.
-fn stable_seed(stream: &str) -> u64 {
-    stream.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

@@ -353,10 +353,15 @@ impl Harness {
     /// Stats every second; SFU at 10.0.0.1:5000.
     pub fn new(start: Instant) -> Self {
         let sfu_addr: SocketAddr = "10.0.0.1:5000".parse().expect("addr");
-        let config = SfuConfig {
-            local_addrs: vec![sfu_addr],
-            stats_interval: Duration::from_secs(1),
-        };
+        Self::with_config(
+            start,
+            SfuConfig::new(vec![sfu_addr], Duration::from_secs(1)),
+        )
+    }
+
+    /// An SFU with this configuration, at its first local address.
+    pub fn with_config(start: Instant, config: SfuConfig) -> Self {
+        let sfu_addr = config.local_addrs[0];
         Harness {
             sfu: Sfu::new(config, start),
             sfu_addr,

@@ -33,7 +33,7 @@ proptest! {
         let now = Instant::now();
         let local: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let mut sfu = Sfu::new(
-            SfuConfig { local_addrs: vec![local], stats_interval: Duration::from_secs(1) },
+            SfuConfig::new(vec![local], Duration::from_secs(1)),
             now,
         );
         let src = SocketAddr::from(([10, 9, 9, 9], port));

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use proto_core::{MediaCmd, MediaEvent, SessionId, TrackKind};
+use proto_core::{FailReason, MediaCmd, MediaEvent, SessionId, TrackKind};
 use rtc_core::testing::Harness;
 use str0m::media::{KeyframeRequestKind, MediaKind};
 use str0m::Event;
@@ -270,7 +270,7 @@ fn bad_offer_fails_with_remote_description() {
         offer: "v=0\r\nthis is not sdp\r\n".into(),
     });
     assert!(h.has_event(|e| matches!(e,
-        MediaEvent::Failed { session, remote_description: true, .. } if *session == PUB)));
+        MediaEvent::Failed { session, reason: FailReason::RemoteDescription(_) } if *session == PUB)));
     assert_eq!(h.sfu.session_count(), 0);
 }
 
@@ -288,7 +288,7 @@ fn bad_answer_fails_with_remote_description() {
         sdp: "garbage".into(),
     });
     assert!(h.has_event(|e| matches!(e,
-        MediaEvent::Failed { session, remote_description: true, .. } if *session == PLAY)));
+        MediaEvent::Failed { session, reason: FailReason::RemoteDescription(_) } if *session == PLAY)));
     assert_eq!(h.sfu.session_count(), 0);
 }
 
@@ -306,7 +306,7 @@ fn unconnected_session_fails_after_connect_timeout() {
     assert!(h.run_until(SECS(40), |h| {
         h.has_event(|e| {
             matches!(e,
-        MediaEvent::Failed { session, remote_description: false, .. } if *session == PUB)
+        MediaEvent::Failed { session, reason } if *session == PUB && !reason.is_remote_description())
         })
     }));
     assert_eq!(h.sfu.session_count(), 0);

@@ -304,7 +304,6 @@ pub fn apply_to_data(settings: &AppSettings, config: &mut rtc_core::DataConfig) 
 pub struct Policy {
     store: SharedStore,
     inner: StreamSecurity,
-    clock: Box<dyn Fn() -> u64>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -315,32 +314,25 @@ impl std::fmt::Debug for Policy {
 
 impl Policy {
     /// The policy over `store`, reading wall-clock time (unix ms) from `clock`.
-    pub fn new(store: SharedStore, clock: impl Fn() -> u64 + Clone + 'static) -> Policy {
+    pub fn new(store: SharedStore, clock: impl Fn() -> u64 + 'static) -> Policy {
         Policy {
-            inner: StreamSecurity::new(store.clone(), clock.clone()),
+            inner: StreamSecurity::new(store.clone(), clock),
             store,
-            clock: Box::new(clock),
         }
     }
 
-    /// The policy as the server runs it: the stream security derives wall-clock time from the
-    /// `now` of each call, anchored at `clock()` read once here at `at` (see
-    /// [`StreamSecurity::with_anchor`]).
-    pub fn with_anchor(
-        store: SharedStore,
-        clock: impl Fn() -> u64 + 'static,
-        at: Instant,
-    ) -> Policy {
-        let unix_ms = clock();
+    /// The policy as the server runs it: wall-clock time (token expiry, TOTP windows, the
+    /// broadcasts' `updateTime`) is derived from the `now` of each call, anchored at `unix_ms`
+    /// read once by the runtime at `at` (see [`StreamSecurity::with_anchor`]).
+    pub fn with_anchor(store: SharedStore, at: Instant, unix_ms: u64) -> Policy {
         Policy {
             inner: StreamSecurity::with_anchor(store.clone(), at, unix_ms),
             store,
-            clock: Box::new(clock),
         }
     }
 
-    fn status(&mut self, app: &str, stream_id: &str, status: &str) {
-        let now_ms = (self.clock)();
+    fn status(&mut self, now: Instant, app: &str, stream_id: &str, status: &str) {
+        let now_ms = self.inner.wall_ms(now);
         let mut store = self.store.borrow_mut();
         if let Err(e) =
             antenna_store::set_broadcast_status(&mut *store, app, stream_id, status, now_ms)
@@ -401,12 +393,12 @@ impl AccessPolicy for Policy {
         self.inner.records()
     }
 
-    fn on_publish_started(&mut self, app: &str, stream_id: &str) {
-        self.status(app, stream_id, "broadcasting");
+    fn on_publish_started(&mut self, now: Instant, app: &str, stream_id: &str) {
+        self.status(now, app, stream_id, "broadcasting");
     }
 
-    fn on_publish_finished(&mut self, app: &str, stream_id: &str) {
-        self.status(app, stream_id, "finished");
+    fn on_publish_finished(&mut self, now: Instant, app: &str, stream_id: &str) {
+        self.status(now, app, stream_id, "finished");
     }
 
     fn on_viewer_count(&mut self, app: &str, stream_id: &str, viewers: usize) {
@@ -473,6 +465,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a start for the anchored wall clock
     fn live_status_and_viewers_of_stored_broadcasts() {
         let store = shared(MemStore::new());
         store
@@ -485,16 +478,17 @@ mod tests {
                 }),
             })
             .unwrap();
-        let mut p = Policy::new(store.clone(), || 42);
-        p.on_publish_started("A", "s");
+        let start = Instant::now();
+        let mut p = Policy::with_anchor(store.clone(), start, 40);
+        p.on_publish_started(start + Duration::from_millis(2), "A", "s");
         p.on_viewer_count("A", "s", 2);
-        p.on_publish_started("A", "unknown");
+        p.on_publish_started(start, "A", "unknown");
         let b = store.borrow().data().broadcast("A", "s").cloned().unwrap();
         assert_eq!(
             (b.status.as_str(), b.update_time, b.webrtc_viewer_count),
             ("broadcasting", 42, 2)
         );
-        p.on_publish_finished("A", "s");
+        p.on_publish_finished(start, "A", "s");
         assert_eq!(
             store.borrow().data().broadcast("A", "s").unwrap().status,
             "finished"

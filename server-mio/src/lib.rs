@@ -1,6 +1,7 @@
 //! Antenna's runtime: a single-threaded `mio` loop that owns all IO and wires it into the
-//! Sans-IO cores (`proto-core` signalling, `rtc-core` media) through the pure [`node::Node`].
+//! Sans-IO cores (`proto-core` signalling, `rtc-core` media) through the pure [`node::Node`] (the `node` crate).
 //!
+//! - [`clock`]: the wall clock, read by the runtime only;
 //! - [`config`]: command line and TOML settings of the `antenna` binary;
 //! - [`datastore`]: the datastore, the access policy and the settings rule;
 //! - [`hooks`]: AMS webhooks: the pure queue (order, bound, back-off) and its sender thread;
@@ -12,13 +13,13 @@
 //!   (through [`udp`] for batched UDP output);
 //! - [`udp`]: many datagrams per `sendmmsg(2)`.
 
+pub mod clock;
 pub mod config;
 pub mod datastore;
 pub mod hooks;
 pub mod http;
 pub mod limits;
 pub mod metrics;
-pub mod node;
 pub mod overload;
 pub mod runtime;
 pub mod udp;

@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use node::Node;
 use server_mio::config::{Cli, FileConfig, Settings, DEFAULT_LOG};
 use server_mio::datastore::{self, Policy, TokenSource};
 use server_mio::limits;
-use server_mio::node::Node;
 use server_mio::runtime::{self, Admin, Runtime};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -192,16 +192,11 @@ fn main() -> ExitCode {
             let mut sig = proto_core::Signalling::new(signalling_config, now);
             sig.set_access_policy(Box::new(Policy::with_anchor(
                 ds.store.clone(),
-                antenna_store::system_clock,
                 now,
+                server_mio::clock::unix_ms(),
             )));
-            let mut sfu = rtc_core::Sfu::new(
-                rtc_core::SfuConfig {
-                    local_addrs: vec![local],
-                    stats_interval,
-                },
-                now,
-            );
+            let mut sfu =
+                rtc_core::Sfu::new(rtc_core::SfuConfig::new(vec![local], stats_interval), now);
             sfu.set_data_config(data_config);
             sfu.set_max_remote_candidates(max_remote_candidates);
             let rest = antenna_store::RestApi::new(ds.store.clone(), rest_seed);

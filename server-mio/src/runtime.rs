@@ -62,9 +62,9 @@ use tungstenite::Message;
 use crate::datastore::{self, Datastore};
 use crate::http::{self, Action, RestHead};
 use crate::limits::{self, Counters, Limits, Liveness, PerIp, Refusal};
-use crate::node::{Node, NodeOutput};
 use crate::overload::{self, CpuLimit, CpuMonitor};
 use crate::udp;
+use node::{Node, NodeOutput};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -252,7 +252,7 @@ impl Admin {
     fn check_head(&mut self, peer: SocketAddr, head: &RestHead) -> Result<(), (u16, Vec<u8>)> {
         let settings = self.datastore.settings(&head.app);
         let health = self.datastore.health();
-        let now_ms = antenna_store::system_clock();
+        let now_ms = crate::clock::unix_ms();
         match self.gate.check(&settings, health, now_ms, peer.ip(), head) {
             Ok(granted) => {
                 trace!(%peer, client = %granted.client, credential = ?granted.credential,
@@ -1205,7 +1205,7 @@ impl Runtime {
         // Access (address, Host, Origin, credential, content type, store health) was granted
         // on the head by `Admin::check_head`.
         let resp = self.admin.rest.serve(
-            antenna_store::system_clock(),
+            crate::clock::unix_ms(),
             &RestRequest {
                 method: &head.method,
                 path: &head.path,

@@ -51,8 +51,8 @@
 //! # Clock
 //!
 //! [`proto_core::AccessPolicy`] passes a monotonic `Instant`, but tokens carry unix times. The
-//! server builds the policy with [`StreamSecurity::with_anchor`]: one [`system_clock`] reading
-//! taken at start with the `Instant` of that moment; the wall time of each call is derived from
+//! server builds the policy with [`StreamSecurity::with_anchor`]: one wall-clock reading
+//! the runtime takes at start with the `Instant` of that moment; the wall time of each call is derived from
 //! its `now`, so no clock is read inside a signalling call and a virtual clock drives expiry in
 //! tests. [`StreamSecurity::new`] takes a wall-clock closure (unix ms) instead (tests, tools).
 //! [`StreamSecurity::check_publish_at`] / [`StreamSecurity::check_play_at`] and
@@ -61,7 +61,8 @@
 //! # Runtime wiring
 //!
 //! ```no_run
-//! use antenna_store::{shared, os_random_seed, RestApi, RestRequest, StreamSecurity, WriteBehind, system_clock};
+//! use antenna_store::{shared, os_random_seed, RestApi, RestRequest, StreamSecurity, WriteBehind};
+//! # fn system_clock() -> u64 { 1_700_000_000_000 } // the runtime's wall clock (unix ms)
 //! let store = match WriteBehind::open("antenna.redb", None /* Some(Box::new(move || waker.wake())) */) {
 //!     Ok(s) => shared(s),
 //!     Err(e) => panic!("{e}"), // or serve with MemStore and answer data_store_not_available
@@ -87,6 +88,7 @@
 pub mod crypto;
 mod gate;
 mod model;
+#[cfg(feature = "redb")]
 mod persist;
 mod records;
 mod rest;
@@ -100,6 +102,7 @@ pub use gate::{
 };
 pub use ipnet::IpNet;
 pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
+#[cfg(feature = "redb")]
 pub use persist::{
     Notify, RedbStore, StoreCounters, WriteBehind, FIRST_RETRY_DELAY, MAX_OUTSTANDING,
     MAX_RETRY_DELAY,
@@ -108,7 +111,7 @@ pub use rest::{
     is_rest_path, os_random_seed, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON,
 };
 pub use security::{
-    system_clock, StreamSecurity, WallClock, PURGE_INTERVAL, PURGE_MAX_DELETES, TOTP_FREE_FAILURES,
+    StreamSecurity, WallClock, PURGE_INTERVAL, PURGE_MAX_DELETES, TOTP_FREE_FAILURES,
     TOTP_FREE_FAILURES_PER_STREAM, TOTP_MAX_LOCK, TOTP_MAX_TRACKED, TOTP_RETAIN,
 };
 pub use settings::{

@@ -14,19 +14,9 @@ use crate::settings::AppSettings;
 use crate::store::{Data, SharedStore, WriteOp};
 
 /// A wall clock: unix time in milliseconds. Tests pass a fixed or scripted value to
-/// [`StreamSecurity::new`]; the runtime uses [`StreamSecurity::with_anchor`] instead.
+/// [`StreamSecurity::new`]; the runtime uses [`StreamSecurity::with_anchor`] instead, with
+/// one reading of its own wall clock (this crate reads none).
 pub type WallClock = Box<dyn Fn() -> u64>;
-
-/// The system wall clock (`SystemTime::now()` as unix ms). For the runtime only, once at start
-/// (the anchor of [`StreamSecurity::with_anchor`]) and for the REST API: the cores take time
-/// as input.
-#[allow(clippy::disallowed_methods)]
-pub fn system_clock() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 /// TOTP failures of one subscriber answered normally; each further one locks the subscriber
 /// out for 1 s, 2 s, 4 s, ... up to [`TOTP_MAX_LOCK`].

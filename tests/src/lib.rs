@@ -11,10 +11,10 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use node::{Node, NodeOutput};
 use proto_core::{Config, ConnId, Signalling};
 use rtc_core::{Sfu, SfuConfig, Transmit};
 use serde_json::Value;
-use server_mio::node::{Node, NodeOutput};
 
 pub mod media;
 pub mod scenario;
@@ -71,18 +71,15 @@ impl Sim {
         // The only read of the real clock: every later instant is start + a virtual duration.
         let start = Instant::now();
         // str0m draws ICE ufrags, SSRCs and msids from the thread-local fastrand generator:
-        // seeding it makes them a function of the seed too. (DTLS keys come from the crypto
+        // the SFU's seed makes them a function of the seed too. (DTLS keys come from the crypto
         // provider and stay random; they only appear inside SDP bodies, which
         // `masked_transcript` hides.)
-        fastrand::seed(config.seed);
+        let sfu_config = SfuConfig {
+            seed: Some(config.seed),
+            ..SfuConfig::new(vec![server_udp()], Duration::from_secs(1))
+        };
         let sig = Signalling::new(config, start);
-        let sfu = Sfu::new(
-            SfuConfig {
-                local_addrs: vec![server_udp()],
-                stats_interval: Duration::from_secs(1),
-            },
-            start,
-        );
+        let sfu = Sfu::new(sfu_config, start);
         Sim {
             node: Node::new(sig, sfu),
             start,

@@ -532,7 +532,8 @@ impl Signalling {
                     });
                 }
                 if p.live {
-                    self.access.on_publish_finished(&s.app, &s.stream);
+                    let now = self.now;
+                    self.access.on_publish_finished(now, &s.app, &s.stream);
                     let room = p
                         .main_track
                         .or_else(|| self.member_room(&s.app, &s.stream).map(str::to_string));

@@ -1,5 +1,6 @@
 use super::*;
 use crate::fuzzing::Harness;
+use crate::media::FailReason;
 use crate::media::LocalCandidate;
 use crate::media::OfferedTrack;
 use serde_json::{json, Value};
@@ -500,8 +501,7 @@ fn media_failures() {
     let a = player(&mut h, 2, "s1");
     let outs = h.media_event(MediaEvent::Failed {
         session: p,
-        reason: "dtls".into(),
-        remote_description: true,
+        reason: FailReason::RemoteDescription("dtls".into()),
     });
     let to1 = sent(&outs, 1);
     assert_eq!(
@@ -521,8 +521,7 @@ fn media_failures() {
     let a = player(&mut h, 2, "s1");
     let outs = h.media_event(MediaEvent::Failed {
         session: a,
-        reason: "ice".into(),
-        remote_description: false,
+        reason: FailReason::IceFailed,
     });
     assert_eq!(
         sent(&outs, 2),

@@ -48,7 +48,7 @@ use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, trace};
 
 use super::lastn::slot_label;
-use super::{stable_seed, Sfu, PLAYER_BWE_START};
+use super::Sfu;
 use crate::forward::{OutTrack, Source};
 use crate::session::{Player, Role};
 use crate::SfuOutput;
@@ -168,24 +168,14 @@ impl Sfu {
         let plan = self.source_kinds(&subtracks);
         // Publishers differ in payload types: offer the usual codecs and map each publisher's
         // payload types per m-line (`map_pt`).
-        let mut config = self
-            .base_config()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_vp9(true)
-            .enable_h264(true);
-        if self.player_bwe {
-            config = config.enable_bwe(Some(PLAYER_BWE_START));
-        }
+        let config = self.player_config(&[]);
         let mut rtc = config.build(now);
         let candidates = self.add_local_candidates(&mut rtc);
         let mut api = rtc.sdp_api();
         let mut tracks = Vec::new();
         let mut names = Vec::new();
         // Stable mids, as for plain players (see `start_play`).
-        let resume = fastrand::u64(..);
-        fastrand::seed(stable_seed(&stream));
+        let mids = crate::rng::StableMids::enter(self.seed(), &stream);
         for (sub, kinds) in &plan {
             for kind in kinds {
                 let mid = api.add_media(
@@ -220,12 +210,11 @@ impl Sfu {
         if self.data.config.enabled {
             api.add_channel(stream.clone());
         }
-        fastrand::seed(resume);
+        drop(mids);
         let Some((offer, pending)) = api.apply() else {
             self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
                 session: id,
-                reason: "no offer".into(),
-                remote_description: false,
+                reason: proto_core::FailReason::NoOffer,
             }));
             return;
         };

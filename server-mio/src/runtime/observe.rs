@@ -109,7 +109,7 @@ impl Runtime {
     /// matter most when the store fails).
     pub(super) fn metrics_response(&mut self, peer: SocketAddr, head: &RestHead) -> Vec<u8> {
         let settings = self.admin.datastore.settings(&head.app);
-        let now_ms = antenna_store::system_clock();
+        let now_ms = crate::clock::unix_ms();
         if let Err(refusal) = self
             .admin
             .gate

@@ -1,4 +1,4 @@
-//! The pure glue between the two cores: no IO, no clock.
+//! Antenna's pure node: the glue between the two cores, no IO, no clock.
 //!
 //! [`Node`] passes signalling's media commands to the SFU and the SFU's events back to
 //! signalling until both queues are empty, and hands the runtime only what touches a socket.
