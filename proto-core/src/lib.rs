@@ -48,11 +48,11 @@ pub use media::{
     Subtrack, TrackKind,
 };
 pub use message::{
-    ClientMessage, ErrorMessage, ForceStreamQuality, GetSubscribers, GetSubtracks, GetSubtracksCount, GetTrackList,
-    Join, JoinRoom, Notification, ParseError, PeerMessage, Play, Publish, RoomRef, SdpType,
-    ServerMessage, StreamInfo, StreamListEntry, StreamRef, TakeCandidate, TakeConfiguration,
-    TrackToggle, UpdateMetaData, VideoTrackAssignment, VideoTrackCmd, MAX_MESSAGE_LEN,
-    UNSUPPORTED_COMMANDS,
+    ClientMessage, ErrorMessage, ForceStreamQuality, GetSubscribers, GetSubtracks,
+    GetSubtracksCount, GetTrackList, Join, JoinRoom, Notification, ParseError, PeerMessage, Play,
+    Publish, RoomRef, SdpType, ServerMessage, StreamInfo, StreamListEntry, StreamRef,
+    TakeCandidate, TakeConfiguration, TrackToggle, UpdateMetaData, VideoTrackAssignment,
+    VideoTrackCmd, MAX_MESSAGE_LEN, UNSUPPORTED_COMMANDS,
 };
 pub use signalling::{
     AccessPolicy, Config, ConnId, EventKind, IceServers, LimitCounters, Limits, OpenAccess, Output,

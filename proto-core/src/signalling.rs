@@ -67,8 +67,8 @@ use crate::is_valid_stream_id;
 use crate::media::{MediaCmd, MediaEvent, SessionId, SessionStats, TrackKind};
 use crate::message::{ClientMessage, ErrorMessage, Notification, SdpType, ServerMessage};
 
-mod lastn;
 mod events;
+mod lastn;
 mod limits;
 mod mainstore;
 mod maintrack;
