@@ -148,6 +148,9 @@ impl Harness {
             }
             MediaCmd::StartPlay {
                 session, publisher, ..
+            }
+            | MediaCmd::StartPlayAnswer {
+                session, publisher, ..
             } => {
                 assert_eq!(
                     self.media.get(publisher),
