@@ -52,8 +52,8 @@ pub use message::{
     TrackToggle, UpdateMetaData, MAX_MESSAGE_LEN, UNSUPPORTED_COMMANDS,
 };
 pub use signalling::{
-    AccessPolicy, Config, ConnId, IceServers, LimitCounters, Limits, OpenAccess, Output,
-    PlayRequest, PublishRequest, Signalling,
+    AccessPolicy, Config, ConnId, HttpMediaRequest, IceServers, LimitCounters, Limits, OpenAccess,
+    Output, PlayRequest, PublishRequest, Signalling,
 };
 
 /// True if `id` is a valid AMS stream id: non-empty, only `[A-Za-z0-9_.-]`.

@@ -73,8 +73,10 @@ mod p2p;
 mod resilience;
 mod room;
 mod stream;
+mod whip;
 
 pub use limits::{LimitCounters, Limits};
+pub use whip::HttpMediaRequest;
 
 /// One WebSocket connection, allocated by the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -417,6 +419,9 @@ pub struct Signalling {
     timers: BTreeSet<(Instant, SessionId)>,
     /// Refusals by error definition.
     refusals: RefusalCounters,
+    /// The client's offer of the WHEP play being handled (see `whip.rs`): set only for the
+    /// duration of [`Signalling::handle_whep_play`].
+    whep_offer: Option<String>,
 }
 
 impl Signalling {
@@ -441,6 +446,7 @@ impl Signalling {
             p2p: BTreeMap::new(),
             timers: BTreeSet::new(),
             refusals: RefusalCounters::default(),
+            whep_offer: None,
         }
     }
 
@@ -670,7 +676,8 @@ impl Signalling {
         let stream = s.stream.clone();
         match event {
             MediaEvent::Answer { sdp, .. } => {
-                if matches!(s.role, Role::Publish(_)) {
+                // A publisher's, or a WHEP player's (it offered).
+                if matches!(s.role, Role::Publish(_) | Role::Play(_)) {
                     self.send(
                         conn,
                         ServerMessage::TakeConfiguration {
