@@ -8,6 +8,7 @@
 //!   API ([`Action::Rest`]; the runtime asks [`antenna_store::RestGate`] about the head, then
 //!   reads a `Content-Length` body of up to [`MAX_BODY_LEN`], else `413`; chunked bodies get
 //!   `411`);
+//! - `/<App>/whip/…` and `/<App>/whep/…` → WHIP/WHEP ([`Action::Media`], see `whip.rs`);
 //! - other paths → `404`, other methods → `405`, malformed requests → `400`.
 //!
 //! Every plain response carries `Connection: close`; there is no keep-alive.
@@ -57,6 +58,8 @@ pub enum Action {
     },
     /// A REST API request: read the body, then answer it.
     Rest(RestHead),
+    /// A WHIP/WHEP request (`whip.rs`): read its `content_length` body, then answer it.
+    Media(crate::whip::MediaHead),
     /// A REST API request refused for its malformed head (400, 411, 413): write the refusal,
     /// then close. `head` has what could be parsed, for the log.
     RestRefused {
@@ -122,6 +125,12 @@ fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
         [app, "rest", ..] if is_app(app) => return rest(req, app),
         ["rest", "v2", "applications", "settings", app] if is_app(app) => return rest(req, app),
         [app, "websocket"] if is_app(app) => return websocket(req, app),
+        [app, "whip", rest @ ..] if is_app(app) => {
+            return crate::whip::route(req, app, crate::whip::Kind::Whip, rest, query(target))
+        }
+        [app, "whep", rest @ ..] if is_app(app) => {
+            return crate::whip::route(req, app, crate::whip::Kind::Whep, rest, query(target))
+        }
         [""] => "index.html",
         [app] if is_app(app) => return redirect(&format!("/{app}/")),
         [app, ""] if is_app(app) => "index.html",
@@ -137,6 +146,13 @@ fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
         Some(_) => method_not_allowed(),
         None => not_found(),
     }
+}
+
+/// The query string of a request target (without `?` and any fragment).
+fn query(target: &str) -> &str {
+    target
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or(""))
 }
 
 fn rest(req: &httparse::Request<'_, '_>, app: &str) -> Action {
@@ -176,6 +192,8 @@ pub fn refusal_response(refusal: &antenna_store::Refusal) -> Vec<u8> {
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -184,7 +202,11 @@ pub fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        409 => "Conflict",
+        412 => "Precondition Failed",
         421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Status",
@@ -314,7 +336,7 @@ mod tests {
             Action::Upgrade { .. } => 101,
             Action::Respond { status, .. } => *status,
             Action::RestRefused { refusal, .. } => refusal.status,
-            Action::Rest(_) => 0,
+            Action::Rest(_) | Action::Media(_) => 0,
         }
     }
 

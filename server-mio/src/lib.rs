@@ -8,7 +8,9 @@
 //! - [`overload`]: process CPU sampling for `highResourceUsage`;
 //! - [`runtime`]: the event loop, the only code that reads the clock or touches sockets
 //!   (through [`udp`] for batched UDP output);
-//! - [`udp`]: many datagrams per `sendmmsg(2)`.
+//! - [`udp`]: many datagrams per `sendmmsg(2)`;
+//! - [`whip`]: WHIP/WHEP request heads, bounds, resources and responses, no IO (the node
+//!   answers them with the cores, `node/whip.rs`).
 
 pub mod config;
 pub mod datastore;
@@ -18,3 +20,4 @@ pub mod node;
 pub mod overload;
 pub mod runtime;
 pub mod udp;
+pub mod whip;
