@@ -270,4 +270,34 @@ mod tests {
         h.close(1);
         assert!(h.sig.is_idle());
     }
+
+    #[test]
+    fn whip_main_track_makes_the_stream_a_subtrack_of_the_room() {
+        let mut h = Harness::new(Config::default());
+        let whip = ConnId(1 << 42);
+        let outs = h.whip(
+            whip.0,
+            APP,
+            HttpMediaRequest {
+                main_track: Some("room1".into()),
+                ..req("cam1")
+            },
+        );
+        let s = publish_session(&outs).expect("StartPublish");
+        assert!(outs.contains(&Output::Media(MediaCmd::SetMainTrack {
+            session: s,
+            main_track: format!("{APP}/room1"),
+        })));
+        h.open(2, APP);
+        let outs = h.text(2, r#"{"command":"getTrackList","streamId":"room1"}"#);
+        assert!(
+            outs.iter().any(|o| matches!(o,
+                Output::Send(c, ServerMessage::TrackList { track_list, .. })
+                    if c.0 == 2 && track_list == &vec!["cam1".to_string()])),
+            "{outs:?}"
+        );
+        h.http_delete(whip.0, "cam1");
+        h.close(2);
+        assert!(h.sig.is_idle());
+    }
 }

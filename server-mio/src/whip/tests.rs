@@ -174,3 +174,40 @@ fn resource_table_counts_per_address_and_forgets() {
     t.check_invariants();
     assert_eq!((t.created, t.ended, t.len()), (2, 1, 1));
 }
+
+proptest::proptest! {
+    /// Any sequence of creations and removals keeps both indexes and the per-address counts in
+    /// step, never admits more than the bound per address, and removing everything leaves an
+    /// empty table.
+    #[test]
+    fn resource_table_stays_consistent(ops in proptest::collection::vec((proptest::bool::ANY, 0u8..4, 0usize..64), 0..200)) {
+        let mut t = Resources::new([1; 32]);
+        t.max_per_ip = 3;
+        let mut live: Vec<ConnId> = Vec::new();
+        for (create, ip, pick) in ops {
+            let ip = IpAddr::from([10, 0, 0, ip]);
+            if create {
+                if t.admit(ip).is_ok() {
+                    let conn = t.alloc_conn();
+                    t.insert(Resource {
+                        conn, kind: Kind::Whep, app: "A".into(), stream: "s".into(), ip,
+                        etag: String::new(), ufrag: None,
+                    });
+                    live.push(conn);
+                }
+                proptest::prop_assert!(t.count_for(ip) <= 3);
+            } else if !live.is_empty() {
+                let conn = live.swap_remove(pick % live.len());
+                proptest::prop_assert!(t.remove_conn(conn).is_some());
+                proptest::prop_assert!(t.by_conn(conn).is_none());
+            }
+            t.check_invariants();
+            proptest::prop_assert_eq!(t.len(), live.len());
+        }
+        for conn in live {
+            t.remove_conn(conn);
+        }
+        proptest::prop_assert!(t.is_empty());
+        t.check_invariants();
+    }
+}
