@@ -107,12 +107,14 @@ impl Node {
                 // Nothing of it may stay behind.
                 self.sig.handle_http_delete(now, conn, &head.stream);
                 self.pump(now);
-                return Err(match e {
-                    Some(e) => (
+                return Err(match (e, closed) {
+                    (Some(e), _) => (
                         status_for(e, head.token.is_some()),
                         e.definition().to_string(),
                     ),
-                    None => (503, "the server is stopping".to_string()),
+                    (None, true) => (503, "the server is stopping".to_string()),
+                    // E.g. a publish that resumed a held publisher of the id: no new session.
+                    (None, false) => (409, "no media session was created".to_string()),
                 });
             }
         };
