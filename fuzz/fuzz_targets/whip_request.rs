@@ -45,13 +45,21 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let body = chunk.get(consumed..).unwrap_or_default();
-        let body = body.get(..head.content_length.min(body.len())).unwrap_or_default();
+        let body = body
+            .get(..head.content_length.min(body.len()))
+            .unwrap_or_default();
         let ip = IpAddr::from([10, 0, 0, (i % 3) as u8]);
         let reply = node.handle_http_media(now, ip, &head, body);
         assert!(STATUSES.contains(&reply.status), "status {}", reply.status);
         let text = String::from_utf8_lossy(&reply.response);
-        assert!(text.starts_with(&format!("HTTP/1.1 {} ", reply.status)), "{text}");
-        assert!(text.contains("\r\nAccess-Control-Allow-Origin: *\r\n"), "{text}");
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {} ", reply.status)),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nAccess-Control-Allow-Origin: *\r\n"),
+            "{text}"
+        );
         node.resources.check_invariants();
         assert!(node.resources.len() <= MAX_RESOURCES);
         now += Duration::from_secs(1);
