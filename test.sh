@@ -14,7 +14,7 @@
 #   load     bench/smoke.sh: the 20-second smoke of the fan-out benchmark (antenna-load against
 #            the release antenna on loopback; checks delivery and loss accounting, not speed)
 #   fuzz     every cargo-fuzz target: replay the committed corpus (fuzz/corpus/<target>),
-#            then fuzz it for FUZZ_SECONDS (default 30 for each of the four targets) seconds.
+#            then fuzz it for FUZZ_SECONDS (default 30 for each of the five targets) seconds.
 #            Built without a sanitizer (debug assertions and overflow checks stay on): the
 #            fuzzed crates forbid unsafe
 #            code, and AddressSanitizer cut throughput 5-9x and made RSS 14x (signalling:

@@ -2,13 +2,21 @@
 //!
 //! [`Node`] passes signalling's media commands to the SFU and the SFU's events back to
 //! signalling until both queues are empty, and hands the runtime only what touches a socket.
+//! WHIP/WHEP resources are connections of their own whose messages never leave the node: they
+//! make the HTTP answers and end the resources (`whip.rs`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use proto_core::{ConnId, Output, Signalling};
+use proto_core::{ConnId, Output, ServerMessage, Signalling};
 use rtc_core::{Sfu, SfuOutput, Transmit};
+
+use crate::whip::Resources;
+
+pub mod http_text;
+pub mod whip;
+pub use whip::HttpReply;
 
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +36,14 @@ pub struct Node {
     pub sig: Signalling,
     /// Media core.
     pub sfu: Sfu,
+    /// WHIP/WHEP resources.
+    pub resources: Resources,
     outputs: VecDeque<NodeOutput>,
+    /// What signalling sent to resource connections (`None`: close), not yet looked at.
+    http_events: Vec<(ConnId, Option<ServerMessage>)>,
+    /// The resource connection a request is creating, and what was sent to it so far.
+    creating: Option<ConnId>,
+    created: Vec<Option<ServerMessage>>,
 }
 
 impl Node {
@@ -37,8 +52,18 @@ impl Node {
         Node {
             sig,
             sfu,
+            resources: Resources::new([0; 32]),
             outputs: VecDeque::new(),
+            http_events: Vec::new(),
+            creating: None,
+            created: Vec::new(),
         }
+    }
+
+    /// Seeds the WHIP/WHEP resource ids (from the OS: they must be unguessable).
+    pub fn with_resource_seed(mut self, seed: [u8; 32]) -> Self {
+        self.resources = Resources::new(seed);
+        self
     }
 
     /// A WebSocket opened on `app`.
@@ -108,13 +133,30 @@ impl Node {
         }
     }
 
-    /// Moves outputs between the cores until both are drained.
+    /// Moves outputs between the cores until both are drained and the resources have acted
+    /// on what was sent to them.
     fn pump(&mut self, now: Instant) {
+        loop {
+            self.pump_cores(now);
+            if !self.settle_resources(now) {
+                break;
+            }
+        }
+    }
+
+    /// Moves outputs between the cores until both are drained.
+    fn pump_cores(&mut self, now: Instant) {
         loop {
             let mut progressed = false;
             while let Some(out) = self.sig.poll_output() {
                 progressed = true;
                 match out {
+                    Output::Send(conn, msg) if Resources::is_resource_conn(conn) => {
+                        self.http_events.push((conn, Some(msg)));
+                    }
+                    Output::Close(conn) if Resources::is_resource_conn(conn) => {
+                        self.http_events.push((conn, None));
+                    }
                     Output::Send(conn, msg) => self
                         .outputs
                         .push_back(NodeOutput::WsSend(conn, msg.to_json())),

@@ -64,6 +64,38 @@ impl Harness {
         self.drain()
     }
 
+    /// A WHIP `POST` as connection `conn` (see `signalling/whip.rs`).
+    pub fn whip(&mut self, conn: u64, app: &str, req: crate::HttpMediaRequest) -> Vec<Output> {
+        let conn = ConnId(conn);
+        assert!(
+            self.open.insert(conn),
+            "harness misuse: {conn:?} already open"
+        );
+        self.sig.handle_whip_publish(self.now, conn, app, req);
+        self.drain()
+    }
+
+    /// A WHEP `POST` as connection `conn`.
+    pub fn whep(&mut self, conn: u64, app: &str, req: crate::HttpMediaRequest) -> Vec<Output> {
+        let conn = ConnId(conn);
+        assert!(
+            self.open.insert(conn),
+            "harness misuse: {conn:?} already open"
+        );
+        self.sig.handle_whep_play(self.now, conn, app, req);
+        self.drain()
+    }
+
+    /// `DELETE` of the WHIP/WHEP resource of `conn` (stream `id`).
+    pub fn http_delete(&mut self, conn: u64, id: &str) -> Vec<Output> {
+        let conn = ConnId(conn);
+        self.sig.handle_http_delete(self.now, conn, id);
+        // The stop's notifications went out before the connection closed.
+        let outs = self.drain();
+        self.open.remove(&conn);
+        outs
+    }
+
     /// A text frame on `conn`.
     pub fn text(&mut self, conn: u64, text: &str) -> Vec<Output> {
         self.sig.handle_text(self.now, ConnId(conn), text);
@@ -148,6 +180,9 @@ impl Harness {
                 );
             }
             MediaCmd::StartPlay {
+                session, publisher, ..
+            }
+            | MediaCmd::StartPlayAnswer {
                 session, publisher, ..
             } => {
                 assert_eq!(

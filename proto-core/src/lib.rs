@@ -55,8 +55,9 @@ pub use message::{
     VideoTrackCmd, MAX_MESSAGE_LEN, UNSUPPORTED_COMMANDS,
 };
 pub use signalling::{
-    AccessPolicy, Config, ConnId, EventKind, IceServers, LimitCounters, Limits, OpenAccess, Output,
-    PlayRequest, PublishRequest, SessionRoles, Signalling, StoredRecords, StreamEvent,
+    AccessPolicy, Config, ConnId, EventKind, HttpMediaRequest, IceServers, LimitCounters, Limits,
+    OpenAccess, Output, PlayRequest, PublishRequest, SessionRoles, Signalling, StoredRecords,
+    StreamEvent,
 };
 
 /// True if `id` is a valid AMS stream id: non-empty, only `[A-Za-z0-9_.-]`.

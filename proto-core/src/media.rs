@@ -100,6 +100,19 @@ pub enum MediaCmd {
         /// The publish session whose media this player receives.
         publisher: SessionId,
     },
+    /// Create a play session that receives `publisher`'s media from the client's own SDP
+    /// offer (a WHEP player, RFC 9725's sibling: the client offers recvonly m-lines); answer
+    /// with [`MediaEvent::Answer`].
+    StartPlayAnswer {
+        /// New session id.
+        session: SessionId,
+        /// The stream played.
+        stream: String,
+        /// The publish session whose media this player receives.
+        publisher: SessionId,
+        /// The client's SDP offer.
+        offer: String,
+    },
     /// Create a play session of a main track (room) that receives each of `subtracks` on its
     /// own audio/video m-lines; answer with [`MediaEvent::Offer`] (each m-line's
     /// [`OfferedTrack::source`] names its subtrack).
@@ -200,7 +213,8 @@ pub enum MediaCmd {
 /// An event from the media layer to signalling. Exhaustive on purpose, as [`MediaCmd`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
-    /// The server's SDP answer to a publisher's offer.
+    /// The server's SDP answer to a publisher's offer, or to a WHEP player's offer
+    /// ([`MediaCmd::StartPlayAnswer`]).
     Answer {
         /// The session.
         session: SessionId,

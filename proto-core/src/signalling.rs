@@ -76,9 +76,11 @@ mod p2p;
 mod resilience;
 mod room;
 mod stream;
+mod whip;
 
 pub use events::{EventKind, StreamEvent};
 pub use limits::{LimitCounters, Limits};
+pub use whip::HttpMediaRequest;
 
 /// One WebSocket connection, allocated by the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -472,6 +474,9 @@ pub struct Signalling {
     refusals: RefusalCounters,
     /// Stream events for the runtime (webhooks).
     events: events::EventLog,
+    /// The client's offer of the WHEP play being handled (see `whip.rs`): set only for the
+    /// duration of [`Signalling::handle_whep_play`].
+    whep_offer: Option<String>,
 }
 
 impl Signalling {
@@ -498,6 +503,7 @@ impl Signalling {
             timers: BTreeSet::new(),
             refusals: RefusalCounters::default(),
             events: events::EventLog::default(),
+            whep_offer: None,
         }
     }
 
@@ -760,7 +766,8 @@ impl Signalling {
         let stream = s.stream.clone();
         match event {
             MediaEvent::Answer { sdp, .. } => {
-                if matches!(s.role, Role::Publish(_)) {
+                // A publisher's, or a WHEP player's (it offered).
+                if matches!(s.role, Role::Publish(_) | Role::Play(_)) {
                     self.send(
                         conn,
                         ServerMessage::TakeConfiguration {

@@ -28,6 +28,7 @@ use crate::{SfuConfig, SfuOutput};
 
 mod lastn;
 mod multitrack;
+mod whep;
 pub use multitrack::RoomLine;
 pub(crate) use multitrack::RoomPlayer;
 
@@ -227,6 +228,12 @@ impl Sfu {
                 stream,
                 publisher,
             } => self.start_play(now, session, stream, publisher),
+            MediaCmd::StartPlayAnswer {
+                session,
+                stream,
+                publisher,
+                offer,
+            } => self.start_play_answer(now, session, stream, publisher, &offer),
             MediaCmd::StartRoomPlay {
                 session,
                 stream,
@@ -561,11 +568,9 @@ impl Sfu {
         self.mutate(key, |_| Ok(()));
     }
 
-    fn start_play(&mut self, now: Instant, id: SessionId, stream: String, publisher: SessionId) {
-        if self.ids.contains_key(&id) {
-            debug!(session = %id, "StartPlay for an existing session ignored");
-            return;
-        }
+    /// A player's configuration mirroring `publisher`'s negotiated codecs (defaults if not
+    /// known yet), and the media kinds it sends.
+    pub(super) fn player_setup(&self, publisher: SessionId) -> (Vec<MediaKind>, RtcConfig) {
         // Mirror the publisher's negotiated codecs and kinds; defaults if not known yet.
         let (kinds, params) = match self
             .ids
@@ -589,6 +594,15 @@ impl Sfu {
         if !self.player_bwe {
             config = crate::remb::receiver_estimates(config);
         }
+        (kinds, config)
+    }
+
+    fn start_play(&mut self, now: Instant, id: SessionId, stream: String, publisher: SessionId) {
+        if self.ids.contains_key(&id) {
+            debug!(session = %id, "StartPlay for an existing session ignored");
+            return;
+        }
+        let (kinds, config) = self.player_setup(publisher);
         let mut rtc = config.build(now);
         let candidates = self.add_local_candidates(&mut rtc);
         let mut api = rtc.sdp_api();

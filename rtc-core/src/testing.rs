@@ -96,6 +96,21 @@ impl Client {
         offer.to_sdp_string()
     }
 
+    /// A WHEP player's offer: receive-only audio and/or video, no data channel.
+    pub fn whep_offer(&mut self, audio: bool, video: bool) -> String {
+        let mut api = self.rtc.sdp_api();
+        if audio {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
+        if video {
+            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = api.apply().expect("offer");
+        self.pending = Some(pending);
+        self.drain();
+        offer.to_sdp_string()
+    }
+
     pub fn accept_answer(&mut self, sdp: &str) -> Result<(), RtcError> {
         let answer = SdpAnswer::from_sdp_string(sdp)?;
         let pending = self.pending.take().expect("pending offer");
@@ -633,5 +648,32 @@ impl Harness {
         });
         let candidate = self.clients[c].candidate_line();
         self.command(MediaCmd::RemoteCandidate { session, candidate });
+    }
+
+    /// Plays `publisher` on client `c` as a WHEP player (`session`): the client offers,
+    /// StartPlayAnswer, the server's answer applied. `None` if the SFU failed the session.
+    pub fn play_whep(
+        &mut self,
+        c: usize,
+        session: proto_core::SessionId,
+        stream: &str,
+        publisher: proto_core::SessionId,
+    ) -> Option<String> {
+        let offer = self.clients[c].whep_offer(true, true);
+        self.command(MediaCmd::StartPlayAnswer {
+            session,
+            stream: stream.into(),
+            publisher,
+            offer,
+        });
+        let answer = self.events.iter().rev().find_map(|(_, e)| match e {
+            MediaEvent::Answer { session: s, sdp } if *s == session => Some(sdp.clone()),
+            _ => None,
+        })?;
+        self.clients[c]
+            .accept_answer(&answer)
+            .expect("client accepts answer");
+        self.pump();
+        Some(answer)
     }
 }

@@ -10,6 +10,7 @@
 //!   `411`);
 //! - `GET /metrics` → [`Action::Metrics`] (the admin gate decides, as for REST);
 //!   `GET|HEAD /healthz`, `/readyz` → [`Action::Health`];
+//! - `/<App>/whip/…` and `/<App>/whep/…` → WHIP/WHEP ([`Action::Media`], see `whip.rs`);
 //! - other paths → `404`, other methods → `405`, malformed requests → `400`.
 //!
 //! Every plain response carries `Connection: close`; there is no keep-alive.
@@ -32,6 +33,7 @@ pub const MAX_REQUEST_LEN: usize = 16 * 1024;
 
 /// Largest REST request body.
 pub use antenna_store::MAX_BODY_LEN;
+pub use node::http_text::{reason, response};
 
 /// The head of a REST request (parsed by [`antenna_store::RestHead::from_request`]); the
 /// runtime asks [`antenna_store::RestGate`] about it before reading `content_length` body bytes.
@@ -68,6 +70,8 @@ pub enum Action {
         /// `HEAD`: no body.
         head: bool,
     },
+    /// A WHIP/WHEP request (`whip.rs`): read its `content_length` body, then answer it.
+    Media(crate::whip::MediaHead),
     /// A REST API request refused for its malformed head (400, 411, 413): write the refusal,
     /// then close. `head` has what could be parsed, for the log.
     RestRefused {
@@ -150,6 +154,12 @@ fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
             }
         }
         ["healthz" | "readyz"] => return method_not_allowed(),
+        [app, "whip", rest @ ..] if is_app(app) => {
+            return crate::whip::route(req, app, crate::whip::Kind::Whip, rest, query(target))
+        }
+        [app, "whep", rest @ ..] if is_app(app) => {
+            return crate::whip::route(req, app, crate::whip::Kind::Whep, rest, query(target))
+        }
         [""] => "index.html",
         [app] if is_app(app) => return redirect(&format!("/{app}/")),
         [app, ""] if is_app(app) => "index.html",
@@ -165,6 +175,13 @@ fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
         Some(_) => method_not_allowed(),
         None => not_found(),
     }
+}
+
+/// The query string of a request target (without `?` and any fragment).
+fn query(target: &str) -> &str {
+    target
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or(""))
 }
 
 fn rest(req: &httparse::Request<'_, '_>, app: &str) -> Action {
@@ -198,25 +215,6 @@ pub fn refusal_response(refusal: &antenna_store::Refusal) -> Vec<u8> {
         false,
         refusal.headers(),
     )
-}
-
-/// The reason phrase of the status codes the REST API answers with.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        421 => "Misdirected Request",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
 }
 
 fn websocket(req: &httparse::Request<'_, '_>, app: &str) -> Action {
@@ -301,34 +299,6 @@ fn plain(status: u16, reason: &str, body: &str, extra: &[(&str, &str)]) -> Actio
     }
 }
 
-/// A complete `Connection: close` response. `head`: headers only (for `HEAD`).
-pub fn response(
-    status: u16,
-    reason: &str,
-    content_type: &str,
-    body: &[u8],
-    head: bool,
-    extra: &[(&str, &str)],
-) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\nCache-Control: no-cache\r\nServer: antenna\r\n",
-        body.len()
-    );
-    for (name, value) in extra {
-        out.push_str(name);
-        out.push_str(": ");
-        out.push_str(value);
-        out.push_str("\r\n");
-    }
-    out.push_str("\r\n");
-    let mut out = out.into_bytes();
-    if !head {
-        out.extend_from_slice(body);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,7 +312,7 @@ mod tests {
             Action::Upgrade { .. } => 101,
             Action::Respond { status, .. } => *status,
             Action::RestRefused { refusal, .. } => refusal.status,
-            Action::Rest(_) | Action::Metrics(_) | Action::Health { .. } => 0,
+            Action::Rest(_) | Action::Metrics(_) | Action::Health { .. } | Action::Media(_) => 0,
         }
     }
 

@@ -11,7 +11,9 @@
 //! - [`overload`]: process CPU sampling for `highResourceUsage`;
 //! - [`runtime`]: the event loop, the only code that reads the clock or touches sockets
 //!   (through [`udp`] for batched UDP output);
-//! - [`udp`]: many datagrams per `sendmmsg(2)`.
+//! - [`udp`]: many datagrams per `sendmmsg(2)`;
+//! - [`whip`]: WHIP/WHEP request heads, bounds, resources and responses, no IO (the node
+//!   answers them with the cores, `node/whip.rs`).
 
 pub mod clock;
 pub mod config;
@@ -23,3 +25,4 @@ pub mod metrics;
 pub mod overload;
 pub mod runtime;
 pub mod udp;
+pub mod whip;

@@ -139,6 +139,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let resource_seed = match antenna_store::os_random_seed() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("antenna: cannot read /dev/urandom: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let gate = match admin_gate(&settings) {
         Ok(g) => g,
         Err(e) => {
@@ -201,7 +208,7 @@ fn main() -> ExitCode {
             sfu.set_max_remote_candidates(max_remote_candidates);
             let rest = antenna_store::RestApi::new(ds.store.clone(), rest_seed);
             (
-                Node::new(sig, sfu),
+                Node::new(sig, sfu).with_resource_seed(resource_seed),
                 Admin {
                     datastore: ds,
                     rest,

@@ -158,6 +158,12 @@ enum State {
         head: RestHead,
         body: Vec<u8>,
     },
+    /// Reading a WHIP/WHEP request body (`whip.rs`).
+    MediaBody {
+        stream: TcpStream,
+        head: crate::whip::MediaHead,
+        body: Vec<u8>,
+    },
     /// A REST response held until the store made its write durable.
     Held {
         stream: TcpStream,
@@ -1003,6 +1009,7 @@ impl Runtime {
             State::Http { stream, .. }
             | State::Respond { stream, .. }
             | State::Body { stream, .. }
+            | State::MediaBody { stream, .. }
             | State::Held { stream, .. }
             | State::Ws { stream, .. } => registry.reregister(stream, token, interest),
             State::Gone => Ok(()),
@@ -1023,6 +1030,7 @@ impl Runtime {
             let next = match conn.state {
                 State::Http { .. } => self.drive_http(token),
                 State::Body { .. } => self.drive_body(now, token),
+                State::MediaBody { .. } => self.drive_media_body(now, token),
                 State::Held { .. } => Next::Wait,
                 State::Respond { .. } => self.drive_respond(now, token),
                 State::Ws { .. } => self.drive_ws(now, token),
@@ -1092,6 +1100,12 @@ impl Runtime {
                                 return Next::Again;
                             }
                             conn.state = State::Body { stream, head, body };
+                            return Next::Again;
+                        }
+                        Action::Media(head) => {
+                            let mut body = early;
+                            body.truncate(head.content_length);
+                            conn.state = State::MediaBody { stream, head, body };
                             return Next::Again;
                         }
                         Action::Upgrade { app, response } => (response, Some((app, early))),
@@ -1192,6 +1206,49 @@ impl Runtime {
                 Next::Again
             }
         }
+    }
+
+    /// Reads a WHIP/WHEP body; once complete, the node answers the request.
+    fn drive_media_body(&mut self, now: Instant, token: Token) -> Next {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Next::Wait;
+        };
+        let State::MediaBody { stream, head, body } = &mut conn.state else {
+            return Next::Again;
+        };
+        let mut chunk = [0u8; 16 * 1024];
+        while body.len() < head.content_length {
+            let want = (head.content_length - body.len()).min(chunk.len());
+            match stream.read(chunk.get_mut(..want).unwrap_or_default()) {
+                Ok(0) => return Next::Remove("closed before sending the body"),
+                Ok(n) => body.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Wait,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    trace!(conn = token.0, "read: {e}");
+                    return Next::Remove("read error");
+                }
+            }
+        }
+        let State::MediaBody { stream, head, body } =
+            std::mem::replace(&mut conn.state, State::Gone)
+        else {
+            return Next::Remove("internal state");
+        };
+        let peer = conn.peer;
+        let reply = self.node.handle_http_media(now, peer.ip(), &head, &body);
+        debug!(conn = token.0, %peer, kind = head.kind.segment(), stream = %head.stream,
+            status = reply.status, "whip/whep response");
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Next::Wait;
+        };
+        conn.state = State::Respond {
+            stream,
+            out: reply.response,
+            written: 0,
+            upgrade: None,
+        };
+        Next::Again
     }
 
     /// Answers one REST request: `(status, whole HTTP response, write to wait for)`.
@@ -1540,6 +1597,7 @@ impl Runtime {
             State::Http { stream, .. }
             | State::Respond { stream, .. }
             | State::Body { stream, .. }
+            | State::MediaBody { stream, .. }
             | State::Held { stream, .. }
             | State::Ws { stream, .. } => registry.deregister(stream),
             State::Gone => Ok(()),

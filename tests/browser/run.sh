@@ -4,9 +4,11 @@
 # Installs Debian's chromium if missing, the npm packages if missing, builds the antenna binary
 # (release profile; ANTENNA_PROFILE=debug for a debug build, ANTENNA_BIN=<path> to skip the
 # build), then runs e2e.mjs and security.mjs inside a new loopback-only network namespace. Needs
-# root (apt-get, ip netns). Then samples.mjs runs AMS's own sample pages unchanged. Extra
-# environment: E2E_ONLY=0,1,7 runs only those e2e cases and SAMPLES_ONLY=0,4 only those sample
-# cases; setting either runs only what is selected (security.mjs runs only when neither is set).
+# root (apt-get, ip netns). Then samples.mjs runs AMS's own sample pages unchanged, and whip.mjs
+# WHIP/WHEP clients that are not Antenna's (AMS's whip.html, @eyevinn/webrtc-player). Extra
+# environment: E2E_ONLY=0,1,7 runs only those e2e cases, SAMPLES_ONLY=0,4 only those sample
+# cases and WHIP_ONLY=1,2 only those whip.mjs cases; setting any runs only what is selected
+# (security.mjs runs only when none is set).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,7 +25,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 cd "$HERE"
-if [ ! -d node_modules ]; then
+# A checkout whose lock file gained packages since the last install installs again.
+if [ ! -d node_modules ] || [ ! -d node_modules/@eyevinn/webrtc-player ]; then
   echo "run.sh: npm ci"
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 fi
@@ -52,11 +55,12 @@ ip netns exec "$NS" ip link set lo up
 
 status=0
 # E2E_ONLY / SAMPLES_ONLY: setting one selects cases of that script and skips the others.
-run_e2e=1; run_security=1; run_samples=1
-if [ -n "${E2E_ONLY:-}" ] || [ -n "${SAMPLES_ONLY:-}" ]; then
+run_e2e=1; run_security=1; run_samples=1; run_whip=1
+if [ -n "${E2E_ONLY:-}" ] || [ -n "${SAMPLES_ONLY:-}" ] || [ -n "${WHIP_ONLY:-}" ]; then
   run_security=0
   [ -n "${E2E_ONLY:-}" ] || run_e2e=0
   [ -n "${SAMPLES_ONLY:-}" ] || run_samples=0
+  [ -n "${WHIP_ONLY:-}" ] || run_whip=0
 fi
 if [ "$run_e2e" = 1 ]; then
   echo "run.sh: running e2e.mjs in network namespace $NS (loopback only) with $ANTENNA_BIN"
@@ -69,5 +73,9 @@ fi
 if [ "$run_samples" = 1 ]; then
   echo "run.sh: running samples.mjs (AMS's own sample pages) in network namespace $NS"
   ip netns exec "$NS" node "$HERE/samples.mjs" || status=$?
+fi
+if [ "$run_whip" = 1 ]; then
+  echo "run.sh: running whip.mjs (WHIP/WHEP clients that are not Antenna's) in network namespace $NS"
+  ip netns exec "$NS" node "$HERE/whip.mjs" || status=$?
 fi
 exit "$status"

@@ -167,6 +167,19 @@ impl Sim {
         self.drain();
     }
 
+    /// A WHIP/WHEP request (head already routed, body read) from `ip`; returns the reply.
+    pub fn http_media(
+        &mut self,
+        ip: std::net::IpAddr,
+        head: &node::whip::MediaHead,
+        body: &[u8],
+    ) -> node::HttpReply {
+        self.steps += 1;
+        let reply = self.node.handle_http_media(self.now, ip, head, body);
+        self.drain();
+        reply
+    }
+
     /// Graceful shutdown of the server.
     pub fn shutdown(&mut self) {
         self.steps += 1;

@@ -158,7 +158,9 @@ impl Signalling {
             Err(e) => return self.refuse(now, conn, e, Some(&id)),
         };
         let Some((publisher, true, _)) = publisher else {
-            if publisher.is_none() && self.has_live_subtrack(app, &id) {
+            // A WHEP player brings its own offer; a room play needs server offers.
+            if publisher.is_none() && self.whep_offer.is_none() && self.has_live_subtrack(app, &id)
+            {
                 // Accepted as a room play: only now is a single-use credential spent.
                 if let Err(e) = self.access.commit(now, grant) {
                     return self.refuse(now, conn, e, Some(&id));
@@ -215,11 +217,19 @@ impl Signalling {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.plays.insert(id.clone(), sid);
         }
-        self.media(MediaCmd::StartPlay {
-            session: sid,
-            stream: id,
-            publisher,
-        });
+        match self.whep_offer.take() {
+            Some(offer) => self.media(MediaCmd::StartPlayAnswer {
+                session: sid,
+                stream: id,
+                publisher,
+                offer,
+            }),
+            None => self.media(MediaCmd::StartPlay {
+                session: sid,
+                stream: id,
+                publisher,
+            }),
+        }
     }
 
     pub(super) fn stop(&mut self, conn: ConnId, id: &str) {

@@ -81,6 +81,17 @@ impl Browser {
         offer.to_sdp_string()
     }
 
+    /// A WHEP player's offer: receive-only audio and video (candidates inside the SDP).
+    pub fn play_offer(&mut self) -> String {
+        let mut api = self.rtc.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().expect("offer");
+        self.pending = Some(pending);
+        self.pump();
+        offer.to_sdp_string()
+    }
+
     /// Applies the server's answer.
     pub fn accept_answer(&mut self, sdp: &str) {
         let answer = SdpAnswer::from_sdp_string(sdp).expect("answer parses");

@@ -1,0 +1,276 @@
+//! WHIP/WHEP requests answered with the cores (see `whip.rs` for the HTTP side).
+//!
+//! A `POST` opens a resource connection in signalling and feeds it the publish or play; the
+//! cores run to quiescence within the call, so the answer (or the refusal) is known when it
+//! returns. Later, whatever ends the resource's session (its publisher stopping, a media
+//! failure, a timeout, the server shutting down) reaches the resource as a message to its
+//! connection, and the resource is ended and forgotten at once.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use proto_core::{ConnId, HttpMediaRequest, Notification, SdpType, ServerMessage};
+use tracing::{debug, info};
+
+use crate::Node;
+
+mod resources;
+pub use resources::*;
+
+/// The answer to a WHIP/WHEP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    /// The status, for logs.
+    pub status: u16,
+    /// The whole HTTP response.
+    pub response: Vec<u8>,
+}
+
+impl Node {
+    /// Answers a WHIP/WHEP request whose head passed the runtime's router and whose body was
+    /// read, from the client at `ip`.
+    pub fn handle_http_media(
+        &mut self,
+        now: Instant,
+        ip: IpAddr,
+        head: &MediaHead,
+        body: &[u8],
+    ) -> HttpReply {
+        let result = match head.method {
+            Method::Post => self.http_post(now, ip, head, body),
+            Method::Patch => self.http_patch(now, head, body),
+            Method::Delete => self.http_delete(now, head),
+        };
+        match result {
+            Ok(reply) => reply,
+            Err((status, why)) => {
+                *self.resources.refused.entry(status).or_default() += 1;
+                info!(%ip, kind = head.kind.segment(), app = %head.app, stream = %head.stream,
+                    status, why, "whip/whep request refused");
+                HttpReply {
+                    status,
+                    response: refusal(status, &why),
+                }
+            }
+        }
+    }
+
+    fn http_post(
+        &mut self,
+        now: Instant,
+        ip: IpAddr,
+        head: &MediaHead,
+        body: &[u8],
+    ) -> Result<HttpReply, (u16, String)> {
+        let (offer, ufrag) = check_offer(body).map_err(|why| (400, why.to_string()))?;
+        self.resources
+            .admit(ip)
+            .map_err(|(status, why)| (status, why.to_string()))?;
+        let conn = self.resources.alloc_conn();
+        let req = HttpMediaRequest {
+            stream_id: head.stream.clone(),
+            token: head.token.clone(),
+            main_track: head.main_track.clone(),
+            offer: offer.to_string(),
+        };
+        self.creating = Some(conn);
+        match head.kind {
+            Kind::Whip => self.sig.handle_whip_publish(now, conn, &head.app, req),
+            Kind::Whep => self.sig.handle_whep_play(now, conn, &head.app, req),
+        }
+        self.pump(now);
+        self.creating = None;
+        let mut answer = None;
+        let mut error = None;
+        let mut closed = false;
+        let mut candidates = Vec::new();
+        for m in std::mem::take(&mut self.created) {
+            match m {
+                Some(ServerMessage::TakeConfiguration {
+                    sdp_type: SdpType::Answer,
+                    sdp,
+                    ..
+                }) => answer = Some(sdp),
+                Some(ServerMessage::TakeCandidate { candidate, .. }) => candidates.push(candidate),
+                Some(ServerMessage::Error(e)) => {
+                    error.get_or_insert(e.definition);
+                }
+                Some(ServerMessage::Notification(Notification::ServerWillStop)) | None => {
+                    closed = true;
+                }
+                Some(_) => {}
+            }
+        }
+        let answer = match (answer, error, closed) {
+            (Some(sdp), None, false) => sdp,
+            (_, e, _) => {
+                // Nothing of it may stay behind.
+                self.sig.handle_http_delete(now, conn, &head.stream);
+                self.pump(now);
+                return Err(match (e, closed) {
+                    (Some(e), _) => (
+                        status_for(e, head.token.is_some()),
+                        e.definition().to_string(),
+                    ),
+                    (None, true) => (503, "the server is stopping".to_string()),
+                    // E.g. a publish that resumed a held publisher of the id: no new session.
+                    (None, false) => (409, "no media session was created".to_string()),
+                });
+            }
+        };
+        let answer = with_candidates(answer, &candidates);
+        let id = self.resources.insert(Resource {
+            conn,
+            kind: head.kind,
+            app: head.app.clone(),
+            stream: head.stream.clone(),
+            ip,
+            etag: String::new(),
+            ufrag,
+        });
+        let etag = self
+            .resources
+            .by_conn(conn)
+            .map(|r| r.etag.clone())
+            .unwrap_or_default();
+        let location = format!("/{}/{}/{}/{id}", head.app, head.kind.segment(), head.stream);
+        let link = self.ice_link();
+        let mut extra = vec![
+            ("Location", location.as_str()),
+            ("ETag", etag.as_str()),
+            ("Accept-Patch", "application/trickle-ice-sdpfrag"),
+        ];
+        if let Some(link) = &link {
+            extra.push(("Link", link.as_str()));
+        }
+        info!(%ip, kind = head.kind.segment(), app = %head.app, stream = %head.stream,
+            resources = self.resources.len(), "whip/whep resource created");
+        Ok(HttpReply {
+            status: 201,
+            response: reply(201, "application/sdp", answer.as_bytes(), &extra),
+        })
+    }
+
+    fn resource_of(&self, head: &MediaHead) -> Result<Resource, (u16, String)> {
+        head.resource
+            .as_deref()
+            .and_then(|id| self.resources.get(head.kind, &head.app, &head.stream, id))
+            .cloned()
+            .ok_or((404, "no such resource".to_string()))
+    }
+
+    fn http_patch(
+        &mut self,
+        now: Instant,
+        head: &MediaHead,
+        body: &[u8],
+    ) -> Result<HttpReply, (u16, String)> {
+        let r = self.resource_of(head)?;
+        if let Some(tag) = &head.if_match {
+            if tag != "*" && *tag != r.etag {
+                return Err((412, "If-Match does not match the resource's ETag".into()));
+            }
+        }
+        let candidates =
+            check_patch(body, r.ufrag.as_deref()).map_err(|(s, why)| (s, why.to_string()))?;
+        for c in candidates {
+            self.sig
+                .handle_http_candidate(now, r.conn, &r.stream, c.to_string());
+        }
+        self.pump(now);
+        Ok(HttpReply {
+            status: 204,
+            response: reply(204, "text/plain; charset=utf-8", b"", &[]),
+        })
+    }
+
+    fn http_delete(&mut self, now: Instant, head: &MediaHead) -> Result<HttpReply, (u16, String)> {
+        let r = self.resource_of(head)?;
+        self.end_resource(now, r.conn, "deleted");
+        Ok(HttpReply {
+            status: 200,
+            response: reply(200, "text/plain; charset=utf-8", b"ended\n", &[]),
+        })
+    }
+
+    /// Ends and forgets the resource of `conn`.
+    fn end_resource(&mut self, now: Instant, conn: ConnId, why: &str) {
+        let Some(r) = self.resources.remove_conn(conn) else {
+            return;
+        };
+        info!(kind = r.kind.segment(), app = %r.app, stream = %r.stream, why,
+            resources = self.resources.len(), "whip/whep resource ended");
+        self.sig.handle_http_delete(now, conn, &r.stream);
+        self.pump(now);
+    }
+
+    /// Acts on what signalling sent to resource connections; true if anything was done that
+    /// may have produced more outputs.
+    pub(super) fn settle_resources(&mut self, now: Instant) -> bool {
+        let events = std::mem::take(&mut self.http_events);
+        let mut acted = false;
+        for (conn, msg) in events {
+            if Some(conn) == self.creating {
+                self.created.push(msg);
+                continue;
+            }
+            let ends = match &msg {
+                None => true,
+                Some(ServerMessage::Error(_)) => true,
+                Some(ServerMessage::Notification(
+                    Notification::PublishFinished { .. }
+                    | Notification::PlayFinished { .. }
+                    | Notification::ServerWillStop,
+                )) => true,
+                Some(_) => false,
+            };
+            if !ends {
+                continue;
+            }
+            let Some(r) = self.resources.remove_conn(conn) else {
+                continue;
+            };
+            debug!(kind = r.kind.segment(), app = %r.app, stream = %r.stream, ?msg,
+                "whip/whep resource ended by its session");
+            self.sig.handle_http_delete(now, conn, &r.stream);
+            acted = true;
+        }
+        acted
+    }
+
+    /// RFC 9725 `Link` header of the configured STUN/TURN server, if any.
+    fn ice_link(&self) -> Option<String> {
+        let ice = &self.sig.config().ice_servers;
+        if ice.stun_server_uri.is_empty() || ice.stun_server_uri.contains(['"', '>', '\r', '\n']) {
+            return None;
+        }
+        let mut link = format!("<{}>; rel=\"ice-server\"", ice.stun_server_uri);
+        if let (Some(u), Some(c)) = (&ice.turn_server_username, &ice.turn_server_credential) {
+            if !u.contains(['"', '\r', '\n']) && !c.contains(['"', '\r', '\n']) {
+                link.push_str(&format!(
+                    "; username=\"{u}\"; credential=\"{c}\"; credential-type=\"password\""
+                ));
+            }
+        }
+        Some(link)
+    }
+}
+
+/// The answer with the trickled candidates added, if it carries none itself (a client that
+/// does not trickle needs them in the SDP).
+fn with_candidates(answer: String, candidates: &[String]) -> String {
+    if candidates.is_empty() || answer.contains("a=candidate:") {
+        return answer;
+    }
+    let mut out = answer;
+    if !out.ends_with("\r\n") {
+        out.push_str("\r\n");
+    }
+    for c in candidates {
+        let c = c.strip_prefix("a=").unwrap_or(c);
+        out.push_str("a=");
+        out.push_str(c);
+        out.push_str("\r\n");
+    }
+    out
+}
