@@ -113,7 +113,7 @@ step clippy cargo clippy --workspace --all-targets --release -- -D warnings
 step test cargo test --workspace --release
 # The simulation tests again, with their output: how many scenarios and steps ran, and the
 # media figures (frames received, loss) they measured.
-step sim cargo test --release -p antenna-tests --test sim_random --test sim_media -- --nocapture
+step sim cargo test --release --workspace --test sim_random --test sim_media -- --nocapture
 step load bash bench/smoke.sh
 step fuzz fuzz
 step browser bash tests/browser/run.sh

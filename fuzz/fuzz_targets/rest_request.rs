@@ -117,7 +117,10 @@ fuzz_target!(|data: &[u8]| {
         },
     );
     assert!((200..600).contains(&resp.status));
-    assert!(!resp.body_str().contains(TOKEN));
+    // The admin token never appears in an answer, unless the client itself sent it in the body
+    // (an error message may quote the client's own invalid value back, JSON-escaped).
+    let echoed = body.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes());
+    assert!(echoed || !resp.body_str().contains(TOKEN));
     // Whatever was written, the settings read back show no secret.
     let after = api.serve(
         NOW_MS,
