@@ -266,11 +266,15 @@ impl Shared {
     /// Counts one commit attempt that took `took`.
     fn observe_commit(&self, took: Duration) {
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let i = COMMIT_BUCKETS_MICROS
+        // The first bucket whose bound holds `us`, else the last (unbounded) one.
+        let bucket = COMMIT_BUCKETS_MICROS
             .iter()
-            .position(|&bound| us <= bound)
-            .unwrap_or(COMMIT_BUCKETS_MICROS.len());
-        self.commit_buckets[i].fetch_add(1, Ordering::Relaxed);
+            .zip(&self.commit_buckets)
+            .find(|(&bound, _)| us <= bound)
+            .map_or(self.commit_buckets.last(), |(_, n)| Some(n));
+        if let Some(n) = bucket {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
         self.commit_micros_sum.fetch_add(us, Ordering::Relaxed);
     }
 
