@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::media::{play_frames, publish_live};
-use common::{http_get, http_raw, Server};
+use common::{http_get, http_raw, temp_dir, Server};
 use serde_json::json;
 
 const PARSER: &str = r#"
@@ -167,6 +167,41 @@ fn metrics_are_gated_parse_and_move_with_a_stream() {
         ),
         1.0
     );
+}
+
+#[test]
+fn store_commits_show_in_metrics_with_a_database_file() {
+    let dir = temp_dir("obs-store");
+    let s = Server::start_with(&["--data-dir", dir.to_str().expect("utf-8")]);
+    let before = scrape(&s);
+    let commits = get(&before, "antenna_store_commit_seconds_count", &[]);
+    assert_eq!(get(&before, "antenna_store_failed_commits_total", &[]), 0.0);
+    // A REST create is acknowledged once durable: its commit is timed before the answer.
+    let (status, body) = s.rest(
+        "POST",
+        "/WebRTCAppEE/rest/v2/broadcasts/create",
+        Some(r#"{"streamId":"counted"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let after = scrape(&s);
+    assert!(
+        get(&after, "antenna_store_commit_seconds_count", &[]) > commits,
+        "the commit histogram did not move"
+    );
+    assert!(get(&after, "antenna_store_commits_total", &[]) >= 1.0);
+    assert!(
+        get(
+            &after,
+            "antenna_store_commit_seconds_bucket",
+            &[("le", "+Inf")]
+        ) >= 1.0
+    );
+    assert!(get(&after, "antenna_store_commit_seconds_sum", &[]) > 0.0);
+    assert_eq!(
+        get(&after, "antenna_whip_resources", &[("kind", "whip")]),
+        0.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
