@@ -105,6 +105,13 @@ pub struct Cli {
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<String>,
 
+    /// A host webhook calls may go to (`HOST` for any port, `HOST:PORT`, `[V6]:PORT`); repeat
+    /// for several. Calls to other hosts are dropped, logged and counted. Without any, every
+    /// `listenerHookURL` is called: those of the application settings and of the broadcasts,
+    /// which only the admin can set [default: any host].
+    #[arg(long = "webhook-allow-host", value_name = "HOST[:PORT]")]
+    pub webhook_allow_hosts: Vec<String>,
+
     /// Connections (HTTP and WebSocket) in total; beyond it a new connection gets `503` and is
     /// closed. Always kept 64 below the open-file limit, whose soft value is raised to the hard
     /// one at start; 0: only that bound [default: 10000].
@@ -251,6 +258,8 @@ pub struct FileConfig {
     pub rest_hosts: Option<Vec<String>>,
     /// See [`Cli::trusted_proxies`].
     pub trusted_proxies: Option<Vec<String>>,
+    /// See [`Cli::webhook_allow_hosts`].
+    pub webhook_allow_hosts: Option<Vec<String>>,
     /// See [`Cli::max_publishes_per_connection`].
     pub max_publishes_per_connection: Option<usize>,
     /// See [`Cli::max_plays_per_connection`].
@@ -356,6 +365,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Remote ICE candidates kept per media session.
     pub max_remote_candidates: usize,
+    /// The hosts webhook calls may go to (empty: any).
+    pub webhook_allow: crate::hooks::AllowList,
 }
 
 impl FileConfig {
@@ -519,7 +530,14 @@ impl Settings {
                 "--max-pending-output must be at least 65536 bytes (one signalling message)".into(),
             ));
         }
+        let webhook_allow = crate::hooks::AllowList::parse(if cli.webhook_allow_hosts.is_empty() {
+            file.webhook_allow_hosts.as_deref().unwrap_or_default()
+        } else {
+            &cli.webhook_allow_hosts
+        })
+        .map_err(ConfigError)?;
         Ok(Settings {
+            webhook_allow,
             admin,
             limits,
             listen,
@@ -650,6 +668,29 @@ mod tests {
         let file = FileConfig::parse("dataChannelMaxMessageSize = 2048").unwrap();
         let s = Settings::resolve(&cli(&[]), &file, 7).unwrap();
         assert_eq!(s.data_max_message_size, 2048);
+    }
+
+    #[test]
+    fn webhook_allow_list_from_cli_or_file() {
+        let s = Settings::resolve(&cli(&[]), &FileConfig::default(), 0).unwrap();
+        assert!(s.webhook_allow.is_empty(), "default: any host");
+        let file = FileConfig::parse("webhook_allow_hosts = [\"hooks.example\"]").unwrap();
+        let s = Settings::resolve(&cli(&[]), &file, 0).unwrap();
+        assert!(s.webhook_allow.allows("hooks.example", 80));
+        assert!(!s.webhook_allow.allows("other.example", 80));
+        // The command line wins.
+        let args = [
+            "--webhook-allow-host",
+            "127.0.0.1:9000",
+            "--webhook-allow-host",
+            "[::1]:9000",
+        ];
+        let s = Settings::resolve(&cli(&args), &file, 0).unwrap();
+        assert!(s.webhook_allow.allows("::1", 9000));
+        assert!(!s.webhook_allow.allows("hooks.example", 80));
+        // A URL is not a host.
+        let bad = cli(&["--webhook-allow-host", "http://h/"]);
+        assert!(Settings::resolve(&bad, &FileConfig::default(), 0).is_err());
     }
 
     #[test]

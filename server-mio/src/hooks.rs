@@ -15,8 +15,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use tracing::warn;
+
+mod allow;
 mod sender;
 
+pub use allow::{AllowList, MAX_ALLOWED_HOSTS};
 pub use sender::{spawn_sender, unix_ms, HookSender};
 
 /// Calls waiting (queued or being retried) at most; more are dropped and counted.
@@ -201,7 +205,8 @@ pub struct HookCounters {
     pub dropped_full: u64,
     /// Calls given up after [`MAX_ATTEMPTS`].
     pub dropped_attempts: u64,
-    /// Calls dropped for a URL that is not `http://host[:port]/path` within bounds.
+    /// Calls dropped for a URL that is not `http://host[:port]/path` within bounds, or whose
+    /// host the [`AllowList`] does not allow.
     pub dropped_url: u64,
 }
 
@@ -218,12 +223,21 @@ pub struct HookQueue {
     queue: VecDeque<Pending>,
     in_flight: bool,
     counters: HookCounters,
+    allow: AllowList,
 }
 
 impl HookQueue {
     /// An empty queue.
     pub fn new() -> HookQueue {
         HookQueue::default()
+    }
+
+    /// An empty queue that drops calls to hosts `allow` does not allow.
+    pub fn with_allow_list(allow: AllowList) -> HookQueue {
+        HookQueue {
+            allow,
+            ..HookQueue::default()
+        }
     }
 
     /// Counters so far.
@@ -243,8 +257,16 @@ impl HookQueue {
 
     /// Queues a call. `false`: dropped (full queue or bad URL), and counted.
     pub fn push(&mut self, hook: Hook) -> bool {
-        if parse_url(&hook.url).is_none() {
+        let Some((host, port, _)) = parse_url(&hook.url) else {
             self.counters.dropped_url += 1;
+            warn!(url = %hook.url.chars().take(200).collect::<String>(),
+                "webhook dropped: not an http://host[:port]/path URL within bounds");
+            return false;
+        };
+        if !self.allow.allows(&host, port) {
+            self.counters.dropped_url += 1;
+            warn!(url = %hook.url, %host, port,
+                "webhook dropped: host not in the webhook allow-list (--webhook-allow-host)");
             return false;
         }
         if self.queue.len() >= MAX_QUEUE {
@@ -398,6 +420,29 @@ mod tests {
             fields: vec![]
         }));
         assert_eq!(q.counters().dropped_url, 1);
+    }
+
+    #[test]
+    fn calls_to_hosts_outside_the_allow_list_are_dropped_and_counted() {
+        let allow = AllowList::parse(&["127.0.0.1:9000", "hooks.example"]).unwrap();
+        let mut q = HookQueue::with_allow_list(allow);
+        let at = |url: &str| Hook {
+            url: url.into(),
+            fields: vec![],
+        };
+        assert!(q.push(at("http://127.0.0.1:9000/h")));
+        assert!(q.push(at("http://Hooks.Example/any")));
+        assert!(!q.push(at("http://127.0.0.1:9001/h")));
+        assert!(!q.push(at("http://169.254.169.254/latest/meta-data")));
+        assert!(!q.push(at("http://hooks.example.attacker/x")));
+        let c = q.counters();
+        assert_eq!((c.queued, c.dropped_url), (2, 3));
+        assert_eq!(q.len(), 2);
+        // The queue hands out only the allowed calls, in order.
+        let now = Instant::now();
+        assert_eq!(q.poll_request(now).unwrap().url, "http://127.0.0.1:9000/h");
+        q.handle_result(now, true);
+        assert_eq!(q.poll_request(now).unwrap().url, "http://Hooks.Example/any");
     }
 
     #[test]

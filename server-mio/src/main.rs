@@ -221,7 +221,7 @@ fn main() -> ExitCode {
         rt.with_cpu_limit(settings.cpu_limit)
             .with_limits(settings.limits, nofile)
             .with_shutdown_drain(settings.shutdown_drain)
-            .with_webhooks()
+            .with_webhooks(settings.webhook_allow.clone())
     }) {
         Ok(rt) => rt,
         Err(e) => {

@@ -6,11 +6,12 @@
 //! the loop-iteration histogram lives across scrapes ([`LoopTimes`]): it is observed once per
 //! loop turn. Every name carries the `antenna_` prefix; README lists them with their meaning.
 
-use prometheus_client::encoding::text;
+use prometheus_client::encoding::{text, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of the exposition.
@@ -87,6 +88,51 @@ pub struct Snapshot {
     pub hooks: crate::hooks::HookCounters,
     /// Not ready: a graceful shutdown began.
     pub shutting_down: bool,
+    /// The datastore's commit counters and latency (`None`: no store thread, memory store).
+    pub store: Option<antenna_store::StoreCounters>,
+    /// Live WHIP and WHEP resources.
+    pub whip: Whip,
+}
+
+/// The WHIP/WHEP resource table's figures.
+#[derive(Debug, Clone, Default)]
+pub struct Whip {
+    /// Live WHIP (ingest) resources.
+    pub live_whip: u64,
+    /// Live WHEP (playback) resources.
+    pub live_whep: u64,
+    /// Resources created so far.
+    pub created: u64,
+    /// Resources ended so far.
+    pub ended: u64,
+    /// Refused requests: `(HTTP status, count)`.
+    pub refused: Vec<(u16, u64)>,
+}
+
+/// The store's commit-latency histogram, from the fixed buckets the store thread fills.
+#[derive(Debug)]
+struct CommitSeconds(antenna_store::StoreCounters);
+
+impl TypedMetric for CommitSeconds {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for CommitSeconds {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.0;
+        // Upper bounds in seconds; the last bucket is +Inf (the encoder accumulates counts).
+        let bounds = antenna_store::COMMIT_BUCKETS_MICROS
+            .iter()
+            .map(|&us| us as f64 / 1e6)
+            .chain(std::iter::once(f64::MAX));
+        let buckets: Vec<(f64, u64)> = bounds.zip(c.commit_buckets.iter().copied()).collect();
+        let sum = c.commit_micros_sum as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, c.commit_attempts(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 fn gauge(reg: &mut Registry, name: &str, help: &str, v: u64) {
@@ -261,6 +307,63 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
         "1 while the datastore makes writes durable",
         u64::from(s.store_healthy),
     );
+    if let Some(c) = s.store {
+        counter(
+            r,
+            "store_commits",
+            "Datastore commits that succeeded",
+            c.commits,
+        );
+        counter(
+            r,
+            "store_failed_commits",
+            "Datastore commit attempts that failed (each retry counts)",
+            c.failed_commits,
+        );
+        counter(
+            r,
+            "store_recoveries",
+            "Times the datastore recovered (a commit succeeded after failures)",
+            c.recoveries,
+        );
+        r.register(
+            "store_commit_seconds",
+            "Time of each datastore commit attempt (fsync included) on the store thread",
+            CommitSeconds(c),
+        );
+    }
+    let w = &s.whip;
+    let kinds = Family::<Vec<(String, String)>, Gauge>::default();
+    for (kind, n) in [("whip", w.live_whip), ("whep", w.live_whep)] {
+        kinds
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "whip_resources",
+        "Live WHIP and WHEP resources, by kind",
+        kinds,
+    );
+    counter(
+        r,
+        "whip_resources_created",
+        "WHIP and WHEP resources created",
+        w.created,
+    );
+    counter(
+        r,
+        "whip_resources_ended",
+        "WHIP and WHEP resources ended",
+        w.ended,
+    );
+    let statuses: Vec<(String, u64)> = w.refused.iter().map(|(s, n)| (s.to_string(), *n)).collect();
+    labelled(
+        r,
+        "whip_refusals",
+        "WHIP and WHEP requests refused, by HTTP status",
+        "status",
+        statuses.iter().map(|(s, n)| (s.as_str(), *n)),
+    );
     gauge(
         r,
         "cpu_overloaded",
@@ -336,6 +439,23 @@ mod tests {
         s.limit_refusals.too_long = 2;
         s.rest_refusals = vec![("credential", 5)];
         s.hooks.dropped_full = 6;
+        let mut store = antenna_store::StoreCounters {
+            commits: 3,
+            failed_commits: 1,
+            commit_micros_sum: 2_500,
+            ..Default::default()
+        };
+        store.commit_buckets[0] = 2; // <= 0.5 ms
+        store.commit_buckets[2] = 1; // <= 2 ms
+        store.commit_buckets[antenna_store::COMMIT_BUCKETS_MICROS.len()] = 1; // slower than all
+        s.store = Some(store);
+        s.whip = Whip {
+            live_whip: 2,
+            live_whep: 5,
+            created: 9,
+            ended: 2,
+            refused: vec![(404, 3), (429, 1)],
+        };
         let times = LoopTimes::default();
         times.observe(0.001);
         times.observe(0.002);
@@ -367,6 +487,33 @@ mod tests {
             "antenna_loop_iteration_seconds_count 2"
         );
         assert!(text.contains("# TYPE antenna_loop_iteration_seconds histogram"));
+        assert!(text.contains("antenna_store_commits_total 3"));
+        assert!(text.contains("antenna_store_failed_commits_total 1"));
+        assert!(text.contains("antenna_store_recoveries_total 0"));
+        assert!(text.contains("# TYPE antenna_store_commit_seconds histogram"));
+        assert_eq!(
+            line(&text, "antenna_store_commit_seconds_count"),
+            "antenna_store_commit_seconds_count 4"
+        );
+        assert_eq!(
+            line(&text, "antenna_store_commit_seconds_sum"),
+            "antenna_store_commit_seconds_sum 0.0025"
+        );
+        // Cumulative buckets.
+        assert!(text.contains("antenna_store_commit_seconds_bucket{le=\"0.0005\"} 2"));
+        assert!(text.contains("antenna_store_commit_seconds_bucket{le=\"0.001\"} 2"));
+        assert!(text.contains("antenna_store_commit_seconds_bucket{le=\"0.002\"} 3"));
+        assert!(text.contains("antenna_store_commit_seconds_bucket{le=\"+Inf\"} 4"));
+        assert!(text.contains("antenna_whip_resources{kind=\"whep\"} 5"));
+        assert!(text.contains("antenna_whip_resources_created_total 9"));
+        assert!(text.contains("antenna_whip_refusals_total{status=\"404\"} 3"));
         assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn without_a_store_thread_no_store_metrics() {
+        let text = encode(&Snapshot::default(), &LoopTimes::default());
+        assert!(!text.contains("antenna_store_commit"));
+        assert!(text.contains("antenna_whip_resources{kind=\"whip\"} 0"));
     }
 }

@@ -2,7 +2,9 @@
 //! OpenMetrics parser (`prometheus_client`, installed by `test.sh`) with values that move when a
 //! stream starts and stops; `/readyz` answering 503 from a SIGTERM until the process exits; a
 //! webhook receiver recording AMS's calls for a publish/play/stop sequence, in order; and a
-//! receiver that never answers changing nothing for the media or the loop.
+//! receiver that never answers changing nothing for the media or the loop; the store's commit
+//! histogram and WHIP refusals in `/metrics`; a hook host outside `--webhook-allow-host` never
+//! called.
 #![allow(clippy::disallowed_methods)] // test timeouts read the clock
 
 mod common;
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::media::{play_frames, publish_live};
-use common::{http_get, http_raw, Server};
+use common::{http_get, http_raw, temp_dir, Server};
 use serde_json::json;
 
 const PARSER: &str = r#"
@@ -167,6 +169,41 @@ fn metrics_are_gated_parse_and_move_with_a_stream() {
         ),
         1.0
     );
+}
+
+#[test]
+fn store_commits_show_in_metrics_with_a_database_file() {
+    let dir = temp_dir("obs-store");
+    let s = Server::start_with(&["--data-dir", dir.to_str().expect("utf-8")]);
+    let before = scrape(&s);
+    let commits = get(&before, "antenna_store_commit_seconds_count", &[]);
+    assert_eq!(get(&before, "antenna_store_failed_commits_total", &[]), 0.0);
+    // A REST create is acknowledged once durable: its commit is timed before the answer.
+    let (status, body) = s.rest(
+        "POST",
+        "/WebRTCAppEE/rest/v2/broadcasts/create",
+        Some(r#"{"streamId":"counted"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let after = scrape(&s);
+    assert!(
+        get(&after, "antenna_store_commit_seconds_count", &[]) > commits,
+        "the commit histogram did not move"
+    );
+    assert!(get(&after, "antenna_store_commits_total", &[]) >= 1.0);
+    assert!(
+        get(
+            &after,
+            "antenna_store_commit_seconds_bucket",
+            &[("le", "+Inf")]
+        ) >= 1.0
+    );
+    assert!(get(&after, "antenna_store_commit_seconds_sum", &[]) > 0.0);
+    assert_eq!(
+        get(&after, "antenna_whip_resources", &[("kind", "whip")]),
+        0.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -465,4 +502,49 @@ fn a_receiver_that_never_answers_changes_nothing_for_media() {
     assert_eq!(under, count, "a loop turn took 1.3 s or more");
     assert!(get(&m, "antenna_webhooks_queued_total", &[]) >= 1.0);
     assert_eq!(get(&m, "antenna_webhooks_delivered_total", &[]), 0.0);
+}
+
+#[test]
+fn hooks_to_hosts_outside_the_allow_list_are_dropped_and_counted() {
+    let (ok_addr, ok_calls) = receiver(Some(OK));
+    let (other_addr, other_calls) = receiver(Some(OK));
+    let allowed = ok_addr.to_string();
+    let s = Server::start_with(&["--webhook-allow-host", &allowed]);
+    let (st, _) = s.rest(
+        "PUT",
+        "/rest/v2/applications/settings/WebRTCAppEE",
+        Some(&json!({"listenerHookURL": format!("http://{ok_addr}/app")}).to_string()),
+    );
+    assert_eq!(st, 200);
+    // A broadcast whose hook (set through REST) points elsewhere: its calls are refused.
+    let (st, r) = s.rest(
+        "POST",
+        "/WebRTCAppEE/rest/v2/broadcasts/create",
+        Some(
+            &json!({"streamId": "elsewhere", "listenerHookURL": format!("http://{other_addr}/x")})
+                .to_string(),
+        ),
+    );
+    assert_eq!(st, 200, "{r}");
+    let (_pb, mut pws) = publish_live(&s, "WebRTCAppEE", "elsewhere", json!({}));
+    pws.send(&json!({"command": "stop", "streamId": "elsewhere"}));
+    // Then a stream without a record: the application's (allowed) hook is called. Calls pass
+    // the sender in order, so once this one arrived the refused ones were counted.
+    let (_pb2, _pws2) = publish_live(&s, "WebRTCAppEE", "here", json!({}));
+    let got = wait_calls(&ok_calls, 1);
+    assert_eq!(got[0].get("id"), Some("here"), "{got:#?}");
+    assert_eq!(got[0].get("action"), Some("liveStreamStarted"));
+    let m = scrape(&s);
+    assert!(
+        get(
+            &m,
+            "antenna_webhooks_dropped_total",
+            &[("reason", "bad_url")]
+        ) >= 1.0
+    );
+    assert!(
+        other_calls.lock().expect("lock").is_empty(),
+        "a host outside the allow-list was called"
+    );
+    assert!(s.wait_log("host not in the webhook allow-list"));
 }

@@ -104,8 +104,7 @@ pub use ipnet::IpNet;
 pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
 #[cfg(feature = "redb")]
 pub use persist::{
-    Notify, RedbStore, StoreCounters, WriteBehind, FIRST_RETRY_DELAY, MAX_OUTSTANDING,
-    MAX_RETRY_DELAY,
+    Notify, RedbStore, WriteBehind, FIRST_RETRY_DELAY, MAX_OUTSTANDING, MAX_RETRY_DELAY,
 };
 pub use rest::{
     is_rest_path, os_random_seed, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON,
@@ -119,5 +118,5 @@ pub use settings::{
 };
 pub use store::{
     set_broadcast_status, set_webrtc_viewer_count, shared, AppData, Data, DurableQueue, MemStore,
-    SharedStore, Store, StoreError, WriteOp, WriteSeq,
+    SharedStore, Store, StoreCounters, StoreError, WriteOp, WriteSeq, COMMIT_BUCKETS_MICROS,
 };

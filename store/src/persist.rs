@@ -20,7 +20,9 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::settings::AppSettings;
-use crate::store::{Data, Store, StoreError, WriteOp, WriteSeq};
+use crate::store::{
+    Data, Store, StoreCounters, StoreError, WriteOp, WriteSeq, COMMIT_BUCKETS_MICROS,
+};
 
 const BROADCASTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("broadcasts");
 const TOKENS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tokens");
@@ -250,11 +252,44 @@ struct Shared {
     /// Commit attempts that failed, and recoveries (a success after failures).
     failed_commits: AtomicU64,
     recoveries: AtomicU64,
+    /// Successful commits, and the latency of every attempt (see [`StoreCounters`]).
+    commits: AtomicU64,
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS_MICROS.len() + 1],
+    commit_micros_sum: AtomicU64,
 }
 
 impl Shared {
     fn failure(&self) -> Option<StoreError> {
         self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Counts one commit attempt that took `took`.
+    fn observe_commit(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        // The first bucket whose bound holds `us`, else the last (unbounded) one.
+        let bucket = COMMIT_BUCKETS_MICROS
+            .iter()
+            .zip(&self.commit_buckets)
+            .find(|(&bound, _)| us <= bound)
+            .map_or(self.commit_buckets.last(), |(_, n)| Some(n));
+        if let Some(n) = bucket {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        self.commit_micros_sum.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn counters(&self) -> StoreCounters {
+        let mut c = StoreCounters {
+            commits: self.commits.load(Ordering::Relaxed),
+            failed_commits: self.failed_commits.load(Ordering::Relaxed),
+            recoveries: self.recoveries.load(Ordering::Relaxed),
+            commit_micros_sum: self.commit_micros_sum.load(Ordering::Relaxed),
+            ..StoreCounters::default()
+        };
+        for (out, n) in c.commit_buckets.iter_mut().zip(&self.commit_buckets) {
+            *out = n.load(Ordering::Relaxed);
+        }
+        c
     }
 
     fn set_failure(&self, e: Option<StoreError>) {
@@ -267,15 +302,6 @@ impl Shared {
 /// Called on the store thread after each commit (for example `mio::Waker::wake`), so the event
 /// loop can release responses waiting for durability.
 pub type Notify = Box<dyn Fn() + Send>;
-
-/// Counters of a [`WriteBehind`] store, for logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoreCounters {
-    /// Commit attempts that failed (each retry counts).
-    pub failed_commits: u64,
-    /// Times the store recovered (a commit succeeded after failures).
-    pub recoveries: u64,
-}
 
 /// A redb store whose commits happen on a store thread: the event loop never waits on disk.
 ///
@@ -348,14 +374,6 @@ impl WriteBehind {
     pub fn inject_commit_failures(&self, on: bool) {
         self.shared.inject.store(on, Ordering::Release);
     }
-
-    /// Failed commits and recoveries so far.
-    pub fn counters(&self) -> StoreCounters {
-        StoreCounters {
-            failed_commits: self.shared.failed_commits.load(Ordering::Relaxed),
-            recoveries: self.shared.recoveries.load(Ordering::Relaxed),
-        }
-    }
 }
 
 /// The store thread: commits what the event loop queued, retrying failed commits.
@@ -418,8 +436,12 @@ impl StoreThread {
                 Some((_, due)) => !open || !flushes.is_empty() || Instant::now() >= due,
             };
             if !pending.is_empty() && due {
-                match self.attempt(&pending) {
+                let started = Instant::now();
+                let result = self.attempt(&pending);
+                self.shared.observe_commit(started.elapsed());
+                match result {
                     Ok(()) => {
+                        self.shared.commits.fetch_add(1, Ordering::Relaxed);
                         debug!(writes = pending.len(), seq = last, "store commit");
                         pending.clear();
                         self.shared.durable.store(last, Ordering::Release);
@@ -538,6 +560,10 @@ impl Store for WriteBehind {
 
     fn health(&self) -> Result<(), StoreError> {
         self.shared.failure().map_or(Ok(()), Err)
+    }
+
+    fn counters(&self) -> Option<StoreCounters> {
+        Some(self.shared.counters())
     }
 }
 
@@ -723,8 +749,10 @@ mod tests {
             let _ = nrx.recv_timeout(Duration::from_millis(50));
         }
         assert!(s.durable_seq() >= seq2);
-        let c = s.counters();
+        let c = s.counters().unwrap();
         assert!(c.failed_commits >= 1 && c.recoveries == 1, "{c:?}");
+        // Every attempt, failed or not, is timed.
+        assert_eq!(c.commit_attempts(), c.commits + c.failed_commits, "{c:?}");
         // Security writes are accepted again.
         s.write(spend).unwrap();
         s.flush().unwrap();
@@ -733,6 +761,34 @@ mod tests {
         drop(s);
         let reopened = WriteBehind::open(&path, None).unwrap();
         assert_eq!(reopened.data(), &expected_after);
+    }
+
+    #[test]
+    fn commits_and_failed_commits_are_counted_and_timed() {
+        let path = tmp("counters");
+        let mut s = WriteBehind::open(&path, None).unwrap();
+        assert_eq!(s.counters(), Some(StoreCounters::default()));
+        let mut ops = sample_ops().into_iter();
+        s.write(ops.next().unwrap()).unwrap();
+        s.flush().unwrap();
+        let c = s.counters().unwrap();
+        assert_eq!((c.commits, c.failed_commits, c.recoveries), (1, 0, 0));
+        assert_eq!(c.commit_attempts(), 1);
+        s.inject_commit_failures(true);
+        s.write(ops.next().unwrap()).unwrap();
+        assert!(s.flush().is_err());
+        let c = s.counters().unwrap();
+        assert_eq!(c.commits, 1);
+        assert!(c.failed_commits >= 1, "{c:?}");
+        assert_eq!(c.commit_attempts(), c.commits + c.failed_commits);
+        s.inject_commit_failures(false);
+        // The flush tries at once and succeeds: one more commit, one recovery.
+        s.flush().unwrap();
+        let c = s.counters().unwrap();
+        assert_eq!((c.commits, c.recoveries), (2, 1), "{c:?}");
+        assert_eq!(c.commit_attempts(), c.commits + c.failed_commits);
+        // A memory store has no store thread: no counters.
+        assert_eq!(crate::MemStore::new().counters(), None);
     }
 
     #[test]

@@ -320,6 +320,43 @@ pub trait Store: std::fmt::Debug {
     fn health(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Commit counters and latency of a store with a store thread, for `/metrics`; `None` for
+    /// stores that commit nothing in the background (memory, a store that failed to open).
+    fn counters(&self) -> Option<StoreCounters> {
+        None
+    }
+}
+
+/// Upper bounds, in microseconds, of the commit-latency buckets of [`StoreCounters`]: 0.5 ms
+/// to about 4 s, doubling (a last, unbounded bucket follows).
+pub const COMMIT_BUCKETS_MICROS: [u64; 14] = [
+    500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 512_000, 1_024_000,
+    2_048_000, 4_096_000,
+];
+
+/// Counters of a store whose commits run on a store thread (copied out of atomics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreCounters {
+    /// Commits that succeeded.
+    pub commits: u64,
+    /// Commit attempts that failed (each retry counts).
+    pub failed_commits: u64,
+    /// Times the store recovered (a commit succeeded after failures).
+    pub recoveries: u64,
+    /// Commit attempts (successful or not) per latency bucket: `commit_buckets[i]` counts the
+    /// attempts that took at most [`COMMIT_BUCKETS_MICROS`]`[i]` and more than the bound
+    /// before; the last entry counts the slower ones. Not cumulative.
+    pub commit_buckets: [u64; COMMIT_BUCKETS_MICROS.len() + 1],
+    /// Total time of the commit attempts, in microseconds.
+    pub commit_micros_sum: u64,
+}
+
+impl StoreCounters {
+    /// Commit attempts timed (the sum of the buckets).
+    pub fn commit_attempts(&self) -> u64 {
+        self.commit_buckets.iter().sum()
+    }
 }
 
 /// The store shared by [`crate::StreamSecurity`] and [`crate::RestApi`] on the event-loop

@@ -267,6 +267,12 @@ impl Resources {
         }
     }
 
+    /// Live resources of each kind: `(whip, whep)`.
+    pub fn live_by_kind(&self) -> (usize, usize) {
+        let whip = self.by_id.values().filter(|r| r.kind == Kind::Whip).count();
+        (whip, self.by_id.len() - whip)
+    }
+
     /// Live resources.
     pub fn len(&self) -> usize {
         self.by_id.len()

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
 
-use super::{parse_url, Hook, HookCounters, HookQueue, IO_TIMEOUT, MAX_QUEUE, MAX_RESPONSE_LEN};
+use super::{
+    parse_url, AllowList, Hook, HookCounters, HookQueue, IO_TIMEOUT, MAX_QUEUE, MAX_RESPONSE_LEN,
+};
 
 /// The event loop's end of the sender: bounded, never blocks.
 #[derive(Debug)]
@@ -42,14 +44,14 @@ impl HookSender {
     }
 }
 
-/// Starts the sender thread.
-pub fn spawn_sender() -> std::io::Result<HookSender> {
+/// Starts the sender thread; calls to hosts `allow` does not allow are dropped and counted.
+pub fn spawn_sender(allow: AllowList) -> std::io::Result<HookSender> {
     let (tx, rx) = sync_channel(MAX_QUEUE);
     let counters = Arc::new(std::sync::Mutex::new(HookCounters::default()));
     let shared = Arc::clone(&counters);
     std::thread::Builder::new()
         .name("webhooks".into())
-        .spawn(move || sender_thread(&rx, &shared))?;
+        .spawn(move || sender_thread(&rx, &shared, allow))?;
     Ok(HookSender {
         tx,
         dropped: Arc::new(AtomicU64::new(0)),
@@ -58,8 +60,8 @@ pub fn spawn_sender() -> std::io::Result<HookSender> {
 }
 
 #[allow(clippy::disallowed_methods)] // the sender thread is IO: it reads the clock
-fn sender_thread(rx: &Receiver<Hook>, shared: &std::sync::Mutex<HookCounters>) {
-    let mut queue = HookQueue::new();
+fn sender_thread(rx: &Receiver<Hook>, shared: &std::sync::Mutex<HookCounters>, allow: AllowList) {
+    let mut queue = HookQueue::with_allow_list(allow);
     loop {
         let now = Instant::now();
         // Take everything offered, then wait for the next due time or a new call.

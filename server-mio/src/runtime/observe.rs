@@ -35,9 +35,9 @@ impl Runtime {
     }
 
     /// Sends AMS webhooks (`listenerHookURL` of the broadcast, else of the application) from a
-    /// sender thread with a bounded queue.
-    pub fn with_webhooks(mut self) -> std::io::Result<Runtime> {
-        self.obs.hooks = Some(hooks::spawn_sender()?);
+    /// sender thread with a bounded queue, to the hosts `allow` allows (empty: any).
+    pub fn with_webhooks(mut self, allow: hooks::AllowList) -> std::io::Result<Runtime> {
+        self.obs.hooks = Some(hooks::spawn_sender(allow)?);
         self.node.sig.set_record_events(true);
         Ok(self)
     }
@@ -163,6 +163,18 @@ impl Runtime {
                 .map(HookSender::counters)
                 .unwrap_or_default(),
             shutting_down: self.shutting_down(),
+            store: self.admin.datastore.store.borrow().counters(),
+            whip: {
+                let t = &self.node.resources;
+                let (live_whip, live_whep) = t.live_by_kind();
+                metrics::Whip {
+                    live_whip: live_whip as u64,
+                    live_whep: live_whep as u64,
+                    created: t.created,
+                    ended: t.ended,
+                    refused: t.refused.iter().map(|(s, n)| (*s, *n)).collect(),
+                }
+            },
         }
     }
 

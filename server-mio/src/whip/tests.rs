@@ -175,6 +175,11 @@ fn resource_table_counts_per_address_and_forgets() {
     assert!(t.admit(ip).is_ok());
     t.check_invariants();
     assert_eq!((t.created, t.ended, t.len()), (2, 1, 1));
+    assert_eq!(t.live_by_kind(), (1, 0));
+    let mut play = mk(&mut t, other);
+    play.kind = Kind::Whep;
+    t.insert(play);
+    assert_eq!(t.live_by_kind(), (1, 1));
 }
 
 proptest::proptest! {
