@@ -644,21 +644,7 @@ impl Sfu {
             return;
         };
         let sdp = offer.to_sdp_string();
-        let role = Role::Player(Player {
-            stream,
-            publisher,
-            room: None,
-            pending: Some(pending),
-            tracks,
-            video_on: true,
-            audio_on: true,
-            forced_height: 0,
-            video_gate: KeyframeGate::default(),
-        });
-        let key = self.insert(now, id, rtc, role);
-        if let Some(Role::Publisher(p)) = self.session_mut(publisher).map(|s| &mut s.role) {
-            p.players.push(id);
-        }
+        let key = self.insert_player(now, id, rtc, stream, publisher, Some(pending), tracks);
         self.outputs.push_back(SfuOutput::Event(MediaEvent::Offer {
             session: id,
             sdp: sdp.clone(),
@@ -878,6 +864,36 @@ impl Sfu {
             session: id,
             reason: FailReason::RemoteDescription(reason),
         }));
+    }
+    /// Adds a player of `publisher` (a stream play, not a room play) with everything on, and
+    /// registers it with its publisher; returns its slab key.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert_player(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        rtc: Rtc,
+        stream: String,
+        publisher: SessionId,
+        pending: Option<str0m::change::SdpPendingOffer>,
+        tracks: Vec<OutTrack>,
+    ) -> usize {
+        let role = Role::Player(Player {
+            stream,
+            publisher,
+            room: None,
+            pending,
+            tracks,
+            video_on: true,
+            audio_on: true,
+            forced_height: 0,
+            video_gate: KeyframeGate::default(),
+        });
+        let key = self.insert(now, id, rtc, role);
+        if let Some(Role::Publisher(p)) = self.session_mut(publisher).map(|s| &mut s.role) {
+            p.players.push(id);
+        }
+        key
     }
 
     fn insert(&mut self, now: Instant, id: SessionId, mut rtc: Rtc, role: Role) -> usize {

@@ -229,6 +229,26 @@ enum Next {
     Close(Option<CloseFrame>),
 }
 
+/// Reads a request body into `body` until it holds `len` bytes: `None` once it does, else what
+/// to do with the connection now (wait for more, or drop it).
+fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, len: usize, token: Token) -> Option<Next> {
+    let mut chunk = [0u8; 16 * 1024];
+    while body.len() < len {
+        let want = (len - body.len()).min(chunk.len());
+        match stream.read(chunk.get_mut(..want).unwrap_or_default()) {
+            Ok(0) => return Some(Next::Remove("closed before sending the body")),
+            Ok(n) => body.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Some(Next::Wait),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                trace!(conn = token.0, "read: {e}");
+                return Some(Next::Remove("read error"));
+            }
+        }
+    }
+    None
+}
+
 /// Sizes of the runtime's and the cores' state, for the `state sizes` log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct StateSizes {
@@ -1163,19 +1183,8 @@ impl Runtime {
         let State::Body { stream, head, body } = &mut conn.state else {
             return Next::Again;
         };
-        let mut chunk = [0u8; 16 * 1024];
-        while body.len() < head.content_length {
-            let want = (head.content_length - body.len()).min(chunk.len());
-            match stream.read(chunk.get_mut(..want).unwrap_or_default()) {
-                Ok(0) => return Next::Remove("closed before sending the body"),
-                Ok(n) => body.extend_from_slice(chunk.get(..n).unwrap_or_default()),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Wait,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    trace!(conn = token.0, "read: {e}");
-                    return Next::Remove("read error");
-                }
-            }
+        if let Some(next) = read_body(stream, body, head.content_length, token) {
+            return next;
         }
         let State::Body { stream, head, body } = std::mem::replace(&mut conn.state, State::Gone)
         else {
@@ -1216,19 +1225,8 @@ impl Runtime {
         let State::MediaBody { stream, head, body } = &mut conn.state else {
             return Next::Again;
         };
-        let mut chunk = [0u8; 16 * 1024];
-        while body.len() < head.content_length {
-            let want = (head.content_length - body.len()).min(chunk.len());
-            match stream.read(chunk.get_mut(..want).unwrap_or_default()) {
-                Ok(0) => return Next::Remove("closed before sending the body"),
-                Ok(n) => body.extend_from_slice(chunk.get(..n).unwrap_or_default()),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Wait,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    trace!(conn = token.0, "read: {e}");
-                    return Next::Remove("read error");
-                }
-            }
+        if let Some(next) = read_body(stream, body, head.content_length, token) {
+            return next;
         }
         let State::MediaBody { stream, head, body } =
             std::mem::replace(&mut conn.state, State::Gone)

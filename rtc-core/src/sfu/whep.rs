@@ -16,8 +16,6 @@ use tracing::debug;
 
 use super::{accepted_media_mids, Sfu};
 use crate::forward::OutTrack;
-use crate::resume::KeyframeGate;
-use crate::session::{Player, Role};
 use crate::SfuOutput;
 
 impl Sfu {
@@ -61,21 +59,7 @@ impl Sfu {
         }
         debug!(session = %id, %stream, tracks = tracks.len(),
             video = tracks.iter().any(|t| t.kind == MediaKind::Video), "whep play session created");
-        let role = Role::Player(Player {
-            stream,
-            publisher,
-            room: None,
-            pending: None,
-            tracks,
-            video_on: true,
-            audio_on: true,
-            forced_height: 0,
-            video_gate: KeyframeGate::default(),
-        });
-        let key = self.insert(now, id, rtc, role);
-        if let Some(Role::Publisher(p)) = self.session_mut(publisher).map(|s| &mut s.role) {
-            p.players.push(id);
-        }
+        let key = self.insert_player(now, id, rtc, stream, publisher, None, tracks);
         self.outputs.push_back(SfuOutput::Event(MediaEvent::Answer {
             session: id,
             sdp: answer.clone(),
