@@ -895,6 +895,7 @@ impl Signalling {
                 if room.is_none() {
                     room = self.member_room(&app, &stream).map(str::to_string);
                 }
+                let refresh = self.rooms_listing(&app, &stream, main_track.as_deref());
                 self.record(|| events::StreamEvent {
                     kind: events::EventKind::PublishStarted,
                     app,
@@ -913,9 +914,9 @@ impl Signalling {
                         room: room.clone(),
                     }),
                 );
-                if let Some(room) = room {
-                    let app = self.sessions.get(&sid).map(|s| s.app.clone());
-                    if let Some(app) = app {
+                let app = self.sessions.get(&sid).map(|s| s.app.clone());
+                if let Some(app) = app {
+                    for room in refresh {
                         self.refresh_room(&app, &room);
                     }
                 }

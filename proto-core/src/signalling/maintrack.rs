@@ -116,6 +116,28 @@ impl Signalling {
         !self.live_subtracks(app, id).is_empty()
     }
 
+    /// Every room whose players may receive `stream` as a subtrack: its main track, then the
+    /// rooms it joined with `joinRoom` (a stream can be both, and in several rooms).
+    pub(super) fn rooms_listing(
+        &self,
+        app: &str,
+        stream: &str,
+        main_track: Option<&str>,
+    ) -> Vec<String> {
+        let mut rooms: Vec<String> = main_track.map(str::to_string).into_iter().collect();
+        for r in self
+            .member_rooms
+            .get(&key(app, stream))
+            .into_iter()
+            .flatten()
+        {
+            if !rooms.contains(r) {
+                rooms.push(r.clone());
+            }
+        }
+        rooms
+    }
+
     pub(super) fn is_room_play(&self, sid: SessionId) -> bool {
         self.sessions
             .get(&sid)

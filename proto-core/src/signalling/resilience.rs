@@ -102,11 +102,12 @@ impl Signalling {
                 s.media_known = false;
                 // A subtrack without media leaves its room players until it is restored (its
                 // restored media start refreshes them again).
-                let room = match &s.role {
-                    Role::Publish(p) => p.main_track.clone().map(|m| (s.app.clone(), m)),
+                let (app, stream) = (s.app.clone(), s.stream.clone());
+                let main_track = match &s.role {
+                    Role::Publish(p) => p.main_track.clone(),
                     _ => None,
                 };
-                if let Some((app, room)) = room {
+                for room in self.rooms_listing(&app, &stream, main_track.as_deref()) {
                     self.refresh_room(&app, &room);
                 }
             }

@@ -544,10 +544,7 @@ impl Signalling {
                 if p.live {
                     let now = self.now;
                     self.access.on_publish_finished(now, &s.app, &s.stream);
-                    let room = p
-                        .main_track
-                        .or_else(|| self.member_room(&s.app, &s.stream).map(str::to_string));
-                    if let Some(room) = room {
+                    for room in self.rooms_listing(&s.app, &s.stream, p.main_track.as_deref()) {
                         self.refresh_room(&s.app, &room);
                     }
                 }
