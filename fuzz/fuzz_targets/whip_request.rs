@@ -29,10 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let sig = Signalling::new(Config::default(), now);
     let udp: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
     let sfu = Sfu::new(
-        SfuConfig {
-            local_addrs: vec![udp],
-            stats_interval: Duration::from_secs(1),
-        },
+        SfuConfig::new(vec![udp], Duration::from_secs(1)),
         now,
     );
     let mut node = Node::new(sig, sfu);
