@@ -746,6 +746,31 @@ impl Signalling {
             self.refresh_room(&c.app, room);
         }
     }
+    /// A player's (or room player's) peer connection came up: the webhook event and the
+    /// client's `play_started`.
+    fn play_started(
+        &mut self,
+        conn: ConnId,
+        app: String,
+        stream: String,
+        subscriber_id: Option<String>,
+    ) {
+        self.record(|| events::StreamEvent {
+            kind: events::EventKind::PlayStarted,
+            app,
+            stream: stream.clone(),
+            name: None,
+            main_track: None,
+            subscriber_id: subscriber_id.clone(),
+        });
+        self.send(
+            conn,
+            ServerMessage::Notification(Notification::PlayStarted {
+                stream_id: stream,
+                subscriber_id,
+            }),
+        );
+    }
 
     /// An event from the media layer.
     pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
@@ -822,21 +847,7 @@ impl Signalling {
                     // The media layer asks the subtracks' publishers for keyframes itself.
                     if !std::mem::replace(&mut p.connected, true) {
                         let app = s.app.clone();
-                        self.record(|| events::StreamEvent {
-                            kind: events::EventKind::PlayStarted,
-                            app,
-                            stream: stream.clone(),
-                            name: None,
-                            main_track: None,
-                            subscriber_id: subscriber_id.clone(),
-                        });
-                        self.send(
-                            conn,
-                            ServerMessage::Notification(Notification::PlayStarted {
-                                stream_id: stream,
-                                subscriber_id,
-                            }),
-                        );
+                        self.play_started(conn, app, stream, subscriber_id);
                     }
                     return;
                 }
@@ -847,21 +858,7 @@ impl Signalling {
                     p.connected = true;
                     let publisher = p.publisher;
                     let app = s.app.clone();
-                    self.record(|| events::StreamEvent {
-                        kind: events::EventKind::PlayStarted,
-                        app,
-                        stream: stream.clone(),
-                        name: None,
-                        main_track: None,
-                        subscriber_id: subscriber_id.clone(),
-                    });
-                    self.send(
-                        conn,
-                        ServerMessage::Notification(Notification::PlayStarted {
-                            stream_id: stream,
-                            subscriber_id,
-                        }),
-                    );
+                    self.play_started(conn, app, stream, subscriber_id);
                     self.request_keyframe(publisher);
                     if !self.config.bitrate_interval.is_zero() {
                         self.set_deadline(sid, Some(now + self.config.bitrate_interval));
