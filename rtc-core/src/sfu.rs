@@ -636,19 +636,35 @@ impl Sfu {
         }
         drop(mids);
         let Some((offer, pending)) = api.apply() else {
-            debug!(session = %id, "no offer could be created");
-            self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
-                session: id,
-                reason: FailReason::NoOffer,
-            }));
-            return;
+            return self.no_offer(id);
         };
         let sdp = offer.to_sdp_string();
         let key = self.insert_player(now, id, rtc, stream, publisher, Some(pending), tracks);
+        self.first_offer(key, id, sdp, offered, candidates);
+    }
+
+    /// A new player's offer could not be made: the session fails.
+    pub(super) fn no_offer(&mut self, id: SessionId) {
+        debug!(session = %id, "no offer could be created");
+        self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
+            session: id,
+            reason: FailReason::NoOffer,
+        }));
+    }
+
+    /// A new player (session `key`, `id`) offers `sdp` with its local candidates.
+    pub(super) fn first_offer(
+        &mut self,
+        key: usize,
+        id: SessionId,
+        sdp: String,
+        tracks: Vec<OfferedTrack>,
+        candidates: Vec<String>,
+    ) {
         self.outputs.push_back(SfuOutput::Event(MediaEvent::Offer {
             session: id,
             sdp: sdp.clone(),
-            tracks: offered,
+            tracks,
         }));
         self.emit_candidates(id, &sdp, candidates);
         self.mutate(key, |_| Ok(()));

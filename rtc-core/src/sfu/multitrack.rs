@@ -212,11 +212,7 @@ impl Sfu {
         }
         drop(mids);
         let Some((offer, pending)) = api.apply() else {
-            self.outputs.push_back(SfuOutput::Event(MediaEvent::Failed {
-                session: id,
-                reason: proto_core::FailReason::NoOffer,
-            }));
-            return;
+            return self.no_offer(id);
         };
         let sdp = rewrite_msids(&offer.to_sdp_string(), &names);
         let offered = offered_tracks(&tracks, &names);
@@ -240,13 +236,7 @@ impl Sfu {
         let key = self.insert(now, id, rtc, Role::Player(player));
         self.link_sources(id, &activated, &[]);
         debug!(session = %id, subtracks = activated.len(), "room play session created");
-        self.outputs.push_back(SfuOutput::Event(MediaEvent::Offer {
-            session: id,
-            sdp: sdp.clone(),
-            tracks: offered,
-        }));
-        self.emit_candidates(id, &sdp, candidates);
-        self.mutate(key, |_| Ok(()));
+        self.first_offer(key, id, sdp, offered, candidates);
     }
 
     /// `SetSubtracks`: the wanted set of a room player changed.
