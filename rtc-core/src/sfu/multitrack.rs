@@ -44,6 +44,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use proto_core::{MediaEvent, OfferedTrack, SessionId, Subtrack, TrackKind};
+use str0m::change::SdpApi;
 use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, trace};
 
@@ -178,31 +179,16 @@ impl Sfu {
         let mids = crate::rng::StableMids::enter(self.seed(), &stream);
         for (sub, kinds) in &plan {
             for kind in kinds {
-                let mid = api.add_media(
-                    *kind,
-                    Direction::SendOnly,
-                    Some(sub.id.clone()),
-                    Some(track_name(*kind, &sub.id)),
-                    None,
-                );
-                let mut t = OutTrack::new(mid, *kind);
-                t.source = Source::From(sub.publisher);
+                let source = Source::From(sub.publisher);
+                let t = add_line(&mut api, *kind, Direction::SendOnly, &sub.id, source);
+                names.push((t.mid, sub.id.clone()));
                 tracks.push(t);
-                names.push((mid, sub.id.clone()));
             }
         }
         if tracks.is_empty() {
-            let mid = api.add_media(
-                MediaKind::Audio,
-                Direction::Inactive,
-                Some(stream.clone()),
-                Some(track_name(MediaKind::Audio, &stream)),
-                None,
-            );
-            let mut t = OutTrack::new(mid, MediaKind::Audio);
-            t.source = Source::Idle;
+            let t = add_line(&mut api, MediaKind::Audio, Direction::Inactive, &stream, Source::Idle);
+            names.push((t.mid, stream.clone()));
             tracks.push(t);
-            names.push((mid, stream.clone()));
         }
         // The data channel (labelled with the main track, as for a plain play) after the media
         // lines and inside the stable-mid section; the subtracks' messages reach it once the
@@ -364,12 +350,10 @@ impl Sfu {
                 if has {
                     continue;
                 }
-                let free = p.tracks.iter_mut().find(|t| {
-                    t.kind == *kind
-                        && t.source == Source::Idle
-                        && !freed.contains(&t.mid)
-                        && !room.slot_mids.contains(&t.mid)
-                });
+                let free = p
+                    .tracks
+                    .iter_mut()
+                    .find(|t| reusable(t, *kind, &freed, &room.slot_mids));
                 let mid = match free {
                     Some(t) => {
                         api.set_direction(t.mid, Direction::SendOnly);
@@ -379,23 +363,14 @@ impl Sfu {
                         t.mid
                     }
                     None => {
-                        let mid = api.add_media(
-                            *kind,
-                            Direction::SendOnly,
-                            Some(sub.id.clone()),
-                            Some(track_name(*kind, &sub.id)),
-                            None,
-                        );
-                        let mut t = OutTrack::new(mid, *kind);
-                        t.source = Source::From(sub.publisher);
+                        let source = Source::From(sub.publisher);
+                        let t = add_line(&mut api, *kind, Direction::SendOnly, &sub.id, source);
+                        let mid = t.mid;
                         p.tracks.push(t);
                         mid
                     }
                 };
-                match room.names.iter_mut().find(|(m, _)| *m == mid) {
-                    Some((_, name)) => name.clone_from(&sub.id),
-                    None => room.names.push((mid, sub.id.clone())),
-                }
+                set_name(&mut room.names, mid, &sub.id);
                 activated.push(sub.publisher);
             }
         }
@@ -403,12 +378,10 @@ impl Sfu {
         // named `videoTrack<k>`; what they carry is set by `apply_slots`, not negotiated.
         for k in room.slot_mids.len()..n_slots {
             let label = slot_label(k);
-            let free = p.tracks.iter_mut().find(|t| {
-                t.kind == MediaKind::Video
-                    && t.source == Source::Idle
-                    && !freed.contains(&t.mid)
-                    && !room.slot_mids.contains(&t.mid)
-            });
+            let free = p
+                .tracks
+                .iter_mut()
+                .find(|t| reusable(t, MediaKind::Video, &freed, &room.slot_mids));
             let mid = match free {
                 Some(t) => {
                     api.set_direction(t.mid, Direction::SendOnly);
@@ -417,23 +390,19 @@ impl Sfu {
                     t.mid
                 }
                 None => {
-                    let mid = api.add_media(
+                    let t = add_line(
+                        &mut api,
                         MediaKind::Video,
                         Direction::SendOnly,
-                        Some(label.clone()),
-                        Some(track_name(MediaKind::Video, &label)),
-                        None,
+                        &label,
+                        Source::Idle,
                     );
-                    let mut t = OutTrack::new(mid, MediaKind::Video);
-                    t.source = Source::Idle;
+                    let mid = t.mid;
                     p.tracks.push(t);
                     mid
                 }
             };
-            match room.names.iter_mut().find(|(m, _)| *m == mid) {
-                Some((_, name)) => name.clone_from(&label),
-                None => room.names.push((mid, label)),
-            }
+            set_name(&mut room.names, mid, &label);
             room.slot_mids.push(mid);
         }
         activated.dedup();
@@ -508,6 +477,41 @@ fn offered_tracks(tracks: &[OutTrack], names: &[(Mid, String)]) -> Vec<OfferedTr
                 .map(|(_, n)| n.clone()),
         })
         .collect()
+}
+
+/// A new m-line of `kind` named `name` (its msid stream; the track is [`track_name`]), fed by
+/// `source`: the one way a room player's offer gains an m-line.
+fn add_line(
+    api: &mut SdpApi<'_>,
+    kind: MediaKind,
+    direction: Direction,
+    name: &str,
+    source: Source,
+) -> OutTrack {
+    let mid = api.add_media(
+        kind,
+        direction,
+        Some(name.to_string()),
+        Some(track_name(kind, name)),
+        None,
+    );
+    let mut t = OutTrack::new(mid, kind);
+    t.source = source;
+    t
+}
+
+/// Whether `t` may carry a new source of `kind` in this offer: idle since before it (not in
+/// `freed`) and not a Last-N slot.
+fn reusable(t: &OutTrack, kind: MediaKind, freed: &[Mid], slots: &[Mid]) -> bool {
+    t.kind == kind && t.source == Source::Idle && !freed.contains(&t.mid) && !slots.contains(&t.mid)
+}
+
+/// Names m-line `mid` `name` (replacing the name it had).
+fn set_name(names: &mut Vec<(Mid, String)>, mid: Mid, name: &str) {
+    match names.iter_mut().find(|(m, _)| *m == mid) {
+        Some((_, n)) => n.replace_range(.., name),
+        None => names.push((mid, name.to_string())),
+    }
 }
 
 /// Sets each m-section's msid (`a=msid:` and `a=ssrc:<n> msid:`) to its subtrack's names.
