@@ -490,7 +490,7 @@ impl Signalling {
         if end.close_media && s.media_known {
             self.media(MediaCmd::Close { session: sid });
         }
-        match s.role {
+        let connected = match s.role {
             Role::Publish(p) => {
                 if let Some(c) = self.conns.get_mut(&s.conn) {
                     if c.publishes.get(&s.stream) == Some(&sid) {
@@ -548,43 +548,13 @@ impl Signalling {
                         self.refresh_room(&s.app, &room);
                     }
                 }
+                return;
             }
             Role::RoomPlay(rp) => {
-                if let Some(c) = self.conns.get_mut(&s.conn) {
-                    if c.plays.get(&s.stream) == Some(&sid) {
-                        c.plays.remove(&s.stream);
-                    }
-                }
                 unindex(&mut self.room_players, &key(&s.app, &s.stream), &sid);
-                if rp.connected {
-                    self.record(|| StreamEvent {
-                        kind: EventKind::PlayStopped,
-                        app: s.app.clone(),
-                        stream: s.stream.clone(),
-                        name: None,
-                        main_track: None,
-                        subscriber_id: s.subscriber_id.clone(),
-                    });
-                }
-                if let Some(e) = end.error {
-                    self.error(s.conn, e, Some(&s.stream));
-                }
-                if end.finished {
-                    self.send(
-                        s.conn,
-                        ServerMessage::Notification(Notification::PlayFinished {
-                            stream_id: s.stream,
-                            subscriber_id: s.subscriber_id,
-                        }),
-                    );
-                }
+                rp.connected
             }
             Role::Play(p) => {
-                if let Some(c) = self.conns.get_mut(&s.conn) {
-                    if c.plays.get(&s.stream) == Some(&sid) {
-                        c.plays.remove(&s.stream);
-                    }
-                }
                 if let Some(Role::Publish(ps)) =
                     self.sessions.get_mut(&p.publisher).map(|s| &mut s.role)
                 {
@@ -592,29 +562,36 @@ impl Signalling {
                     self.access
                         .on_viewer_count(&s.app, &s.stream, ps.players.len());
                 }
-                if p.connected {
-                    self.record(|| StreamEvent {
-                        kind: EventKind::PlayStopped,
-                        app: s.app.clone(),
-                        stream: s.stream.clone(),
-                        name: None,
-                        main_track: None,
-                        subscriber_id: s.subscriber_id.clone(),
-                    });
-                }
-                if let Some(e) = end.error {
-                    self.error(s.conn, e, Some(&s.stream));
-                }
-                if end.finished {
-                    self.send(
-                        s.conn,
-                        ServerMessage::Notification(Notification::PlayFinished {
-                            stream_id: s.stream,
-                            subscriber_id: s.subscriber_id,
-                        }),
-                    );
-                }
+                p.connected
             }
+        };
+        // A play of either kind (one stream or a room's streams) ends the same way.
+        if let Some(c) = self.conns.get_mut(&s.conn) {
+            if c.plays.get(&s.stream) == Some(&sid) {
+                c.plays.remove(&s.stream);
+            }
+        }
+        if connected {
+            self.record(|| StreamEvent {
+                kind: EventKind::PlayStopped,
+                app: s.app.clone(),
+                stream: s.stream.clone(),
+                name: None,
+                main_track: None,
+                subscriber_id: s.subscriber_id.clone(),
+            });
+        }
+        if let Some(e) = end.error {
+            self.error(s.conn, e, Some(&s.stream));
+        }
+        if end.finished {
+            self.send(
+                s.conn,
+                ServerMessage::Notification(Notification::PlayFinished {
+                    stream_id: s.stream,
+                    subscriber_id: s.subscriber_id,
+                }),
+            );
         }
     }
 }
