@@ -331,6 +331,29 @@ struct Session {
     role: Role,
 }
 
+impl Session {
+    /// A new session with no measurements and no deadline yet.
+    fn new(
+        conn: ConnId,
+        app: &str,
+        stream: String,
+        subscriber_id: Option<String>,
+        media_known: bool,
+        role: Role,
+    ) -> Self {
+        Session {
+            conn,
+            app: app.to_string(),
+            stream,
+            subscriber_id,
+            media_known,
+            stats: None,
+            deadline: None,
+            role,
+        }
+    }
+}
+
 /// Media sessions by role ([`Signalling::session_roles`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionRoles {

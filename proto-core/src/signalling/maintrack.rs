@@ -189,16 +189,14 @@ impl Signalling {
         debug!(%sid, room = %id, sent = subtracks.len(), "room play");
         self.sessions.insert(
             sid,
-            Session {
+            Session::new(
                 conn,
-                app: app.to_string(),
-                stream: id.clone(),
-                subscriber_id: p.subscriber_id,
-                media_known: true,
-                stats: None,
-                deadline: None,
-                role: Role::RoomPlay(st),
-            },
+                app,
+                id.clone(),
+                p.subscriber_id,
+                true,
+                Role::RoomPlay(st),
+            ),
         );
         self.room_players
             .entry(key(app, &id))

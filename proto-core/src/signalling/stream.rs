@@ -86,15 +86,13 @@ impl Signalling {
         let sid = self.alloc_session();
         self.sessions.insert(
             sid,
-            Session {
+            Session::new(
                 conn,
-                app: app.to_string(),
-                stream: id.clone(),
-                subscriber_id: p.subscriber_id.clone(),
-                media_known: false,
-                stats: None,
-                deadline: None,
-                role: Role::Publish(PublishState {
+                app,
+                id.clone(),
+                p.subscriber_id.clone(),
+                false,
+                Role::Publish(PublishState {
                     live: false,
                     main_track: main_track.clone(),
                     name: p.stream_name,
@@ -103,7 +101,7 @@ impl Signalling {
                     players: BTreeSet::new(),
                     ..PublishState::default()
                 }),
-            },
+            ),
         );
         self.set_deadline(sid, Some(now + self.config.client_start_timeout));
         self.publishers.insert(k, sid);
@@ -195,20 +193,18 @@ impl Signalling {
         let sid = self.alloc_session();
         self.sessions.insert(
             sid,
-            Session {
+            Session::new(
                 conn,
-                app: app.to_string(),
-                stream: id.clone(),
-                subscriber_id: p.subscriber_id,
-                media_known: true,
-                stats: None,
-                deadline: None,
-                role: Role::Play(PlayState {
+                app,
+                id.clone(),
+                p.subscriber_id,
+                true,
+                Role::Play(PlayState {
                     publisher,
                     connected: false,
                     forced_height: 0,
                 }),
-            },
+            ),
         );
         if let Some(Role::Publish(ps)) = self.sessions.get_mut(&publisher).map(|s| &mut s.role) {
             ps.players.insert(sid);
