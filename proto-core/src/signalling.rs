@@ -1337,40 +1337,12 @@ impl Signalling {
     }
 }
 
-/// The `streamId` of a command that needs one.
+/// The `streamId` of a command that needs one (`None` when absent or empty).
 fn stream_id_of(msg: &ClientMessage) -> Option<&str> {
-    let id = match msg {
-        ClientMessage::Publish(p) => &p.stream_id,
-        ClientMessage::Play(p) => &p.stream_id,
-        ClientMessage::TakeConfiguration(c) => &c.stream_id,
-        ClientMessage::TakeCandidate(c) => &c.stream_id,
-        ClientMessage::Stop(r)
-        | ClientMessage::Leave(r)
-        | ClientMessage::GetStreamInfo(r)
-        | ClientMessage::GetBroadcastObject(r)
-        | ClientMessage::GetSubscriberCount(r) => &r.stream_id,
-        ClientMessage::Join(j) => &j.stream_id,
-        ClientMessage::GetTrackList(t) => &t.stream_id,
-        ClientMessage::EnableTrack(t)
-        | ClientMessage::ToggleVideo(t)
-        | ClientMessage::ToggleAudio(t) => &t.stream_id,
-        ClientMessage::ForceStreamQuality(q) => &q.stream_id,
-        ClientMessage::PeerMessageCommand(p) => &p.stream_id,
-        ClientMessage::UpdateStreamMetaData(u) => &u.stream_id,
-        ClientMessage::GetSubtracks(g) => &g.stream_id,
-        ClientMessage::GetSubtracksCount(g) => &g.stream_id,
-        ClientMessage::GetSubscribers(g) => &g.stream_id,
-        ClientMessage::GetVideoTrackAssignments(r) => &r.stream_id,
-        ClientMessage::AssignVideoTrack(v)
-        | ClientMessage::UpdateVideoTrackAssignments(v)
-        | ClientMessage::SetMaxVideoTrackCount(v) => &v.stream_id,
-        ClientMessage::JoinRoom(j) => &j.stream_id,
-        ClientMessage::LeaveFromRoom(r) | ClientMessage::GetRoomInfo(r) => &r.stream_id,
-        ClientMessage::Ping
-        | ClientMessage::GetIceServerConfig
-        | ClientMessage::Unsupported { .. } => return None,
-    };
-    id.as_deref().filter(|s| !s.is_empty())
+    match msg {
+        ClientMessage::Unsupported { .. } => None,
+        _ => msg.stream_id().filter(|s| !s.is_empty()),
+    }
 }
 
 #[cfg(test)]
