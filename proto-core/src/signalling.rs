@@ -3,6 +3,15 @@
 //! [`Signalling`] serves every WebSocket connection of every application. Stream, room and
 //! peer-to-peer ids are namespaced by the application given to [`Signalling::handle_open`].
 //!
+//! # Where things are
+//!
+//! This file holds [`Signalling`] itself, its indexes and the dispatch of a client frame
+//! ([`Signalling::handle_text`] → [`Signalling::handle_message`] → the command's module). What
+//! it holds per connection and session is in `state.rs`; the media layer's events in
+//! `media_events.rs`; the access policy seam in `policy.rs`; the configuration in `config.rs`;
+//! the index checks in `invariants.rs`; each command family in its own module (`stream.rs`,
+//! `room.rs`, `p2p.rs`, `maintrack.rs`, `lastn.rs`, `mainstore.rs`, `whip.rs`).
+//!
 //! # Decisions where the AMS sources are silent (see PROTOCOL.md)
 //!
 //! - A stream is *live* once the media layer reports [`MediaEvent::MediaStarted`] for its
@@ -53,222 +62,42 @@
 //! - After [`Signalling::shutdown`], new connections get `server_will_stop` and are closed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use tracing::{debug, info, trace};
 
 use crate::access::{
-    is_credential_failure, Grant, JoinRoomRequest, RefusalCounters, MAX_AUTH_FAILURES_PER_CONN,
+    is_credential_failure, RefusalCounters, MAX_AUTH_FAILURES_PER_CONN,
 };
 use crate::error::SignalError;
 use crate::is_valid_stream_id;
-use crate::media::{MediaCmd, MediaEvent, SessionId, SessionStats, TrackKind};
+use crate::media::{MediaCmd, SessionId, TrackKind};
 use crate::message::{ClientMessage, ErrorMessage, Notification, SdpType, ServerMessage};
 
+mod config;
 mod events;
+mod invariants;
 mod lastn;
 mod limits;
 mod mainstore;
 mod maintrack;
+mod media_events;
 mod p2p;
+mod policy;
 mod resilience;
 mod room;
+mod state;
 mod stream;
 mod whip;
 
+pub use config::{Config, ConnId, IceServers};
 pub use events::{EventKind, StreamEvent};
 pub use limits::{LimitCounters, Limits};
+pub use policy::{AccessPolicy, OpenAccess, PlayRequest, PublishRequest, StoredRecords};
 pub use whip::HttpMediaRequest;
-
-/// One WebSocket connection, allocated by the runtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
-
-/// STUN/TURN servers handed to clients in `iceServerConfig`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IceServers {
-    /// `stun:` or `turn:` URI; empty means none (the SDK then keeps its defaults).
-    pub stun_server_uri: String,
-    /// TURN user name.
-    pub turn_server_username: Option<String>,
-    /// TURN credential.
-    pub turn_server_credential: Option<String>,
-}
-
-/// Signalling configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Seed of the RNG that makes generated stream ids.
-    pub seed: u64,
-    /// `webRTCClientStartTimeoutMs`: how long a publisher may take to send media.
-    pub client_start_timeout: Duration,
-    /// How often `bitrateMeasurement` is sent to players.
-    pub bitrate_interval: Duration,
-    /// `playWebRTCStreamOnceForEachSession`.
-    pub play_once_per_session: bool,
-    /// STUN/TURN servers for `iceServerConfig`.
-    pub ice_servers: IceServers,
-    /// `maxVideoTrackCount` reported in `joinedTheRoom` (-1 = unlimited).
-    pub max_track_count: i64,
-    /// Per-connection bounds (counts and field lengths).
-    pub limits: Limits,
-    /// A publisher whose media started and then stopped for this long ends with
-    /// `noPacketReceivedForTimeoutDuration`; zero turns the check off. Measured from the media
-    /// layer's periodic statistics.
-    pub no_packet_timeout: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            seed: 0,
-            client_start_timeout: Duration::from_millis(10_000),
-            bitrate_interval: Duration::from_secs(5),
-            play_once_per_session: true,
-            ice_servers: IceServers::default(),
-            max_track_count: -1,
-            limits: Limits::default(),
-            no_packet_timeout: Duration::from_millis(10_000),
-        }
-    }
-}
-
-/// What a publisher asks for, as the access policy sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishRequest<'a> {
-    /// The application (first path segment of the WebSocket URL).
-    pub app: &'a str,
-    /// The stream id.
-    pub stream_id: &'a str,
-    /// `token`, if given.
-    pub token: Option<&'a str>,
-    /// `subscriberId`, if given.
-    pub subscriber_id: Option<&'a str>,
-    /// `subscriberCode`, if given.
-    pub subscriber_code: Option<&'a str>,
-    /// `mainTrack` / room, if given.
-    pub main_track: Option<&'a str>,
-    /// Signalling vouches that the stream belongs to `main_track`: it is a legacy `joinRoom`
-    /// member of that room. (The policy adds what the datastore knows: subtrack links.)
-    /// A credential of the room opens the stream only then.
-    pub room_member: bool,
-}
-
-/// What a player asks for, as the access policy sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlayRequest<'a> {
-    /// The application.
-    pub app: &'a str,
-    /// The stream id.
-    pub stream_id: &'a str,
-    /// `token`, if given.
-    pub token: Option<&'a str>,
-    /// `subscriberId`, if given.
-    pub subscriber_id: Option<&'a str>,
-    /// `subscriberCode`, if given.
-    pub subscriber_code: Option<&'a str>,
-    /// `room`, if given.
-    pub room: Option<&'a str>,
-    /// Signalling vouches that the stream belongs to `room`: it is published live with
-    /// `mainTrack` = room, or its id is a legacy `joinRoom` member of the room. A credential of
-    /// the room opens the stream only then.
-    pub room_member: bool,
-    /// Current WebRTC viewers of the stream (before this one).
-    pub viewers: usize,
-}
-
-/// The seam for stream security and the datastore (tokens, TOTP, registered streams, planned
-/// dates, viewer limits). Called synchronously; implementations answer from memory.
-///
-/// Two phases (see [`crate::Grant`]): a check only reads and answers a grant; signalling runs
-/// its own refusals and then [`AccessPolicy::commit`]s the grant, so a single-use credential is
-/// spent only by a request that was accepted. Wall-clock time must be derived from the `now`
-/// given (e.g. an anchor taken once at start), never read inside a call.
-pub trait AccessPolicy: std::fmt::Debug {
-    /// May this client publish? `Err` is sent to the client as that error definition.
-    fn check_publish(
-        &mut self,
-        now: Instant,
-        req: &PublishRequest<'_>,
-    ) -> Result<Grant, SignalError>;
-    /// May this client play?
-    fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<Grant, SignalError>;
-    /// The request a grant was given for was accepted: spend what it names. `Err` refuses the
-    /// request after all (the credential could not be spent, e.g. a failed store).
-    fn commit(&mut self, _now: Instant, _grant: Grant) -> Result<(), SignalError> {
-        Ok(())
-    }
-    /// May this client join the legacy room? Default: yes.
-    fn check_join_room(
-        &mut self,
-        _now: Instant,
-        _req: &JoinRoomRequest<'_>,
-    ) -> Result<(), SignalError> {
-        Ok(())
-    }
-    /// When the policy wants [`AccessPolicy::handle_timeout`] (housekeeping: purging expired
-    /// tokens and stale failure records). Default: never.
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    /// Time passed; do the housekeeping that is due (bounded work per call).
-    fn handle_timeout(&mut self, _now: Instant) {}
-    /// A publisher's media started (`publish_started`) at `now`: a datastore records the
-    /// stream as broadcasting. Default: nothing.
-    fn on_publish_started(&mut self, _now: Instant, _app: &str, _stream_id: &str) {}
-    /// A publisher whose media had started ended at `now`. Default: nothing.
-    fn on_publish_finished(&mut self, _now: Instant, _app: &str, _stream_id: &str) {}
-    /// The number of WebRTC players of a published stream changed. Default: nothing.
-    fn on_viewer_count(&mut self, _app: &str, _stream_id: &str, _viewers: usize) {}
-    /// Read-only datastore queries for the main-track and subscriber commands
-    /// (`getBroadcastObject`, `getSubtracks`, `getSubscribers`, the `subtracksLimit` check).
-    /// Default: no datastore.
-    fn records(&self) -> Option<&dyn StoredRecords> {
-        None
-    }
-}
-
-/// What signalling may read from a datastore (synchronous, read-only: the answer is what the
-/// store holds now). Records are Broadcast / Subscriber objects with their AMS JSON names.
-pub trait StoredRecords {
-    /// The stored Broadcast `id` of `app`.
-    fn broadcast(&self, app: &str, id: &str) -> Option<serde_json::Map<String, serde_json::Value>>;
-    /// Stored Broadcasts that are subtracks of `main` (their `mainTrackStreamId` is `main`, or
-    /// `main`'s `subTrackStreamIds` names them), by stream id, at most `max`.
-    fn subtracks(
-        &self,
-        app: &str,
-        main: &str,
-        max: usize,
-    ) -> Vec<serde_json::Map<String, serde_json::Value>>;
-    /// `subtracksLimit` of main track `main`, when it has a stored record with a limit
-    /// (`-1`, the default, is none).
-    fn subtracks_limit(&self, app: &str, main: &str) -> Option<u64>;
-    /// The TOTP subscribers of `stream_id` from `offset`, at most `size`, each a Subscriber
-    /// JSON object without its secret.
-    fn subscribers(
-        &self,
-        app: &str,
-        stream_id: &str,
-        offset: usize,
-        size: usize,
-    ) -> Vec<serde_json::Value>;
-}
-
-/// The policy of an open server: everything is allowed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OpenAccess;
-
-impl AccessPolicy for OpenAccess {
-    fn check_publish(&mut self, _: Instant, r: &PublishRequest<'_>) -> Result<Grant, SignalError> {
-        Ok(Grant::free(r.app))
-    }
-    fn check_play(&mut self, _: Instant, r: &PlayRequest<'_>) -> Result<Grant, SignalError> {
-        Ok(Grant::free(r.app))
-    }
-}
+use state::{Conn, End, Member, PlayState, PublishState, Role, Room, Session};
 
 /// An output of [`Signalling`].
 #[derive(Debug, Clone, PartialEq)]
@@ -299,61 +128,6 @@ fn unindex<T: Ord>(index: &mut BTreeMap<Key, BTreeSet<T>>, k: &Key, item: &T) {
     }
 }
 
-/// One open WebSocket connection and what it owns.
-#[derive(Debug)]
-struct Conn {
-    app: String,
-    /// stream id -> publish session.
-    publishes: BTreeMap<String, SessionId>,
-    /// stream id -> play session.
-    plays: BTreeMap<String, SessionId>,
-    /// p2p ids joined.
-    p2p: BTreeSet<String>,
-    /// `(room, member stream id)` of legacy `joinRoom` memberships.
-    rooms: BTreeSet<(String, String)>,
-    /// Credential refusals so far (see [`MAX_AUTH_FAILURES_PER_CONN`]).
-    auth_failures: u32,
-}
-
-/// One media session: a publisher or a player.
-#[derive(Debug)]
-struct Session {
-    conn: ConnId,
-    app: String,
-    stream: String,
-    subscriber_id: Option<String>,
-    /// The media layer knows this session (StartPublish/StartPlay was sent).
-    media_known: bool,
-    /// Last measurements.
-    stats: Option<SessionStats>,
-    /// Publish start timeout (publisher) or next `bitrateMeasurement` (player).
-    deadline: Option<Instant>,
-    role: Role,
-}
-
-impl Session {
-    /// A new session with no measurements and no deadline yet.
-    fn new(
-        conn: ConnId,
-        app: &str,
-        stream: String,
-        subscriber_id: Option<String>,
-        media_known: bool,
-        role: Role,
-    ) -> Self {
-        Session {
-            conn,
-            app: app.to_string(),
-            stream,
-            subscriber_id,
-            media_known,
-            stats: None,
-            deadline: None,
-            role,
-        }
-    }
-}
-
 /// Media sessions by role ([`Signalling::session_roles`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionRoles {
@@ -365,98 +139,6 @@ pub struct SessionRoles {
     pub play: u64,
     /// Players of a room (main track).
     pub room_play: u64,
-}
-
-#[derive(Debug)]
-enum Role {
-    Publish(PublishState),
-    Play(PlayState),
-    /// Play of a main track (room): its subtracks in one peer connection.
-    RoomPlay(maintrack::RoomPlayState),
-}
-
-#[derive(Debug, Default)]
-struct PublishState {
-    /// Media started.
-    live: bool,
-    main_track: Option<String>,
-    name: Option<String>,
-    meta: Option<String>,
-    role: Option<String>,
-    players: BTreeSet<SessionId>,
-    /// Held after its connection dropped: ends at this instant unless published again.
-    held_until: Option<Instant>,
-    /// Resumed by a new publish: `session_restored` goes out when its new media starts.
-    restoring: bool,
-    /// The last statistics that showed media arriving (none yet: never checked for silence).
-    media_seen: Option<Instant>,
-}
-
-#[derive(Debug)]
-struct PlayState {
-    publisher: SessionId,
-    connected: bool,
-    /// Height asked for with `forceStreamQuality` (0 = automatic).
-    forced_height: u32,
-}
-
-#[derive(Debug)]
-struct Member {
-    conn: ConnId,
-    name: Option<String>,
-    meta: Option<String>,
-}
-
-#[derive(Debug, Default)]
-struct Room {
-    /// member stream id -> member.
-    members: BTreeMap<String, Member>,
-}
-
-/// How a session ends.
-#[derive(Debug, Clone, Copy)]
-struct End {
-    /// Tell the media layer to close the session.
-    close_media: bool,
-    /// Error sent to the owner first.
-    error: Option<SignalError>,
-    /// Send the owner `publish_finished` / `play_finished`.
-    finished: bool,
-}
-
-impl End {
-    const STOP: End = End {
-        close_media: true,
-        error: None,
-        finished: true,
-    };
-    const CONN_CLOSED: End = End {
-        close_media: true,
-        error: None,
-        finished: false,
-    };
-    const REPLACED: End = End::CONN_CLOSED;
-    const MEDIA_CLOSED: End = End {
-        close_media: false,
-        error: None,
-        finished: true,
-    };
-    const TIMEOUT: End = End {
-        close_media: true,
-        error: Some(SignalError::PublishTimeoutError),
-        finished: false,
-    };
-    fn failed(remote_description: bool) -> End {
-        End {
-            close_media: false,
-            error: Some(if remote_description {
-                SignalError::NotSetRemoteDescription
-            } else {
-                SignalError::ServerErrorCheckLogs
-            }),
-            finished: true,
-        }
-    }
 }
 
 /// Length of a stream id generated for `joinRoom`.
@@ -769,197 +451,6 @@ impl Signalling {
             self.refresh_room(&c.app, room);
         }
     }
-    /// A player's (or room player's) peer connection came up: the webhook event and the
-    /// client's `play_started`.
-    fn play_started(
-        &mut self,
-        conn: ConnId,
-        app: String,
-        stream: String,
-        subscriber_id: Option<String>,
-    ) {
-        self.record(|| events::StreamEvent {
-            kind: events::EventKind::PlayStarted,
-            app,
-            stream: stream.clone(),
-            name: None,
-            main_track: None,
-            subscriber_id: subscriber_id.clone(),
-        });
-        self.send(
-            conn,
-            ServerMessage::Notification(Notification::PlayStarted {
-                stream_id: stream,
-                subscriber_id,
-            }),
-        );
-    }
-
-    /// An event from the media layer.
-    pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
-        self.now = now;
-        let sid = event.session();
-        if self.held_media_event(now, &event) {
-            return;
-        }
-        let Some(s) = self.sessions.get_mut(&sid) else {
-            trace!(%sid, "media event for an unknown session ignored");
-            return;
-        };
-        if !s.media_known {
-            debug!(%sid, "media event for a session not started in the media layer ignored");
-            return;
-        }
-        let conn = s.conn;
-        let stream = s.stream.clone();
-        match event {
-            MediaEvent::Answer { sdp, .. } => {
-                // A publisher's, or a WHEP player's (it offered).
-                if matches!(s.role, Role::Publish(_) | Role::Play(_)) {
-                    self.send(
-                        conn,
-                        ServerMessage::TakeConfiguration {
-                            stream_id: stream,
-                            sdp_type: SdpType::Answer,
-                            sdp,
-                            id_mapping: None,
-                        },
-                    );
-                } else {
-                    debug!(%sid, "answer for a play session ignored");
-                }
-            }
-            MediaEvent::Offer { sdp, tracks, .. } => {
-                if matches!(s.role, Role::Play(_) | Role::RoomPlay(_)) {
-                    let id_mapping = tracks
-                        .iter()
-                        .map(|t| {
-                            let prefix = match t.kind {
-                                TrackKind::Video => "ARDAMSv",
-                                TrackKind::Audio => "ARDAMSa",
-                            };
-                            let source = t.source.as_deref().unwrap_or(&stream);
-                            (t.mid.clone(), format!("{prefix}{source}"))
-                        })
-                        .collect();
-                    self.send(
-                        conn,
-                        ServerMessage::TakeConfiguration {
-                            stream_id: stream,
-                            sdp_type: SdpType::Offer,
-                            sdp,
-                            id_mapping: Some(id_mapping),
-                        },
-                    );
-                } else {
-                    debug!(%sid, "offer for a publish session ignored");
-                }
-            }
-            MediaEvent::Candidate { candidate, .. } => self.send(
-                conn,
-                ServerMessage::TakeCandidate {
-                    stream_id: stream,
-                    label: candidate.mline_index,
-                    id: candidate.mid,
-                    candidate: candidate.candidate,
-                },
-            ),
-            MediaEvent::Connected { .. } => {
-                let subscriber_id = s.subscriber_id.clone();
-                if let Role::RoomPlay(p) = &mut s.role {
-                    // The media layer asks the subtracks' publishers for keyframes itself.
-                    if !std::mem::replace(&mut p.connected, true) {
-                        let app = s.app.clone();
-                        self.play_started(conn, app, stream, subscriber_id);
-                    }
-                    return;
-                }
-                if let Role::Play(p) = &mut s.role {
-                    if p.connected {
-                        return;
-                    }
-                    p.connected = true;
-                    let publisher = p.publisher;
-                    let app = s.app.clone();
-                    self.play_started(conn, app, stream, subscriber_id);
-                    self.request_keyframe(publisher);
-                    if !self.config.bitrate_interval.is_zero() {
-                        self.set_deadline(sid, Some(now + self.config.bitrate_interval));
-                    }
-                }
-            }
-            MediaEvent::MediaStarted { .. } => {
-                let subscriber_id = s.subscriber_id.clone();
-                let Role::Publish(p) = &mut s.role else {
-                    return;
-                };
-                if p.restoring {
-                    p.restoring = false;
-                    self.set_deadline(sid, None);
-                    return self.send(
-                        conn,
-                        ServerMessage::Notification(Notification::SessionRestored {
-                            stream_id: stream,
-                            subscriber_id,
-                        }),
-                    );
-                }
-                if p.live {
-                    return;
-                }
-                p.live = true;
-                self.access.on_publish_started(now, &s.app, &stream);
-                let (name, main_track) = (p.name.clone(), p.main_track.clone());
-                let mut room = p.main_track.clone();
-                let app = s.app.clone();
-                if room.is_none() {
-                    room = self.member_room(&app, &stream).map(str::to_string);
-                }
-                let refresh = self.rooms_listing(&app, &stream, main_track.as_deref());
-                self.record(|| events::StreamEvent {
-                    kind: events::EventKind::PublishStarted,
-                    app,
-                    stream: stream.clone(),
-                    name,
-                    main_track,
-                    subscriber_id: subscriber_id.clone(),
-                });
-                self.set_deadline(sid, None);
-                self.send(
-                    conn,
-                    ServerMessage::Notification(Notification::PublishStarted {
-                        stream_id: stream,
-                        subscriber_id,
-                        attr_room_name: room.clone(),
-                        room: room.clone(),
-                    }),
-                );
-                let app = self.sessions.get(&sid).map(|s| s.app.clone());
-                if let Some(app) = app {
-                    for room in refresh {
-                        self.refresh_room(&app, &room);
-                    }
-                }
-            }
-            MediaEvent::KeyframeRequested { .. } => {
-                if let Role::Play(p) = &s.role {
-                    let publisher = p.publisher;
-                    self.request_keyframe(publisher);
-                }
-            }
-            MediaEvent::Stats { stats, .. } => {
-                let media = stats.video_bitrate + stats.audio_bitrate > 0;
-                s.stats = Some(stats);
-                self.check_media_silence(now, sid, media);
-            }
-            MediaEvent::Failed { reason, .. } => {
-                debug!(%sid, %reason, "media session failed");
-                self.end_session(sid, End::failed(reason.is_remote_description()));
-            }
-            MediaEvent::Closed { .. } => self.end_session(sid, End::MEDIA_CLOSED),
-        }
-    }
-
     /// Time passed; fire due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
@@ -1115,225 +606,6 @@ impl Signalling {
 
     fn media(&mut self, cmd: MediaCmd) {
         self.outputs.push_back(Output::Media(cmd));
-    }
-
-    /// Checks the internal indexes against each other; `Err` describes the first violation.
-    /// For tests and fuzzing.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let mut timers = BTreeSet::new();
-        for (sid, s) in &self.sessions {
-            if let Some(at) = s.deadline {
-                timers.insert((at, *sid));
-            }
-            if let Role::Publish(p) = &s.role {
-                if p.held_until.is_some() {
-                    // Held: its connection is gone; it waits for a re-publish or its deadline.
-                    // (Its old connection id may have been reused by a new connection, which
-                    // must not list it.)
-                    let listed = self
-                        .conns
-                        .get(&s.conn)
-                        .is_some_and(|c| c.publishes.get(&s.stream) == Some(sid));
-                    if s.deadline != p.held_until || !p.live || listed {
-                        return Err(format!("held {sid} is inconsistent"));
-                    }
-                    if self.publishers.get(&key(&s.app, &s.stream)) != Some(sid) {
-                        return Err(format!("held {sid} is not the publisher of {}", s.stream));
-                    }
-                    continue;
-                }
-            }
-            let c = self
-                .conns
-                .get(&s.conn)
-                .ok_or(format!("{sid} owned by closed {:?}", s.conn))?;
-            if c.app != s.app {
-                return Err(format!("{sid} app differs from its connection's"));
-            }
-            match &s.role {
-                Role::Publish(p) => {
-                    if c.publishes.get(&s.stream) != Some(sid) {
-                        return Err(format!("{sid} missing from its conn's publishes"));
-                    }
-                    if self.publishers.get(&key(&s.app, &s.stream)) != Some(sid) {
-                        return Err(format!("{sid} is not the publisher of {}", s.stream));
-                    }
-                    if let Some(m) = &p.main_track {
-                        let indexed = self
-                            .main_track_streams
-                            .get(&key(&s.app, m))
-                            .is_some_and(|ids| ids.contains(&s.stream));
-                        if !indexed {
-                            return Err(format!("{sid} missing from the main-track index of {m}"));
-                        }
-                    }
-                    if p.live && !p.restoring && s.deadline.is_some() {
-                        return Err(format!("live {sid} has a start deadline"));
-                    }
-                    for player in &p.players {
-                        match self.sessions.get(player).map(|x| &x.role) {
-                            Some(Role::Play(pl)) if pl.publisher == *sid => {}
-                            _ => return Err(format!("{sid} lists bad player {player}")),
-                        }
-                    }
-                }
-                Role::Play(p) => {
-                    if c.plays.get(&s.stream) != Some(sid) {
-                        return Err(format!("{sid} missing from its conn's plays"));
-                    }
-                    let Some(publisher) = self.sessions.get(&p.publisher) else {
-                        return Err(format!("{sid} plays a gone publisher"));
-                    };
-                    match &publisher.role {
-                        Role::Publish(ps)
-                            if ps.players.contains(sid)
-                                && ps.live
-                                && publisher.stream == s.stream
-                                && publisher.app == s.app => {}
-                        _ => return Err(format!("{sid} has an inconsistent publisher")),
-                    }
-                    if !s.media_known {
-                        return Err(format!("player {sid} unknown to media"));
-                    }
-                }
-                Role::RoomPlay(p) => {
-                    if c.plays.get(&s.stream) != Some(sid) {
-                        return Err(format!("{sid} missing from its conn's plays"));
-                    }
-                    let listed = self
-                        .room_players
-                        .get(&key(&s.app, &s.stream))
-                        .is_some_and(|set| set.contains(sid));
-                    if !listed || !s.media_known || s.deadline.is_some() {
-                        return Err(format!("room player {sid} badly indexed"));
-                    }
-                    for (id, publisher) in &p.sent {
-                        let ok = self.publishers.get(&key(&s.app, id)) == Some(publisher);
-                        if !ok {
-                            return Err(format!("room player {sid} sent a gone subtrack {id}"));
-                        }
-                    }
-                }
-            }
-        }
-        if timers != self.timers {
-            return Err("timer index differs from session deadlines".into());
-        }
-        for ((app, room), set) in &self.room_players {
-            if set.is_empty() {
-                return Err(format!("empty room player set of {room} kept"));
-            }
-            for sid in set {
-                match self.sessions.get(sid) {
-                    Some(s)
-                        if matches!(s.role, Role::RoomPlay(_))
-                            && s.app == *app
-                            && s.stream == *room => {}
-                    _ => return Err(format!("room player index of {room} is stale")),
-                }
-            }
-        }
-        for ((app, id), sid) in &self.publishers {
-            match self.sessions.get(sid) {
-                Some(s) if s.app == *app && s.stream == *id => {}
-                _ => return Err(format!("publisher index of {id} is stale")),
-            }
-        }
-        for (cid, c) in &self.conns {
-            for sid in c.publishes.values().chain(c.plays.values()) {
-                if self.sessions.get(sid).map(|s| s.conn) != Some(*cid) {
-                    return Err(format!("{cid:?} lists foreign or gone {sid}"));
-                }
-            }
-            for id in &c.p2p {
-                if !self.is_p2p_member(*cid, &c.app, id) {
-                    return Err(format!("{cid:?} p2p {id} not in the group"));
-                }
-            }
-            for (room, id) in &c.rooms {
-                let ok = self
-                    .rooms
-                    .get(&key(&c.app, room))
-                    .and_then(|r| r.members.get(id))
-                    .is_some_and(|m| m.conn == *cid);
-                if !ok {
-                    return Err(format!("{cid:?} membership {room}/{id} not in the room"));
-                }
-            }
-        }
-        for ((app, id), peers) in &self.p2p {
-            if peers.is_empty() || peers.len() > 2 {
-                return Err(format!("p2p {id} has {} peers", peers.len()));
-            }
-            for p in peers {
-                let ok = self
-                    .conns
-                    .get(p)
-                    .is_some_and(|c| c.app == *app && c.p2p.contains(id));
-                if !ok {
-                    return Err(format!("p2p {id} lists {p:?} wrongly"));
-                }
-            }
-            if peers.len() == 2 && peers.first() == peers.get(1) {
-                return Err(format!("p2p {id} lists a peer twice"));
-            }
-        }
-        for ((app, room), ids) in &self.main_track_streams {
-            if ids.is_empty() {
-                return Err(format!("empty main-track index entry {room} kept"));
-            }
-            for id in ids {
-                let ok = self
-                    .publishers
-                    .get(&key(app, id))
-                    .and_then(|sid| self.sessions.get(sid))
-                    .is_some_and(|s| {
-                        matches!(&s.role, Role::Publish(p) if p.main_track.as_deref() == Some(room))
-                    });
-                if !ok {
-                    return Err(format!("main-track index lists {id} in {room} wrongly"));
-                }
-            }
-        }
-        for ((app, id), rooms) in &self.member_rooms {
-            if rooms.is_empty() {
-                return Err(format!("empty member index entry {id} kept"));
-            }
-            for room in rooms {
-                let ok = self
-                    .rooms
-                    .get(&key(app, room))
-                    .is_some_and(|r| r.members.contains_key(id));
-                if !ok {
-                    return Err(format!("member index lists {id} in {room} wrongly"));
-                }
-            }
-        }
-        for ((app, room), r) in &self.rooms {
-            if r.members.is_empty() {
-                return Err(format!("empty room {room} kept"));
-            }
-            for id in r.members.keys() {
-                let indexed = self
-                    .member_rooms
-                    .get(&key(app, id))
-                    .is_some_and(|rooms| rooms.contains(room));
-                if !indexed {
-                    return Err(format!(
-                        "member {id} of {room} missing from the member index"
-                    ));
-                }
-            }
-            for (id, m) in &r.members {
-                let ok = self.conns.get(&m.conn).is_some_and(|c| {
-                    c.app == *app && c.rooms.contains(&(room.clone(), id.clone()))
-                });
-                if !ok {
-                    return Err(format!("room {room} member {id} wrongly owned"));
-                }
-            }
-        }
-        Ok(())
     }
 }
 

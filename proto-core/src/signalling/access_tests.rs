@@ -8,6 +8,9 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::access::{Grant, JoinRoomRequest};
+use crate::media::MediaEvent;
+use std::time::Duration;
 use crate::fuzzing::Harness;
 
 const APP: &str = "LiveApp";

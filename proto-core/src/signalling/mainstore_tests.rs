@@ -12,6 +12,8 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::access::Grant;
+use crate::media::MediaEvent;
 use crate::fuzzing::Harness;
 
 const APP: &str = "WebRTCAppEE";

@@ -1,4 +1,7 @@
 use super::*;
+use crate::access::Grant;
+use crate::media::{MediaEvent, SessionStats};
+use std::time::Duration;
 use crate::fuzzing::Harness;
 use crate::media::FailReason;
 use crate::media::LocalCandidate;
