@@ -68,9 +68,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use tracing::{debug, info, trace};
 
-use crate::access::{
-    is_credential_failure, RefusalCounters, MAX_AUTH_FAILURES_PER_CONN,
-};
+use crate::access::{is_credential_failure, RefusalCounters, MAX_AUTH_FAILURES_PER_CONN};
 use crate::error::SignalError;
 use crate::is_valid_stream_id;
 use crate::media::{MediaCmd, SessionId, TrackKind};
@@ -96,8 +94,8 @@ pub use config::{Config, ConnId, IceServers};
 pub use events::{EventKind, StreamEvent};
 pub use limits::{LimitCounters, Limits};
 pub use policy::{AccessPolicy, OpenAccess, PlayRequest, PublishRequest, StoredRecords};
-pub use whip::HttpMediaRequest;
 use state::{Conn, End, Member, PlayState, PublishState, Role, Room, Session};
+pub use whip::HttpMediaRequest;
 
 /// An output of [`Signalling`].
 #[derive(Debug, Clone, PartialEq)]

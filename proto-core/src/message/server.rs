@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use super::SdpType;
 use crate::error::SignalError;
 
-
 /// One entry of `streamInformation.streamInfo`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

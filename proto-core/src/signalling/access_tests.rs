@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::access::{Grant, JoinRoomRequest};
+use crate::fuzzing::Harness;
 use crate::media::MediaEvent;
 use std::time::Duration;
-use crate::fuzzing::Harness;
 
 const APP: &str = "LiveApp";
 

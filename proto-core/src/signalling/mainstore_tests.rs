@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::access::Grant;
-use crate::media::MediaEvent;
 use crate::fuzzing::Harness;
+use crate::media::MediaEvent;
 
 const APP: &str = "WebRTCAppEE";
 const LIMIT_ERR: &str = "main_track_has_max_subtrack_count__not_allowed_to_add_more_subtracks";

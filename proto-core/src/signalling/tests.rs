@@ -1,12 +1,12 @@
 use super::*;
 use crate::access::Grant;
-use crate::media::{MediaEvent, SessionStats};
-use std::time::Duration;
 use crate::fuzzing::Harness;
 use crate::media::FailReason;
 use crate::media::LocalCandidate;
 use crate::media::OfferedTrack;
+use crate::media::{MediaEvent, SessionStats};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const APP: &str = "WebRTCAppEE";
 
