@@ -186,7 +186,13 @@ impl Sfu {
             }
         }
         if tracks.is_empty() {
-            let t = add_line(&mut api, MediaKind::Audio, Direction::Inactive, &stream, Source::Idle);
+            let t = add_line(
+                &mut api,
+                MediaKind::Audio,
+                Direction::Inactive,
+                &stream,
+                Source::Idle,
+            );
             names.push((t.mid, stream.clone()));
             tracks.push(t);
         }

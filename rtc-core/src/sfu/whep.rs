@@ -14,7 +14,8 @@ use str0m::change::SdpOffer;
 use str0m::media::MediaKind;
 use tracing::debug;
 
-use super::{accepted_media_mids, Sfu};
+use super::negotiate::accepted_media_mids;
+use super::Sfu;
 use crate::forward::OutTrack;
 use crate::SfuOutput;
 
