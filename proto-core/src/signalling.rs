@@ -619,6 +619,12 @@ fn stream_id_of(msg: &ClientMessage) -> Option<&str> {
 mod tests;
 
 #[cfg(test)]
+mod room_tests;
+
+#[cfg(test)]
+mod test_util;
+
+#[cfg(test)]
 mod access_tests;
 
 #[cfg(test)]
