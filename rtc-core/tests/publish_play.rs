@@ -1,4 +1,8 @@
 //! A str0m "browser" publishes through the SFU in memory, another plays it.
+//!
+//! (A little over 600 lines: every test here is one step of the same publish → play path,
+//! from the first offer to the flushed datagram, sharing `publish_and_play`; split by topic
+//! they would each need that set-up again.)
 #![allow(clippy::disallowed_methods)] // the one Instant::now() that starts the virtual clock
 
 use std::time::{Duration, Instant};
