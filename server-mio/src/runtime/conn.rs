@@ -305,7 +305,6 @@ impl Runtime {
                 }
             }
         }
-        self.drain(now);
     }
 
     /// Drops a connection; tells the node if it had an open WebSocket.

@@ -11,9 +11,18 @@
 //!    `UDP_READ_BUDGET` datagrams: what is left waits in a "more to read" list and the loop
 //!    comes back to it without waiting, after the other sockets and the timers;
 //! 3. call [`Node::handle_timeout`] when the node's deadline has passed;
-//! 4. after every node input, drain [`Node::poll_output`]: WebSocket frames are queued in
-//!    the connection's output buffer and written once per batch, datagrams are sent at once (or
-//!    queued in a bounded queue while the socket would block).
+//! 4. drain [`Node::poll_output`] once at the end of the turn (`Runtime::drain`, the one drain
+//!    point; the handlers above only feed inputs): WebSocket frames are queued in the
+//!    connection's output buffer and written once per turn, datagrams are sent in batches (or
+//!    queued in a bounded queue while the socket would block). The UDP read (`udp.rs`) is the
+//!    one exception: it also drains at its media flush points, so a forwarded packet never
+//!    waits behind the rest of a read batch.
+//!
+//! Submodules, by what they own: `conn` (a connection's [`State`] and life: accept, drive,
+//! remove), `http` (request heads, bodies, answers), `rest` ([`Admin`], the REST answers,
+//! held answers), `ws` (WebSocket frames, close handshake, liveness), `wsio` (tungstenite's
+//! reads and writes through the shared read-ahead), `udp` (the media socket) and `observe`
+//! (metrics, health, webhooks, logs).
 //!
 //! An idle WebSocket costs little memory (about 1.5 KiB with its signalling state): tungstenite
 //! gets a [`WS_READ_BUFFER`]-byte read buffer, fed from one read-ahead buffer shared by every
@@ -433,12 +442,14 @@ impl Runtime {
             let now = Instant::now();
             if self.node.poll_timeout().is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
-                self.drain(now);
             }
             if now >= self.next_housekeeping {
                 self.housekeeping(now);
             }
             self.check_drain(now);
+            // The turn's one drain point: every node output the turn's inputs produced goes
+            // to its socket before the loop waits again.
+            self.drain(now);
             self.iterations += 1;
             let busy = busy_since.elapsed();
             self.obs.loop_times.observe(busy.as_secs_f64());
@@ -466,7 +477,6 @@ impl Runtime {
             self.remove(now, token, "server stopping");
         }
         self.node.shutdown(now);
-        self.drain(now);
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
     }
 
@@ -518,7 +528,6 @@ impl Runtime {
             self.remove(now, token, "timed out");
         }
         self.check_liveness(now);
-        self.drain(now);
         self.log_state();
         self.release_held(now);
         if self.accept_paused {
@@ -541,7 +550,6 @@ impl Runtime {
                         info!("CPU back to normal");
                     }
                     self.node.set_overloaded(now, overloaded);
-                    self.drain(now);
                 }
             }
         }

@@ -18,9 +18,7 @@ use crate::limits::{self, Liveness};
 
 use super::conn::{Next, State};
 use super::wsio::{write_out, WsIo};
-use super::{
-    conn_id, interrupted, would_block, Runtime, CLOSE_LINGER, WS_READ_BUDGET, WS_READ_BUFFER,
-};
+use super::{conn_id, interrupted, would_block, Runtime, CLOSE_LINGER, WS_READ_BUFFER};
 
 impl Runtime {
     /// Pings WebSockets that have been quiet for [`Limits::ws_ping_interval`] and closes those
@@ -97,14 +95,7 @@ impl Runtime {
         }
         let id = conn_id(token);
         let cap = self.limits.max_pending_output;
-        let mut io = WsIo {
-            stream,
-            ahead: &mut self.ahead,
-            out,
-            frames,
-            budget: WS_READ_BUDGET,
-            yielded: false,
-        };
+        let mut io = WsIo::new(stream, &mut self.ahead, out, frames);
         let next = loop {
             let read = ws.read(&mut io);
             if read.is_ok() {
@@ -209,14 +200,7 @@ impl Runtime {
         }
         *closing = true;
         conn.deadline = Some(now + CLOSE_LINGER);
-        let mut io = WsIo {
-            stream,
-            ahead: &mut self.ahead,
-            out,
-            frames,
-            budget: WS_READ_BUDGET,
-            yielded: false,
-        };
+        let mut io = WsIo::new(stream, &mut self.ahead, out, frames);
         match ws.close(&mut io, frame) {
             Ok(()) => {}
             Err(e) if would_block(&e) => {}
@@ -245,14 +229,7 @@ impl Runtime {
         else {
             return;
         };
-        let mut io = WsIo {
-            stream,
-            ahead: &mut self.ahead,
-            out,
-            frames,
-            budget: WS_READ_BUDGET,
-            yielded: false,
-        };
+        let mut io = WsIo::new(stream, &mut self.ahead, out, frames);
         // Only moves bytes into `out` (WsIo's writes never block).
         let handshake_done = match ws.flush(&mut io) {
             Ok(()) => false,

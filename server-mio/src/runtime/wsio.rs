@@ -5,6 +5,8 @@ use std::io::{self, ErrorKind, Read, Write};
 
 use mio::net::TcpStream;
 
+use super::WS_READ_BUDGET;
+
 /// Size of the runtime's one read-ahead buffer, shared by every WebSocket (see [`WsIo`]).
 pub(super) const WS_READ_AHEAD: usize = 64 * 1024;
 
@@ -50,6 +52,25 @@ pub(super) struct WsIo<'a> {
     pub(super) budget: usize,
     /// The budget ran out: the `WouldBlock` returned was not the socket's.
     pub(super) yielded: bool,
+}
+
+impl<'a> WsIo<'a> {
+    /// A connection's reads and writes, with a fresh per-turn read budget.
+    pub(super) fn new(
+        stream: &'a mut TcpStream,
+        ahead: &'a mut ReadAhead,
+        out: &'a mut Vec<u8>,
+        frames: &'a mut FrameTracker,
+    ) -> WsIo<'a> {
+        WsIo {
+            stream,
+            ahead,
+            out,
+            frames,
+            budget: WS_READ_BUDGET,
+            yielded: false,
+        }
+    }
 }
 
 impl Read for WsIo<'_> {
