@@ -19,28 +19,27 @@ use crate::procfs;
 use crate::sig::Role;
 use crate::stats::{Histogram, SeqCounts};
 
-/// Fan-out run settings.
+/// The settings a stepped run shares (fan-out and rooms): steps of cumulative counts, each
+/// joined at a rate, settled, held and measured, and when to stop.
 #[derive(Debug, Clone)]
-pub struct FanoutConfig {
+pub struct RampConfig {
     /// Server.
     pub target: Target,
-    /// Stream id to publish.
-    pub stream: String,
-    /// Cumulative player counts, one per step.
+    /// Cumulative counts (players, rooms), one per step.
     pub steps: Vec<usize>,
     /// Measured time per step.
     pub hold: Duration,
     /// Wait after the joins of a step before measuring.
     pub settle: Duration,
-    /// New players per second.
+    /// New peer connections per second.
     pub join_rate: f64,
-    /// Players joining at once.
+    /// Peer connections joining at once.
     pub max_inflight: usize,
-    /// A join not up (connected and receiving) within this is counted failed.
+    /// A peer not up (connected and receiving) within this is counted failed.
     pub join_timeout: Duration,
     /// Probe players (decrypting, latency) added in each step.
     pub probes_per_step: usize,
-    /// Publisher media.
+    /// Media of every publisher.
     pub profile: MediaProfile,
     /// Server process for CPU/RSS.
     pub server_pid: Option<u32>,
@@ -53,11 +52,21 @@ pub struct FanoutConfig {
     pub remeasure_failed_step: bool,
     /// Stop after a step where joins failed.
     pub stop_on_failed_joins: bool,
-    /// Before the joins of a step that follows a busy one (server CPU above 60 %), publishers pause (a trickle of audio)
-    /// for this long, and stay paused while players join: a server with CPU admission control
-    /// (Antenna refuses `play` above 75 % of a core, measured over 5 s) then admits players
-    /// up to its forwarding limit. Time to first keyframe is only measured without a pause.
+    /// Before the joins of a step that follows a busy one (server CPU above 60 %), publishers
+    /// pause (a trickle of audio) for this long, and stay paused while the step joins: a
+    /// server with CPU admission control (Antenna refuses `play` above 75 % of a core,
+    /// measured over 5 s) then admits sessions up to its forwarding limit. Time to first
+    /// keyframe is only measured without a pause.
     pub pause_for_joins: Option<Duration>,
+}
+
+/// Fan-out run settings: one publisher, players added in steps.
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    /// Steps (cumulative player counts), rates, limits.
+    pub ramp: RampConfig,
+    /// Stream id to publish.
+    pub stream: String,
 }
 
 /// Result of one step.
@@ -213,7 +222,8 @@ pub fn run(
     cfg: &FanoutConfig,
     mut report: impl FnMut(&StepReport),
 ) -> Result<Vec<StepReport>, String> {
-    let mut engine = Engine::new(cfg.target.clone(), cfg.profile).map_err(|e| e.to_string())?;
+    let mut engine =
+        Engine::new(cfg.ramp.target.clone(), cfg.ramp.profile).map_err(|e| e.to_string())?;
     start_publisher(&mut engine, &cfg.stream)?;
     let play = engine
         .play_target(&cfg.stream)
@@ -222,12 +232,12 @@ pub fn run(
     let mut first_failure: Option<String> = None;
     let mut joining: Vec<usize> = Vec::new();
     let mut keyframe_from = 0usize;
-    for (step, &target) in cfg.steps.iter().enumerate() {
+    for (step, &target) in cfg.ramp.steps.iter().enumerate() {
         // Only needed when the last hold kept the server busy (above 60 % of a core).
         let busy = reports
             .last()
             .is_some_and(|r: &StepReport| r.server_cpu_pct.is_none_or(|c| c > 60.0));
-        let pause = cfg.pause_for_joins.filter(|_| step > 0 && busy);
+        let pause = cfg.ramp.pause_for_joins.filter(|_| step > 0 && busy);
         if let Some(cooldown) = pause {
             engine.paused = true;
             engine.run(Instant::now() + cooldown, |_| false);
@@ -235,13 +245,13 @@ pub fn run(
         // Join.
         let step_start = Instant::now();
         let mut players = engine.player_states().2;
-        let mut probes_left = cfg.probes_per_step;
-        let interval = Duration::from_secs_f64(1.0 / cfg.join_rate.max(0.1));
+        let mut probes_left = cfg.ramp.probes_per_step;
+        let interval = Duration::from_secs_f64(1.0 / cfg.ramp.join_rate.max(0.1));
         let mut next_join = Instant::now();
         let deadline = step_start
-            + cfg.join_timeout
+            + cfg.ramp.join_timeout
             + Duration::from_secs_f64(
-                target.saturating_sub(players) as f64 / cfg.join_rate.max(0.1),
+                target.saturating_sub(players) as f64 / cfg.ramp.join_rate.max(0.1),
             );
         while Instant::now() < deadline {
             let now = Instant::now();
@@ -249,10 +259,10 @@ pub fn run(
                 engine.clients.get(i).is_some_and(|c| {
                     let up = c.healthy() && c.peer.received_packets > 0;
                     !up && !c.broken()
-                        && now.saturating_duration_since(c.started) < cfg.join_timeout
+                        && now.saturating_duration_since(c.started) < cfg.ramp.join_timeout
                 })
             });
-            if players < target && joining.len() < cfg.max_inflight && now >= next_join {
+            if players < target && joining.len() < cfg.ramp.max_inflight && now >= next_join {
                 let mode = if probes_left > 0 {
                     probes_left -= 1;
                     PeerMode::Probe
@@ -294,7 +304,7 @@ pub fn run(
         }
         // Full media again before the settle and the measurement.
         engine.paused = false;
-        engine.run(Instant::now() + cfg.settle, |_| false);
+        engine.run(Instant::now() + cfg.ramp.settle, |_| false);
         // Keyframe times of players that joined during a pause would measure the pause.
         let kf_from = if pause.is_some() {
             usize::MAX
@@ -303,22 +313,22 @@ pub fn run(
         };
         let mut r = measure(
             &mut engine,
-            cfg.hold,
-            cfg.server_pid,
+            cfg.ramp.hold,
+            cfg.ramp.server_pid,
             target,
             kf_from,
             first_failure.clone(),
         );
-        if cfg.remeasure_failed_step
+        if cfg.ramp.remeasure_failed_step
             && r.failed_joins == 0
-            && (r.loss_pct > cfg.loss_limit_pct || r.delivery_pct < cfg.min_delivery_pct)
+            && (r.loss_pct > cfg.ramp.loss_limit_pct || r.delivery_pct < cfg.ramp.min_delivery_pct)
         {
             // One noisy hold must not end the ramp: measure the same players once more and keep
             // the second result.
             r = measure(
                 &mut engine,
-                cfg.hold,
-                cfg.server_pid,
+                cfg.ramp.hold,
+                cfg.ramp.server_pid,
                 target,
                 usize::MAX,
                 first_failure.clone(),
@@ -326,9 +336,9 @@ pub fn run(
         }
         keyframe_from = engine.clients.len();
         report(&r);
-        let stop = r.loss_pct > cfg.loss_limit_pct
-            || r.delivery_pct < cfg.min_delivery_pct
-            || (cfg.stop_on_failed_joins && r.failed_joins > 0)
+        let stop = r.loss_pct > cfg.ramp.loss_limit_pct
+            || r.delivery_pct < cfg.ramp.min_delivery_pct
+            || (cfg.ramp.stop_on_failed_joins && r.failed_joins > 0)
             || r.players_up == 0;
         reports.push(r);
         if stop {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use antenna_load::ceiling;
 use antenna_load::engine::Target;
-use antenna_load::fanout::{self, FanoutConfig};
+use antenna_load::fanout::{self, FanoutConfig, RampConfig};
 use antenna_load::media::MediaProfile;
 use antenna_load::rooms::{self, RoomsConfig};
 use antenna_load::sessions::{self, IdleKind};
@@ -102,6 +102,91 @@ impl MediaArgs {
     }
 }
 
+/// The steps of a fan-out or rooms run; unset values take the command's defaults.
+#[derive(Args, Debug)]
+struct RampArgs {
+    /// Cumulative counts per step (players for fanout, rooms for rooms), e.g. 50,100,200
+    /// [default: fanout 10,50,100; rooms 5,10,20,40].
+    #[arg(long, value_delimiter = ',')]
+    steps: Option<Vec<usize>>,
+    /// Measured seconds per step [default: fanout 10; rooms 6].
+    #[arg(long)]
+    hold: Option<f64>,
+    /// Seconds between the last join of a step and the measurement.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// New peer connections per second [default: fanout 100; rooms 200].
+    #[arg(long)]
+    join_rate: Option<f64>,
+    /// Peer connections joining at once [default: fanout 50; rooms 100].
+    #[arg(long)]
+    inflight: Option<usize>,
+    /// Seconds a peer connection may take to be up.
+    #[arg(long, default_value_t = 20.0)]
+    join_timeout: f64,
+    /// Probe players (decrypting: latency, keyframes) per step.
+    #[arg(long, default_value_t = 2)]
+    probes: usize,
+    /// Stop after a step with more loss than this (%).
+    #[arg(long, default_value_t = 0.5)]
+    loss_limit: f64,
+    /// Stop after a step with a lower delivery than this (%): received / expected.
+    #[arg(long, default_value_t = 98.5)]
+    min_delivery: f64,
+    /// Keep going after failed joins.
+    #[arg(long)]
+    ignore_failed_joins: bool,
+    /// Pause media (audio trickle) this many seconds before and during the joins of a step
+    /// that follows a busy one, so CPU admission control admits them (0 = never pause).
+    #[arg(long, default_value_t = 0.0)]
+    pause_for_joins: f64,
+}
+
+/// A command's defaults for the [`RampArgs`] left unset.
+struct RampDefaults {
+    steps: &'static [usize],
+    hold: f64,
+    join_rate: f64,
+    inflight: usize,
+}
+
+const FANOUT_DEFAULTS: RampDefaults = RampDefaults {
+    steps: &[10, 50, 100],
+    hold: 10.0,
+    join_rate: 100.0,
+    inflight: 50,
+};
+
+const ROOMS_DEFAULTS: RampDefaults = RampDefaults {
+    steps: &[5, 10, 20, 40],
+    hold: 6.0,
+    join_rate: 200.0,
+    inflight: 100,
+};
+
+impl RampArgs {
+    fn config(self, target: &TargetArgs, profile: MediaProfile, d: RampDefaults) -> RampConfig {
+        RampConfig {
+            target: target.target(),
+            steps: self.steps.unwrap_or_else(|| d.steps.to_vec()),
+            hold: Duration::from_secs_f64(self.hold.unwrap_or(d.hold)),
+            settle: Duration::from_secs_f64(self.settle),
+            join_rate: self.join_rate.unwrap_or(d.join_rate),
+            max_inflight: self.inflight.unwrap_or(d.inflight).max(1),
+            join_timeout: Duration::from_secs_f64(self.join_timeout),
+            probes_per_step: self.probes,
+            profile,
+            server_pid: target.server_pid,
+            loss_limit_pct: self.loss_limit,
+            min_delivery_pct: self.min_delivery,
+            remeasure_failed_step: true,
+            stop_on_failed_joins: !self.ignore_failed_joins,
+            pause_for_joins: (self.pause_for_joins > 0.0)
+                .then(|| Duration::from_secs_f64(self.pause_for_joins)),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// One publisher, players added in steps; each step held and measured (JSON lines on
@@ -111,40 +196,8 @@ enum Cmd {
         target: TargetArgs,
         #[command(flatten)]
         media: MediaArgs,
-        /// Cumulative player counts per step, e.g. 50,100,200.
-        #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
-        steps: Vec<usize>,
-        /// Measured seconds per step.
-        #[arg(long, default_value_t = 10.0)]
-        hold: f64,
-        /// Seconds between the last join of a step and the measurement.
-        #[arg(long, default_value_t = 2.0)]
-        settle: f64,
-        /// New players per second.
-        #[arg(long, default_value_t = 100.0)]
-        join_rate: f64,
-        /// Players joining at once.
-        #[arg(long, default_value_t = 50)]
-        inflight: usize,
-        /// Seconds a player may take to be up.
-        #[arg(long, default_value_t = 20.0)]
-        join_timeout: f64,
-        /// Probe players (decrypting: latency, keyframes) per step.
-        #[arg(long, default_value_t = 2)]
-        probes: usize,
-        /// Stop after a step with more loss than this (%).
-        #[arg(long, default_value_t = 0.5)]
-        loss_limit: f64,
-        /// Stop after a step with a lower delivery than this (%): received / (published x players).
-        #[arg(long, default_value_t = 98.5)]
-        min_delivery: f64,
-        /// Keep going after failed joins.
-        #[arg(long)]
-        ignore_failed_joins: bool,
-        /// Pause media (audio trickle) this many seconds before and during the joins of each
-        /// step after the first, so CPU admission control admits players (0 = never pause).
-        #[arg(long, default_value_t = 0.0)]
-        pause_for_joins: f64,
+        #[command(flatten)]
+        ramp: RampArgs,
         /// Stream id.
         #[arg(long, default_value = "load")]
         stream: String,
@@ -157,46 +210,14 @@ enum Cmd {
         target: TargetArgs,
         #[command(flatten)]
         media: MediaArgs,
-        /// Cumulative room counts per step, e.g. 5,10,20.
-        #[arg(long, value_delimiter = ',', default_value = "5,10,20,40")]
-        steps: Vec<usize>,
+        #[command(flatten)]
+        ramp: RampArgs,
         /// Participants per room.
         #[arg(long, default_value_t = 4)]
         size: usize,
         /// First room id (Janus room ids; Antenna rooms are named room<id>).
         #[arg(long, default_value_t = 5000)]
         first_room: u64,
-        /// Measured seconds per step.
-        #[arg(long, default_value_t = 6.0)]
-        hold: f64,
-        /// Seconds between the last join of a step and the measurement.
-        #[arg(long, default_value_t = 2.0)]
-        settle: f64,
-        /// New peer connections (publishers and players) per second.
-        #[arg(long, default_value_t = 200.0)]
-        join_rate: f64,
-        /// Peer connections joining at once.
-        #[arg(long, default_value_t = 100)]
-        inflight: usize,
-        /// Seconds a peer connection may take to be up.
-        #[arg(long, default_value_t = 20.0)]
-        join_timeout: f64,
-        /// Probe players (decrypting: latency) per step.
-        #[arg(long, default_value_t = 2)]
-        probes: usize,
-        /// Stop after a step with more loss than this (%).
-        #[arg(long, default_value_t = 0.5)]
-        loss_limit: f64,
-        /// Stop after a step with a lower delivery than this (%).
-        #[arg(long, default_value_t = 98.5)]
-        min_delivery: f64,
-        /// Keep going after failed joins.
-        #[arg(long)]
-        ignore_failed_joins: bool,
-        /// Pause media this many seconds before and during the joins of a step that follows
-        /// a busy one (0 = never), as in fanout.
-        #[arg(long, default_value_t = 0.0)]
-        pause_for_joins: f64,
     },
     /// Room join/leave churn over many WebSockets (AMS joinRoom/leaveFromRoom, Janus
     /// videoroom join/leave).
@@ -281,39 +302,14 @@ fn main() -> ExitCode {
         Cmd::Fanout {
             target,
             media,
-            steps,
-            hold,
-            settle,
-            join_rate,
-            inflight,
-            join_timeout,
-            probes,
-            loss_limit,
-            ignore_failed_joins,
-            min_delivery,
-            pause_for_joins,
+            ramp,
             stream,
         } => {
-            let t = target.target();
             let cfg = FanoutConfig {
-                target: t.clone(),
+                ramp: ramp.config(&target, media.profile(2000), FANOUT_DEFAULTS),
                 stream,
-                steps,
-                hold: Duration::from_secs_f64(hold),
-                settle: Duration::from_secs_f64(settle),
-                join_rate,
-                max_inflight: inflight.max(1),
-                join_timeout: Duration::from_secs_f64(join_timeout),
-                probes_per_step: probes,
-                profile: media.profile(2000),
-                server_pid: target.server_pid,
-                loss_limit_pct: loss_limit,
-                min_delivery_pct: min_delivery,
-                remeasure_failed_step: true,
-                stop_on_failed_joins: !ignore_failed_joins,
-                pause_for_joins: (pause_for_joins > 0.0)
-                    .then(|| Duration::from_secs_f64(pause_for_joins)),
             };
+            let t = cfg.ramp.target.clone();
             fanout::run(&cfg, |r| {
                 eprintln!("{}", r.human(t.kind.name()));
                 print(&r.to_json(t.kind.name()));
@@ -323,42 +319,17 @@ fn main() -> ExitCode {
         Cmd::Rooms {
             target,
             media,
-            steps,
+            ramp,
             size,
             first_room,
-            hold,
-            settle,
-            join_rate,
-            inflight,
-            join_timeout,
-            probes,
-            loss_limit,
-            min_delivery,
-            ignore_failed_joins,
-            pause_for_joins,
         } => {
-            let t = target.target();
             let profile = media.profile(500);
             let cfg = RoomsConfig {
-                target: t.clone(),
-                steps,
+                ramp: ramp.config(&target, profile, ROOMS_DEFAULTS),
                 size,
                 first_room,
-                hold: Duration::from_secs_f64(hold),
-                settle: Duration::from_secs_f64(settle),
-                join_rate,
-                max_inflight: inflight.max(1),
-                join_timeout: Duration::from_secs_f64(join_timeout),
-                probes_per_step: probes,
-                profile,
-                server_pid: target.server_pid,
-                loss_limit_pct: loss_limit,
-                min_delivery_pct: min_delivery,
-                remeasure_failed_step: true,
-                stop_on_failed_joins: !ignore_failed_joins,
-                pause_for_joins: (pause_for_joins > 0.0)
-                    .then(|| Duration::from_secs_f64(pause_for_joins)),
             };
+            let t = cfg.ramp.target.clone();
             eprintln!(
                 "[{}] rooms of {size}; media per publisher: {} kbit/s VP8 at {} fps, keyframe every {:.1} s, Opus {} pps ({:.0} pkt/s)",
                 t.kind.name(),
@@ -423,22 +394,24 @@ fn main() -> ExitCode {
 fn smoke(target: &TargetArgs) -> Result<(), String> {
     let t = target.target();
     let cfg = FanoutConfig {
-        target: t.clone(),
+        ramp: RampConfig {
+            target: t.clone(),
+            steps: vec![1, 2, 4],
+            hold: Duration::from_secs(5),
+            settle: Duration::from_secs(1),
+            join_rate: 20.0,
+            max_inflight: 4,
+            join_timeout: Duration::from_secs(15),
+            probes_per_step: 1,
+            profile: MediaProfile::default(),
+            server_pid: target.server_pid,
+            loss_limit_pct: 100.0,
+            min_delivery_pct: 0.0,
+            remeasure_failed_step: false,
+            stop_on_failed_joins: false,
+            pause_for_joins: None,
+        },
         stream: "smoke".into(),
-        steps: vec![1, 2, 4],
-        hold: Duration::from_secs(5),
-        settle: Duration::from_secs(1),
-        join_rate: 20.0,
-        max_inflight: 4,
-        join_timeout: Duration::from_secs(15),
-        probes_per_step: 1,
-        profile: MediaProfile::default(),
-        server_pid: target.server_pid,
-        loss_limit_pct: 100.0,
-        min_delivery_pct: 0.0,
-        remeasure_failed_step: false,
-        stop_on_failed_joins: false,
-        pause_for_joins: None,
     };
     let reports = fanout::run(&cfg, |r| {
         eprintln!("{}", r.human(t.kind.name()));

@@ -15,51 +15,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::engine::{Engine, Target};
+use crate::engine::Engine;
+use crate::fanout::RampConfig;
 use crate::fanout::{measure, StepReport};
 use crate::janus;
 use crate::media::MediaProfile;
 use crate::peer::PeerMode;
 use crate::sig::{Role, ServerKind};
 
-/// Rooms run settings.
+/// Rooms run settings: conference rooms added in steps.
 #[derive(Debug, Clone)]
 pub struct RoomsConfig {
-    /// Server.
-    pub target: Target,
-    /// Cumulative room counts, one per step.
-    pub steps: Vec<usize>,
+    /// Steps (cumulative room counts), rates, limits.
+    pub ramp: RampConfig,
     /// Participants per room.
     pub size: usize,
     /// Room ids start here (Janus room ids; Antenna rooms are named `room<id>`).
     pub first_room: u64,
-    /// Measured time per step.
-    pub hold: Duration,
-    /// Wait after the joins of a step before measuring.
-    pub settle: Duration,
-    /// New peer connections (publishers and players) per second.
-    pub join_rate: f64,
-    /// Peer connections joining at once.
-    pub max_inflight: usize,
-    /// A peer not up within this is counted failed.
-    pub join_timeout: Duration,
-    /// Probe players (decrypting: latency) per step.
-    pub probes_per_step: usize,
-    /// Media of every publisher.
-    pub profile: MediaProfile,
-    /// Server process for CPU/RSS.
-    pub server_pid: Option<u32>,
-    /// Stop after a step whose loss exceeds this (percent).
-    pub loss_limit_pct: f64,
-    /// Stop after a step with a lower delivery than this (percent).
-    pub min_delivery_pct: f64,
-    /// A step failing on loss or delivery (not on joins) is measured once more.
-    pub remeasure_failed_step: bool,
-    /// Stop after a step where joins failed.
-    pub stop_on_failed_joins: bool,
-    /// As in the fan-out: after a busy step, publishers pause (audio trickle) this long and
-    /// while the next step joins, so CPU admission control admits the new sessions.
-    pub pause_for_joins: Option<Duration>,
 }
 
 /// One participant: its publisher and the players of the others' streams.
@@ -154,26 +126,27 @@ pub fn run(
     mut report: impl FnMut(&RoomsReport),
 ) -> Result<Vec<RoomsReport>, String> {
     let size = cfg.size.max(2);
-    if cfg.target.kind == ServerKind::Janus {
-        let last = cfg.steps.iter().copied().max().unwrap_or(0) as u64;
+    if cfg.ramp.target.kind == ServerKind::Janus {
+        let last = cfg.ramp.steps.iter().copied().max().unwrap_or(0) as u64;
         let ids: Vec<u64> = (cfg.first_room..cfg.first_room + last).collect();
-        janus::create_rooms(&cfg.target, &ids, size + 2)?;
+        janus::create_rooms(&cfg.ramp.target, &ids, size + 2)?;
     }
-    let mut engine = Engine::new(cfg.target.clone(), cfg.profile).map_err(|e| e.to_string())?;
+    let mut engine =
+        Engine::new(cfg.ramp.target.clone(), cfg.ramp.profile).map_err(|e| e.to_string())?;
     let mut parts: Vec<Participant> = Vec::new();
     let mut reports: Vec<RoomsReport> = Vec::new();
     let mut first_failure: Option<String> = None;
     let mut rooms = 0usize;
     let mut keyframe_from = 0usize;
-    let interval = Duration::from_secs_f64(1.0 / cfg.join_rate.max(0.1));
-    for (step, &target) in cfg.steps.iter().enumerate() {
+    let interval = Duration::from_secs_f64(1.0 / cfg.ramp.join_rate.max(0.1));
+    for (step, &target) in cfg.ramp.steps.iter().enumerate() {
         if target <= rooms {
             continue;
         }
         let busy = reports
             .last()
             .is_some_and(|r| r.step.server_cpu_pct.is_none_or(|c| c > 60.0));
-        let pause = cfg.pause_for_joins.filter(|_| step > 0 && busy);
+        let pause = cfg.ramp.pause_for_joins.filter(|_| step > 0 && busy);
         if let Some(cooldown) = pause {
             engine.paused = true;
             engine.run(Instant::now() + cooldown, |_| false);
@@ -187,10 +160,10 @@ pub fn run(
             .collect();
         let new_peers = (target - rooms) * size * size;
         let deadline = step_start
-            + cfg.join_timeout
-            + Duration::from_secs_f64(new_peers as f64 / cfg.join_rate.max(0.1));
+            + cfg.ramp.join_timeout
+            + Duration::from_secs_f64(new_peers as f64 / cfg.ramp.join_rate.max(0.1));
         let mut next_join = step_start;
-        let mut probes_left = cfg.probes_per_step;
+        let mut probes_left = cfg.ramp.probes_per_step;
         while Instant::now() < deadline {
             let now = Instant::now();
             let joining = (first_client..engine.clients.len())
@@ -202,11 +175,11 @@ pub fn run(
                     };
                     !up && !broken(&engine, i)
                         && c.is_some_and(|c| {
-                            now.saturating_duration_since(c.started) < cfg.join_timeout
+                            now.saturating_duration_since(c.started) < cfg.ramp.join_timeout
                         })
                 })
                 .count();
-            let mut slots = if now >= next_join && joining < cfg.max_inflight {
+            let mut slots = if now >= next_join && joining < cfg.ramp.max_inflight {
                 1
             } else {
                 0
@@ -335,7 +308,7 @@ pub fn run(
             }
         }
         engine.paused = false;
-        engine.run(Instant::now() + cfg.settle, |_| false);
+        engine.run(Instant::now() + cfg.ramp.settle, |_| false);
         let kf_from = if pause.is_some() {
             usize::MAX
         } else {
@@ -344,19 +317,21 @@ pub fn run(
         let players = rooms * size * (size - 1);
         let mut r = measure_rooms(&mut engine, cfg, &parts, size, rooms, players, kf_from);
         r.step.failure = first_failure.clone();
-        if cfg.remeasure_failed_step
+        if cfg.ramp.remeasure_failed_step
             && r.step.failed_joins == 0
             && r.failed_publishers == 0
-            && (r.step.loss_pct > cfg.loss_limit_pct || r.step.delivery_pct < cfg.min_delivery_pct)
+            && (r.step.loss_pct > cfg.ramp.loss_limit_pct
+                || r.step.delivery_pct < cfg.ramp.min_delivery_pct)
         {
             r = measure_rooms(&mut engine, cfg, &parts, size, rooms, players, usize::MAX);
             r.step.failure = first_failure.clone();
         }
         keyframe_from = engine.clients.len();
         report(&r);
-        let stop = r.step.loss_pct > cfg.loss_limit_pct
-            || r.step.delivery_pct < cfg.min_delivery_pct
-            || (cfg.stop_on_failed_joins && (r.step.failed_joins > 0 || r.failed_publishers > 0))
+        let stop = r.step.loss_pct > cfg.ramp.loss_limit_pct
+            || r.step.delivery_pct < cfg.ramp.min_delivery_pct
+            || (cfg.ramp.stop_on_failed_joins
+                && (r.step.failed_joins > 0 || r.failed_publishers > 0))
             || r.participants_up == 0;
         reports.push(r);
         if stop {
@@ -390,8 +365,8 @@ fn measure_rooms(
     let failed_publishers = parts.iter().filter(|p| broken(engine, p.publisher)).count();
     let step = measure(
         engine,
-        cfg.hold,
-        cfg.server_pid,
+        cfg.ramp.hold,
+        cfg.ramp.server_pid,
         players,
         keyframe_from,
         None,

@@ -122,6 +122,35 @@ pub fn idle(target: &Target, kind: IdleKind, n: usize, server_pid: u32) -> Resul
     }))
 }
 
+/// Reads every reply until `end`: each readable connection of `conns` (`Token(i)` is
+/// `conns[i]`, its WebSocket `ws(&mut conns[i])`) is read and flushed, and `on_replies(i,
+/// conn, texts)` gets what came (the ping and churn round-trip loops).
+fn read_replies<T>(
+    poll: &mut Poll,
+    conns: &mut [T],
+    end: Instant,
+    ws: fn(&mut T) -> &mut WsConn,
+    mut on_replies: impl FnMut(usize, &mut T, &[String]),
+) -> Result<(), String> {
+    let mut events = Events::with_capacity(1024);
+    let mut texts = Vec::new();
+    while Instant::now() < end {
+        poll.poll(&mut events, Some(Duration::from_millis(10)))
+            .map_err(|e| e.to_string())?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let Some(c) = conns.get_mut(i) else {
+                continue;
+            };
+            texts.clear();
+            ws(c).read_all(&mut texts);
+            ws(c).flush();
+            on_replies(i, c, &texts);
+        }
+    }
+    Ok(())
+}
+
 /// `conns` WebSockets each doing ping/pong round trips back to back for `seconds`.
 pub fn ping(target: &Target, conns: usize, seconds: f64) -> Result<Value, String> {
     let (path, proto) = target.kind.ws_path(&target.app);
@@ -140,24 +169,18 @@ pub fn ping(target: &Target, conns: usize, seconds: f64) -> Result<Value, String
     let is_pong = |t: &str| t.contains("pong");
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
-    let mut sent_at: Vec<Instant> = vec![start; conns];
-    for c in &mut ws {
+    // Each connection with the time its ping was sent.
+    let mut ws: Vec<(WsConn, Instant)> = ws.into_iter().map(|c| (c, start)).collect();
+    for (c, _) in &mut ws {
         c.send(ping.clone());
     }
     let mut hist = Histogram::new();
-    let mut events = Events::with_capacity(1024);
-    let mut texts = Vec::new();
-    while Instant::now() < end {
-        poll.poll(&mut events, Some(Duration::from_millis(10)))
-            .map_err(|e| e.to_string())?;
-        for ev in events.iter() {
-            let i = ev.token().0;
-            let (Some(c), Some(at)) = (ws.get_mut(i), sent_at.get_mut(i)) else {
-                continue;
-            };
-            texts.clear();
-            c.read_all(&mut texts);
-            c.flush();
+    read_replies(
+        &mut poll,
+        &mut ws,
+        end,
+        |(c, _)| c,
+        |_, (c, at), texts| {
             let pongs = texts.iter().filter(|t| is_pong(t)).count();
             if pongs > 0 {
                 let now = Instant::now();
@@ -167,11 +190,11 @@ pub fn ping(target: &Target, conns: usize, seconds: f64) -> Result<Value, String
                     c.send(ping.clone());
                 }
             }
-        }
-    }
+        },
+    )?;
     let wall = start.elapsed().as_secs_f64();
-    let broken = ws.iter().filter(|c| c.closed).count();
-    for c in &mut ws {
+    let broken = ws.iter().filter(|(c, _)| c.closed).count();
+    for (c, _) in &mut ws {
         c.close();
     }
     Ok(json!({
@@ -386,20 +409,13 @@ pub fn churn(target: &Target, conns: usize, seconds: f64) -> Result<Value, Strin
     let (mut ops, mut joins, mut leaves, mut errors) = (0u64, 0u64, 0u64, 0u64);
     let mut first_error: Option<String> = None;
     let mut hist = Histogram::new();
-    let mut events = Events::with_capacity(1024);
-    let mut texts = Vec::new();
-    while Instant::now() < end {
-        poll.poll(&mut events, Some(Duration::from_millis(10)))
-            .map_err(|e| e.to_string())?;
-        for ev in events.iter() {
-            let i = ev.token().0;
-            let Some(c) = cs.get_mut(i) else {
-                continue;
-            };
-            texts.clear();
-            c.ws.read_all(&mut texts);
-            c.ws.flush();
-            for t in &texts {
+    read_replies(
+        &mut poll,
+        &mut cs,
+        end,
+        |c| &mut c.ws,
+        |i, c, texts| {
+            for t in texts {
                 let Some(reply) = churn_reply(target.kind, t) else {
                     continue;
                 };
@@ -432,8 +448,8 @@ pub fn churn(target: &Target, conns: usize, seconds: f64) -> Result<Value, Strin
                     c.send_next(target.kind, i, n);
                 }
             }
-        }
-    }
+        },
+    )?;
     let wall = start.elapsed().as_secs_f64();
     let broken = cs.iter().filter(|c| c.ws.closed).count();
     for c in &mut cs {

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use antenna_load::engine::Target;
-use antenna_load::fanout::{self, FanoutConfig};
+use antenna_load::fanout::{self, FanoutConfig, RampConfig};
 use antenna_load::media::MediaProfile;
 use antenna_load::rooms::{self, RoomsConfig};
 use antenna_load::sig::ServerKind;
@@ -105,28 +105,30 @@ fn one_publisher_two_players_against_antenna() {
     let _one = exclusive();
     let server = start_antenna();
     let cfg = FanoutConfig {
-        target: Target {
-            kind: ServerKind::Antenna,
-            addr: server.ws,
-            app: "WebRTCAppEE".into(),
-            room: 0,
-            peer_ip: None,
+        ramp: RampConfig {
+            target: Target {
+                kind: ServerKind::Antenna,
+                addr: server.ws,
+                app: "WebRTCAppEE".into(),
+                room: 0,
+                peer_ip: None,
+            },
+            steps: vec![2],
+            hold: Duration::from_secs(5),
+            settle: Duration::from_millis(500),
+            join_rate: 10.0,
+            max_inflight: 2,
+            join_timeout: Duration::from_secs(20),
+            probes_per_step: 1,
+            profile: MediaProfile::default(),
+            server_pid: Some(server.child.id()),
+            loss_limit_pct: 100.0,
+            min_delivery_pct: 0.0,
+            remeasure_failed_step: false,
+            stop_on_failed_joins: false,
+            pause_for_joins: None,
         },
         stream: "smoke".into(),
-        steps: vec![2],
-        hold: Duration::from_secs(5),
-        settle: Duration::from_millis(500),
-        join_rate: 10.0,
-        max_inflight: 2,
-        join_timeout: Duration::from_secs(20),
-        probes_per_step: 1,
-        profile: MediaProfile::default(),
-        server_pid: Some(server.child.id()),
-        loss_limit_pct: 100.0,
-        min_delivery_pct: 0.0,
-        remeasure_failed_step: false,
-        stop_on_failed_joins: false,
-        pause_for_joins: None,
     };
     let reports = fanout::run(&cfg, |r| eprintln!("{}", r.human("antenna"))).expect("run");
     assert_eq!(reports.len(), 1);
@@ -155,32 +157,34 @@ fn one_room_of_three_against_antenna() {
     let _one = exclusive();
     let server = start_antenna();
     let cfg = RoomsConfig {
-        target: Target {
-            kind: ServerKind::Antenna,
-            addr: server.ws,
-            app: "WebRTCAppEE".into(),
-            room: 0,
-            peer_ip: None,
+        ramp: RampConfig {
+            target: Target {
+                kind: ServerKind::Antenna,
+                addr: server.ws,
+                app: "WebRTCAppEE".into(),
+                room: 0,
+                peer_ip: None,
+            },
+            steps: vec![1],
+            hold: Duration::from_secs(4),
+            settle: Duration::from_millis(500),
+            join_rate: 20.0,
+            max_inflight: 9,
+            join_timeout: Duration::from_secs(20),
+            probes_per_step: 1,
+            profile: MediaProfile {
+                video_bps: 500_000,
+                ..MediaProfile::default()
+            },
+            server_pid: Some(server.child.id()),
+            loss_limit_pct: 100.0,
+            min_delivery_pct: 0.0,
+            remeasure_failed_step: false,
+            stop_on_failed_joins: false,
+            pause_for_joins: None,
         },
-        steps: vec![1],
         size: 3,
         first_room: 1,
-        hold: Duration::from_secs(4),
-        settle: Duration::from_millis(500),
-        join_rate: 20.0,
-        max_inflight: 9,
-        join_timeout: Duration::from_secs(20),
-        probes_per_step: 1,
-        profile: MediaProfile {
-            video_bps: 500_000,
-            ..MediaProfile::default()
-        },
-        server_pid: Some(server.child.id()),
-        loss_limit_pct: 100.0,
-        min_delivery_pct: 0.0,
-        remeasure_failed_step: false,
-        stop_on_failed_joins: false,
-        pause_for_joins: None,
     };
     let reports = rooms::run(&cfg, |r| eprintln!("{}", r.human("antenna"))).expect("run");
     assert_eq!(reports.len(), 1);

@@ -135,20 +135,43 @@ impl EncodeMetric for CommitSeconds {
     }
 }
 
-fn gauge(reg: &mut Registry, name: &str, help: &str, v: u64) {
-    let g = Gauge::<i64>::default();
-    g.set(i64::try_from(v).unwrap_or(i64::MAX));
-    reg.register(name, help, g);
+/// Registers each `(name, help, value)` as a gauge.
+fn gauges(reg: &mut Registry, items: &[(&str, &str, u64)]) {
+    for &(name, help, v) in items {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        reg.register(name, help, g);
+    }
 }
 
-fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
-    let c = Counter::<u64>::default();
-    c.inc_by(v);
-    reg.register(name, help, c);
+/// Registers each `(name, help, value)` as a counter.
+fn counters(reg: &mut Registry, items: &[(&str, &str, u64)]) {
+    for &(name, help, v) in items {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        reg.register(name, help, c);
+    }
+}
+
+/// Registers one gauge family with a value per `label` value.
+fn gauge_family<'a>(
+    reg: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    let f = Family::<Vec<(String, String)>, Gauge>::default();
+    for (value, n) in values {
+        f.get_or_create(&vec![(label.to_string(), value.to_string())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    reg.register(name, help, f);
 }
 
 type Labelled = Family<Vec<(String, String)>, Counter>;
 
+/// Registers one counter family with a count per `label` value.
 fn labelled<'a>(
     reg: &mut Registry,
     name: &str,
@@ -168,69 +191,76 @@ fn labelled<'a>(
 pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
     let mut reg = Registry::with_prefix("antenna");
     let r = &mut reg;
-    gauge(r, "connections", "Open TCP connections", s.connections);
-    gauge(r, "websockets", "Open WebSockets", s.websockets);
-    let roles = Family::<Vec<(String, String)>, Gauge>::default();
-    for (role, n) in [
-        ("publish", s.roles.publish),
-        ("play", s.roles.play),
-        ("room_play", s.roles.room_play),
-    ] {
-        roles
-            .get_or_create(&vec![("role".to_string(), role.to_string())])
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-    r.register("sessions", "Media sessions by role", roles);
-    gauge(r, "streams", "Streams being published", s.streams);
-    gauge(
+    gauges(
         r,
-        "streams_live",
-        "Published streams whose media started",
-        s.roles.live,
+        &[
+            ("connections", "Open TCP connections", s.connections),
+            ("websockets", "Open WebSockets", s.websockets),
+        ],
     );
-    gauge(r, "rooms", "Conference rooms with members", s.rooms);
-    gauge(
+    gauge_family(
         r,
-        "media_sessions",
-        "Peer connections in the media core",
-        s.media_sessions,
+        "sessions",
+        "Media sessions by role",
+        "role",
+        [
+            ("publish", s.roles.publish),
+            ("play", s.roles.play),
+            ("room_play", s.roles.room_play),
+        ],
+    );
+    gauges(
+        r,
+        &[
+            ("streams", "Streams being published", s.streams),
+            (
+                "streams_live",
+                "Published streams whose media started",
+                s.roles.live,
+            ),
+            ("rooms", "Conference rooms with members", s.rooms),
+            (
+                "media_sessions",
+                "Peer connections in the media core",
+                s.media_sessions,
+            ),
+        ],
     );
     let t = s.traffic;
-    counter(
+    counters(
         r,
-        "udp_packets_received",
-        "Datagrams received on the media port",
-        t.packets_in,
-    );
-    counter(
-        r,
-        "udp_bytes_received",
-        "Bytes received on the media port",
-        t.bytes_in,
-    );
-    counter(
-        r,
-        "udp_packets_sent",
-        "Datagrams sent on the media port",
-        t.packets_out,
-    );
-    counter(
-        r,
-        "udp_bytes_sent",
-        "Bytes sent on the media port",
-        t.bytes_out,
-    );
-    counter(
-        r,
-        "forwarded_packets",
-        "RTP packets written to players (one per player)",
-        s.sfu.forwarded_packets,
-    );
-    counter(
-        r,
-        "keyframe_requests",
-        "Keyframe requests (PLI) sent to publishers",
-        s.sfu.keyframe_requests,
+        &[
+            (
+                "udp_packets_received",
+                "Datagrams received on the media port",
+                t.packets_in,
+            ),
+            (
+                "udp_bytes_received",
+                "Bytes received on the media port",
+                t.bytes_in,
+            ),
+            (
+                "udp_packets_sent",
+                "Datagrams sent on the media port",
+                t.packets_out,
+            ),
+            (
+                "udp_bytes_sent",
+                "Bytes sent on the media port",
+                t.bytes_out,
+            ),
+            (
+                "forwarded_packets",
+                "RTP packets written to players (one per player)",
+                s.sfu.forwarded_packets,
+            ),
+            (
+                "keyframe_requests",
+                "Keyframe requests (PLI) sent to publishers",
+                s.sfu.keyframe_requests,
+            ),
+        ],
     );
     labelled(
         r,
@@ -243,11 +273,13 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
             ("unparsable", s.sfu.unparsable_dropped),
         ],
     );
-    counter(
+    counters(
         r,
-        "candidates_dropped",
-        "Remote ICE candidates dropped (duplicate or over the bound)",
-        s.sfu.candidates_dropped,
+        &[(
+            "candidates_dropped",
+            "Remote ICE candidates dropped (duplicate or over the bound)",
+            s.sfu.candidates_dropped,
+        )],
     );
     r.register(
         "loop_iteration_seconds",
@@ -268,11 +300,13 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
         "definition",
         refusals,
     );
-    counter(
+    counters(
         r,
-        "auth_failure_closes",
-        "WebSockets closed for repeated credential failures",
-        s.auth_closed,
+        &[(
+            "auth_failure_closes",
+            "WebSockets closed for repeated credential failures",
+            s.auth_closed,
+        )],
     );
     let c = s.runtime;
     labelled(
@@ -288,11 +322,13 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
             ("ws_idle", c.ws_idle_closed),
         ],
     );
-    counter(
+    counters(
         r,
-        "accept_paused",
-        "Times accepting paused for lack of file descriptors",
-        c.accept_paused,
+        &[(
+            "accept_paused",
+            "Times accepting paused for lack of file descriptors",
+            c.accept_paused,
+        )],
     );
     labelled(
         r,
@@ -301,30 +337,34 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
         "reason",
         s.rest_refusals.iter().copied(),
     );
-    gauge(
+    gauges(
         r,
-        "store_healthy",
-        "1 while the datastore makes writes durable",
-        u64::from(s.store_healthy),
+        &[(
+            "store_healthy",
+            "1 while the datastore makes writes durable",
+            u64::from(s.store_healthy),
+        )],
     );
     if let Some(c) = s.store {
-        counter(
+        counters(
             r,
-            "store_commits",
-            "Datastore commits that succeeded",
-            c.commits,
-        );
-        counter(
-            r,
-            "store_failed_commits",
-            "Datastore commit attempts that failed (each retry counts)",
-            c.failed_commits,
-        );
-        counter(
-            r,
-            "store_recoveries",
-            "Times the datastore recovered (a commit succeeded after failures)",
-            c.recoveries,
+            &[
+                (
+                    "store_commits",
+                    "Datastore commits that succeeded",
+                    c.commits,
+                ),
+                (
+                    "store_failed_commits",
+                    "Datastore commit attempts that failed (each retry counts)",
+                    c.failed_commits,
+                ),
+                (
+                    "store_recoveries",
+                    "Times the datastore recovered (a commit succeeded after failures)",
+                    c.recoveries,
+                ),
+            ],
         );
         r.register(
             "store_commit_seconds",
@@ -333,28 +373,27 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
         );
     }
     let w = &s.whip;
-    let kinds = Family::<Vec<(String, String)>, Gauge>::default();
-    for (kind, n) in [("whip", w.live_whip), ("whep", w.live_whep)] {
-        kinds
-            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-    r.register(
+    gauge_family(
+        r,
         "whip_resources",
         "Live WHIP and WHEP resources, by kind",
-        kinds,
+        "kind",
+        [("whip", w.live_whip), ("whep", w.live_whep)],
     );
-    counter(
+    counters(
         r,
-        "whip_resources_created",
-        "WHIP and WHEP resources created",
-        w.created,
-    );
-    counter(
-        r,
-        "whip_resources_ended",
-        "WHIP and WHEP resources ended",
-        w.ended,
+        &[
+            (
+                "whip_resources_created",
+                "WHIP and WHEP resources created",
+                w.created,
+            ),
+            (
+                "whip_resources_ended",
+                "WHIP and WHEP resources ended",
+                w.ended,
+            ),
+        ],
     );
     let statuses: Vec<(String, u64)> = w.refused.iter().map(|(s, n)| (s.to_string(), *n)).collect();
     labelled(
@@ -364,31 +403,37 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
         "status",
         statuses.iter().map(|(s, n)| (s.as_str(), *n)),
     );
-    gauge(
+    gauges(
         r,
-        "cpu_overloaded",
-        "1 while CPU admission refuses new publish and play",
-        u64::from(s.cpu_overloaded),
-    );
-    gauge(
-        r,
-        "cpu_limit_percent",
-        "CPU admission threshold, percent of a core (0: off)",
-        s.cpu_limit_percent,
+        &[
+            (
+                "cpu_overloaded",
+                "1 while CPU admission refuses new publish and play",
+                u64::from(s.cpu_overloaded),
+            ),
+            (
+                "cpu_limit_percent",
+                "CPU admission threshold, percent of a core (0: off)",
+                s.cpu_limit_percent,
+            ),
+        ],
     );
     let h = s.hooks;
-    counter(r, "webhooks_queued", "Webhook calls queued", h.queued);
-    counter(
+    counters(
         r,
-        "webhooks_delivered",
-        "Webhook calls answered 2xx",
-        h.delivered,
-    );
-    counter(
-        r,
-        "webhooks_retried",
-        "Webhook attempts that failed and were retried",
-        h.retried,
+        &[
+            ("webhooks_queued", "Webhook calls queued", h.queued),
+            (
+                "webhooks_delivered",
+                "Webhook calls answered 2xx",
+                h.delivered,
+            ),
+            (
+                "webhooks_retried",
+                "Webhook attempts that failed and were retried",
+                h.retried,
+            ),
+        ],
     );
     labelled(
         r,
@@ -401,11 +446,13 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
             ("bad_url", h.dropped_url),
         ],
     );
-    gauge(
+    gauges(
         r,
-        "shutting_down",
-        "1 once a graceful shutdown began (readyz is 503)",
-        u64::from(s.shutting_down),
+        &[(
+            "shutting_down",
+            "1 once a graceful shutdown began (readyz is 503)",
+            u64::from(s.shutting_down),
+        )],
     );
     let mut out = String::new();
     // Writing to a String cannot fail.

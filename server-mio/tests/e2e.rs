@@ -8,6 +8,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
+use common::raw::{client_frame, upgrade_request};
 use common::{body, http_get, http_raw, tcp, Client, Ended, Server, TIMEOUT};
 use serde_json::json;
 
@@ -383,30 +384,13 @@ fn help_documents_the_options() {
     }
 }
 
-/// A masked client text frame (payload under 126 bytes).
-fn client_text_frame(text: &str) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let len = u8::try_from(text.len()).expect("short frame");
-    assert!(len < 126);
-    let mut f = vec![0x81, 0x80 | len];
-    f.extend_from_slice(&mask);
-    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
 #[test]
 fn first_frame_in_the_same_packet_as_the_upgrade_is_not_lost() {
     use std::io::Read;
     let server = Server::start();
     let mut s = tcp(server.http);
-    let mut req = format!(
-        "GET /WebRTCAppEE/websocket?target=origin HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        server.http
-    )
-    .into_bytes();
-    req.extend(client_text_frame(r#"{"command":"ping"}"#));
+    let mut req = upgrade_request(server.http, "/WebRTCAppEE/websocket?target=origin").into_bytes();
+    req.extend(client_frame(1, br#"{"command":"ping"}"#));
     s.write_all(&req).unwrap();
     let expected_frame = {
         let pong = json!({"command": "pong"}).to_string();

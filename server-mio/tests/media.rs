@@ -118,11 +118,10 @@ fn publish_then_play_media_over_udp() {
 }
 #[test]
 fn tokens_media_and_live_status_in_the_rest_api() {
-    let cfg = common::config_file(
+    let server = Server::start_with_config(
         "media-tokens",
         "[apps.WebRTCAppEE]\npublishTokenControlEnabled = true\nplayTokenControlEnabled = true\n",
     );
-    let server = Server::start_with(&["--config", cfg.to_str().expect("utf-8")]);
     let b = "/WebRTCAppEE/rest/v2/broadcasts";
     let rest = |method: &str, path: &str, body: Option<&str>| server.rest(method, path, body);
     let (st, _) = rest(

@@ -18,66 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
+use common::raw::{client_frame, raw_ws, rss_kib, upgrade_request};
 use common::{tcp, Client, Ended, Server};
 use serde_json::{json, Value};
-
-/// The server's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 /// The server's CPU time (user + system).
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
     server_mio::overload::parse_proc_stat(&stat).expect("utime/stime")
-}
-
-/// A masked client frame.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut f = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
-/// The upgrade request for the default application.
-fn upgrade_request(server: &Server) -> String {
-    format!(
-        "GET /WebRTCAppEE/websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        server.http
-    )
-}
-
-/// Opens a WebSocket by hand and returns the socket once the `101` head was read (only the
-/// head: nothing else is sent before the client speaks).
-fn raw_ws(server: &Server) -> TcpStream {
-    let mut s = tcp(server.http);
-    s.write_all(upgrade_request(server).as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).expect("read the upgrade answer");
-        assert_eq!(n, 1, "closed during the handshake: {head:?}");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    s
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -129,7 +77,7 @@ fn pongs_count_against_the_output_cap() {
     let server = Server::start_with(&["--log", "info"]);
     server.client().ping_pong();
     let before = rss_kib(server.pid());
-    let mut s = raw_ws(&server);
+    let mut s = raw_ws(server.http);
     // 1000 pings with the largest control payload (125 bytes) per write.
     let batch: Vec<u8> = (0..1000)
         .flat_map(|_| client_frame(0x9, &[0x55; 125]))
@@ -183,7 +131,7 @@ fn flood(server: &Server, stop: Arc<AtomicBool>) -> (Arc<AtomicU64>, Arc<AtomicU
         batch.extend(client_frame(0x9, b"flood"));
         batch.extend(client_frame(0x1, br#"{"command":"ping"}"#));
     }
-    let request = upgrade_request(server);
+    let request = upgrade_request(server.http, "/WebRTCAppEE/websocket");
     let addr = server.http;
     let (sent2, drops2) = (sent.clone(), drops.clone());
     std::thread::spawn(move || {
@@ -296,7 +244,7 @@ fn idle_sockets(server: &Server, n: usize, ws: usize) -> Vec<TcpStream> {
     let mut socks = Vec::with_capacity(n);
     for i in 0..n {
         if i < ws {
-            socks.push(raw_ws(server));
+            socks.push(raw_ws(server.http));
         } else {
             socks.push(TcpStream::connect(server.http).expect("connect"));
         }
@@ -721,7 +669,8 @@ fn out_of_descriptors_pauses_accepting_without_spinning() {
             "never ran out of descriptors"
         );
         let mut s = tcp(server.http);
-        s.write_all(upgrade_request(&server).as_bytes()).unwrap();
+        s.write_all(upgrade_request(server.http, "/WebRTCAppEE/websocket").as_bytes())
+            .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
         let mut buf = [0u8; 12];
         match s.read_exact(&mut buf) {

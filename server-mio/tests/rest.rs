@@ -7,13 +7,13 @@ mod common;
 
 use std::process::Command;
 
-use common::{config_file, http_json, http_raw, unix_s, Server};
+use common::{http_json, http_raw, unix_s, Server};
 use serde_json::{json, Map, Value};
 
 const REST_KEY: &str = "rest-api-secret-key-0123456789abcdef";
 
 fn server() -> Server {
-    let cfg = config_file(
+    Server::start_with_config(
         "rest",
         &format!(
             r#"
@@ -23,8 +23,7 @@ fn server() -> Server {
             jwtSecretKey = "{REST_KEY}"
             "#
         ),
-    );
-    Server::start_with(&["--config", cfg.to_str().expect("utf-8")])
+    )
 }
 
 const B: &str = "/WebRTCAppEE/rest/v2/broadcasts";

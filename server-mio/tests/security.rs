@@ -18,7 +18,7 @@ const B32: &str = "JBSWY3DPEHPK3PXP";
 
 /// One server, one application per security feature.
 fn server() -> Server {
-    let cfg = config_file(
+    Server::start_with_config(
         "security",
         &format!(
             r#"
@@ -45,8 +45,7 @@ fn server() -> Server {
             acceptOnlyRoomsInDataStore = true
             "#
         ),
-    );
-    Server::start_with(&["--config", cfg.to_str().expect("utf-8 path")])
+    )
 }
 
 fn rest(s: &Server, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
@@ -528,7 +527,7 @@ fn bad_app_settings_in_the_config_exit_2() {
 const ADMIN_KEY: &str = "same-key-for-rest-and-streams-0123456789";
 
 fn hardened_server() -> Server {
-    let cfg = config_file(
+    Server::start_with_config(
         "hardening",
         &format!(
             r#"
@@ -546,8 +545,7 @@ fn hardened_server() -> Server {
             jwtStreamSecretKey = "{ADMIN_KEY}"
             "#
         ),
-    );
-    Server::start_with(&["--config", cfg.to_str().expect("utf-8 path")])
+    )
 }
 
 fn one_time_token(s: &Server, app: &str, id: &str, kind: &str) -> String {

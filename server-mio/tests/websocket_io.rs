@@ -10,18 +10,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::raw::{client_fragment, client_frame, rss_kib, upgrade_request};
 use common::{tcp, Client, Server};
 use serde_json::{json, Value};
-
-/// The server's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 #[test]
 fn idle_websockets_cost_little_memory() {
@@ -50,26 +41,6 @@ fn idle_websockets_cost_little_memory() {
     drop(clients);
 }
 
-/// A masked client frame with `opcode`, any payload length.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x5a, 0x13, 0xc7, 0x8e];
-    let mut f = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
 /// A raw WebSocket: the handshake done by hand, frames read one by one.
 struct Raw {
     s: TcpStream,
@@ -79,12 +50,7 @@ struct Raw {
 impl Raw {
     fn open(server: &Server) -> Raw {
         let mut s = tcp(server.http);
-        let req = format!(
-            "GET /WebRTCAppEE/websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-            server.http
-        );
+        let req = upgrade_request(server.http, "/WebRTCAppEE/websocket");
         s.write_all(req.as_bytes()).unwrap();
         let mut raw = Raw { s, buf: Vec::new() };
         let end = loop {
@@ -189,15 +155,6 @@ fn large_frame_in_pieces_then_a_glued_frame_are_answered() {
     raw.s.write_all(&bytes).unwrap();
     assert_eq!(raw.frame(), (10, b"hello".to_vec()));
     assert_eq!(raw.json()["command"], "pong");
-}
-
-/// A masked client frame with FIN as given.
-fn client_fragment(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = client_frame(opcode, payload);
-    if !fin {
-        f[0] &= 0x7f;
-    }
-    f
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::browser::Browser;
 use common::media::{play_frames, publish_live, run};
-use common::{body, config_file, http_raw, Server};
+use common::{body, http_raw, Server};
 use serde_json::json;
 
 const APP: &str = "WebRTCAppEE";
@@ -291,7 +291,7 @@ fn bad_requests_get_their_status() {
 
 #[test]
 fn bearer_tokens_are_checked_as_on_the_websocket() {
-    let cfg = config_file(
+    let server = Server::start_with_config(
         "whip-hash",
         &format!(
             r#"
@@ -302,7 +302,6 @@ fn bearer_tokens_are_checked_as_on_the_websocket() {
             "#
         ),
     );
-    let server = Server::start_with(&["--config", cfg.to_str().expect("utf-8 path")]);
     let a = server.http;
     let path = "/Hash/whip/h1";
     let good = antenna_store::crypto::hash_token("h1", "publish", HASH_SECRET);

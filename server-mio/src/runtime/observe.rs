@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use proto_core::{EventKind, StreamEvent};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{Runtime, State};
 use crate::hooks::{self, Action as HookAction, Hook, HookInfo, HookSender};
@@ -26,6 +26,104 @@ pub(super) struct Obs {
 }
 
 impl Runtime {
+    /// Logs the sizes of the connection and signalling state when they change (at most once
+    /// per housekeeping pass), so that what ghosts and idle timeouts leave behind is visible.
+    pub(super) fn log_state(&mut self) {
+        let sizes = StateSizes {
+            connections: self.conns.len(),
+            websockets: self.conns.values().filter(|c| c.is_open_ws()).count(),
+            signalling_connections: self.node.sig.connection_count(),
+            sessions: self.node.sig.session_count(),
+            publishers: self.node.sig.publisher_count(),
+            media_sessions: self.node.sfu.session_count(),
+            signalling_idle: self.node.sig.is_idle(),
+        };
+        if self.logged_state == Some(sizes) {
+            return;
+        }
+        debug!(
+            connections = sizes.connections,
+            websockets = sizes.websockets,
+            signalling_connections = sizes.signalling_connections,
+            sessions = sizes.sessions,
+            publishers = sizes.publishers,
+            media_sessions = sizes.media_sessions,
+            signalling_idle = sizes.signalling_idle,
+            "state sizes"
+        );
+        self.logged_state = Some(sizes);
+    }
+
+    /// Logs the refusal and drop counters, and the data channel drops, when they changed
+    /// (once per housekeeping pass).
+    pub(super) fn log_counters(&mut self) {
+        if self.counters != self.logged {
+            let c = self.counters;
+            let refusals = (
+                c.udp_dropped,
+                c.slow_clients_dropped,
+                c.refused_total,
+                c.refused_per_ip,
+                c.accept_paused,
+                c.http_timeouts,
+                c.ws_idle_closed,
+            );
+            let l = self.logged;
+            let logged = (
+                l.udp_dropped,
+                l.slow_clients_dropped,
+                l.refused_total,
+                l.refused_per_ip,
+                l.accept_paused,
+                l.http_timeouts,
+                l.ws_idle_closed,
+            );
+            if refusals != logged {
+                warn!(
+                    udp_dropped = c.udp_dropped,
+                    slow_clients_dropped = c.slow_clients_dropped,
+                    refused_total = c.refused_total,
+                    refused_per_ip = c.refused_per_ip,
+                    accept_paused = c.accept_paused,
+                    http_timeouts = c.http_timeouts,
+                    ws_idle_closed = c.ws_idle_closed,
+                    connections = self.per_ip.total(),
+                    "refusals and drops so far"
+                );
+            } else {
+                debug!(
+                    ws_pings_sent = c.ws_pings_sent,
+                    read_budget_yields = c.read_budget_yields,
+                    "websocket liveness and fairness"
+                );
+            }
+            self.logged = c;
+        }
+        // Data-channel messages the relay dropped (oversize, over rate, slow receivers):
+        // logged once per housekeeping pass when they change.
+        let data = self.node.sfu.data_stats();
+        let drops = |d: &rtc_core::DataStats| {
+            (
+                d.dropped_oversize,
+                d.dropped_rate,
+                d.dropped_congested,
+                d.dropped_not_relayed,
+            )
+        };
+        if drops(&data) != drops(&self.logged_data) {
+            info!(
+                received = data.received,
+                delivered = data.delivered,
+                dropped_oversize = data.dropped_oversize,
+                dropped_rate = data.dropped_rate,
+                dropped_congested = data.dropped_congested,
+                dropped_not_relayed = data.dropped_not_relayed,
+                "data channel messages dropped"
+            );
+            self.logged_data = data;
+        }
+    }
+
     /// After a stop signal, `/readyz` answers 503 for `drain` while everything else keeps
     /// working (load balancers stop sending new clients), then the graceful shutdown begins.
     /// A second signal begins it at once.
@@ -249,4 +347,16 @@ fn hooks_for(ds: &crate::datastore::Datastore, ev: &StreamEvent) -> Vec<Hook> {
         }
     }
     out
+}
+
+/// Sizes of the runtime's and the cores' state, for the `state sizes` log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StateSizes {
+    connections: usize,
+    websockets: usize,
+    signalling_connections: usize,
+    sessions: usize,
+    publishers: usize,
+    media_sessions: usize,
+    signalling_idle: bool,
 }

@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod media;
+pub mod raw;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -52,6 +53,13 @@ impl Server {
     /// Same, with extra arguments.
     pub fn start_with(extra: &[&str]) -> Server {
         Server::start_wrapped(&[], extra)
+    }
+
+    /// Same, with `toml` as its configuration file (written to a fresh temp dir named for
+    /// `name`).
+    pub fn start_with_config(name: &str, toml: &str) -> Server {
+        let cfg = config_file(name, toml);
+        Server::start_with(&["--config", cfg.to_str().expect("utf-8 path")])
     }
 
     /// Same, started through `wrapper` (a command that ends by exec'ing its arguments, so the
