@@ -178,6 +178,13 @@ impl Runtime {
         }
     }
 
+    /// Graceful shutdown: the webhook calls still queued go out within a bounded wait.
+    pub(super) fn close_hooks(&mut self) {
+        if let Some(sender) = &mut self.obs.hooks {
+            sender.close();
+        }
+    }
+
     /// Turns the signalling core's stream events into webhook calls.
     pub(super) fn pump_hooks(&mut self) {
         while let Some(ev) = self.node.sig.poll_event() {
@@ -210,6 +217,7 @@ fn hooks_for(ds: &crate::datastore::Datastore, ev: &StreamEvent) -> Vec<Hook> {
     let Some(url) = url else {
         return Vec::new();
     };
+    let delivery = hooks::Delivery::from_settings(&data.settings(&ev.app).extra);
     let category = broadcast
         .and_then(|b| b.extra.get("category"))
         .and_then(|v| v.as_str());
@@ -248,5 +256,5 @@ fn hooks_for(ds: &crate::datastore::Datastore, ev: &StreamEvent) -> Vec<Hook> {
             _ => {}
         }
     }
-    out
+    out.into_iter().map(|h| h.with_delivery(delivery)).collect()
 }
