@@ -173,6 +173,7 @@ impl Runtime {
                     created: t.created,
                     ended: t.ended,
                     refused: t.refused.iter().map(|(s, n)| (*s, *n)).collect(),
+                    token_lockouts: t.bad_tokens.lockouts,
                 }
             },
         }
