@@ -10,10 +10,11 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use proto_core::{ConnId, HttpMediaRequest, Notification, SdpType, ServerMessage};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::Node;
 
+mod lockout;
 mod resources;
 pub use resources::*;
 
@@ -36,6 +37,23 @@ impl Node {
         head: &MediaHead,
         body: &[u8],
     ) -> HttpReply {
+        if head.method == Method::Post {
+            if let Some(left) = self.resources.bad_tokens.locked(now, ip) {
+                *self.resources.refused.entry(429).or_default() += 1;
+                let secs = left.as_millis().div_ceil(1000).max(1).to_string();
+                info!(%ip, kind = head.kind.segment(), app = %head.app, stream = %head.stream,
+                    retry_after_s = %secs, "whip/whep request refused: address locked out after wrong tokens");
+                return HttpReply {
+                    status: 429,
+                    response: reply(
+                        429,
+                        "text/plain; charset=utf-8",
+                        b"too many wrong tokens from this address; retry later\n",
+                        &[("Retry-After", secs.as_str())],
+                    ),
+                };
+            }
+        }
         let result = match head.method {
             Method::Post => self.http_post(now, ip, head, body),
             Method::Patch => self.http_patch(now, head, body),
@@ -107,6 +125,14 @@ impl Node {
                 // Nothing of it may stay behind.
                 self.sig.handle_http_delete(now, conn, &head.stream);
                 self.pump(now);
+                if matches!(e, Some(proto_core::SignalError::UnauthorizedAccess))
+                    && head.token.is_some()
+                    && self.resources.bad_tokens.record_failure(now, ip)
+                {
+                    warn!(%ip, kind = head.kind.segment(), app = %head.app,
+                        lockouts = self.resources.bad_tokens.lockouts,
+                        "whip/whep: address locked out after repeated wrong tokens");
+                }
                 return Err(match (e, closed) {
                     (Some(e), _) => (
                         status_for(e, head.token.is_some()),
@@ -118,6 +144,9 @@ impl Node {
                 });
             }
         };
+        if head.token.is_some() {
+            self.resources.bad_tokens.record_success(ip);
+        }
         let answer = with_candidates(answer, &candidates);
         let id = self.resources.insert(Resource {
             conn,

@@ -1,16 +1,23 @@
-//! AMS webhooks (`listenerHookURL`): what to send, in which order, and when to retry.
+//! AMS webhooks (`listenerHookURL`): what to send, in which order, and when to retry. (Over 600
+//! lines: about half is the unit tests of the queue.)
 //!
 //! [`HookQueue`] is pure (no IO, no clock: `now` comes in): calls go in with [`HookQueue::push`]
 //! (bounded: a full queue drops the call and counts it), [`HookQueue::poll_request`] hands out
-//! the next due call, [`HookQueue::handle_result`] takes the outcome; a failure is retried with
-//! a doubling back-off ([`FIRST_RETRY`] .. [`MAX_RETRY`]) up to [`MAX_ATTEMPTS`] attempts.
+//! the next due call, [`HookQueue::handle_result`] takes the outcome. As AMS does (its
+//! `AntMediaApplicationAdapter.sendPOST`), a failed call is tried again `webhookRetryCount` times
+//! (application setting, default 0, at most [`MAX_RETRIES`] here) after `webhookRetryDelay`
+//! milliseconds each time (default 1000; kept within [`MIN_RETRY_DELAY`]..[`MAX_RETRY_DELAY`]),
+//! and the body is JSON unless `webhookContentType` is `application/x-www-form-urlencoded`
+//! (AMS 2.10 and later; older ones sent forms only). See [`Delivery`].
 //! Calls go out one at a time in the order they were pushed (a retried call holds back the
 //! ones behind it, so a receiver sees `liveStreamStarted` before `liveStreamEnded`).
 //!
 //! The HTTP bytes are moved by [`spawn_sender`] (`hooks/sender.rs`): one thread with a bounded channel. The event
 //! loop only `try_send`s (a full channel drops and counts); the thread owns the queue and does
 //! blocking HTTP/1.1 with a connect/read/write timeout ([`IO_TIMEOUT`]), so a receiver that is
-//! down or slow never delays the loop or the media.
+//! down or slow never delays the loop or the media. At a graceful shutdown the runtime closes
+//! the sender ([`HookSender::close`]): the calls still queued go out (retries included) until
+//! [`DRAIN_WAIT`] is over; what is left then is dropped and counted.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -25,12 +32,18 @@ pub use sender::{spawn_sender, unix_ms, HookSender};
 
 /// Calls waiting (queued or being retried) at most; more are dropped and counted.
 pub const MAX_QUEUE: usize = 1024;
-/// Attempts per call.
-pub const MAX_ATTEMPTS: u32 = 5;
-/// First retry delay; doubles after each failure.
-pub const FIRST_RETRY: Duration = Duration::from_millis(500);
-/// Longest retry delay.
-pub const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Most retries of one call, whatever `webhookRetryCount` says.
+pub const MAX_RETRIES: u32 = 10;
+/// AMS's default `webhookRetryDelay`.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(1000);
+/// Shortest retry delay taken from the settings.
+pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(10);
+/// Longest retry delay taken from the settings.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// How long a graceful shutdown waits for queued calls to go out.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// `webhookContentType` for form bodies (anything else means JSON, AMS's default).
+pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 /// Longest hook URL.
 pub const MAX_URL_LEN: usize = 2048;
 /// Connect, write and read timeout of one attempt (AMS uses 2 s too).
@@ -79,6 +92,58 @@ pub struct Hook {
     pub url: String,
     /// Form fields.
     pub fields: Vec<(&'static str, String)>,
+    /// Retries and body format, from the application's settings.
+    pub delivery: Delivery,
+}
+
+/// How a call is delivered: AMS's `webhookRetryCount`, `webhookRetryDelay` and
+/// `webhookContentType` application settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Tries after the first failed one.
+    pub retries: u32,
+    /// Wait before each retry.
+    pub retry_delay: Duration,
+    /// JSON body (`false`: a form).
+    pub json: bool,
+}
+
+impl Default for Delivery {
+    /// AMS's defaults: no retry, 1 s, JSON.
+    fn default() -> Delivery {
+        Delivery {
+            retries: 0,
+            retry_delay: DEFAULT_RETRY_DELAY,
+            json: true,
+        }
+    }
+}
+
+impl Delivery {
+    /// From an application's settings (AMS's names); values out of bounds are clamped, values
+    /// of the wrong type ignored.
+    pub fn from_settings(settings: &serde_json::Map<String, serde_json::Value>) -> Delivery {
+        let mut d = Delivery::default();
+        if let Some(n) = settings
+            .get("webhookRetryCount")
+            .and_then(serde_json::Value::as_u64)
+        {
+            d.retries = u32::try_from(n).unwrap_or(u32::MAX).min(MAX_RETRIES);
+        }
+        if let Some(ms) = settings
+            .get("webhookRetryDelay")
+            .and_then(serde_json::Value::as_u64)
+        {
+            d.retry_delay = Duration::from_millis(ms).clamp(MIN_RETRY_DELAY, MAX_RETRY_DELAY);
+        }
+        if let Some(t) = settings
+            .get("webhookContentType")
+            .and_then(serde_json::Value::as_str)
+        {
+            d.json = !t.trim().eq_ignore_ascii_case(FORM_CONTENT_TYPE);
+        }
+        d
+    }
 }
 
 /// What a hook is about.
@@ -124,11 +189,45 @@ impl Hook {
         Hook {
             url: url.to_string(),
             fields,
+            delivery: Delivery::default(),
         }
     }
 
-    /// The form body (`application/x-www-form-urlencoded`).
+    /// This call with `delivery`.
+    #[must_use]
+    pub fn with_delivery(mut self, delivery: Delivery) -> Hook {
+        self.delivery = delivery;
+        self
+    }
+
+    /// The body's content type.
+    pub fn content_type(&self) -> &'static str {
+        if self.delivery.json {
+            "application/json"
+        } else {
+            FORM_CONTENT_TYPE
+        }
+    }
+
+    /// The body: a JSON object of strings as AMS sends it (`metadata` embedded as an object
+    /// when it is one), or the form.
     pub fn body(&self) -> String {
+        if self.delivery.json {
+            let mut obj = serde_json::Map::new();
+            for (k, v) in &self.fields {
+                let value = match serde_json::from_str::<serde_json::Value>(v) {
+                    Ok(o @ serde_json::Value::Object(_)) if *k == "metadata" => o,
+                    _ => serde_json::Value::String(v.clone()),
+                };
+                obj.insert((*k).to_string(), value);
+            }
+            return serde_json::Value::Object(obj).to_string();
+        }
+        self.form()
+    }
+
+    /// The form body (`application/x-www-form-urlencoded`).
+    pub fn form(&self) -> String {
         let mut out = String::new();
         for (i, (k, v)) in self.fields.iter().enumerate() {
             if i > 0 {
@@ -203,7 +302,7 @@ pub struct HookCounters {
     pub retried: u64,
     /// Calls dropped because the queue (or the channel to the sender) was full.
     pub dropped_full: u64,
-    /// Calls given up after [`MAX_ATTEMPTS`].
+    /// Calls given up after their last retry, or left at the end of a shutdown's drain.
     pub dropped_attempts: u64,
     /// Calls dropped for a URL that is not `http://host[:port]/path` within bounds, or whose
     /// host the [`AllowList`] does not allow.
@@ -310,7 +409,7 @@ impl HookQueue {
     }
 
     /// The outcome of the call in flight. `Ok` goes on to the next call; a failure is retried
-    /// after the back-off, or dropped after [`MAX_ATTEMPTS`].
+    /// after the call's delay, or dropped after its last retry.
     pub fn handle_result(&mut self, now: Instant, delivered: bool) {
         if !std::mem::replace(&mut self.in_flight, false) {
             return;
@@ -321,15 +420,22 @@ impl HookQueue {
         if delivered {
             self.counters.delivered += 1;
             self.queue.pop_front();
-        } else if head.attempts >= MAX_ATTEMPTS {
+        } else if head.attempts > head.hook.delivery.retries.min(MAX_RETRIES) {
             self.counters.dropped_attempts += 1;
             self.queue.pop_front();
         } else {
             self.counters.retried += 1;
-            let exp = head.attempts.saturating_sub(1).min(16);
-            let delay = FIRST_RETRY.saturating_mul(1 << exp).min(MAX_RETRY);
-            head.not_before = Some(now + delay);
+            head.not_before = Some(now + head.hook.delivery.retry_delay);
         }
+    }
+
+    /// Drops every waiting call (the end of a shutdown's drain), counted; how many.
+    pub fn abandon(&mut self) -> usize {
+        let n = self.queue.len();
+        self.counters.dropped_attempts += n as u64;
+        self.queue.clear();
+        self.in_flight = false;
+        n
     }
 }
 
@@ -386,7 +492,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            h.body(),
+            h.form(),
             "id=cam+1&action=playStarted&streamName=a%26b%3Dc&mainTrackId=room1&roomId=room1\
              &subscriberId=sub&app=LiveApp&timestamp=42"
         );
@@ -417,7 +523,8 @@ mod tests {
         let mut q = HookQueue::new();
         assert!(!q.push(Hook {
             url: "https://h/".into(),
-            fields: vec![]
+            fields: vec![],
+            delivery: Delivery::default(),
         }));
         assert_eq!(q.counters().dropped_url, 1);
     }
@@ -429,6 +536,7 @@ mod tests {
         let at = |url: &str| Hook {
             url: url.into(),
             fields: vec![],
+            delivery: Delivery::default(),
         };
         assert!(q.push(at("http://127.0.0.1:9000/h")));
         assert!(q.push(at("http://Hooks.Example/any")));
@@ -465,14 +573,16 @@ mod tests {
     }
 
     #[test]
-    fn failures_back_off_doubling_then_give_up() {
+    fn failures_are_retried_as_the_settings_say_then_given_up() {
         let t0 = Instant::now();
         let mut q = HookQueue::new();
-        q.push(hook(0));
+        let settings = serde_json::json!({"webhookRetryCount": 4, "webhookRetryDelay": 250});
+        let delivery = Delivery::from_settings(settings.as_object().unwrap());
+        q.push(hook(0).with_delivery(delivery));
         q.push(hook(1));
         let mut now = t0;
         let mut delays = Vec::new();
-        for _ in 0..MAX_ATTEMPTS {
+        for _ in 0..5 {
             let h = q.poll_request(now).expect("due");
             assert_eq!(id(&h), "s0", "a retried call holds back the next");
             q.handle_result(now, false);
@@ -486,13 +596,71 @@ mod tests {
                 now = t;
             }
         }
-        assert_eq!(
-            delays,
-            [500, 1000, 2000, 4000].map(Duration::from_millis).to_vec()
-        );
+        assert_eq!(delays, [Duration::from_millis(250); 4].to_vec());
         assert_eq!(q.counters().dropped_attempts, 1);
-        assert_eq!(q.counters().retried, u64::from(MAX_ATTEMPTS - 1));
+        assert_eq!(q.counters().retried, 4);
+        // AMS's default: no retry.
         assert_eq!(id(&q.poll_request(now).expect("next")), "s1");
+        q.handle_result(now, false);
+        assert!(q.is_empty());
+        assert_eq!(q.counters().dropped_attempts, 2);
+    }
+
+    #[test]
+    fn delivery_settings_are_read_with_ams_names_and_bounded() {
+        let d = |v: serde_json::Value| Delivery::from_settings(v.as_object().unwrap());
+        assert_eq!(d(serde_json::json!({})), Delivery::default());
+        let big =
+            d(serde_json::json!({"webhookRetryCount": 1000, "webhookRetryDelay": 10_000_000}));
+        assert_eq!(
+            (big.retries, big.retry_delay),
+            (MAX_RETRIES, MAX_RETRY_DELAY)
+        );
+        let small = d(serde_json::json!({"webhookRetryDelay": 0, "webhookRetryCount": "x"}));
+        assert_eq!((small.retries, small.retry_delay), (0, MIN_RETRY_DELAY));
+        assert!(
+            !d(serde_json::json!({"webhookContentType": "application/x-www-form-urlencoded"})).json
+        );
+        assert!(d(serde_json::json!({"webhookContentType": "application/json"})).json);
+    }
+
+    #[test]
+    fn json_bodies_carry_the_same_fields_and_embed_object_metadata() {
+        let info = HookInfo {
+            app: "LiveApp",
+            id: "s1",
+            metadata: Some(r#"{"a":1}"#),
+            ..HookInfo::default()
+        };
+        let h = Hook::new("http://h/x", Action::PlayStarted, &info, 7);
+        assert_eq!(h.content_type(), "application/json");
+        let v: serde_json::Value = serde_json::from_str(&h.body()).unwrap();
+        assert_eq!(v["id"], "s1");
+        assert_eq!(v["action"], "playStarted");
+        assert_eq!(v["timestamp"], "7");
+        assert_eq!(v["metadata"]["a"], 1);
+        let form = h.with_delivery(Delivery {
+            json: false,
+            ..Delivery::default()
+        });
+        assert_eq!(form.content_type(), FORM_CONTENT_TYPE);
+        assert!(
+            form.body().starts_with("id=s1&action=playStarted"),
+            "{}",
+            form.body()
+        );
+    }
+
+    #[test]
+    fn abandon_drops_and_counts_what_waits() {
+        let now = Instant::now();
+        let mut q = HookQueue::new();
+        q.push(hook(0));
+        q.push(hook(1));
+        q.poll_request(now).expect("due");
+        assert_eq!(q.abandon(), 2);
+        assert!(q.is_empty());
+        assert_eq!(q.counters().dropped_attempts, 2);
     }
 
     #[test]

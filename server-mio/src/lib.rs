@@ -4,7 +4,7 @@
 //! - [`clock`]: the wall clock, read by the runtime only;
 //! - [`config`]: command line and TOML settings of the `antenna` binary;
 //! - [`datastore`]: the datastore, the access policy and the settings rule;
-//! - [`hooks`]: AMS webhooks: the pure queue (order, bound, back-off) and its sender thread;
+//! - [`hooks`]: AMS webhooks: the pure queue (order, bound, AMS's retries) and its sender thread;
 //! - [`http`]: request parsing and routing (WebSocket upgrade, demo pages, errors), no IO;
 //! - [`metrics`]: `/metrics` in the Prometheus text format (`prometheus-client`);
 //! - [`limits`]: connection caps, WebSocket liveness, output cap and their counters;

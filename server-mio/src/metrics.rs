@@ -107,6 +107,8 @@ pub struct Whip {
     pub ended: u64,
     /// Refused requests: `(HTTP status, count)`.
     pub refused: Vec<(u16, u64)>,
+    /// Addresses locked out after repeated wrong tokens.
+    pub token_lockouts: u64,
 }
 
 /// The store's commit-latency histogram, from the fixed buckets the store thread fills.
@@ -395,6 +397,12 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
             ),
         ],
     );
+    counter(
+        r,
+        "whip_token_lockouts",
+        "Client addresses locked out of WHIP and WHEP after repeated wrong tokens",
+        w.token_lockouts,
+    );
     let statuses: Vec<(String, u64)> = w.refused.iter().map(|(s, n)| (s.to_string(), *n)).collect();
     labelled(
         r,
@@ -502,6 +510,7 @@ mod tests {
             created: 9,
             ended: 2,
             refused: vec![(404, 3), (429, 1)],
+            token_lockouts: 1,
         };
         let times = LoopTimes::default();
         times.observe(0.001);
@@ -554,6 +563,7 @@ mod tests {
         assert!(text.contains("antenna_whip_resources{kind=\"whep\"} 5"));
         assert!(text.contains("antenna_whip_resources_created_total 9"));
         assert!(text.contains("antenna_whip_refusals_total{status=\"404\"} 3"));
+        assert!(text.contains("antenna_whip_token_lockouts_total 1"));
         assert!(text.trim_end().ends_with("# EOF"));
     }
 

@@ -4,7 +4,9 @@
 //! webhook receiver recording AMS's calls for a publish/play/stop sequence, in order; and a
 //! receiver that never answers changing nothing for the media or the loop; the store's commit
 //! histogram and WHIP refusals in `/metrics`; a hook host outside `--webhook-allow-host` never
-//! called.
+//! called; webhook retries as AMS's `webhookRetryCount`/`webhookRetryDelay` say, against a
+//! receiver that fails the first calls, and calls still queued at a graceful shutdown sent
+//! before the process exits. (Over 600 lines: every webhook test shares the receiver here.)
 #![allow(clippy::disallowed_methods)] // test timeouts read the clock
 
 mod common;
@@ -238,13 +240,35 @@ fn readyz_turns_503_at_sigterm_before_the_process_exits() {
     assert!(exit.success(), "{exit:?}");
 }
 
-/// One recorded webhook call: method, path, content type and the decoded form fields.
+/// One recorded webhook call: method, path, content type, the decoded form or JSON fields,
+/// and when it arrived.
 #[derive(Debug, Clone)]
 struct Call {
     method: String,
     path: String,
     content_type: String,
     fields: Vec<(String, String)>,
+    at: Instant,
+}
+
+/// The fields of a form or JSON body (JSON strings as they are, other values as JSON text).
+fn decode_fields(content_type: &str, body: &str) -> Vec<(String, String)> {
+    if content_type == "application/json" {
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON hook body");
+        return v
+            .as_object()
+            .expect("a JSON object")
+            .iter()
+            .map(|(k, v)| {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                (k.clone(), v)
+            })
+            .collect();
+    }
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (form_decode(k), form_decode(v)))
+        .collect()
 }
 
 impl Call {
@@ -277,13 +301,20 @@ fn form_decode(s: &str) -> String {
 
 /// A webhook receiver: records each call; `answer` decides the response (`None`: never answer).
 fn receiver(answer: Option<&'static str>) -> (SocketAddr, Arc<Mutex<Vec<Call>>>) {
+    receiver_with(move |_| answer)
+}
+
+/// A webhook receiver whose answer to the n-th call (from 0) is `answer(n)`.
+fn receiver_with(
+    answer: impl Fn(usize) -> Option<&'static str> + Send + 'static,
+) -> (SocketAddr, Arc<Mutex<Vec<Call>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let calls = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&calls);
     std::thread::spawn(move || {
         let mut held = Vec::new();
-        for conn in listener.incoming() {
+        for (n, conn) in listener.incoming().enumerate() {
             let Ok(mut conn) = conn else { continue };
             let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
             let mut buf = Vec::new();
@@ -323,18 +354,15 @@ fn receiver(answer: Option<&'static str>) -> (SocketAddr, Arc<Mutex<Vec<Call>>>)
                 break Some(Call {
                     method: first.next().unwrap_or("").to_string(),
                     path: first.next().unwrap_or("").to_string(),
+                    fields: decode_fields(&content_type, body),
                     content_type,
-                    fields: body
-                        .split('&')
-                        .filter_map(|kv| kv.split_once('='))
-                        .map(|(k, v)| (form_decode(k), form_decode(v)))
-                        .collect(),
+                    at: Instant::now(),
                 });
             };
             if let Some(call) = call {
                 sink.lock().expect("lock").push(call);
             }
-            match answer {
+            match answer(n) {
                 Some(a) => {
                     let _ = conn.write_all(a.as_bytes());
                 }
@@ -365,10 +393,15 @@ fn webhooks_record_a_publish_play_stop_sequence_in_order() {
     let s = Server::start();
     let settings = "/rest/v2/applications/settings/WebRTCAppEE";
     let url = format!("http://{addr}/hook?x=1");
+    // Forms, as AMS before 2.10 sent them (JSON is the default now: the other tests).
     let (st, r) = s.rest(
         "PUT",
         settings,
-        Some(&json!({"listenerHookURL": url}).to_string()),
+        Some(
+            &json!({"listenerHookURL": url,
+                    "webhookContentType": "application/x-www-form-urlencoded"})
+            .to_string(),
+        ),
     );
     assert_eq!(st, 200, "{r}");
     let (mut pb, mut pws) = publish_live(
@@ -547,4 +580,75 @@ fn hooks_to_hosts_outside_the_allow_list_are_dropped_and_counted() {
         "a host outside the allow-list was called"
     );
     assert!(s.wait_log("host not in the webhook allow-list"));
+}
+
+const FAIL: &str =
+    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+#[test]
+fn webhooks_are_retried_as_the_ams_settings_say() {
+    // Fails the first two calls: AMS's webhookRetryCount 2 gets the third one through.
+    let (addr, calls) = receiver_with(|n| Some(if n < 2 { FAIL } else { OK }));
+    let s = Server::start();
+    let settings = "/rest/v2/applications/settings/WebRTCAppEE";
+    let body = json!({"listenerHookURL": format!("http://{addr}/retry"),
+                      "webhookRetryCount": 2, "webhookRetryDelay": 300});
+    assert_eq!(s.rest("PUT", settings, Some(&body.to_string())).0, 200);
+    let (_pb, _pws) = publish_live(&s, "WebRTCAppEE", "r1", json!({}));
+    let got = wait_calls(&calls, 3);
+    assert_eq!(got.len(), 3, "{got:#?}");
+    for c in &got {
+        assert_eq!(c.get("action"), Some("liveStreamStarted"));
+        assert_eq!(c.get("id"), Some("r1"));
+        assert_eq!(c.content_type, "application/json", "AMS's default");
+    }
+    for pair in got.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(280),
+            "retry after the delay: {gap:?}"
+        );
+    }
+    let m = scrape(&s);
+    assert_eq!(get(&m, "antenna_webhooks_delivered_total", &[]), 1.0);
+
+    // With AMS's default (no retry) a failed call is not tried again.
+    let (addr2, calls2) = receiver_with(|_| Some(FAIL));
+    let body = json!({"listenerHookURL": format!("http://{addr2}/once"),
+                      "webhookRetryCount": 0});
+    assert_eq!(s.rest("PUT", settings, Some(&body.to_string())).0, 200);
+    let (_pb2, _pws2) = publish_live(&s, "WebRTCAppEE", "r2", json!({}));
+    assert_eq!(wait_calls(&calls2, 1).len(), 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(calls2.lock().expect("lock").len(), 1, "not retried");
+}
+
+#[test]
+fn queued_webhooks_are_sent_at_graceful_shutdown() {
+    // The first call fails and is retried 2 s later; the server is stopped before that.
+    let (addr, calls) = receiver_with(|n| Some(if n == 0 { FAIL } else { OK }));
+    let mut s = Server::start();
+    let settings = "/rest/v2/applications/settings/WebRTCAppEE";
+    let body = json!({"listenerHookURL": format!("http://{addr}/drain"),
+                      "webhookRetryCount": 3, "webhookRetryDelay": 2000});
+    assert_eq!(s.rest("PUT", settings, Some(&body.to_string())).0, 200);
+    let (_pb, _pws) = publish_live(&s, "WebRTCAppEE", "d1", json!({}));
+    assert_eq!(wait_calls(&calls, 1).len(), 1);
+    s.signal("TERM");
+    let exit = s.wait_exit(Duration::from_secs(20)).expect("exited");
+    assert!(exit.success(), "{exit:?}");
+    // Before exiting, the retry went out at its time (within the drain's bound) and was
+    // answered 200.
+    let got = calls.lock().expect("lock").clone();
+    let actions: Vec<&str> = got.iter().filter_map(|c| c.get("action")).collect();
+    assert_eq!(
+        actions,
+        ["liveStreamStarted", "liveStreamStarted"],
+        "{got:#?}"
+    );
+    assert!(
+        got[1].at - got[0].at >= Duration::from_millis(1900),
+        "{got:#?}"
+    );
+    assert!(s.log().iter().any(|l| l.contains("webhook sender closed")));
 }

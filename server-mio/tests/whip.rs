@@ -345,6 +345,43 @@ fn bearer_tokens_are_checked_as_on_the_websocket() {
 }
 
 #[test]
+fn repeated_wrong_tokens_lock_the_address_out() {
+    let cfg = config_file(
+        "whip-lockout",
+        &format!(
+            r#"
+            [apps.Hash]
+            hashControlPublishEnabled = true
+            tokenHashSecret = "{HASH_SECRET}"
+            "#
+        ),
+    );
+    let server = Server::start_with(&["--config", cfg.to_str().expect("utf-8 path")]);
+    let a = server.http;
+    let good = format!(
+        "Bearer {}",
+        antenna_store::crypto::hash_token("l1", "publish", HASH_SECRET)
+    );
+    let offer = || Browser::new().publish_offer();
+    for i in 0..5 {
+        let wrong = format!("Bearer wrong{i}");
+        let (status, resp) = sdp_post(a, "/Hash/whip/l1", &offer(), &[("Authorization", &wrong)]);
+        assert_eq!(status, 403, "wrong token {i}: {resp}");
+    }
+    // Locked out now: even the right token is refused, with when to come back.
+    let (status, resp) = sdp_post(a, "/Hash/whip/l1", &offer(), &[("Authorization", &good)]);
+    assert_eq!(status, 429, "{resp}");
+    let after: u64 = header(&resp, "Retry-After")
+        .expect("Retry-After")
+        .parse()
+        .expect("secs");
+    assert!((58..=60).contains(&after), "{after}");
+    let (status, _) = sdp_post(a, "/Hash/whep/l1", &Browser::new().play_offer(), &[]);
+    assert_eq!(status, 429, "WHEP from the address too");
+    assert!(server.wait_log("address locked out after repeated wrong tokens"));
+}
+
+#[test]
 fn resources_per_address_are_bounded_and_freed() {
     let server = Server::start();
     let a = server.http;

@@ -248,6 +248,8 @@ pub struct Resources {
     pub created: u64,
     /// See `created`.
     pub ended: u64,
+    /// Wrong-token lock-out by client address.
+    pub bad_tokens: super::lockout::BadTokens,
 }
 
 impl Resources {
@@ -264,6 +266,7 @@ impl Resources {
             refused: std::collections::BTreeMap::new(),
             created: 0,
             ended: 0,
+            bad_tokens: super::lockout::BadTokens::default(),
         }
     }
 

@@ -10,13 +10,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info, warn};
 
 use super::{
-    parse_url, AllowList, Hook, HookCounters, HookQueue, IO_TIMEOUT, MAX_QUEUE, MAX_RESPONSE_LEN,
+    parse_url, AllowList, Hook, HookCounters, HookQueue, DRAIN_WAIT, IO_TIMEOUT, MAX_QUEUE,
+    MAX_RESPONSE_LEN,
 };
 
-/// The event loop's end of the sender: bounded, never blocks.
+/// The event loop's end of the sender: bounded, never blocks (but [`HookSender::close`]).
 #[derive(Debug)]
 pub struct HookSender {
-    tx: SyncSender<Hook>,
+    tx: Option<SyncSender<Hook>>,
+    done: Receiver<()>,
     dropped: Arc<AtomicU64>,
     counters: Arc<std::sync::Mutex<HookCounters>>,
 }
@@ -24,7 +26,11 @@ pub struct HookSender {
 impl HookSender {
     /// Hands a call to the sender thread; a full channel drops it (counted).
     pub fn send(&self, hook: Hook) {
-        match self.tx.try_send(hook) {
+        let Some(tx) = &self.tx else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match tx.try_send(hook) {
             Ok(()) => {}
             Err(TrySendError::Full(h)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -34,6 +40,22 @@ impl HookSender {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Graceful shutdown: no more calls; waits (at most [`DRAIN_WAIT`] and one attempt's
+    /// timeouts) while the thread sends what is queued, retries included. `true`: all sent
+    /// or given up in time.
+    pub fn close(&mut self) -> bool {
+        self.tx = None;
+        let waited = self.done.recv_timeout(DRAIN_WAIT + IO_TIMEOUT * 3);
+        let c = self.counters();
+        info!(
+            delivered = c.delivered,
+            given_up = c.dropped_attempts,
+            drained = waited.is_ok(),
+            "webhook sender closed"
+        );
+        waited.is_ok()
     }
 
     /// The sender's counters (as of its last step).
@@ -47,13 +69,18 @@ impl HookSender {
 /// Starts the sender thread; calls to hosts `allow` does not allow are dropped and counted.
 pub fn spawn_sender(allow: AllowList) -> std::io::Result<HookSender> {
     let (tx, rx) = sync_channel(MAX_QUEUE);
+    let (done_tx, done) = sync_channel(1);
     let counters = Arc::new(std::sync::Mutex::new(HookCounters::default()));
     let shared = Arc::clone(&counters);
     std::thread::Builder::new()
         .name("webhooks".into())
-        .spawn(move || sender_thread(&rx, &shared, allow))?;
+        .spawn(move || {
+            sender_thread(&rx, &shared, allow);
+            let _ = done_tx.send(());
+        })?;
     Ok(HookSender {
-        tx,
+        tx: Some(tx),
+        done,
         dropped: Arc::new(AtomicU64::new(0)),
         counters,
     })
@@ -62,8 +89,26 @@ pub fn spawn_sender(allow: AllowList) -> std::io::Result<HookSender> {
 #[allow(clippy::disallowed_methods)] // the sender thread is IO: it reads the clock
 fn sender_thread(rx: &Receiver<Hook>, shared: &std::sync::Mutex<HookCounters>, allow: AllowList) {
     let mut queue = HookQueue::with_allow_list(allow);
+    // Set once the runtime closed its end: the queue drains until then.
+    let mut drain_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
+        if let Some(end) = drain_until {
+            if queue.is_empty() {
+                return;
+            }
+            if now >= end {
+                let n = queue.abandon();
+                warn!(
+                    calls = n,
+                    "webhook calls left at the end of the shutdown drain: dropped"
+                );
+                if let Ok(mut c) = shared.lock() {
+                    *c = queue.counters();
+                }
+                return;
+            }
+        }
         // Take everything offered, then wait for the next due time or a new call.
         while let Ok(h) = rx.try_recv() {
             queue.push(h);
@@ -72,18 +117,22 @@ fn sender_thread(rx: &Receiver<Hook>, shared: &std::sync::Mutex<HookCounters>, a
             let ok = post(&hook);
             queue.handle_result(Instant::now(), ok);
         } else {
-            let wait = match queue.poll_timeout() {
+            let mut wait = match queue.poll_timeout() {
                 Some(t) => t.saturating_duration_since(now),
                 None => Duration::from_secs(3600),
             };
-            match rx.recv_timeout(wait) {
-                Ok(h) => {
-                    queue.push(h);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) if queue.is_empty() => return,
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(wait.min(Duration::from_secs(1)));
+            if let Some(end) = drain_until {
+                wait = wait.min(end.saturating_duration_since(now));
+                std::thread::sleep(wait);
+            } else {
+                match rx.recv_timeout(wait) {
+                    Ok(h) => {
+                        queue.push(h);
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        drain_until = Some(Instant::now() + DRAIN_WAIT);
+                    }
                 }
             }
         }
@@ -99,6 +148,7 @@ fn post(hook: &Hook) -> bool {
         return false;
     };
     let body = hook.body();
+    let content_type = hook.content_type();
     let host_header = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -106,7 +156,7 @@ fn post(hook: &Hook) -> bool {
     };
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: antenna\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()
     );

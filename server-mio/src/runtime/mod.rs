@@ -348,6 +348,9 @@ impl Runtime {
             "event loop: worst iteration {:.3} ms",
             self.worst_iteration.as_secs_f64() * 1000.0
         );
+        // Stream-ended hooks the shutdown produced are pumped, then sent before exit.
+        self.pump_hooks();
+        self.close_hooks();
         self.close_store();
         result
     }

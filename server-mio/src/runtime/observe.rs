@@ -271,8 +271,16 @@ impl Runtime {
                     created: t.created,
                     ended: t.ended,
                     refused: t.refused.iter().map(|(s, n)| (*s, *n)).collect(),
+                    token_lockouts: t.bad_tokens.lockouts,
                 }
             },
+        }
+    }
+
+    /// Graceful shutdown: the webhook calls still queued go out within a bounded wait.
+    pub(super) fn close_hooks(&mut self) {
+        if let Some(sender) = &mut self.obs.hooks {
+            sender.close();
         }
     }
 
@@ -308,6 +316,7 @@ fn hooks_for(ds: &crate::datastore::Datastore, ev: &StreamEvent) -> Vec<Hook> {
     let Some(url) = url else {
         return Vec::new();
     };
+    let delivery = hooks::Delivery::from_settings(&data.settings(&ev.app).extra);
     let category = broadcast
         .and_then(|b| b.extra.get("category"))
         .and_then(|v| v.as_str());
@@ -346,7 +355,7 @@ fn hooks_for(ds: &crate::datastore::Datastore, ev: &StreamEvent) -> Vec<Hook> {
             _ => {}
         }
     }
-    out
+    out.into_iter().map(|h| h.with_delivery(delivery)).collect()
 }
 
 /// Sizes of the runtime's and the cores' state, for the `state sizes` log line.
