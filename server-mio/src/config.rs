@@ -112,6 +112,17 @@ pub struct Cli {
     #[arg(long = "webhook-allow-host", value_name = "HOST[:PORT]")]
     pub webhook_allow_hosts: Vec<String>,
 
+    /// Cluster mode: register this node and its live streams in the Redis at this URL
+    /// (`redis://IP:PORT/DB`; the host must be an IP address or localhost) [default: none,
+    /// a single node that needs no Redis].
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+
+    /// This node's id in the cluster, unique among the nodes [default: the announced IP and
+    /// the HTTP port, `IP:PORT`].
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+
     /// Connections (HTTP and WebSocket) in total; beyond it a new connection gets `503` and is
     /// closed. Always kept 64 below the open-file limit, whose soft value is raised to the hard
     /// one at start; 0: only that bound [default: 10000].
@@ -260,6 +271,10 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<String>>,
     /// See [`Cli::webhook_allow_hosts`].
     pub webhook_allow_hosts: Option<Vec<String>>,
+    /// See [`Cli::cluster`].
+    pub cluster: Option<String>,
+    /// See [`Cli::node_id`].
+    pub node_id: Option<String>,
     /// See [`Cli::max_publishes_per_connection`].
     pub max_publishes_per_connection: Option<usize>,
     /// See [`Cli::max_plays_per_connection`].
@@ -367,6 +382,44 @@ pub struct Settings {
     pub max_remote_candidates: usize,
     /// The hosts webhook calls may go to (empty: any).
     pub webhook_allow: crate::hooks::AllowList,
+    /// Cluster mode; `None`: a single node.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// Cluster mode's settings (`--cluster`, `--node-id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Redis's address.
+    pub redis: SocketAddr,
+    /// Redis database index.
+    pub db: u32,
+    /// This node's id; `None`: the announced IP and the HTTP port.
+    pub node_id: Option<String>,
+}
+
+/// Longest node id in bytes (it is part of Redis keys).
+pub const MAX_NODE_ID: usize = 128;
+
+fn cluster_settings(cli: &Cli, file: &FileConfig) -> Result<Option<ClusterSettings>, ConfigError> {
+    let Some(url) = cli.cluster.as_ref().or(file.cluster.as_ref()) else {
+        return Ok(None);
+    };
+    let (redis, db) =
+        antenna_cluster::parse_url(url).map_err(|e| ConfigError(format!("--cluster {e}")))?;
+    let node_id = cli.node_id.clone().or_else(|| file.node_id.clone());
+    if let Some(id) = &node_id {
+        if id.is_empty()
+            || id.len() > MAX_NODE_ID
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return Err(ConfigError(format!(
+                "--node-id {id:?}: use 1 to {MAX_NODE_ID} of [A-Za-z0-9_.:-]"
+            )));
+        }
+    }
+    Ok(Some(ClusterSettings { redis, db, node_id }))
 }
 
 impl FileConfig {
@@ -536,7 +589,9 @@ impl Settings {
             &cli.webhook_allow_hosts
         })
         .map_err(ConfigError)?;
+        let cluster = cluster_settings(cli, file)?;
         Ok(Settings {
+            cluster,
             webhook_allow,
             admin,
             limits,

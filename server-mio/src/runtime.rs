@@ -48,6 +48,7 @@ use antenna_store::{
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+mod cluster;
 mod observe;
 use proto_core::ConnId;
 use rtc_core::Transmit;
@@ -363,6 +364,8 @@ pub struct Runtime {
     store_failure_reported: bool,
     /// Metrics, health, drain period and webhooks (`observe.rs`).
     obs: observe::Obs,
+    /// Cluster mode's Redis socket and core (`cluster.rs`); `None` without `--cluster`.
+    cluster: Option<cluster::RedisLink>,
     /// Keeps the store's wake-up registered.
     _waker: std::sync::Arc<Waker>,
 }
@@ -471,6 +474,7 @@ impl Runtime {
             held: DurableQueue::new(),
             store_failure_reported: false,
             obs: observe::Obs::default(),
+            cluster: None,
             _waker: waker,
         })
     }
@@ -539,6 +543,9 @@ impl Runtime {
             if let Some(t) = self.node.poll_timeout() {
                 wake = wake.min(t);
             }
+            if let Some(t) = self.cluster_deadline() {
+                wake = wake.min(t);
+            }
             if let Some(t) = self.shutdown_deadline.or(self.obs.draining_until) {
                 wake = wake.min(t);
             }
@@ -581,6 +588,7 @@ impl Runtime {
                             self.udp_more = true;
                         }
                     }
+                    cluster::REDIS => self.redis_ready(now, event),
                     token => self.drive(now, token),
                 }
             }
@@ -603,6 +611,7 @@ impl Runtime {
             if now >= self.next_housekeeping {
                 self.housekeeping(now);
             }
+            self.cluster_timeout(now);
             self.check_drain(now);
             self.iterations += 1;
             let busy = busy_since.elapsed();
@@ -632,6 +641,7 @@ impl Runtime {
         }
         self.node.shutdown(now);
         self.drain(now);
+        self.cluster_housekeeping(now, true);
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
     }
 
@@ -684,6 +694,7 @@ impl Runtime {
         }
         self.check_liveness(now);
         self.drain(now);
+        self.cluster_housekeeping(now, false);
         self.log_state();
         self.release_held(now);
         if self.accept_paused {
@@ -1735,7 +1746,7 @@ impl Runtime {
             if !self.udp_writable {
                 self.udp_flush_queue();
             }
-            self.pump_hooks();
+            self.pump_hooks(now);
             if self.dirty.is_empty() {
                 break;
             }
