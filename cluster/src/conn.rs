@@ -213,7 +213,7 @@ impl RedisConn {
         }
         self.decoder.feed(data);
         loop {
-            match self.decoder.next() {
+            match self.decoder.next_reply() {
                 Ok(Some(reply)) => self.on_reply(now, reply),
                 Ok(None) => return,
                 Err(e) => {

@@ -88,7 +88,7 @@ impl MemRedis {
             let Some(c) = self.clients.get_mut(&client) else {
                 return false;
             };
-            let cmd = match c.decoder.next() {
+            let cmd = match c.decoder.next_reply() {
                 Ok(Some(Reply::Array(words))) => words,
                 Ok(None) => return true,
                 Ok(Some(_)) | Err(_) => {
@@ -332,7 +332,7 @@ mod tests {
         assert!(m.handle_input(now, c, &Command::new(words).encode()));
         let mut d = Decoder::default();
         d.feed(&m.poll_transmit(c).unwrap());
-        d.next().unwrap().unwrap()
+        d.next_reply().unwrap().unwrap()
     }
 
     #[test]
@@ -420,7 +420,7 @@ mod tests {
         let mut d = Decoder::default();
         d.feed(&m.poll_transmit(s).unwrap());
         assert_eq!(
-            d.next().unwrap().unwrap(),
+            d.next_reply().unwrap().unwrap(),
             Reply::Array(vec![
                 Reply::Bulk(b"message".to_vec()),
                 Reply::Bulk(b"ch".to_vec()),

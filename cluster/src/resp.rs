@@ -163,7 +163,7 @@ impl Decoder {
     }
 
     /// The next whole reply, `Ok(None)` if more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Reply>, DecodeError> {
+    pub fn next_reply(&mut self) -> Result<Option<Reply>, DecodeError> {
         if self.buf.is_empty() {
             return Ok(None);
         }
@@ -277,9 +277,9 @@ mod tests {
                 let mut d = Decoder::default();
                 let mut got = Vec::new();
                 d.feed(&bytes[..cut]);
-                while let Some(r) = d.next().unwrap() { got.push(r); }
+                while let Some(r) = d.next_reply().unwrap() { got.push(r); }
                 d.feed(&bytes[cut..]);
-                while let Some(r) = d.next().unwrap() { got.push(r); }
+                while let Some(r) = d.next_reply().unwrap() { got.push(r); }
                 // An empty array and a nil array both read back as what was written,
                 // except that RESP2 cannot tell a nil array from a nil bulk: both are Nil.
                 prop_assert_eq!(&got, &replies);
@@ -293,7 +293,7 @@ mod tests {
             let mut d = Decoder::default();
             d.feed(&cmd.encode());
             let want = Reply::Array(words.into_iter().map(Reply::Bulk).collect());
-            prop_assert_eq!(d.next().unwrap(), Some(want));
+            prop_assert_eq!(d.next_reply().unwrap(), Some(want));
         }
 
         #[test]
@@ -301,7 +301,7 @@ mod tests {
             let mut d = Decoder::default();
             d.feed(&bytes);
             for _ in 0..8 {
-                match d.next() { Ok(Some(_)) => continue, _ => break }
+                match d.next_reply() { Ok(Some(_)) => continue, _ => break }
             }
         }
     }
@@ -310,17 +310,17 @@ mod tests {
     fn deep_nesting_is_refused_before_parsing() {
         let mut d = Decoder::default();
         d.feed(&b"*1\r\n".repeat(100_000));
-        assert_eq!(d.next(), Err(DecodeError::TooDeep));
+        assert_eq!(d.next_reply(), Err(DecodeError::TooDeep));
     }
 
     #[test]
     fn huge_bulk_and_huge_arrays_are_refused() {
         let mut d = Decoder::default();
         d.feed(b"$999999999\r\n");
-        assert_eq!(d.next(), Err(DecodeError::TooLarge));
+        assert_eq!(d.next_reply(), Err(DecodeError::TooLarge));
         let mut d = Decoder::default();
         d.feed(b"*99999999\r\n");
-        assert_eq!(d.next(), Err(DecodeError::TooDeep));
+        assert_eq!(d.next_reply(), Err(DecodeError::TooDeep));
     }
 
     #[test]
@@ -328,17 +328,17 @@ mod tests {
         let mut d = Decoder::default();
         d.feed(b"+");
         d.feed(&vec![b'a'; MAX_REPLY + 1]);
-        assert_eq!(d.next(), Err(DecodeError::TooLarge));
+        assert_eq!(d.next_reply(), Err(DecodeError::TooLarge));
     }
 
     #[test]
     fn simple_replies_decode() {
         let mut d = Decoder::default();
         d.feed(b"+OK\r\n:3\r\n$-1\r\n-ERR no\r\n");
-        assert_eq!(d.next().unwrap(), Some(Reply::Status("OK".into())));
-        assert_eq!(d.next().unwrap(), Some(Reply::Int(3)));
-        assert_eq!(d.next().unwrap(), Some(Reply::Nil));
-        assert_eq!(d.next().unwrap(), Some(Reply::Error("ERR no".into())));
-        assert_eq!(d.next().unwrap(), None);
+        assert_eq!(d.next_reply().unwrap(), Some(Reply::Status("OK".into())));
+        assert_eq!(d.next_reply().unwrap(), Some(Reply::Int(3)));
+        assert_eq!(d.next_reply().unwrap(), Some(Reply::Nil));
+        assert_eq!(d.next_reply().unwrap(), Some(Reply::Error("ERR no".into())));
+        assert_eq!(d.next_reply().unwrap(), None);
     }
 }

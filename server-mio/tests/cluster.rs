@@ -66,7 +66,7 @@ impl Redis {
         let mut d = Decoder::default();
         let mut buf = [0; 4096];
         loop {
-            if let Some(r) = d.next().expect("RESP from redis") {
+            if let Some(r) = d.next_reply().expect("RESP from redis") {
                 return r;
             }
             let n = s.read(&mut buf).expect("read redis");
