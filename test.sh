@@ -107,7 +107,20 @@ python_deps() {
     /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser'
 }
 
+# Debian's Redis, for the cluster test (server-mio/tests/cluster.rs starts its own on 127.0.0.1).
+redis_deps() {
+    if command -v redis-server >/dev/null; then
+        echo "redis-server present"
+        return 0
+    fi
+    echo "installing redis-server from Debian"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \
+        || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
+    command -v redis-server
+}
+
 step deps python_deps
+step deps-redis redis_deps
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets --release -- -D warnings
 step test cargo test --workspace --release

@@ -102,6 +102,44 @@ pub struct Settings {
     pub max_remote_candidates: usize,
     /// The hosts webhook calls may go to (empty: any).
     pub webhook_allow: crate::hooks::AllowList,
+    /// Cluster mode; `None`: a single node.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// Cluster mode's settings (`--cluster`, `--node-id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Redis's address.
+    pub redis: SocketAddr,
+    /// Redis database index.
+    pub db: u32,
+    /// This node's id; `None`: the announced IP and the HTTP port.
+    pub node_id: Option<String>,
+}
+
+/// Longest node id in bytes (it is part of Redis keys).
+pub const MAX_NODE_ID: usize = 128;
+
+fn cluster_settings(cli: &Cli, file: &FileConfig) -> Result<Option<ClusterSettings>, ConfigError> {
+    let Some(url) = cli.cluster.as_ref().or(file.cluster.as_ref()) else {
+        return Ok(None);
+    };
+    let (redis, db) =
+        antenna_cluster::parse_url(url).map_err(|e| ConfigError(format!("--cluster {e}")))?;
+    let node_id = cli.node_id.clone().or_else(|| file.node_id.clone());
+    if let Some(id) = &node_id {
+        if id.is_empty()
+            || id.len() > MAX_NODE_ID
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return Err(ConfigError(format!(
+                "--node-id {id:?}: use 1 to {MAX_NODE_ID} of [A-Za-z0-9_.:-]"
+            )));
+        }
+    }
+    Ok(Some(ClusterSettings { redis, db, node_id }))
 }
 
 /// True if `app` can be the first path segment of `/<app>/websocket`.
@@ -256,7 +294,9 @@ impl Settings {
             &cli.webhook_allow_hosts
         })
         .map_err(ConfigError)?;
+        let cluster = cluster_settings(cli, file)?;
         Ok(Settings {
+            cluster,
             webhook_allow,
             admin,
             limits,

@@ -222,6 +222,15 @@ fn main() -> ExitCode {
             .with_limits(settings.limits, nofile)
             .with_shutdown_drain(settings.shutdown_drain)
             .with_webhooks(settings.webhook_allow.clone())
+            .map(|rt| match &settings.cluster {
+                Some(c) => {
+                    let http = SocketAddr::new(settings.announce_ip, listen_addr.port());
+                    let id = c.node_id.clone().unwrap_or_else(|| http.to_string());
+                    let config = antenna_cluster::ClusterConfig::new(&id, http, announce, c.db);
+                    rt.with_cluster(c.redis, config)
+                }
+                None => rt,
+            })
     }) {
         Ok(rt) => rt,
         Err(e) => {

@@ -395,13 +395,12 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
                 "WHIP and WHEP resources ended",
                 w.ended,
             ),
+            (
+                "whip_token_lockouts",
+                "Client addresses locked out of WHIP and WHEP after repeated wrong tokens",
+                w.token_lockouts,
+            ),
         ],
-    );
-    counter(
-        r,
-        "whip_token_lockouts",
-        "Client addresses locked out of WHIP and WHEP after repeated wrong tokens",
-        w.token_lockouts,
     );
     let statuses: Vec<(String, u64)> = w.refused.iter().map(|(s, n)| (s.to_string(), *n)).collect();
     labelled(

@@ -346,7 +346,7 @@ fn bearer_tokens_are_checked_as_on_the_websocket() {
 
 #[test]
 fn repeated_wrong_tokens_lock_the_address_out() {
-    let cfg = config_file(
+    let server = Server::start_with_config(
         "whip-lockout",
         &format!(
             r#"
@@ -356,7 +356,6 @@ fn repeated_wrong_tokens_lock_the_address_out() {
             "#
         ),
     );
-    let server = Server::start_with(&["--config", cfg.to_str().expect("utf-8 path")]);
     let a = server.http;
     let good = format!(
         "Bearer {}",

@@ -95,6 +95,17 @@ pub struct Cli {
     #[arg(long = "webhook-allow-host", value_name = "HOST[:PORT]")]
     pub webhook_allow_hosts: Vec<String>,
 
+    /// Cluster mode: register this node and its live streams in the Redis at this URL
+    /// (`redis://IP:PORT/DB`; the host must be an IP address or localhost) [default: none,
+    /// a single node that needs no Redis].
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+
+    /// This node's id in the cluster, unique among the nodes [default: the announced IP and
+    /// the HTTP port, `IP:PORT`].
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+
     /// Connections (HTTP and WebSocket) in total; beyond it a new connection gets `503` and is
     /// closed. Always kept 64 below the open-file limit, whose soft value is raised to the hard
     /// one at start; 0: only that bound [default: 10000].

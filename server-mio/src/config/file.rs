@@ -99,6 +99,10 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<String>>,
     /// See [`Cli::webhook_allow_hosts`].
     pub webhook_allow_hosts: Option<Vec<String>>,
+    /// See [`Cli::cluster`].
+    pub cluster: Option<String>,
+    /// See [`Cli::node_id`].
+    pub node_id: Option<String>,
     /// See [`Cli::max_publishes_per_connection`].
     pub max_publishes_per_connection: Option<usize>,
     /// See [`Cli::max_plays_per_connection`].

@@ -57,6 +57,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 mod conn;
 mod http;
+mod cluster;
 mod observe;
 mod rest;
 mod udp;
@@ -207,6 +208,8 @@ pub struct Runtime {
     store_failure_reported: bool,
     /// Metrics, health, drain period and webhooks (`observe.rs`).
     obs: observe::Obs,
+    /// Cluster mode's Redis socket and core (`cluster.rs`); `None` without `--cluster`.
+    cluster: Option<cluster::RedisLink>,
     /// Keeps the store's wake-up registered.
     _waker: std::sync::Arc<Waker>,
 }
@@ -315,6 +318,7 @@ impl Runtime {
             held: DurableQueue::new(),
             store_failure_reported: false,
             obs: observe::Obs::default(),
+            cluster: None,
             _waker: waker,
         })
     }
@@ -349,7 +353,7 @@ impl Runtime {
             self.worst_iteration.as_secs_f64() * 1000.0
         );
         // Stream-ended hooks the shutdown produced are pumped, then sent before exit.
-        self.pump_hooks();
+        self.pump_hooks(Instant::now());
         self.close_hooks();
         self.close_store();
         result
@@ -384,6 +388,9 @@ impl Runtime {
             }
             let mut wake = self.next_housekeeping;
             if let Some(t) = self.node.poll_timeout() {
+                wake = wake.min(t);
+            }
+            if let Some(t) = self.cluster_deadline() {
                 wake = wake.min(t);
             }
             if let Some(t) = self.shutdown_deadline.or(self.obs.draining_until) {
@@ -428,6 +435,7 @@ impl Runtime {
                             self.udp_more = true;
                         }
                     }
+                    cluster::REDIS => self.redis_ready(now, event),
                     token => self.drive(now, token),
                 }
             }
@@ -449,6 +457,7 @@ impl Runtime {
             if now >= self.next_housekeeping {
                 self.housekeeping(now);
             }
+            self.cluster_timeout(now);
             self.check_drain(now);
             // The turn's one drain point: every node output the turn's inputs produced goes
             // to its socket before the loop waits again.
@@ -480,6 +489,9 @@ impl Runtime {
             self.remove(now, token, "server stopping");
         }
         self.node.shutdown(now);
+        // The streams' end events reach the registry before the node leaves it.
+        self.drain(now);
+        self.cluster_housekeeping(now, true);
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
     }
 
@@ -531,6 +543,7 @@ impl Runtime {
             self.remove(now, token, "timed out");
         }
         self.check_liveness(now);
+        self.cluster_housekeeping(now, false);
         self.log_state();
         self.release_held(now);
         if self.accept_paused {
@@ -582,7 +595,7 @@ impl Runtime {
             if !self.udp_writable {
                 self.udp_flush_queue();
             }
-            self.pump_hooks();
+            self.pump_hooks(now);
             if self.dirty.is_empty() {
                 break;
             }

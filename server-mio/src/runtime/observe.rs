@@ -285,8 +285,9 @@ impl Runtime {
     }
 
     /// Turns the signalling core's stream events into webhook calls.
-    pub(super) fn pump_hooks(&mut self) {
+    pub(super) fn pump_hooks(&mut self, now: Instant) {
         while let Some(ev) = self.node.sig.poll_event() {
+            self.cluster_stream_event(now, &ev);
             if let Some(sender) = &self.obs.hooks {
                 for hook in hooks_for(&self.admin.datastore, &ev) {
                     debug!(url = %hook.url, stream = %ev.stream, "webhook queued");
