@@ -20,9 +20,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use antenna_persist::{Notify, WriteBehind};
 use antenna_store::{
-    shared, AppSettings, Data, MemStore, Notify, SharedStore, Store, StoreError, StreamSecurity,
-    WriteBehind, WriteOp, WriteSeq,
+    shared, AppSettings, Data, MemStore, SharedStore, Store, StoreError, StreamSecurity, WriteOp,
+    WriteSeq,
 };
 use proto_core::{AccessPolicy, Grant, JoinRoomRequest, PlayRequest, PublishRequest, SignalError};
 use serde_json::{Map, Value};

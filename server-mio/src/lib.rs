@@ -1,7 +1,7 @@
 //! Antenna's runtime: a single-threaded `mio` loop that owns all IO and wires it into the
 //! Sans-IO cores (`proto-core` signalling, `rtc-core` media) through the pure [`node::Node`] (the `node` crate).
 //!
-//! - [`clock`]: the wall clock, read by the runtime only;
+//! - [`clock`]: the wall clock and the OS random source, read by the runtime only;
 //! - [`config`]: command line and TOML settings of the `antenna` binary;
 //! - [`datastore`]: the datastore, the access policy and the settings rule;
 //! - [`hooks`]: AMS webhooks: the pure queue (order, bound, AMS's retries) and its sender thread;

@@ -36,8 +36,8 @@ fn init_logging(filter: Option<&str>) -> Result<(), String> {
 /// The admin REST API's gate: the admin token (read, or generated at the first start and
 /// printed once) and the access settings.
 fn admin_gate(settings: &Settings) -> Result<antenna_store::RestGate, String> {
-    let random =
-        antenna_store::os_random_seed().map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let random = server_mio::clock::os_random_seed()
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
     let (token, source) = datastore::admin_token(
         &settings.store,
         settings.admin.token_file.as_deref(),
@@ -132,14 +132,14 @@ fn main() -> ExitCode {
     let listen_addr = bound.listen_addr;
     let udp_addr = bound.udp_addr;
     let announce = SocketAddr::new(settings.announce_ip, udp_addr.port());
-    let rest_seed = match antenna_store::os_random_seed() {
+    let rest_seed = match server_mio::clock::os_random_seed() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("antenna: cannot read /dev/urandom: {e}");
             return ExitCode::from(1);
         }
     };
-    let resource_seed = match antenna_store::os_random_seed() {
+    let resource_seed = match server_mio::clock::os_random_seed() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("antenna: cannot read /dev/urandom: {e}");

@@ -122,15 +122,6 @@ impl RestResponse {
     }
 }
 
-/// 32 bytes from the OS random source (`/dev/urandom`), to seed [`RestApi::new`]. For the
-/// runtime only (the handlers themselves never do I/O).
-pub fn os_random_seed() -> std::io::Result<[u8; 32]> {
-    use std::io::Read;
-    let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
-    Ok(seed)
-}
-
 /// Is this path one the [`RestApi`] serves (`/{App}/rest/…` or `/rest/…`)?
 pub fn is_rest_path(path: &str) -> bool {
     let Some(path) = path.strip_prefix('/') else {

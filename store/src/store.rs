@@ -68,9 +68,16 @@ impl StoreError {
     }
 }
 
+/// Called by a durable [`Store`] implementation after each commit, from whatever thread commits
+/// (for example `mio::Waker::wake`), so the event loop can release responses waiting for
+/// durability (`antenna_persist::WriteBehind` calls it on its store thread).
+pub type Notify = Box<dyn Fn() + Send>;
+
 /// One change to the datastore. Every key is namespaced by the application.
+///
+/// Exhaustive on purpose: every implementation of [`Store`] (here and in `antenna-persist`) must
+/// persist every kind of write, so a new variant is a compile error wherever one is missing.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum WriteOp {
     /// Insert or replace a broadcast (key: its `streamId`).
     PutBroadcast {
@@ -293,9 +300,9 @@ impl WriteOp {
 
 /// A datastore: the in-memory working set and a durable write path.
 ///
-/// Implementations: [`MemStore`] (memory only), [`crate::RedbStore`] (synchronous commit per
-/// write) and [`crate::WriteBehind`] (commits on a store thread; the event loop never waits on
-/// disk). A PostgreSQL or Redis backend would implement the same trait: load everything at open,
+/// Implementations: [`MemStore`] (memory only), `antenna_persist::RedbStore` (synchronous
+/// commit per write) and `antenna_persist::WriteBehind` (commits on a store thread; the event
+/// loop never waits on disk). A PostgreSQL or Redis backend would implement the same trait: load everything at open,
 /// apply writes to memory at once, and persist them in the background.
 pub trait Store: std::fmt::Debug {
     /// The working set. Reads never block and never fail.

@@ -790,10 +790,3 @@ fn openapi_document_is_served_and_lists_the_endpoints() {
         assert!(paths.contains_key(p), "{p}");
     }
 }
-
-#[test]
-fn os_random_seeds_differ() {
-    let a = antenna_store::os_random_seed().unwrap();
-    let b = antenna_store::os_random_seed().unwrap();
-    assert_ne!(a, b);
-}

@@ -239,7 +239,7 @@ fn interrupted(e: &tungstenite::Error) -> bool {
 impl Runtime {
     /// Registers the sockets and signal handlers, and builds the node and the datastore with
     /// `make(now, announced UDP address, store notification)`. The notification wakes the loop
-    /// (pass it to [`antenna_store::WriteBehind::open`]).
+    /// (pass it to [`antenna_persist::WriteBehind::open`]).
     pub fn new(
         bound: Bound,
         announce: SocketAddr,

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use antenna_store::{Broadcast, Notify, RedbStore, Store, WriteBehind, WriteOp};
+use antenna_persist::{Notify, RedbStore, WriteBehind};
+use antenna_store::{Broadcast, Store, WriteOp};
 
 fn op(i: usize) -> WriteOp {
     WriteOp::PutBroadcast {

@@ -1,5 +1,34 @@
-//! The redb-backed stores: [`RedbStore`] (synchronous commits) and [`WriteBehind`] (commits on a
-//! store thread).
+//! Antenna's datastore file: the redb-backed implementations of [`antenna_store::Store`],
+//! [`RedbStore`] (synchronous commits) and [`WriteBehind`] (commits on a store thread).
+//!
+//! The pure `antenna-store` crate owns the data model, the security rules and REST; this crate
+//! owns what needs a file, a thread and the clock (commit timing, retry pauses), and only the
+//! runtime (`server-mio`) and its tools depend on it.
+//!
+//! # Durability: "the event loop never waits on disk"
+//!
+//! The default for the server is [`WriteBehind`]: a write is applied to memory and queued on a
+//! `std::sync::mpsc` channel; the store thread commits everything queued in one redb
+//! transaction with `Durability::Immediate` (group commit) and publishes the highest durable
+//! `WriteSeq`. A REST write answers with `RestResponse::durable_after` set: the runtime holds
+//! the HTTP response until [`Store::durable_seq`] reaches it (the [`Notify`] hook, e.g. a
+//! `mio::Waker`, wakes the loop after each commit), so a client is told "created" only once the
+//! record is on disk. Security writes (a consumed one-time token) are not waited for.
+//! A runtime that accepts blocking can use [`RedbStore`] or call [`Store::flush`].
+//!
+//! Measured with `cargo run -p antenna-persist --release --bin store-bench` on the development
+//! machine (2 cores shared with other builds, ext4 on a virtio disk), 300 samples each:
+//!
+//! | operation | p50 | p99 | max |
+//! |---|---|---|---|
+//! | [`RedbStore`] `write` (one durable commit, fsync) | 1.7 ms | 10.0 ms | 13.3 ms |
+//! | [`WriteBehind`] `write` on the event loop | 12 µs | 0.5 ms | 5.8 ms |
+//! | [`WriteBehind`] `write` → durable, isolated writes | 1.6 ms | 8.1 ms | 9.5 ms |
+//! | [`WriteBehind`] `write` during a 10 000-write burst | 2 µs | 18 µs | 17.7 ms |
+//!
+//! The burst of 10 000 writes was durable after 447 ms (about 22 000 writes/s, 4 commits):
+//! group commit amortises the fsync. The tail of the event-loop cost is scheduling noise on the
+//! loaded 2-core machine (the store thread and other builds compete for the CPU), not disk.
 //!
 //! # Layout
 //!
@@ -7,6 +36,11 @@
 //! migration): `broadcasts` `(app, streamId)`, `tokens` `(app, tokenId)`, `subscribers`
 //! `(app, streamId, subscriberId)`, `settings` `app`. Every commit uses
 //! `Durability::Immediate` (fsync before `commit` returns).
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,8 +53,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::settings::AppSettings;
-use crate::store::{
+use antenna_store::AppSettings;
+use antenna_store::{
     Data, Store, StoreCounters, StoreError, WriteOp, WriteSeq, COMMIT_BUCKETS_MICROS,
 };
 
@@ -299,9 +333,7 @@ impl Shared {
     }
 }
 
-/// Called on the store thread after each commit (for example `mio::Waker::wake`), so the event
-/// loop can release responses waiting for durability.
-pub type Notify = Box<dyn Fn() + Send>;
+pub use antenna_store::Notify;
 
 /// A redb store whose commits happen on a store thread: the event loop never waits on disk.
 ///
@@ -580,8 +612,8 @@ impl Drop for WriteBehind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Broadcast, Token, TokenType};
-    use crate::settings::AppSettings;
+    use antenna_store::AppSettings;
+    use antenna_store::{Broadcast, Token, TokenType};
 
     fn tmp(name: &str) -> std::path::PathBuf {
         let dir =
@@ -788,7 +820,7 @@ mod tests {
         assert_eq!((c.commits, c.recoveries), (2, 1), "{c:?}");
         assert_eq!(c.commit_attempts(), c.commits + c.failed_commits);
         // A memory store has no store thread: no counters.
-        assert_eq!(crate::MemStore::new().counters(), None);
+        assert_eq!(antenna_store::MemStore::new().counters(), None);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use antenna_store::{Broadcast, Notify, RedbStore, Store, WriteBehind, WriteOp, WriteSeq};
+use antenna_persist::{Notify, RedbStore, WriteBehind};
+use antenna_store::{Broadcast, Store, WriteOp, WriteSeq};
 
 const RECORDS: u64 = 1000;
 

@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
-use antenna_store::{RedbStore, Store};
+use antenna_persist::RedbStore;
+use antenna_store::Store;
 
 fn crash_after(mode: &str, kill_at: u64) -> (u64, usize) {
     let dir = std::env::temp_dir().join(format!("antenna-crash-{}-{mode}", std::process::id()));
