@@ -55,9 +55,9 @@ use antenna_store::{DurableQueue, Notify};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+mod cluster;
 mod conn;
 mod http;
-mod cluster;
 mod observe;
 mod rest;
 mod udp;
