@@ -588,30 +588,23 @@ fn finding1_a_stream_token_does_not_publish_other_streams_via_main_track() {
     );
 }
 
+/// Drives the peers (`common::media::run`) until a server message satisfies `done`.
 fn media_loop(
     peers: &mut [(&mut common::browser::Browser, &mut Client, bool)],
     limit: std::time::Duration,
     mut done: impl FnMut(&Value) -> bool,
 ) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < end {
-        for (browser, ws, sends) in peers.iter_mut() {
-            browser.poll();
-            if *sends {
-                browser.send_media();
+    let seen = std::cell::Cell::new(false);
+    common::media::run(
+        peers,
+        limit,
+        |_, m| {
+            if done(m) {
+                seen.set(true);
             }
-            while let Some(m) = ws.poll_message() {
-                if m["command"] == "takeCandidate" {
-                    browser.add_candidate(m["candidate"].as_str().unwrap_or_default());
-                }
-                if done(&m) {
-                    return true;
-                }
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    false
+        },
+        |_| seen.get(),
+    )
 }
 
 /// Finding 4: a play token was used up by a play refused with `no_stream_exist` (a viewer who
