@@ -175,7 +175,7 @@ impl Runtime {
                 None => return,
                 Some(Err(e)) => {
                     link.failed(now, registry, &format!("connect: {e}"));
-                    return self.cluster_drain(now);
+                    return;
                 }
                 Some(Ok(())) => {
                     link.connecting = false;
@@ -186,7 +186,6 @@ impl Runtime {
         if event.is_readable() || event.is_read_closed() {
             link.read(now, registry);
         }
-        self.cluster_drain(now);
     }
 
     /// Runs the cluster core's timer when due.
@@ -196,7 +195,6 @@ impl Runtime {
         };
         if link.core.poll_timeout().is_some_and(|t| t <= now) {
             link.core.handle_timeout(now);
-            self.cluster_drain(now);
         }
     }
 
@@ -213,9 +211,8 @@ impl Runtime {
         match ev.kind {
             EventKind::PublishStarted => link.core.stream_started(now, &ev.app, &ev.stream),
             EventKind::PublishEnded => link.core.stream_ended(now, &ev.app, &ev.stream),
-            _ => return,
+            _ => {}
         }
-        self.cluster_drain(now);
     }
 
     /// The node's load for the next heartbeat, and a graceful leave at shutdown.
@@ -228,10 +225,10 @@ impl Runtime {
         if leaving {
             link.core.leave(now);
         }
-        self.cluster_drain(now);
     }
 
-    /// Carries out what the cluster core asks for until it has nothing more.
+    /// Carries out what the cluster core asks for until it has nothing more; part of the
+    /// loop turn's one drain point (`Runtime::drain`).
     pub(super) fn cluster_drain(&mut self, now: Instant) {
         let Some(link) = self.cluster.as_mut() else {
             return;

@@ -353,7 +353,9 @@ impl Runtime {
             self.worst_iteration.as_secs_f64() * 1000.0
         );
         // Stream-ended hooks the shutdown produced are pumped, then sent before exit.
-        self.pump_hooks(Instant::now());
+        let now = Instant::now();
+        self.pump_hooks(now);
+        self.cluster_drain(now);
         self.close_hooks();
         self.close_store();
         result
@@ -596,6 +598,7 @@ impl Runtime {
                 self.udp_flush_queue();
             }
             self.pump_hooks(now);
+            self.cluster_drain(now);
             if self.dirty.is_empty() {
                 break;
             }

@@ -59,26 +59,18 @@ impl Runtime {
     pub(super) fn log_counters(&mut self) {
         if self.counters != self.logged {
             let c = self.counters;
-            let refusals = (
-                c.udp_dropped,
-                c.slow_clients_dropped,
-                c.refused_total,
-                c.refused_per_ip,
-                c.accept_paused,
-                c.http_timeouts,
-                c.ws_idle_closed,
-            );
-            let l = self.logged;
-            let logged = (
-                l.udp_dropped,
-                l.slow_clients_dropped,
-                l.refused_total,
-                l.refused_per_ip,
-                l.accept_paused,
-                l.http_timeouts,
-                l.ws_idle_closed,
-            );
-            if refusals != logged {
+            let refusals = |c: &crate::limits::Counters| {
+                (
+                    c.udp_dropped,
+                    c.slow_clients_dropped,
+                    c.refused_total,
+                    c.refused_per_ip,
+                    c.accept_paused,
+                    c.http_timeouts,
+                    c.ws_idle_closed,
+                )
+            };
+            if refusals(&c) != refusals(&self.logged) {
                 warn!(
                     udp_dropped = c.udp_dropped,
                     slow_clients_dropped = c.slow_clients_dropped,
