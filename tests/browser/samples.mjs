@@ -253,17 +253,24 @@ const KNOWN_PAGE_ERRORS = [/slideDown is not a function/];
 /** Opens `file` (relative to /WebRTCAppEE/) with `query`; records console, errors and WebSockets. */
 async function openSample(ctx, env, file, query, label) {
   const page = await ctx.newPage();
-  const p = { page, label, file, console: [], pageErrors: [], sockets: [], wsIn: [] };
+  // transcript: every WebSocket frame both ways in full (up to 8 MiB), written to artifacts/ when
+  // a case fails.
+  const p = { page, label, file, console: [], pageErrors: [], sockets: [], transcript: [], transcriptBytes: 0 };
+  const record = (dir, f) => {
+    const text = typeof f.payload === "string" ? f.payload : "(binary)";
+    if (p.transcriptBytes > 8 << 20) return;
+    p.transcriptBytes += text.length;
+    p.transcript.push(`${new Date().toISOString().slice(11, 23)} ${dir} ${text}`);
+  };
   page.on("console", (m) => { p.console.push(`${m.type()}: ${m.text()}`); if (p.console.length > 400) p.console.splice(0, 100); });
   page.on("pageerror", (e) => { p.pageErrors.push(e.message); p.console.push(`pageerror: ${e.message}`); });
   page.on("websocket", (ws) => {
     const s = { url: ws.url(), open: true, received: 0 };
     p.sockets.push(s);
+    ws.on("framesent", (f) => record(">", f));
     ws.on("framereceived", (f) => {
+      record("<", f);
       s.received++;
-      const text = typeof f.payload === "string" ? f.payload : "";
-      p.wsIn.push(text.slice(0, 300));
-      if (p.wsIn.length > 200) p.wsIn.splice(0, 50);
     });
     ws.on("close", () => { s.open = false; });
   });
@@ -283,7 +290,7 @@ function assertLoaded(env, p) {
   if (errors.length) throw new Error(`${p.label}: page errors: ${errors.join("; ")}`);
 }
 
-async function waitWebSocket(p, timeoutMs = 5000) {
+async function waitWebSocket(p, timeoutMs = 15000) {
   return waitUntil(`${p.label}: WebSocket to /${APP}/websocket with a frame from the server`, timeoutMs,
     () => p.sockets.find((s) => s.url.includes(`/${APP}/websocket`) && s.received > 0));
 }
@@ -501,6 +508,12 @@ testCase(4, "conference-room.html: three members, chat, a late fourth, one leave
   const tl = Date.now();
   for (const p of members) await waitTileDecoding(p, d, 30000);
   figures.push(`late member ${d}: decoding on all three earlier pages ${Date.now() - tl} ms after entering`);
+  // ... and the late page shows the three. The page drops a tile when all its tracks fire
+  // `mute`, and a track that never received a packet is muted already and fires nothing: a
+  // member who leaves before its media reached the late page would leave a tile there that
+  // nothing can remove (AMS's page behaves the same against AMS).
+  for (const id of ids) await waitTileDecoding(late, id, 30000);
+  figures.push(`late member ${d} shows the three earlier members ${Date.now() - tl} ms after entering`);
   for (const p of [...members, late]) {
     if (!(await p.page.evaluate(() => window.__noReload === true))) throw new Error(`${p.label} reloaded`);
   }
@@ -579,8 +592,10 @@ async function runCase(browser, env, c) {
     const diag = [];
     for (const p of env.pages) {
       diag.push(`--- ${p.label} (${p.file}): page errors: ${p.pageErrors.join("; ") || "none"}`);
-      diag.push(`--- ${p.label}: last WebSocket frames from the server:`, ...p.wsIn.slice(-12).map((l) => "  " + l));
+      const signalling = p.transcript.filter((l) => !/"command":"(ping|pong)"/.test(l)).slice(-25).map((l) => "  " + l.slice(0, 160));
+      diag.push(`--- ${p.label}: last signalling frames both ways (without ping/pong; all in artifacts/):`, ...signalling);
       diag.push(`--- ${p.label}: last console lines:`, ...p.console.slice(-12).map((l) => "  " + l.slice(0, 300)));
+      fs.writeFileSync(path.join(ARTIFACTS, `samples${c.num}-${p.label.replace(/[^\w.-]+/g, "_")}.txt`), [...p.transcript, "--- console:", ...p.console].join("\n") + "\n");
       try { await p.page.screenshot({ path: path.join(ARTIFACTS, `samples${c.num}-${p.label.replace(/[^\w.-]+/g, "_")}.png`) }); } catch (e) { /* closed */ }
     }
     if (env.missing.length) diag.push(`--- not served: ${env.missing.map((m) => `${m.type} ${m.url}`).slice(0, 20).join(", ")}`);
