@@ -31,6 +31,27 @@ const APP = "WebRTCAppEE";
 const NM = path.join(HERE, "node_modules");
 const WEBAPP = path.join(NM, "@antmedia/webrtc_adaptor/src/main/webapp");
 
+/**
+ * Writes the fake camera: 320x240 at 10 frames a second, two seconds of a moving pattern
+ * (Y4M, looped by Chromium), and returns its path.
+ */
+function fakeCamera() {
+  const [w, h, n] = [320, 240, 20];
+  const file = path.join(os.tmpdir(), `antenna-samples-camera-${w}x${h}.y4m`);
+  if (fs.existsSync(file)) return file;
+  const parts = [Buffer.from(`YUV4MPEG2 W${w} H${h} F10:1 Ip A1:1 C420jpeg\n`)];
+  for (let f = 0; f < n; f++) {
+    const frame = Buffer.alloc(w * h * 3 / 2, 128);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) frame[y * w + x] = ((x + y + f * 8) & 63) * 3 + 16;
+    }
+    parts.push(Buffer.from("FRAME\n"), frame);
+  }
+  fs.writeFileSync(file + ".part", Buffer.concat(parts));
+  fs.renameSync(file + ".part", file);
+  return file;
+}
+
 const CHROMIUM_FLAGS = [
   "--no-sandbox",
   "--disable-gpu",
@@ -41,6 +62,12 @@ const CHROMIUM_FLAGS = [
   "--disable-sync",
   "--use-fake-ui-for-media-stream",
   "--use-fake-device-for-media-stream",
+  // The camera is a small looped file (`fakeCamera`), not Chromium's 640x480 pattern at 30 fps:
+  // case 4 runs four conference pages (four encoders, twelve decoders) in one browser on a
+  // two-core machine. At full size a page could take over three seconds to answer an offer, and
+  // the SDK gives a play three seconds to reach ICE "checking" before it stops and plays again
+  // (`reconnectIfRequired`), which these pages do not survive.
+  `--use-file-for-fake-video-capture=${fakeCamera()}`,
   "--allow-loopback-in-peer-connection",
   "--disable-background-timer-throttling",
   "--disable-renderer-backgrounding",
@@ -610,6 +637,8 @@ let running = null;
 
 async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
+  // This run's failure reports only: what an earlier run left is removed.
+  for (const f of fs.readdirSync(ARTIFACTS)) if (/^samples\d/.test(f)) fs.rmSync(path.join(ARTIFACTS, f));
   const others = Object.values(os.networkInterfaces()).flat().filter((a) => !a.internal);
   if (others.length && process.env.E2E_ALLOW_HOST_NETWORK !== "1") {
     console.error("refusing to run: this network namespace has non-loopback interfaces; run through run.sh or set E2E_ALLOW_HOST_NETWORK=1");
