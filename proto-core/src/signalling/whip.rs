@@ -121,6 +121,16 @@ impl Signalling {
         );
     }
 
+    /// The media session a WHIP/WHEP resource's connection publishes or plays `stream_id`
+    /// with, if it has one (an ICE restart `PATCH` goes to it).
+    pub fn http_session(&self, conn: ConnId, stream_id: &str) -> Option<crate::SessionId> {
+        let c = self.conns.get(&conn)?;
+        c.publishes
+            .get(stream_id)
+            .or_else(|| c.plays.get(stream_id))
+            .copied()
+    }
+
     /// `DELETE` of a WHIP/WHEP resource, or its end for any other reason: stops what the
     /// resource's connection publishes or plays, then closes the connection.
     pub fn handle_http_delete(&mut self, now: Instant, conn: ConnId, stream_id: &str) {
