@@ -5,6 +5,11 @@
 //! returns. Later, whatever ends the resource's session (its publisher stopping, a media
 //! failure, a timeout, the server shutting down) reaches the resource as a message to its
 //! connection, and the resource is ended and forgotten at once.
+//!
+//! A `PATCH` is trickle (candidates to signalling, as a `takeCandidate`) or an ICE restart
+//! (RFC 9725 §4.3.3): the node asks signalling for the resource's media session and the media
+//! layer restarts ICE on it ([`rtc_core::Sfu::ice_restart`]); the answer is the server's new
+//! credentials as an sdpfrag with a new `ETag`.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -18,6 +23,11 @@ use crate::Node;
 mod lockout;
 mod resources;
 pub use resources::*;
+
+/// Why a WHEP `POST` of a live main track (room) is refused (`422`).
+pub const MAIN_TRACK_REFUSAL: &str = "a main track (room) cannot be played with WHEP: \
+    WHEP plays one stream without renegotiation; play a subtrack's id, or the room with the \
+    SDK's WebSocket play";
 
 /// The answer to a WHIP/WHEP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +145,13 @@ impl Node {
                         "whip/whep: address locked out after repeated wrong tokens");
                 }
                 return Err(match (e, closed) {
+                    // AMS has no WHEP endpoint to follow; a room cannot be one WHEP stream.
+                    (Some(proto_core::SignalError::NoStreamExist), _)
+                        if head.kind == Kind::Whep
+                            && self.sig.is_live_main_track(&head.app, &head.stream) =>
+                    {
+                        (422, MAIN_TRACK_REFUSAL.to_string())
+                    }
                     (Some(e), _) => (
                         status_for(e, head.token.is_some()),
                         e.definition().to_string(),

@@ -399,3 +399,43 @@ fn a_whep_player_that_moves_restarts_ice_by_patch_and_keeps_playing() {
     );
     assert_eq!(m.sim.node.sig.publisher_count(), 1, "the publisher stays");
 }
+
+#[test]
+fn whep_of_a_main_track_is_refused_with_422_and_its_subtrack_plays() {
+    let mut m = MediaSim::new(23);
+    let _s = m.subtrack_publisher("sub1", "room1");
+    m.run(Duration::from_secs(1));
+    let post = |m: &mut MediaSim, stream: &str, n: u8| {
+        let mut c = Client::new(
+            m.sim.now(),
+            format!("10.9.10.{n}:4000").parse().expect("addr"),
+        );
+        let offer = c.whep_offer(true, true);
+        m.sim.http_media(
+            ip(),
+            &head(Method::Post, Kind::Whep, stream, None),
+            offer.as_bytes(),
+        )
+    };
+    // The room: AMS has no WHEP endpoint to follow, and WHEP cannot renegotiate as subtracks
+    // come and go: a clear 422, nothing created.
+    let r = post(&mut m, "room1", 1);
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.response));
+    assert!(body(&r.response).contains("main track"));
+    assert!(m.sim.node.resources.is_empty());
+    assert_eq!(
+        m.sim.node.sfu.session_count(),
+        1,
+        "only the subtrack's publisher"
+    );
+    // A room with no live subtrack is no stream at all: 404.
+    assert_eq!(post(&mut m, "room2", 2).status, 404);
+    // The subtrack itself is a stream like any other.
+    assert_eq!(post(&mut m, "sub1", 3).status, 201);
+    assert_eq!(m.sim.node.resources.len(), 1);
+    assert_eq!(
+        m.sim.node.resources.refused.get(&422).copied(),
+        Some(1),
+        "counted by status"
+    );
+}
