@@ -332,7 +332,8 @@ impl Session {
             Event::IceConnectionStateChange(
                 IceConnectionState::Connected | IceConnectionState::Completed,
             ) => {
-                if self.restart_deadline.take().is_some() {
+                let after_restart = self.restart_deadline.take();
+                if after_restart.is_some() {
                     debug!(session = %self.id, "ice up again after the restart");
                 }
             }

@@ -156,6 +156,7 @@ fn resource_table_counts_per_address_and_forgets() {
         ip,
         etag: String::new(),
         ufrag: None,
+        restarts: Vec::new(),
     };
     let r1 = mk(&mut t, ip);
     let c1 = r1.conn;
@@ -202,7 +203,7 @@ proptest::proptest! {
                     let conn = t.alloc_conn();
                     t.insert(Resource {
                         conn, kind: Kind::Whep, app: "A".into(), stream: "s".into(), ip,
-                        etag: String::new(), ufrag: None,
+                        etag: String::new(), ufrag: None, restarts: Vec::new(),
                     });
                     live.push(conn);
                 }
