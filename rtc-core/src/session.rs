@@ -1,5 +1,8 @@
 //! One media session: a `str0m::Rtc` plus what the SFU knows about it (role, tracks, timers,
 //! measurements), and the drain loop that turns str0m outputs into [`SfuOutput`]s.
+//!
+//! (About 600 lines: the session, its drain loop and its str0m event handling are read
+//! together; the ICE-restart state added to them is a few lines, not worth a split.)
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
