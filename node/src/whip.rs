@@ -5,11 +5,17 @@
 //! returns. Later, whatever ends the resource's session (its publisher stopping, a media
 //! failure, a timeout, the server shutting down) reaches the resource as a message to its
 //! connection, and the resource is ended and forgotten at once.
+//!
+//! A `PATCH` is trickle (candidates to signalling, as a `takeCandidate`) or an ICE restart
+//! (RFC 9725 §4.3.3): the node asks signalling for the resource's media session and the media
+//! layer restarts ICE on it ([`rtc_core::Sfu::ice_restart`]); the answer is the server's new
+//! credentials as an sdpfrag with a new `ETag`.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
 use proto_core::{ConnId, HttpMediaRequest, Notification, SdpType, ServerMessage};
+use rtc_core::{IceRestart, IceRestartError};
 use tracing::{debug, info, warn};
 
 use crate::Node;
@@ -17,6 +23,11 @@ use crate::Node;
 mod lockout;
 mod resources;
 pub use resources::*;
+
+/// Why a WHEP `POST` of a live main track (room) is refused (`422`).
+pub const MAIN_TRACK_REFUSAL: &str = "a main track (room) cannot be played with WHEP: \
+    WHEP plays one stream without renegotiation; play a subtrack's id, or the room with the \
+    SDK's WebSocket play";
 
 /// The answer to a WHIP/WHEP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +145,13 @@ impl Node {
                         "whip/whep: address locked out after repeated wrong tokens");
                 }
                 return Err(match (e, closed) {
+                    // AMS has no WHEP endpoint to follow; a room cannot be one WHEP stream.
+                    (Some(proto_core::SignalError::NoStreamExist), _)
+                        if head.kind == Kind::Whep
+                            && self.sig.is_live_main_track(&head.app, &head.stream) =>
+                    {
+                        (422, MAIN_TRACK_REFUSAL.to_string())
+                    }
                     (Some(e), _) => (
                         status_for(e, head.token.is_some()),
                         e.definition().to_string(),
@@ -156,6 +174,7 @@ impl Node {
             ip,
             etag: String::new(),
             ufrag,
+            restarts: Vec::new(),
         });
         let etag = self
             .resources
@@ -200,16 +219,91 @@ impl Node {
                 return Err((412, "If-Match does not match the resource's ETag".into()));
             }
         }
-        let candidates =
+        let patch =
             check_patch(body, r.ufrag.as_deref()).map_err(|(s, why)| (s, why.to_string()))?;
-        for c in candidates {
-            self.sig
-                .handle_http_candidate(now, r.conn, &r.stream, c.to_string());
+        let (ufrag, pwd, candidates) = match patch {
+            Patch::Trickle(candidates) => {
+                for c in candidates {
+                    self.sig
+                        .handle_http_candidate(now, r.conn, &r.stream, c.to_string());
+                }
+                self.pump(now);
+                return Ok(HttpReply {
+                    status: 204,
+                    response: reply(204, "text/plain; charset=utf-8", b"", &[]),
+                });
+            }
+            Patch::Restart {
+                ufrag,
+                pwd,
+                candidates,
+            } => (ufrag, pwd, candidates),
+        };
+        self.ice_restart(now, head, &r, ufrag, pwd, candidates)
+    }
+
+    /// An ICE restart (RFC 9725 §4.3.3) of resource `r`: the media layer restarts ICE on the
+    /// resource's session with the client's new credentials; `200` with the server's.
+    fn ice_restart(
+        &mut self,
+        now: Instant,
+        head: &MediaHead,
+        r: &Resource,
+        ufrag: &str,
+        pwd: &str,
+        candidates: Vec<&str>,
+    ) -> Result<HttpReply, (u16, String)> {
+        if head.if_match.is_none() {
+            return Err((428, "an ICE restart needs If-Match: \"*\"".into()));
         }
+        if let Err(wait) = self.resources.admit_restart(r.conn, now) {
+            let secs = wait.as_millis().div_ceil(1000).max(1).to_string();
+            *self.resources.refused.entry(429).or_default() += 1;
+            info!(kind = head.kind.segment(), app = %head.app, stream = %head.stream,
+                retry_after_s = %secs, "whip/whep request refused: too many ICE restarts");
+            return Ok(HttpReply {
+                status: 429,
+                response: reply(
+                    429,
+                    "text/plain; charset=utf-8",
+                    b"too many ICE restarts of this resource; retry later\n",
+                    &[("Retry-After", secs.as_str())],
+                ),
+            });
+        }
+        let session = self
+            .sig
+            .http_session(r.conn, &r.stream)
+            .ok_or((404, "the resource has no media session".to_string()))?;
+        let restart = IceRestart {
+            ufrag: ufrag.to_string(),
+            pwd: pwd.to_string(),
+            candidates: candidates.iter().map(|c| c.to_string()).collect(),
+        };
+        let result = self.sfu.ice_restart(now, session, &restart);
         self.pump(now);
+        let done = result.map_err(|e| {
+            let status = match e {
+                IceRestartError::NoSession => 404,
+                _ => 422,
+            };
+            (status, format!("ICE restart refused: {e}"))
+        })?;
+        let etag = self
+            .resources
+            .restarted(r.conn, ufrag)
+            .ok_or((404, "no such resource".to_string()))?;
+        info!(kind = head.kind.segment(), app = %head.app, stream = %head.stream,
+            candidates = restart.candidates.len(), "whip/whep ICE restart");
+        let frag = restart_fragment(&done.answer, &done.ufrag, &done.pwd, &done.candidates);
         Ok(HttpReply {
-            status: 204,
-            response: reply(204, "text/plain; charset=utf-8", b"", &[]),
+            status: 200,
+            response: reply(
+                200,
+                "application/trickle-ice-sdpfrag",
+                frag.as_bytes(),
+                &[("ETag", etag.as_str())],
+            ),
         })
     }
 

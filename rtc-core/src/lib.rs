@@ -113,7 +113,7 @@ pub mod testing;
 pub use data::{DataConfig, DataStats, PlayerDistribution, DEFAULT_MAX_DATA_MESSAGE};
 pub use dtls::SfuCrypto;
 pub use route::{SfuCounters, DEFAULT_MAX_REMOTE_CANDIDATES};
-pub use sfu::{RoomLine, Sfu, DEFAULT_CONNECT_TIMEOUT};
+pub use sfu::{IceRestart, IceRestartError, IceRestarted, RoomLine, Sfu, DEFAULT_CONNECT_TIMEOUT};
 
 /// Media layer configuration.
 #[derive(Debug, Clone)]

@@ -1,5 +1,8 @@
 //! One media session: a `str0m::Rtc` plus what the SFU knows about it (role, tracks, timers,
 //! measurements), and the drain loop that turns str0m outputs into [`SfuOutput`]s.
+//!
+//! (About 600 lines: the session, its drain loop and its str0m event handling are read
+//! together; the ICE-restart state added to them is a few lines, not worth a split.)
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -208,6 +211,11 @@ pub(crate) struct Session {
     pub next_stats: Instant,
     /// Fail if not connected by then.
     pub connect_deadline: Option<Instant>,
+    /// After an ICE restart: end if ICE has not completed again by then.
+    pub restart_deadline: Option<Instant>,
+    /// The client's offer as accepted (publishers and WHEP players), kept for ICE restarts
+    /// (`sfu/restart.rs`).
+    pub remote_offer: Option<String>,
     /// The deadline currently registered in the SFU's timer index.
     pub scheduled: Option<Instant>,
     /// ICE + DTLS are up.
@@ -241,6 +249,8 @@ impl Session {
             rtc_deadline: now,
             next_stats: now + stats,
             connect_deadline: None,
+            restart_deadline: None,
+            remote_offer: None,
             scheduled: None,
             connected: false,
             routes: Vec::new(),
@@ -271,7 +281,10 @@ impl Session {
 
     /// The earliest time this session needs `handle_timeout`.
     pub(crate) fn deadline(&self) -> Instant {
-        let d = self.rtc_deadline.min(self.next_stats);
+        let mut d = self.rtc_deadline.min(self.next_stats);
+        if let Some(r) = self.restart_deadline {
+            d = d.min(r);
+        }
         match self.connect_deadline {
             Some(c) if !self.connected => d.min(c),
             _ => d,
@@ -318,6 +331,14 @@ impl Session {
                 self.connected = true;
                 fx.player_connected = matches!(self.role, Role::Player(_));
                 out.push_back(SfuOutput::Event(MediaEvent::Connected { session: self.id }));
+            }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) => {
+                let after_restart = self.restart_deadline.take();
+                if after_restart.is_some() {
+                    debug!(session = %self.id, "ice up again after the restart");
+                }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 debug!(session = %self.id, "ice disconnected");

@@ -30,10 +30,12 @@ mod forwarding;
 mod lastn;
 mod multitrack;
 mod negotiate;
+mod restart;
 mod table;
 mod whep;
 pub use multitrack::RoomLine;
 pub(crate) use multitrack::RoomPlayer;
+pub use restart::{IceRestart, IceRestartError, IceRestarted};
 
 /// How long a session may take to get ICE and DTLS up before it fails.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -371,6 +373,17 @@ impl Sfu {
                         session: id,
                         reason: FailReason::ConnectTimeout,
                     }),
+                    ..Effects::default()
+                };
+                self.work.push_back((key, id, fx));
+                self.process(now);
+                continue;
+            }
+            if s.restart_deadline.is_some_and(|r| r <= now) {
+                debug!(session = %id, "ICE not up again in time after a restart");
+                s.rtc.disconnect();
+                let fx = Effects {
+                    dead: Some(MediaEvent::Closed { session: id }),
                     ..Effects::default()
                 };
                 self.work.push_back((key, id, fx));

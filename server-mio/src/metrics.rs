@@ -109,6 +109,8 @@ pub struct Whip {
     pub refused: Vec<(u16, u64)>,
     /// Addresses locked out after repeated wrong tokens.
     pub token_lockouts: u64,
+    /// ICE restarts made (`PATCH`).
+    pub ice_restarts: u64,
 }
 
 /// The store's commit-latency histogram, from the fixed buckets the store thread fills.
@@ -400,6 +402,11 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
                 "Client addresses locked out of WHIP and WHEP after repeated wrong tokens",
                 w.token_lockouts,
             ),
+            (
+                "whip_ice_restarts",
+                "ICE restarts of WHIP and WHEP resources (PATCH)",
+                w.ice_restarts,
+            ),
         ],
     );
     let statuses: Vec<(String, u64)> = w.refused.iter().map(|(s, n)| (s.to_string(), *n)).collect();
@@ -510,6 +517,7 @@ mod tests {
             ended: 2,
             refused: vec![(404, 3), (429, 1)],
             token_lockouts: 1,
+            ice_restarts: 4,
         };
         let times = LoopTimes::default();
         times.observe(0.001);
@@ -563,6 +571,7 @@ mod tests {
         assert!(text.contains("antenna_whip_resources_created_total 9"));
         assert!(text.contains("antenna_whip_refusals_total{status=\"404\"} 3"));
         assert!(text.contains("antenna_whip_token_lockouts_total 1"));
+        assert!(text.contains("antenna_whip_ice_restarts_total 4"));
         assert!(text.trim_end().ends_with("# EOF"));
     }
 

@@ -135,14 +135,15 @@ fn whip_publish_is_played_by_an_sdk_player_and_delete_ends_it() {
     );
     assert_eq!(status, 409, "{resp}");
 
-    // Trickle: candidates are taken (204); an ICE restart is not (422); a stale ETag 412.
+    // Trickle: candidates are taken (204); an ICE restart without If-Match is 428 (the
+    // session is untouched; restarts are shown below); a stale ETag 412.
     let patch = |frag: &str, extra: &[(&str, &str)]| {
         let mut h = vec![("Content-Type", "application/trickle-ice-sdpfrag")];
         h.extend_from_slice(extra);
         request(server.http, "PATCH", &location, &h, frag)
     };
     let frag = "a=ice-ufrag:zzzz\r\na=ice-pwd:zzzzzzzzzzzzzzzzzzzzzzzz\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n";
-    assert_eq!(patch(frag, &[]).0, 422);
+    assert_eq!(patch(frag, &[]).0, 428);
     let trickle = "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n";
     assert_eq!(patch(trickle, &[("If-Match", "\"stale\"")]).0, 412);
     assert_eq!(patch(trickle, &[("If-Match", "*")]).0, 204);
@@ -424,4 +425,101 @@ fn resources_per_address_are_bounded_and_freed() {
         })
         .unwrap_or_default();
     assert!(ids.iter().all(|id| id == "r16"), "{ids:?}");
+}
+
+/// `PATCH` with an sdpfrag and `If-Match`; returns the status and the whole response.
+fn patch_frag(server: &Server, location: &str, frag: &str, if_match: &str) -> (u16, String) {
+    request(
+        server.http,
+        "PATCH",
+        location,
+        &[
+            ("Content-Type", "application/trickle-ice-sdpfrag"),
+            ("If-Match", if_match),
+        ],
+        frag,
+    )
+}
+
+#[test]
+fn ice_restart_by_patch_moves_a_whip_publisher_and_a_whep_player() {
+    let server = Server::start();
+    // A WHIP publisher connects, moves to a new UDP socket and restarts ICE.
+    let mut publisher = Browser::new();
+    let (status, resp) = sdp_post(
+        server.http,
+        &format!("/{APP}/whip/r1"),
+        &publisher.publish_offer(),
+        &[],
+    );
+    assert_eq!(status, 201, "{resp}");
+    let location = header(&resp, "Location").expect("Location").to_string();
+    let etag0 = header(&resp, "ETag").expect("ETag").to_string();
+    publisher.accept_answer(body(&resp));
+    assert!(drive(&server, &mut publisher, true, |p| p.connected));
+    // Live on the old path first (its media started), then the move.
+    let mut idle = server.ws(&format!("/{APP}/websocket"));
+    run(
+        &mut [(&mut publisher, &mut idle, true)],
+        Duration::from_secs(1),
+        |_, _| {},
+        |_| false,
+    );
+    let frag = publisher.start_ice_restart();
+    let (status, resp) = patch_frag(&server, &location, &frag, "*");
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(
+        header(&resp, "Content-Type"),
+        Some("application/trickle-ice-sdpfrag")
+    );
+    let etag1 = header(&resp, "ETag").expect("a new ETag").to_string();
+    assert_ne!(etag0, etag1);
+    let server_frag = body(&resp).to_string();
+    assert!(server_frag.contains("a=ice-pwd:") && server_frag.contains("a=candidate:"));
+    publisher.finish_ice_restart(&server_frag);
+    // Media flows from the new address to an SDK-style player, over the same DTLS session.
+    let mut idle = server.ws(&format!("/{APP}/websocket"));
+    let frames = play_frames(&server, APP, "r1", (&mut publisher, &mut idle), 10);
+    assert!(frames >= 10, "frames after the restart: {frames}");
+    assert_eq!(publisher.connects, 1, "no second DTLS handshake");
+    assert!(server.wait_log("whip/whep ICE restart"));
+    // The tag from before the restart is stale.
+    let trickle = "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n";
+    assert_eq!(patch_frag(&server, &location, trickle, &etag0).0, 412);
+
+    // A WHEP player of an SDK-style publisher does the same.
+    let (mut sdk, mut sws) = publish_live(&server, APP, "r2", json!({}));
+    let mut player = Browser::new();
+    let (status, resp) = sdp_post(
+        server.http,
+        &format!("/{APP}/whep/r2"),
+        &player.play_offer(),
+        &[],
+    );
+    assert_eq!(status, 201, "{resp}");
+    let location = header(&resp, "Location").expect("Location").to_string();
+    let etag = header(&resp, "ETag").expect("ETag").to_string();
+    player.accept_answer(body(&resp));
+    let mut pws = server.ws(&format!("/{APP}/websocket"));
+    let mut frames_at = |sdk: &mut Browser, player: &mut Browser, at_least: usize| {
+        run(
+            &mut [(sdk, &mut sws, true), (player, &mut pws, false)],
+            Duration::from_secs(15),
+            |_, _| {},
+            |p| p.get(1).is_some_and(|p| p.0.video_frames >= at_least),
+        )
+    };
+    assert!(frames_at(&mut sdk, &mut player, 10), "WHEP frames before");
+    let before = player.video_frames;
+    let frag = player.start_ice_restart();
+    // Its own current ETag is as good as `*`.
+    let (status, resp) = patch_frag(&server, &location, &frag, &etag);
+    assert_eq!(status, 200, "{resp}");
+    player.finish_ice_restart(body(&resp));
+    assert!(
+        frames_at(&mut sdk, &mut player, before + 10),
+        "WHEP frames after the restart: {} (before {before})",
+        player.video_frames
+    );
+    assert_eq!(player.connects, 1, "no second DTLS handshake");
 }

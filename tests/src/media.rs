@@ -211,6 +211,27 @@ impl MediaSim {
         self.browsers.len() - 1
     }
 
+    /// Adds a browser whose signalling is WHIP/WHEP (the test's [`Sim::http_media`] calls)
+    /// instead of a WebSocket: only its peer connection `client` is driven here (media,
+    /// network). Its `conn` names no connection.
+    pub fn http_browser(&mut self, client: Client, role: Role, stream: &str) -> usize {
+        let conn = ConnId(u64::MAX - self.browsers.len() as u64);
+        self.browsers.push(Browser {
+            conn,
+            client,
+            role,
+            stream: stream.to_string(),
+            received: Vec::new(),
+            data_only: false,
+            gone: false,
+            keyframe_requests_seen: 0,
+            last_keyframe: None,
+            media_paused: false,
+            video_size: 1000,
+        });
+        self.browsers.len() - 1
+    }
+
     /// A browser sends a command.
     pub fn send(&mut self, i: usize, v: Value) {
         let conn = self.browsers[i].conn;
@@ -329,7 +350,10 @@ impl MediaSim {
             for i in 0..self.browsers.len() {
                 while let Some(d) = self.browsers[i].client.outbox.pop_front() {
                     moved = true;
-                    if self.lose() || d.destination != server_udp() {
+                    // A browser that moved (ICE restart) no longer has its old address: what
+                    // it still sends from there is lost.
+                    let moved_away = d.source != self.browsers[i].client.addr;
+                    if self.lose() || d.destination != server_udp() || moved_away {
                         continue;
                     }
                     self.delivered += 1;

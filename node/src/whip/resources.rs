@@ -7,10 +7,14 @@
 //! - `POST /<App>/whip/<streamId>[?mainTrack=<room>]`, `POST /<App>/whep/<streamId>`: an SDP
 //!   offer (`Content-Type: application/sdp`) in, `201 Created` with the answer, `Location` of
 //!   the resource, `ETag`, and a `Link` to the ICE servers if any are configured;
-//! - `PATCH <resource>` (`application/trickle-ice-sdpfrag`): trickled candidates (`204`); an ICE
-//!   restart (a new `a=ice-ufrag`) is not supported: `422`, as RFC 9725 §4.3.1 asks of a
-//!   server that supports only trickle; `If-Match` other than `*` or the resource's `ETag`:
-//!   `412`;
+//! - `PATCH <resource>` (`application/trickle-ice-sdpfrag`, RFC 9725 §4.3): trickled
+//!   candidates (§4.3.2, `204`), or an ICE restart (§4.3.3: a new `a=ice-ufrag` and
+//!   `a=ice-pwd`): `200` with the server's new credentials and candidates as an sdpfrag and a
+//!   new `ETag`; the media session, its SSRCs and DTLS stay. `If-Match` (§4.3.1): other than
+//!   `*` or the resource's current `ETag` is `412` (a tag from before a restart is stale); a
+//!   restart without it is `428` (§4.3.3 has the client send `If-Match: "*"`); more than
+//!   [`MAX_RESTARTS_PER_MINUTE`] restarts a minute is `429`; a refused restart leaves the
+//!   session as it was;
 //! - `DELETE <resource>`: ends the publish or play (`200`);
 //! - `OPTIONS` on either: the CORS preflight (`204`), so a page on another origin can publish
 //!   or play; every response carries `Access-Control-Allow-Origin: *` (the bearer token, not
@@ -31,6 +35,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use proto_core::{ConnId, SignalError};
 use rand_chacha::ChaCha8Rng;
@@ -48,6 +53,10 @@ pub const MAX_CANDIDATES: usize = 32;
 pub const DEFAULT_MAX_RESOURCES_PER_IP: usize = 16;
 /// Bound on live resources in all.
 pub const MAX_RESOURCES: usize = 4096;
+/// Most ICE restarts of one resource within [`RESTART_WINDOW`] (more: `429`).
+pub const MAX_RESTARTS_PER_MINUTE: usize = 6;
+/// The window of [`MAX_RESTARTS_PER_MINUTE`].
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// The connection ids of HTTP resources start here (the runtime's WebSocket ids are mio
 /// tokens, far below).
@@ -168,25 +177,95 @@ fn ufrag(sdp: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A trickle patch: its candidates, or why it is refused (`(status, reason)`).
+/// What a `PATCH` body asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patch<'a> {
+    /// Trickled candidates (RFC 9725 §4.3.2): no ICE credentials, or the current ones.
+    Trickle(Vec<&'a str>),
+    /// An ICE restart (RFC 9725 §4.3.3): new `ice-ufrag` and `ice-pwd`, and the candidates
+    /// gathered with them.
+    Restart {
+        /// The client's new ufrag.
+        ufrag: &'a str,
+        /// The client's new password.
+        pwd: &'a str,
+        /// Its candidates (`candidate:…`).
+        candidates: Vec<&'a str>,
+    },
+}
+
+/// RFC 8839 `ice-char`s (`ALPHA / DIGIT / "+" / "/"`) within `min..=256`.
+fn is_ice_token(s: &str, min: usize) -> bool {
+    (min..=256).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// A `PATCH` body (`application/trickle-ice-sdpfrag`, RFC 8840): trickle or ICE restart, or
+/// why it is refused (`(status, reason)`). `ufrag_now`: the client's current ufrag.
 pub fn check_patch<'a>(
     body: &'a [u8],
-    ufrag_of_offer: Option<&str>,
-) -> Result<Vec<&'a str>, (u16, &'static str)> {
+    ufrag_now: Option<&str>,
+) -> Result<Patch<'a>, (u16, &'static str)> {
     let frag = std::str::from_utf8(body).map_err(|_| (400, "the patch is not UTF-8"))?;
-    if let (Some(new), Some(old)) = (ufrag(frag), ufrag_of_offer) {
-        if new != old {
-            return Err((422, "ICE restart is not supported"));
-        }
-    }
     if candidate_count(frag) > MAX_CANDIDATES {
         return Err((400, "the patch has too many candidates"));
     }
-    Ok(frag
+    let candidates: Vec<&str> = frag
         .lines()
         .filter_map(|l| l.trim().strip_prefix("a="))
         .filter(|l| l.starts_with("candidate:"))
-        .collect())
+        .collect();
+    let pwd = frag
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-pwd:"));
+    let new_ufrag = frag
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"));
+    match new_ufrag {
+        Some(u) if Some(u) != ufrag_now => {
+            let pwd = pwd.ok_or((400, "an ICE restart needs a=ice-pwd"))?;
+            if !is_ice_token(u, 4) || !is_ice_token(pwd, 22) {
+                return Err((400, "malformed a=ice-ufrag or a=ice-pwd (RFC 8839)"));
+            }
+            Ok(Patch::Restart {
+                ufrag: u,
+                pwd,
+                candidates,
+            })
+        }
+        _ => Ok(Patch::Trickle(candidates)),
+    }
+}
+
+/// The `200 OK` body of an ICE restart (`application/trickle-ice-sdpfrag`, RFC 8840 and RFC
+/// 9725 §4.3.3): the server's new credentials, the first m-line of its answer with its mid,
+/// and its candidates.
+pub fn restart_fragment(answer: &str, ufrag: &str, pwd: &str, candidates: &[String]) -> String {
+    let mut out = String::new();
+    if answer.lines().any(|l| l.trim_end() == "a=ice-lite") {
+        out.push_str("a=ice-lite\r\n");
+    }
+    out.push_str(&format!("a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n"));
+    let mut lines = answer.lines().map(str::trim_end);
+    if let Some(m) = lines.find(|l| l.starts_with("m=")) {
+        out.push_str(m);
+        out.push_str("\r\n");
+        if let Some(mid) = lines
+            .take_while(|l| !l.starts_with("m="))
+            .find(|l| l.starts_with("a=mid:"))
+        {
+            out.push_str(mid);
+            out.push_str("\r\n");
+        }
+    }
+    for c in candidates {
+        out.push_str("a=");
+        out.push_str(c.strip_prefix("a=").unwrap_or(c));
+        out.push_str("\r\n");
+    }
+    out.push_str("a=end-of-candidates\r\n");
+    out
 }
 
 /// The HTTP status of a signalling refusal. `had_token`: the client sent a credential.
@@ -228,8 +307,11 @@ pub struct Resource {
     pub ip: IpAddr,
     /// The entity tag (quoted).
     pub etag: String,
-    /// The ICE ufrag of the client's offer.
+    /// The client's current ICE ufrag (of its offer, or of its last ICE restart).
     pub ufrag: Option<String>,
+    /// When its last ICE restarts were asked for (at most [`MAX_RESTARTS_PER_MINUTE`]
+    /// within a minute).
+    pub restarts: Vec<Instant>,
 }
 
 /// The live resources, by id and by connection, with a count per client address.
@@ -250,6 +332,8 @@ pub struct Resources {
     pub ended: u64,
     /// Wrong-token lock-out by client address.
     pub bad_tokens: super::lockout::BadTokens,
+    /// ICE restarts made so far.
+    pub restarts: u64,
 }
 
 impl Resources {
@@ -267,6 +351,7 @@ impl Resources {
             created: 0,
             ended: 0,
             bad_tokens: super::lockout::BadTokens::default(),
+            restarts: 0,
         }
     }
 
@@ -342,6 +427,40 @@ impl Resources {
         self.by_conn.get(&conn).and_then(|id| self.by_id.get(id))
     }
 
+    /// Records an ICE restart asked of the resource of `conn` at `now`, or, over
+    /// [`MAX_RESTARTS_PER_MINUTE`], how long until the next one is allowed.
+    pub fn admit_restart(&mut self, conn: ConnId, now: Instant) -> Result<(), Duration> {
+        let Some(r) = self
+            .by_conn
+            .get(&conn)
+            .and_then(|id| self.by_id.get_mut(id))
+        else {
+            return Ok(());
+        };
+        r.restarts
+            .retain(|t| now.saturating_duration_since(*t) < RESTART_WINDOW);
+        if r.restarts.len() >= MAX_RESTARTS_PER_MINUTE {
+            let oldest = r.restarts.iter().min().copied().unwrap_or(now);
+            return Err(RESTART_WINDOW.saturating_sub(now.saturating_duration_since(oldest)));
+        }
+        r.restarts.push(now);
+        Ok(())
+    }
+
+    /// After an ICE restart of the resource of `conn`: its client's new ufrag, and a new
+    /// entity tag (returned; the old one no longer matches an `If-Match`).
+    pub fn restarted(&mut self, conn: ConnId, ufrag: &str) -> Option<String> {
+        let etag = format!("\"{}\"", self.token(8));
+        let r = self
+            .by_conn
+            .get(&conn)
+            .and_then(|id| self.by_id.get_mut(id))?;
+        r.ufrag = Some(ufrag.to_string());
+        r.etag = etag.clone();
+        self.restarts += 1;
+        Some(etag)
+    }
+
     /// Forgets the resource of `conn`.
     pub fn remove_conn(&mut self, conn: ConnId) -> Option<Resource> {
         let id = self.by_conn.remove(&conn)?;
@@ -364,5 +483,118 @@ impl Resources {
         for (conn, id) in &self.by_conn {
             assert_eq!(self.by_id.get(id).map(|r| r.conn), Some(*conn));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PWD: &str = "0123456789abcdefghijkl";
+
+    #[test]
+    fn a_patch_is_trickle_or_restart() {
+        let c = "a=candidate:1 1 udp 1 1.2.3.4 5 typ host\r\n";
+        assert_eq!(
+            check_patch(c.as_bytes(), Some("abcd")),
+            Ok(Patch::Trickle(vec![
+                "candidate:1 1 udp 1 1.2.3.4 5 typ host"
+            ]))
+        );
+        // The current ufrag is trickle too.
+        let same = format!("a=ice-ufrag:abcd\r\na=ice-pwd:{PWD}\r\n{c}");
+        assert!(matches!(
+            check_patch(same.as_bytes(), Some("abcd")),
+            Ok(Patch::Trickle(v)) if v.len() == 1
+        ));
+        let restart = format!("a=ice-ufrag:efgh\r\na=ice-pwd:{PWD}\r\nm=audio 9 X 0\r\n{c}");
+        assert_eq!(
+            check_patch(restart.as_bytes(), Some("abcd")),
+            Ok(Patch::Restart {
+                ufrag: "efgh",
+                pwd: PWD,
+                candidates: vec!["candidate:1 1 udp 1 1.2.3.4 5 typ host"],
+            })
+        );
+        // No password, a short one, a character outside ice-char: 400.
+        for bad in [
+            "a=ice-ufrag:efgh\r\n".to_string(),
+            "a=ice-ufrag:efgh\r\na=ice-pwd:short\r\n".to_string(),
+            format!("a=ice-ufrag:ef gh\r\na=ice-pwd:{PWD}\r\n"),
+            format!("a=ice-ufrag:efgh\r\na=ice-pwd:{PWD}\"\r\n"),
+            format!("a=ice-ufrag:{}\r\na=ice-pwd:{PWD}\r\n", "u".repeat(257)),
+        ] {
+            assert_eq!(
+                check_patch(bad.as_bytes(), Some("abcd")).unwrap_err().0,
+                400,
+                "{bad}"
+            );
+        }
+        let flood = c.repeat(MAX_CANDIDATES + 1);
+        assert_eq!(check_patch(flood.as_bytes(), None).unwrap_err().0, 400);
+    }
+
+    #[test]
+    fn the_restart_fragment_carries_credentials_mline_mid_and_candidates() {
+        let answer = "v=0\r\na=ice-lite\r\na=group:BUNDLE 0 1\r\n\
+                      m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:old\r\na=mid:0\r\n\
+                      m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n";
+        let frag = restart_fragment(
+            answer,
+            "newu",
+            "newpwd",
+            &["candidate:1 1 udp 2130706431 10.0.0.1 50000 typ host".to_string()],
+        );
+        assert_eq!(
+            frag,
+            "a=ice-lite\r\na=ice-ufrag:newu\r\na=ice-pwd:newpwd\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+             a=candidate:1 1 udp 2130706431 10.0.0.1 50000 typ host\r\na=end-of-candidates\r\n"
+        );
+    }
+
+    fn one_resource(t: &mut Resources) -> ConnId {
+        let conn = t.alloc_conn();
+        t.insert(Resource {
+            conn,
+            kind: Kind::Whip,
+            app: "A".into(),
+            stream: "s".into(),
+            ip: IpAddr::from([10, 0, 0, 1]),
+            etag: String::new(),
+            ufrag: Some("abcd".into()),
+            restarts: Vec::new(),
+        });
+        conn
+    }
+
+    #[test]
+    fn restarts_are_bounded_per_minute_and_change_the_etag() {
+        let mut t = Resources::new([3; 32]);
+        let conn = one_resource(&mut t);
+        let t0 = Instant::now();
+        for n in 0..MAX_RESTARTS_PER_MINUTE {
+            assert_eq!(
+                t.admit_restart(conn, t0 + Duration::from_secs(n as u64)),
+                Ok(())
+            );
+        }
+        let wait = t
+            .admit_restart(conn, t0 + Duration::from_secs(10))
+            .unwrap_err();
+        assert_eq!(
+            wait,
+            Duration::from_secs(50),
+            "until the oldest leaves the window"
+        );
+        assert_eq!(t.admit_restart(conn, t0 + Duration::from_secs(60)), Ok(()));
+        let before = t.by_conn(conn).unwrap().etag.clone();
+        let etag = t.restarted(conn, "efgh").unwrap();
+        let r = t.by_conn(conn).unwrap();
+        assert_ne!(etag, before);
+        assert_eq!(r.etag, etag);
+        assert_eq!(r.ufrag.as_deref(), Some("efgh"));
+        assert_eq!(t.restarts, 1);
+        t.check_invariants();
     }
 }

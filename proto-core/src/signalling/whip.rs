@@ -8,7 +8,9 @@
 //! - a WHEP `POST` is a `play` whose media session answers the client's offer
 //!   ([`MediaCmd::StartPlayAnswer`](crate::MediaCmd::StartPlayAnswer)) instead of offering.
 //!   Only a published stream can be played this way (a main track's room play needs the
-//!   server's renegotiation offers): anything else is `no_stream_exist`;
+//!   server's renegotiation offers): anything else is `no_stream_exist`, which the node
+//!   answers `422` for a live main track ([`Signalling::is_live_main_track`]) and `404`
+//!   otherwise;
 //! - a trickled candidate (`PATCH`) is a `takeCandidate`;
 //! - `DELETE` is [`Signalling::handle_http_delete`]: a `stop`, then the connection closes (so a
 //!   WHIP publisher is not held for a reconnect as a dropped WebSocket's is).
@@ -119,6 +121,23 @@ impl Signalling {
                 candidate,
             }),
         );
+    }
+
+    /// Whether `stream_id` on `app` is a main track (room) with a live subtrack and no
+    /// publisher of its own: what a WHEP `POST` cannot play (a room play renegotiates with
+    /// server offers as subtracks come and go; WHEP has no renegotiation).
+    pub fn is_live_main_track(&self, app: &str, stream_id: &str) -> bool {
+        self.has_live_subtrack(app, stream_id)
+    }
+
+    /// The media session a WHIP/WHEP resource's connection publishes or plays `stream_id`
+    /// with, if it has one (an ICE restart `PATCH` goes to it).
+    pub fn http_session(&self, conn: ConnId, stream_id: &str) -> Option<crate::SessionId> {
+        let c = self.conns.get(&conn)?;
+        c.publishes
+            .get(stream_id)
+            .or_else(|| c.plays.get(stream_id))
+            .copied()
     }
 
     /// `DELETE` of a WHIP/WHEP resource, or its end for any other reason: stops what the

@@ -64,7 +64,8 @@ impl Sfu {
             .collect::<Vec<_>>()
             .join("\r\n")
             + "\r\n";
-        let offer = match SdpOffer::from_sdp_string(&offer) {
+        let offer_text = offer;
+        let offer = match SdpOffer::from_sdp_string(&offer_text) {
             Ok(o) => o,
             Err(e) => return self.fail_sdp(id, format!("bad offer: {e}")),
         };
@@ -106,6 +107,9 @@ impl Sfu {
         let role = Role::Publisher(publisher);
         debug!(session = %id, %stream_name, "publish session created");
         let key = self.insert(now, id, rtc, role);
+        if let Some(s) = self.sessions.get_mut(key) {
+            s.remote_offer = Some(offer_text);
+        }
         // Players that asked for this publisher before it existed.
         let waiting: Vec<SessionId> = self
             .sessions

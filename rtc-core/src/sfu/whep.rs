@@ -32,6 +32,7 @@ impl Sfu {
             debug!(session = %id, "StartPlayAnswer for an existing session ignored");
             return;
         }
+        let offer_text = offer;
         let offer = match SdpOffer::from_sdp_string(offer) {
             Ok(o) => o,
             Err(e) => return self.fail_sdp(id, format!("bad offer: {e}")),
@@ -61,6 +62,9 @@ impl Sfu {
         debug!(session = %id, %stream, tracks = tracks.len(),
             video = tracks.iter().any(|t| t.kind == MediaKind::Video), "whep play session created");
         let key = self.insert_player(now, id, rtc, stream, publisher, None, tracks);
+        if let Some(s) = self.sessions.get_mut(key) {
+            s.remote_offer = Some(offer_text.to_string());
+        }
         self.outputs.push_back(SfuOutput::Event(MediaEvent::Answer {
             session: id,
             sdp: answer.clone(),

@@ -35,6 +35,8 @@ pub struct Client {
     pub deadline: Instant,
     pub outbox: VecDeque<Datagram>,
     pending: Option<SdpPendingOffer>,
+    /// The last answer accepted (an ICE restart's answer is made from it).
+    answer: Option<String>,
     /// Sending mids (publisher), by kind.
     pub send_mids: Vec<(Mid, MediaKind)>,
     /// Media time of the next audio/video frame written.
@@ -53,6 +55,7 @@ impl Client {
             deadline: now,
             outbox: VecDeque::new(),
             pending: None,
+            answer: None,
             send_mids: Vec::new(),
             audio_time: 0,
             video_time: 0,
@@ -110,7 +113,85 @@ impl Client {
         let pending = self.pending.take().expect("pending offer");
         let r = self.rtc.sdp_api().accept_answer(pending, answer);
         self.drain();
+        if r.is_ok() {
+            self.answer = Some(sdp.to_string());
+        }
         r
+    }
+
+    /// Starts an ICE restart as a WHIP/WHEP client does (RFC 9725 §4.3.3): the client moves
+    /// to `new_addr` and makes new ICE credentials (in an offer it never sends), and returns
+    /// the SDP fragment of its `PATCH`: the new `ice-ufrag`/`ice-pwd`, its first m-line and
+    /// mid, and its candidate at the new address.
+    pub fn start_ice_restart(&mut self, new_addr: SocketAddr) -> String {
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(false);
+        let (offer, pending) = api.apply().expect("restart offer");
+        self.pending = Some(pending);
+        self.addr = new_addr;
+        self.drain();
+        let offer = offer.to_sdp_string();
+        let attr = |name: &str| {
+            offer
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .expect("attribute")
+                .to_string()
+        };
+        let m_line = offer
+            .lines()
+            .find(|l| l.starts_with("m="))
+            .expect("m-line")
+            .trim()
+            .to_string();
+        let candidate = Candidate::host(new_addr, "udp")
+            .expect("host candidate")
+            .to_sdp_string();
+        format!(
+            "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n{m_line}\r\na=mid:{}\r\na={candidate}\r\na=end-of-candidates\r\n",
+            attr("a=ice-ufrag:"),
+            attr("a=ice-pwd:"),
+            attr("a=mid:")
+        )
+    }
+
+    /// Completes an ICE restart with the server's fragment (the `200 OK` body): the answer
+    /// accepted before with the server's new credentials, then the new local candidate and
+    /// the server's candidates.
+    pub fn finish_ice_restart(&mut self, now: Instant, frag: &str) -> Result<(), RtcError> {
+        let attr = |name: &str| frag.lines().find_map(|l| l.trim().strip_prefix(name));
+        let (ufrag, pwd) = (
+            attr("a=ice-ufrag:").expect("ufrag in the fragment"),
+            attr("a=ice-pwd:").expect("pwd in the fragment"),
+        );
+        let old = self.answer.clone().expect("an accepted answer");
+        let mut answer = String::new();
+        for line in old.lines().map(str::trim_end) {
+            if line.starts_with("a=ice-ufrag:") {
+                answer.push_str(&format!("a=ice-ufrag:{ufrag}"));
+            } else if line.starts_with("a=ice-pwd:") {
+                answer.push_str(&format!("a=ice-pwd:{pwd}"));
+            } else if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
+                continue;
+            } else {
+                answer.push_str(line);
+            }
+            answer.push_str("\r\n");
+        }
+        let parsed = SdpAnswer::from_sdp_string(&answer)?;
+        let pending = self.pending.take().expect("pending restart offer");
+        self.rtc.sdp_api().accept_answer(pending, parsed)?;
+        self.answer = Some(answer);
+        self.rtc
+            .add_local_candidate(Candidate::host(self.addr, "udp").expect("host candidate"));
+        for line in frag.lines().filter_map(|l| l.trim().strip_prefix("a=")) {
+            if line.starts_with("candidate:") {
+                self.rtc
+                    .add_remote_candidate(Candidate::from_sdp_string(line)?);
+            }
+        }
+        self.handle_timeout(now);
+        Ok(())
     }
 
     /// Accepts a server offer (player) and returns the answer.

@@ -264,6 +264,7 @@ impl Runtime {
                     ended: t.ended,
                     refused: t.refused.iter().map(|(s, n)| (*s, *n)).collect(),
                     token_lockouts: t.bad_tokens.lockouts,
+                    ice_restarts: t.restarts,
                 }
             },
         }

@@ -110,18 +110,22 @@ fn offers_and_patches_are_bounded() {
         "a=candidate:1 1 udp 1 1.2.3.4 5 typ host\r\n".repeat(MAX_CANDIDATES + 1)
     );
     assert!(check_offer(cands.as_bytes()).is_err());
-    // Patches.
+    // Patches (classified in `node`'s own tests).
     let c = "a=candidate:1 1 udp 1 1.2.3.4 5 typ host\r\na=end-of-candidates\r\n";
     assert_eq!(
         check_patch(c.as_bytes(), Some("abcd")).unwrap(),
-        vec!["candidate:1 1 udp 1 1.2.3.4 5 typ host"]
+        Patch::Trickle(vec!["candidate:1 1 udp 1 1.2.3.4 5 typ host"])
     );
     let same = format!("a=ice-ufrag:abcd\r\n{c}");
-    assert_eq!(check_patch(same.as_bytes(), Some("abcd")).unwrap().len(), 1);
-    let restart = format!("a=ice-ufrag:new\r\n{c}");
+    assert!(matches!(
+        check_patch(same.as_bytes(), Some("abcd")).unwrap(),
+        Patch::Trickle(v) if v.len() == 1
+    ));
+    let restart = format!("a=ice-ufrag:new1\r\n{c}");
     assert_eq!(
         check_patch(restart.as_bytes(), Some("abcd")).unwrap_err().0,
-        422
+        400,
+        "a restart without a=ice-pwd"
     );
     let flood = "a=candidate:1 1 udp 1 1.2.3.4 5 typ host\r\n".repeat(MAX_CANDIDATES + 1);
     assert_eq!(check_patch(flood.as_bytes(), None).unwrap_err().0, 400);
@@ -152,6 +156,7 @@ fn resource_table_counts_per_address_and_forgets() {
         ip,
         etag: String::new(),
         ufrag: None,
+        restarts: Vec::new(),
     };
     let r1 = mk(&mut t, ip);
     let c1 = r1.conn;
@@ -198,7 +203,7 @@ proptest::proptest! {
                     let conn = t.alloc_conn();
                     t.insert(Resource {
                         conn, kind: Kind::Whep, app: "A".into(), stream: "s".into(), ip,
-                        etag: String::new(), ufrag: None,
+                        etag: String::new(), ufrag: None, restarts: Vec::new(),
                     });
                     live.push(conn);
                 }

@@ -19,6 +19,8 @@ pub struct Browser {
     sock: UdpSocket,
     addr: SocketAddr,
     pending: Option<SdpPendingOffer>,
+    /// The last answer accepted (an ICE restart's answer is made from it).
+    answer: Option<String>,
     send_mids: Vec<(Mid, MediaKind)>,
     deadline: Instant,
     audio_time: u64,
@@ -28,6 +30,8 @@ pub struct Browser {
     keyframe_wanted: bool,
     /// ICE+DTLS connected.
     pub connected: bool,
+    /// Times str0m reported `Connected` (a DTLS handshake each).
+    pub connects: usize,
     /// Media frames received, by kind.
     pub audio_frames: usize,
     /// Video frames received.
@@ -54,6 +58,7 @@ impl Browser {
             sock,
             addr,
             pending: None,
+            answer: None,
             send_mids: Vec::new(),
             deadline: now,
             audio_time: 0,
@@ -62,6 +67,7 @@ impl Browser {
             next_keyframe: now,
             keyframe_wanted: true,
             connected: false,
+            connects: 0,
             audio_frames: 0,
             video_frames: 0,
             channels: 0,
@@ -100,6 +106,81 @@ impl Browser {
             .sdp_api()
             .accept_answer(pending, answer)
             .expect("answer accepted");
+        self.answer = Some(sdp.to_string());
+        self.pump();
+    }
+
+    /// Moves to a new UDP socket (a new address: the old one is closed) and starts an ICE
+    /// restart as a WHIP/WHEP client does (RFC 9725 §4.3.3): new credentials, in an offer
+    /// that is never sent; returns the `PATCH` body (new `ice-ufrag`/`ice-pwd`, first m-line
+    /// and mid, the candidate at the new address).
+    pub fn start_ice_restart(&mut self) -> String {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        sock.set_nonblocking(true).expect("nonblocking");
+        self.addr = sock.local_addr().expect("addr");
+        self.sock = sock;
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(false);
+        let (offer, pending) = api.apply().expect("restart offer");
+        self.pending = Some(pending);
+        self.pump();
+        let offer = offer.to_sdp_string();
+        let attr = |name: &str| {
+            offer
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .expect("attribute")
+                .to_string()
+        };
+        let m_line = offer.lines().find(|l| l.starts_with("m=")).expect("m-line");
+        let candidate = Candidate::host(self.addr, "udp")
+            .expect("host candidate")
+            .to_sdp_string();
+        format!(
+            "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n{}\r\na=mid:{}\r\na={candidate}\r\na=end-of-candidates\r\n",
+            attr("a=ice-ufrag:"),
+            attr("a=ice-pwd:"),
+            m_line.trim(),
+            attr("a=mid:")
+        )
+    }
+
+    /// Completes an ICE restart with the server's `200 OK` sdpfrag: the answer accepted
+    /// before with the server's new credentials, then the local candidate at the new address
+    /// and the server's candidates.
+    pub fn finish_ice_restart(&mut self, frag: &str) {
+        let attr = |name: &str| {
+            frag.lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .expect("credential in the fragment")
+        };
+        let (ufrag, pwd) = (attr("a=ice-ufrag:"), attr("a=ice-pwd:"));
+        let mut answer = String::new();
+        for line in self.answer.clone().expect("an answer").lines() {
+            let line = line.trim_end();
+            if line.starts_with("a=ice-ufrag:") {
+                answer.push_str(&format!("a=ice-ufrag:{ufrag}"));
+            } else if line.starts_with("a=ice-pwd:") {
+                answer.push_str(&format!("a=ice-pwd:{pwd}"));
+            } else if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
+                continue;
+            } else {
+                answer.push_str(line);
+            }
+            answer.push_str("\r\n");
+        }
+        let parsed = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
+        let pending = self.pending.take().expect("a restart is pending");
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, parsed)
+            .expect("restart answer accepted");
+        self.answer = Some(answer);
+        self.rtc
+            .add_local_candidate(Candidate::host(self.addr, "udp").expect("host candidate"));
+        for line in frag.lines() {
+            self.add_candidate(line.trim());
+        }
         self.pump();
     }
 
@@ -235,7 +316,10 @@ impl Browser {
                     let _ = self.sock.send_to(&t.contents, t.destination);
                 }
                 Output::Event(e) => match e {
-                    Event::Connected => self.connected = true,
+                    Event::Connected => {
+                        self.connected = true;
+                        self.connects += 1;
+                    }
                     Event::MediaData(d) => match self.rtc.media(d.mid).map(|m| m.kind()) {
                         Some(MediaKind::Audio) => self.audio_frames += 1,
                         Some(MediaKind::Video) => self.video_frames += 1,
