@@ -147,6 +147,16 @@ impl Refusal {
         }
     }
 
+    /// The datastore cannot make writes durable (503): the one answer of the gate's step 7 and
+    /// of a held REST answer whose write the store failed to commit.
+    pub fn store_unavailable(e: &StoreError) -> Refusal {
+        Refusal::new(
+            503,
+            Refused::Store,
+            format!("data_store_not_available: {e}"),
+        )
+    }
+
     /// Extra response headers: `WWW-Authenticate` on 401, `Allow` on 405.
     pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
         match self.status {
@@ -436,11 +446,7 @@ impl RestGate {
         }
         // 7. Store.
         if let Err(e) = health {
-            return Err(Refusal::new(
-                503,
-                Refused::Store,
-                format!("data_store_not_available: {e}"),
-            ));
+            return Err(Refusal::store_unavailable(&e));
         }
         Ok(Granted { client, credential })
     }

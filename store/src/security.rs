@@ -38,27 +38,43 @@ pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// Expired tokens deleted per purge tick at most (each is a store write).
 pub const PURGE_MAX_DELETES: usize = 256;
 
+/// Wall-clock time derived from a monotonic `now`: unix ms `unix_ms` at the instant `at`. The
+/// runtime reads the wall clock once at start; every later wall time is that anchor plus the
+/// `now` a call is given, so a virtual clock drives it in the simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallAnchor {
+    /// The instant of the reading.
+    pub at: Instant,
+    /// Unix milliseconds at `at`.
+    pub unix_ms: u64,
+}
+
+impl WallAnchor {
+    /// Unix ms at `now` (saturating at both ends).
+    pub fn wall_ms(&self, now: Instant) -> u64 {
+        if now >= self.at {
+            let d = u64::try_from(now.duration_since(self.at).as_millis()).unwrap_or(u64::MAX);
+            self.unix_ms.saturating_add(d)
+        } else {
+            let d = u64::try_from(self.at.duration_since(now).as_millis()).unwrap_or(u64::MAX);
+            self.unix_ms.saturating_sub(d)
+        }
+    }
+}
+
 /// Where wall-clock time comes from.
 enum Clock {
     /// A closure (tests, tools).
     Fn(WallClock),
-    /// Unix ms `unix_ms` at `at`: wall time follows the `now: Instant` of each call.
-    Anchor { at: Instant, unix_ms: u64 },
+    /// Wall time follows the `now: Instant` of each call.
+    Anchor(WallAnchor),
 }
 
 impl Clock {
     fn wall_ms(&self, now: Instant) -> u64 {
         match self {
             Clock::Fn(f) => f(),
-            Clock::Anchor { at, unix_ms } => {
-                if now >= *at {
-                    let d = u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX);
-                    unix_ms.saturating_add(d)
-                } else {
-                    let d = u64::try_from(at.duration_since(now).as_millis()).unwrap_or(u64::MAX);
-                    unix_ms.saturating_sub(d)
-                }
-            }
+            Clock::Anchor(anchor) => anchor.wall_ms(now),
         }
     }
 }
@@ -296,7 +312,7 @@ impl StreamSecurity {
     pub fn with_anchor(store: SharedStore, at: Instant, unix_ms: u64) -> StreamSecurity {
         StreamSecurity {
             store,
-            clock: Clock::Anchor { at, unix_ms },
+            clock: Clock::Anchor(WallAnchor { at, unix_ms }),
             totp: TotpGuard::default(),
             next_purge: Some(at + PURGE_INTERVAL),
         }
