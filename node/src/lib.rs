@@ -77,9 +77,14 @@ impl Node {
 
     /// Gives the node its admin core, and signalling the access policy over the same store.
     pub fn with_admin(mut self, admin: Admin) -> Self {
+        self.set_admin(admin);
+        self
+    }
+
+    /// Installs the admin core (see [`Node::with_admin`]), replacing signalling's access policy.
+    pub fn set_admin(&mut self, admin: Admin) {
         self.sig.set_access_policy(Box::new(admin.policy()));
         self.admin = Some(admin);
-        self
     }
 
     /// The admin core, if any.
