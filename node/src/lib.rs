@@ -286,7 +286,14 @@ fn no_admin() -> RestReply {
     let body = br#"{"success":false,"message":"Not found","dataId":null,"errorId":0}"#;
     RestReply {
         status: 404,
-        response: http_text::response(404, http_text::reason(404), "application/json", body, false, &[]),
+        response: http_text::response(
+            404,
+            http_text::reason(404),
+            "application/json",
+            body,
+            false,
+            &[],
+        ),
         durable_after: None,
     }
 }

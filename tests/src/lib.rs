@@ -250,7 +250,9 @@ impl Sim {
                 Record::ServerClosed(t, c) => writeln!(s, "{:>8} c{} < CLOSE", t.as_millis(), c.0),
                 Record::ClientClosed(t, c) => writeln!(s, "{:>8} c{} > CLOSE", t.as_millis(), c.0),
                 Record::RestSent(t, r) => writeln!(s, "{:>8} rest > {r}", t.as_millis()),
-                Record::RestAnswered(t, st, b) => writeln!(s, "{:>8} rest < {st} {b}", t.as_millis()),
+                Record::RestAnswered(t, st, b) => {
+                    writeln!(s, "{:>8} rest < {st} {b}", t.as_millis())
+                }
             };
         }
         s

@@ -59,7 +59,12 @@ fn a_broadcast_created_by_rest_is_the_one_that_may_publish() {
     let r = sim.rest("GET", &format!("/{APP}/rest/v2/broadcasts/count"), None);
     assert_eq!((r.status, &r.body["number"]), (200, &json!(1)));
     // Without the admin token the API is closed, and the refusal is recorded too.
-    let r = sim.rest_as("GET", &format!("/{APP}/rest/v2/broadcasts/count"), None, None);
+    let r = sim.rest_as(
+        "GET",
+        &format!("/{APP}/rest/v2/broadcasts/count"),
+        None,
+        None,
+    );
     assert_eq!(r.status, 401);
 }
 
@@ -96,7 +101,11 @@ fn rest_token_scenario(seed: u64) -> (Vec<Vec<String>>, String) {
             &format!("/{APP}/rest/v2/broadcasts/{s}/tokens/list/0/10"),
             None,
         );
-        assert_eq!((r.status, r.body.as_array().map(Vec::len)), (200, Some(0)), "{s}");
+        assert_eq!(
+            (r.status, r.body.as_array().map(Vec::len)),
+            (200, Some(0)),
+            "{s}"
+        );
     }
     (got, sim.masked_transcript())
 }
@@ -167,7 +176,10 @@ fn settings_race(seed: u64) -> (Vec<Vec<String>>, String) {
         got.push(publish(&mut sim, &format!("race{i}"), json!({})));
         sim.advance(Duration::from_millis(250));
     }
-    put_settings(&mut sim, json!({"stunServerURI": "stun:stun.example.org:3478"}));
+    put_settings(
+        &mut sim,
+        json!({"stunServerURI": "stun:stun.example.org:3478"}),
+    );
     assert_eq!(
         sim.node.sig.config().ice_servers.stun_server_uri,
         "stun:stun.example.org:3478"

@@ -67,7 +67,12 @@ fn a_write_is_held_and_its_time_is_the_anchor_plus_now() {
     let h = head("POST", "/A/rest/v2/broadcasts/create", Some(TOKEN));
     let later = at + Duration::from_secs(5);
     let (reply, followed) = admin.serve(later, peer(), &h, br#"{"streamId":"s1"}"#);
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.response));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.response)
+    );
     assert_eq!(status_line(&reply.response), "HTTP/1.1 200 OK");
     assert!(reply.durable_after.is_some());
     assert_eq!(followed, None);
@@ -84,7 +89,12 @@ fn a_settings_change_of_the_first_app_is_followed_and_of_another_is_not() {
         let mut h = head("PUT", &path, Some(TOKEN));
         h.app = app.into();
         let (reply, got) = admin.serve(at, peer(), &h, body);
-        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.response));
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.response)
+        );
         assert_eq!(
             got.map(|s| s.stun_server_uri),
             followed.then(|| "stun:example.org:3478".to_string())
@@ -102,7 +112,10 @@ fn held_answers_of_a_failed_store_become_one_503() {
     let failed = admin.held_release();
     assert_eq!(failed.durable, WriteSeq(u64::MAX));
     let resp = String::from_utf8(failed.failed.unwrap()).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{resp}"
+    );
     assert!(resp.ends_with(
         r#"{"dataId":null,"errorId":0,"message":"data_store_not_available: data store not available: disk gone","success":false}"#
     ), "{resp}");

@@ -68,10 +68,12 @@ impl Runtime {
                         Action::Rest(head) => {
                             // Access is decided on the head: a refused request is answered
                             // and closed, its body never read.
-                            if let Err(refused) = self.node.check_rest_head(now, conn.peer, &head)
-                            {
-                                debug!(conn = token.0, status = refused.status,
-                                    "rest refused on its head");
+                            if let Err(refused) = self.node.check_rest_head(now, conn.peer, &head) {
+                                debug!(
+                                    conn = token.0,
+                                    status = refused.status,
+                                    "rest refused on its head"
+                                );
                                 conn.state = State::Respond {
                                     stream,
                                     out: refused.response,
