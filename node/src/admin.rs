@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use antenna_store::{
-    AdminAccess, AppSettings, GateCounters, Refusal, RestApi, RestGate, RestHead, RestRequest,
-    SharedStore, WallAnchor, WriteSeq,
+    AdminAccess, AppSettings, GateCounters, Refusal, RestApi, RestGate, RestHead, SharedStore,
+    WallAnchor, WriteSeq,
 };
 use tracing::{info, trace, warn};
 
@@ -61,6 +61,15 @@ pub struct RestReply {
     pub response: Vec<u8>,
     /// Send only once the store's durable sequence reaches this.
     pub durable_after: Option<WriteSeq>,
+}
+
+/// Which request a head is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadKind {
+    /// The REST API: refused (503) while the store cannot make writes durable.
+    Rest,
+    /// `/metrics`: the store's health left out (metrics matter most when the store fails).
+    Metrics,
 }
 
 /// What to do with the answers held for durability, after the store moved.
@@ -133,36 +142,19 @@ impl Admin {
         self.wall.wall_ms(now)
     }
 
-    /// The gate on a REST head from `peer`: `Err` is the refusal to send (then close without
-    /// reading the body); logged and counted.
+    /// The gate on a REST or `/metrics` head from `peer`: `Err` is the refusal to send (then
+    /// close without reading the body); logged and counted.
     pub fn check_head(
         &mut self,
         now: Instant,
         peer: SocketAddr,
         head: &RestHead,
+        kind: HeadKind,
     ) -> Result<(), RestReply> {
-        let health = self.store.borrow().health();
-        self.gate_check(now, peer, head, health)
-    }
-
-    /// The gate on a `/metrics` head: as for REST, with the store's health left out (metrics
-    /// matter most when the store fails).
-    pub fn check_metrics(
-        &mut self,
-        now: Instant,
-        peer: SocketAddr,
-        head: &RestHead,
-    ) -> Result<(), RestReply> {
-        self.gate_check(now, peer, head, Ok(()))
-    }
-
-    fn gate_check(
-        &mut self,
-        now: Instant,
-        peer: SocketAddr,
-        head: &RestHead,
-        health: Result<(), antenna_store::StoreError>,
-    ) -> Result<(), RestReply> {
+        let health = match kind {
+            HeadKind::Rest => self.store.borrow().health(),
+            HeadKind::Metrics => Ok(()),
+        };
         let settings = self.store.borrow().data().settings(&head.app);
         let now_ms = self.wall_ms(now);
         match self.gate.check(&settings, health, now_ms, peer.ip(), head) {
@@ -207,17 +199,9 @@ impl Admin {
         head: &RestHead,
         body: &[u8],
     ) -> (RestReply, Option<AppSettings>) {
-        let resp = self.rest.serve(
-            self.wall_ms(now),
-            &RestRequest {
-                method: &head.method,
-                path: &head.path,
-                query: &head.query,
-                authorization: head.authorization.as_deref(),
-                body,
-                peer: peer.ip(),
-            },
-        );
+        let resp = self
+            .rest
+            .serve(self.wall_ms(now), &head.request(body, peer.ip()));
         let followed = resp
             .settings_changed
             .as_deref()

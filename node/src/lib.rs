@@ -16,7 +16,7 @@ use rtc_core::{Sfu, SfuOutput, Transmit};
 
 use antenna_store::{AppSettings, Refusal, RestHead};
 
-use crate::admin::{Admin, HeldRelease, RestReply};
+use crate::admin::{Admin, HeadKind, HeldRelease, RestReply};
 use crate::whip::Resources;
 
 pub mod admin;
@@ -92,29 +92,18 @@ impl Node {
         self.admin.as_ref()
     }
 
-    /// The gate on a REST request head from `peer`, before any body byte is read. `Err`: the
-    /// refusal to send, then close. Without an admin core every REST path is unknown (404).
+    /// The gate on a REST (or `/metrics`) request head from `peer`, before any body byte is
+    /// read. `Err`: the refusal to send, then close. Without an admin core every REST path is
+    /// unknown (404).
     pub fn check_rest_head(
         &mut self,
         now: Instant,
         peer: SocketAddr,
         head: &RestHead,
+        kind: HeadKind,
     ) -> Result<(), RestReply> {
         match &mut self.admin {
-            Some(admin) => admin.check_head(now, peer, head),
-            None => Err(no_admin()),
-        }
-    }
-
-    /// The gate on a `/metrics` head (the store's health left out).
-    pub fn check_metrics_head(
-        &mut self,
-        now: Instant,
-        peer: SocketAddr,
-        head: &RestHead,
-    ) -> Result<(), RestReply> {
-        match &mut self.admin {
-            Some(admin) => admin.check_metrics(now, peer, head),
+            Some(admin) => admin.check_head(now, peer, head, kind),
             None => Err(no_admin()),
         }
     }

@@ -531,6 +531,18 @@ impl RestGate {
 }
 
 impl RestHead {
+    /// The request the REST handlers answer: this head with its `body`, from `peer`.
+    pub fn request<'a>(&'a self, body: &'a [u8], peer: IpAddr) -> crate::RestRequest<'a> {
+        crate::RestRequest {
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            authorization: self.authorization.as_deref(),
+            body,
+            peer,
+        }
+    }
+
     /// The REST head of a parsed request for `app`, or the refusal of a malformed one:
     /// a `Transfer-Encoding` (411: send `Content-Length`), a bad or repeated `Content-Length`
     /// (400), a body over [`MAX_BODY_LEN`] (413).

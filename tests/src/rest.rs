@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use antenna_store::{AdminAccess, RestHead, SharedStore, WallAnchor};
-use node::admin::{Admin, AdminConfig};
+use node::admin::{Admin, AdminConfig, HeadKind};
 use serde_json::Value;
 
 use crate::{Record, Sim};
@@ -102,7 +102,10 @@ impl Sim {
             .push(Record::RestSent(t, format!("{method} {target} {body}")));
         self.steps += 1;
         let now = self.now();
-        let reply = match self.node.check_rest_head(now, rest_peer(), &head) {
+        let reply = match self
+            .node
+            .check_rest_head(now, rest_peer(), &head, HeadKind::Rest)
+        {
             Err(refused) => refused,
             Ok(()) => self
                 .node

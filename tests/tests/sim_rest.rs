@@ -13,6 +13,15 @@ use serde_json::{json, Value};
 const APP: &str = "WebRTCAppEE";
 const START_S: u64 = WALL_START_MS / 1000;
 
+/// Start, refusal, start, refusal: what both the token and the settings scenarios expect.
+fn allowed_refused_twice() -> Vec<Vec<String>> {
+    ["start", "error/unauthorized_access"]
+        .repeat(2)
+        .into_iter()
+        .map(|l| vec![l.to_string()])
+        .collect()
+}
+
 fn sim(seed: u64) -> Sim {
     Sim::new(seed).with_admin(shared(MemStore::new()))
 }
@@ -113,15 +122,7 @@ fn rest_token_scenario(seed: u64) -> (Vec<Vec<String>>, String) {
 #[test]
 fn a_rest_token_expires_on_the_virtual_clock() {
     let (got, _) = rest_token_scenario(22);
-    assert_eq!(
-        got,
-        [
-            vec!["start".to_string()],
-            vec!["error/unauthorized_access".to_string()],
-            vec!["start".to_string()],
-            vec!["error/unauthorized_access".to_string()],
-        ]
-    );
+    assert_eq!(got, allowed_refused_twice());
 }
 
 #[test]
@@ -201,15 +202,7 @@ fn settings_race(seed: u64) -> (Vec<Vec<String>>, String) {
 #[test]
 fn settings_changes_race_publishes() {
     let (got, _) = settings_race(24);
-    assert_eq!(
-        got,
-        [
-            vec!["start".to_string()],
-            vec!["error/unauthorized_access".to_string()],
-            vec!["start".to_string()],
-            vec!["error/unauthorized_access".to_string()],
-        ]
-    );
+    assert_eq!(got, allowed_refused_twice());
 }
 
 #[test]

@@ -51,12 +51,14 @@ fn status_line(resp: &[u8]) -> String {
 fn the_gate_refuses_without_a_credential_and_counts_it() {
     let (mut admin, at) = admin_over(shared(MemStore::new()));
     let h = head("GET", "/A/rest/v2/broadcasts/count", None);
-    let refused = admin.check_head(at, peer(), &h).unwrap_err();
+    let refused = admin
+        .check_head(at, peer(), &h, HeadKind::Rest)
+        .unwrap_err();
     assert_eq!(refused.status, 401);
     assert!(String::from_utf8_lossy(&refused.response).contains("WWW-Authenticate: Bearer"));
     assert_eq!(admin.counters().get(Refused::Credential), 1);
     let h = head("GET", "/A/rest/v2/broadcasts/count", Some(TOKEN));
-    assert_eq!(admin.check_head(at, peer(), &h), Ok(()));
+    assert_eq!(admin.check_head(at, peer(), &h, HeadKind::Rest), Ok(()));
     assert_eq!(admin.counters().total(), 1);
 }
 
@@ -122,6 +124,8 @@ fn held_answers_of_a_failed_store_become_one_503() {
     // And the gate answers the same 503 to a new request.
     let mut admin = admin;
     let h = head("GET", "/A/rest/v2/broadcasts/count", Some(TOKEN));
-    let refused = admin.check_head(at, peer(), &h).unwrap_err();
+    let refused = admin
+        .check_head(at, peer(), &h, HeadKind::Rest)
+        .unwrap_err();
     assert_eq!(refused.status, 503);
 }

@@ -10,6 +10,8 @@ use mio::Token;
 use tracing::{debug, trace};
 use tungstenite::protocol::{Role, WebSocketContext};
 
+use node::admin::HeadKind;
+
 use crate::http::{self, Action};
 
 use super::conn::{Next, State};
@@ -68,7 +70,10 @@ impl Runtime {
                         Action::Rest(head) => {
                             // Access is decided on the head: a refused request is answered
                             // and closed, its body never read.
-                            if let Err(refused) = self.node.check_rest_head(now, conn.peer, &head) {
+                            if let Err(refused) =
+                                self.node
+                                    .check_rest_head(now, conn.peer, &head, HeadKind::Rest)
+                            {
                                 debug!(
                                     conn = token.0,
                                     status = refused.status,

@@ -203,7 +203,10 @@ impl Runtime {
         peer: SocketAddr,
         head: &RestHead,
     ) -> Vec<u8> {
-        if let Err(refused) = self.node.check_metrics_head(now, peer, head) {
+        if let Err(refused) =
+            self.node
+                .check_rest_head(now, peer, head, node::admin::HeadKind::Metrics)
+        {
             return refused.response;
         }
         let text = metrics::encode(&self.snapshot(), &self.obs.loop_times);
