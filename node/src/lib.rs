@@ -3,7 +3,9 @@
 //! [`Node`] passes signalling's media commands to the SFU and the SFU's events back to
 //! signalling until both queues are empty, and hands the runtime only what touches a socket.
 //! WHIP/WHEP resources are connections of their own whose messages never leave the node: they
-//! make the HTTP answers and end the resources (`whip.rs`).
+//! make the HTTP answers and end the resources (`whip.rs`). The admin plane (REST, its gate,
+//! the settings rules and the access policy) is the [`admin::Admin`] core the node owns when
+//! built [`Node::with_admin`]: a settings change reaches the other cores here.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -12,8 +14,12 @@ use std::time::Instant;
 use proto_core::{ConnId, Output, ServerMessage, Signalling};
 use rtc_core::{Sfu, SfuOutput, Transmit};
 
+use antenna_store::{AppSettings, Refusal, RestHead};
+
+use crate::admin::{Admin, HeadKind, HeldRelease, RestReply};
 use crate::whip::Resources;
 
+pub mod admin;
 pub mod http_text;
 pub mod whip;
 pub use whip::HttpReply;
@@ -38,6 +44,8 @@ pub struct Node {
     pub sfu: Sfu,
     /// WHIP/WHEP resources.
     pub resources: Resources,
+    /// The admin core (`None`: no REST API, no datastore policy).
+    admin: Option<Admin>,
     outputs: VecDeque<NodeOutput>,
     /// What signalling sent to resource connections (`None`: close), not yet looked at.
     http_events: Vec<(ConnId, Option<ServerMessage>)>,
@@ -53,6 +61,7 @@ impl Node {
             sig,
             sfu,
             resources: Resources::new([0; 32]),
+            admin: None,
             outputs: VecDeque::new(),
             http_events: Vec::new(),
             creating: None,
@@ -64,6 +73,89 @@ impl Node {
     pub fn with_resource_seed(mut self, seed: [u8; 32]) -> Self {
         self.resources = Resources::new(seed);
         self
+    }
+
+    /// Gives the node its admin core, and signalling the access policy over the same store.
+    pub fn with_admin(mut self, admin: Admin) -> Self {
+        self.set_admin(admin);
+        self
+    }
+
+    /// Installs the admin core (see [`Node::with_admin`]), replacing signalling's access policy.
+    pub fn set_admin(&mut self, admin: Admin) {
+        self.sig.set_access_policy(Box::new(admin.policy()));
+        self.admin = Some(admin);
+    }
+
+    /// The admin core, if any.
+    pub fn admin(&self) -> Option<&Admin> {
+        self.admin.as_ref()
+    }
+
+    /// The gate on a REST (or `/metrics`) request head from `peer`, before any body byte is
+    /// read. `Err`: the refusal to send, then close. Without an admin core every REST path is
+    /// unknown (404).
+    pub fn check_rest_head(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        head: &RestHead,
+        kind: HeadKind,
+    ) -> Result<(), RestReply> {
+        match &mut self.admin {
+            Some(admin) => admin.check_head(now, peer, head, kind),
+            None => Err(no_admin()),
+        }
+    }
+
+    /// A REST head the HTTP parser refused: counted and logged with the gate's refusals.
+    pub fn refuse_rest_head(
+        &mut self,
+        peer: SocketAddr,
+        head: &RestHead,
+        refusal: &Refusal,
+    ) -> RestReply {
+        match &mut self.admin {
+            Some(admin) => admin.refuse_bad_head(peer, head, refusal),
+            None => no_admin(),
+        }
+    }
+
+    /// Answers a REST request whose head [`Node::check_rest_head`] granted, with its `body`.
+    /// A settings change of the first application updates the signalling and media options.
+    pub fn handle_rest(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        head: &RestHead,
+        body: &[u8],
+    ) -> RestReply {
+        let Some(admin) = &mut self.admin else {
+            return no_admin();
+        };
+        let (reply, followed) = admin.serve(now, peer, head, body);
+        if let Some(settings) = followed {
+            self.apply_settings(now, &settings);
+        }
+        reply
+    }
+
+    /// What the held REST answers may do now (see [`Admin::held_release`]).
+    pub fn held_release(&self) -> Option<HeldRelease> {
+        self.admin.as_ref().map(Admin::held_release)
+    }
+
+    /// The first application's settings changed: the signalling and data channel options that
+    /// mirror them follow (security settings are read live from the store anyway).
+    fn apply_settings(&mut self, now: Instant, settings: &AppSettings) {
+        let mut config = self.sig.config().clone();
+        admin::settings::apply_to_signalling(settings, &mut config);
+        tracing::info!("application settings changed; signalling options updated");
+        self.sig.set_config(config);
+        let mut data = *self.sfu.data_config();
+        admin::settings::apply_to_data(settings, &mut data);
+        self.sfu.set_data_config(data);
+        self.pump(now);
     }
 
     /// A WebSocket opened on `app`.
@@ -175,5 +267,22 @@ impl Node {
                 break;
             }
         }
+    }
+}
+
+/// The answer to a REST request on a node without an admin core.
+fn no_admin() -> RestReply {
+    let body = br#"{"success":false,"message":"Not found","dataId":null,"errorId":0}"#;
+    RestReply {
+        status: 404,
+        response: http_text::response(
+            404,
+            http_text::reason(404),
+            "application/json",
+            body,
+            false,
+            &[],
+        ),
+        durable_after: None,
     }
 }

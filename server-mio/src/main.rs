@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use node::admin::{self, Admin, AdminConfig};
 use node::Node;
 use server_mio::config::{Cli, FileConfig, Settings, DEFAULT_LOG};
-use server_mio::datastore::{self, Policy, TokenSource};
+use server_mio::datastore::{self, TokenSource};
 use server_mio::limits;
-use server_mio::runtime::{self, Admin, Runtime};
+use server_mio::runtime::{self, Runtime};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -33,9 +34,9 @@ fn init_logging(filter: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
-/// The admin REST API's gate: the admin token (read, or generated at the first start and
+/// The admin REST API's access: the admin token (read, or generated at the first start and
 /// printed once) and the access settings.
-fn admin_gate(settings: &Settings) -> Result<antenna_store::RestGate, String> {
+fn admin_access(settings: &Settings) -> Result<antenna_store::AdminAccess, String> {
     let random = server_mio::clock::os_random_seed()
         .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
     let (token, source) = datastore::admin_token(
@@ -64,12 +65,12 @@ fn admin_gate(settings: &Settings) -> Result<antenna_store::RestGate, String> {
     } else {
         info!("admin REST API: every caller needs the admin token or the application's REST JWT");
     }
-    Ok(antenna_store::RestGate::new(antenna_store::AdminAccess {
+    Ok(antenna_store::AdminAccess {
         admin_token: Some(token),
         trust_loopback: a.trust_loopback,
         hosts: a.hosts.clone(),
         trusted_proxies: a.trusted_proxies.clone(),
-    }))
+    })
 }
 
 fn main() -> ExitCode {
@@ -100,7 +101,7 @@ fn main() -> ExitCode {
             .iter()
             .find(|(name, _)| name == app)
             .map(|(_, t)| t);
-        match datastore::seed_for(app, &settings.signalling, table) {
+        match admin::settings::seed_for(app, &settings.signalling, table) {
             Ok(s) => seeds.push((app.clone(), s)),
             Err(e) => {
                 eprintln!("antenna: invalid configuration: {e}");
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let gate = match admin_gate(&settings) {
+    let access = match admin_access(&settings) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("antenna: {e}");
@@ -181,39 +182,43 @@ fn main() -> ExitCode {
                         Ok(_) => {}
                         Err(e) => error!("cannot seed application settings: {e}"),
                     }
-                    datastore::apply_to_signalling(
+                    admin::settings::apply_to_signalling(
                         &ds.settings(&primary_app),
                         &mut signalling_config,
                     );
-                    datastore::apply_to_data(&ds.settings(&primary_app), &mut data_config);
+                    admin::settings::apply_to_data(&ds.settings(&primary_app), &mut data_config);
                 }
                 Err(e) => {
                     // The runtime logs "DATASTORE NOT AVAILABLE" as its loop starts.
                     eprintln!("antenna: datastore not available: {e}");
                     if let Some((_, s)) = seeds.iter().find(|(a, _)| *a == primary_app) {
-                        datastore::apply_to_signalling(s, &mut signalling_config);
-                        datastore::apply_to_data(s, &mut data_config);
+                        admin::settings::apply_to_signalling(s, &mut signalling_config);
+                        admin::settings::apply_to_data(s, &mut data_config);
                     }
                 }
             }
-            let mut sig = proto_core::Signalling::new(signalling_config, now);
-            sig.set_access_policy(Box::new(Policy::with_anchor(
-                ds.store.clone(),
-                now,
-                server_mio::clock::unix_ms(),
-            )));
+            let sig = proto_core::Signalling::new(signalling_config, now);
             let mut sfu =
                 rtc_core::Sfu::new(rtc_core::SfuConfig::new(vec![local], stats_interval), now);
             sfu.set_data_config(data_config);
             sfu.set_max_remote_candidates(max_remote_candidates);
-            let rest = antenna_store::RestApi::new(ds.store.clone(), rest_seed);
-            (
-                Node::new(sig, sfu).with_resource_seed(resource_seed),
-                Admin {
-                    datastore: ds,
-                    rest,
-                    gate,
+            // The one wall-clock reading: the admin core and the access policy derive wall time
+            // from it and the `now` of each call.
+            let admin = Admin::new(AdminConfig {
+                store: ds.store.clone(),
+                access,
+                rest_seed,
+                wall: antenna_store::WallAnchor {
+                    at: now,
+                    unix_ms: server_mio::clock::unix_ms(),
                 },
+                primary_app: Some(primary_app.clone()).filter(|a| !a.is_empty()),
+            });
+            (
+                Node::new(sig, sfu)
+                    .with_resource_seed(resource_seed)
+                    .with_admin(admin),
+                ds,
             )
         },
     );

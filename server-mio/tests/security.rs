@@ -96,29 +96,6 @@ fn assert_play_allowed(v: &Value) {
 }
 
 #[test]
-fn open_app_allows_everything() {
-    let s = server();
-    let mut c = s.ws("/Open/websocket");
-    assert_start(&publish(&mut c, "o1", json!({})), "o1");
-    assert_play_allowed(&play(&mut s.ws("/Open/websocket"), "zz", json!({})));
-}
-
-#[test]
-fn not_allowed_unregistered_streams() {
-    let s = server();
-    let mut c = s.ws("/Reg/websocket");
-    assert_error(
-        &publish(&mut c, "unknown1", json!({})),
-        "not_allowed_unregistered_streams",
-    );
-    create(&s, "Reg", json!({"streamId": "known1"}));
-    assert_start(
-        &publish(&mut s.ws("/Reg/websocket"), "known1", json!({})),
-        "known1",
-    );
-}
-
-#[test]
 fn one_time_tokens_for_publish_and_play() {
     let s = server();
     create(&s, "Tok", json!({"streamId": "t1"}));
@@ -393,41 +370,6 @@ fn viewer_limit_reached() {
     // The broadcast's own limit wins over the app's.
     create(&s, "Lim", json!({"streamId": "v2", "webRTCViewerLimit": 5}));
     assert_play_allowed(&play(&mut s.ws("/Lim/websocket"), "v2", json!({})));
-}
-
-#[test]
-fn settings_changed_at_run_time_apply_at_once() {
-    let s = server();
-    assert_start(
-        &publish(&mut s.ws("/Open/websocket"), "rt1", json!({})),
-        "rt1",
-    );
-    let (status, r) = rest(
-        &s,
-        "PUT",
-        "/rest/v2/applications/settings/Open",
-        Some(r#"{"acceptOnlyStreamsInDataStore": true}"#),
-    );
-    assert_eq!(status, 200, "{r}");
-    assert_error(
-        &publish(&mut s.ws("/Open/websocket"), "rt2", json!({})),
-        "not_allowed_unregistered_streams",
-    );
-    // Signalling options follow the first application (Hash, in name order).
-    let (status, _) = rest(
-        &s,
-        "PUT",
-        "/rest/v2/applications/settings/Hash",
-        Some(r#"{"stunServerURI": "stun:stun.example.org:3478"}"#),
-    );
-    assert_eq!(status, 200);
-    let mut c = s.ws("/Hash/websocket");
-    c.send(&json!({"command": "getIceServerConfig"}));
-    let ice = c.recv_command("iceServerConfig");
-    assert!(
-        ice.to_string().contains("stun:stun.example.org:3478"),
-        "{ice}"
-    );
 }
 
 #[test]

@@ -46,6 +46,7 @@
 )]
 
 pub mod crypto;
+mod failed;
 mod gate;
 mod model;
 mod records;
@@ -54,6 +55,7 @@ mod security;
 mod settings;
 mod store;
 
+pub use failed::FailedStore;
 pub use gate::{
     is_local_host, AdminAccess, Credential, GateCounters, Granted, Refusal, Refused, RestGate,
     RestHead, MAX_BODY_LEN,
@@ -62,7 +64,7 @@ pub use ipnet::IpNet;
 pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
 pub use rest::{is_rest_path, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON};
 pub use security::{
-    StreamSecurity, WallClock, PURGE_INTERVAL, PURGE_MAX_DELETES, TOTP_FREE_FAILURES,
+    StreamSecurity, WallAnchor, WallClock, PURGE_INTERVAL, PURGE_MAX_DELETES, TOTP_FREE_FAILURES,
     TOTP_FREE_FAILURES_PER_STREAM, TOTP_MAX_LOCK, TOTP_MAX_TRACKED, TOTP_RETAIN,
 };
 pub use settings::{

@@ -1,6 +1,9 @@
 //! [`StreamSecurity`]: the AMS publish/play security chain as a [`proto_core::AccessPolicy`].
+//!
+//! Why about 650 lines: the AMS check chain (publish, play, room, commit, purge and each
+//! token check) reads in the AMS order in one place; its wall clock (`security/clock.rs`) and
+//! the TOTP guard (`security/totp.rs`) live beside it.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use proto_core::{
@@ -12,6 +15,13 @@ use crate::crypto;
 use crate::model::{Broadcast, TokenType, TokenUse};
 use crate::settings::AppSettings;
 use crate::store::{Data, SharedStore, WriteOp};
+
+mod clock;
+mod totp;
+
+use clock::Clock;
+pub use clock::WallAnchor;
+use totp::{TotpGuard, TotpKey};
 
 /// A wall clock: unix time in milliseconds. Tests pass a fixed or scripted value to
 /// [`StreamSecurity::new`]; the runtime uses [`StreamSecurity::with_anchor`] instead, with
@@ -37,122 +47,6 @@ pub const TOTP_RETAIN: Duration = Duration::from_secs(3600);
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// Expired tokens deleted per purge tick at most (each is a store write).
 pub const PURGE_MAX_DELETES: usize = 256;
-
-/// Where wall-clock time comes from.
-enum Clock {
-    /// A closure (tests, tools).
-    Fn(WallClock),
-    /// Unix ms `unix_ms` at `at`: wall time follows the `now: Instant` of each call.
-    Anchor { at: Instant, unix_ms: u64 },
-}
-
-impl Clock {
-    fn wall_ms(&self, now: Instant) -> u64 {
-        match self {
-            Clock::Fn(f) => f(),
-            Clock::Anchor { at, unix_ms } => {
-                if now >= *at {
-                    let d = u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX);
-                    unix_ms.saturating_add(d)
-                } else {
-                    let d = u64::try_from(at.duration_since(now).as_millis()).unwrap_or(u64::MAX);
-                    unix_ms.saturating_sub(d)
-                }
-            }
-        }
-    }
-}
-
-/// Failure and replay record of a TOTP subscriber (or, with no subscriber id, of a stream).
-#[derive(Debug, Clone, Default)]
-struct TotpState {
-    failures: u32,
-    locked_until_ms: u64,
-    last_step: Option<u64>,
-    touched_ms: u64,
-}
-
-/// `(app, stream, subscriber)`; the subscriber is empty for the per-stream record.
-type TotpKey = (String, String, String);
-
-/// The online-guessing and replay guard of TOTP.
-#[derive(Debug, Default)]
-struct TotpGuard {
-    states: HashMap<TotpKey, TotpState>,
-}
-
-impl TotpGuard {
-    /// `Err` while `key` is locked out, or when it is untracked and the table is full.
-    fn admit(&mut self, key: &TotpKey, now_ms: u64) -> Result<(), &'static str> {
-        match self.states.get(key) {
-            Some(st) if st.locked_until_ms > now_ms => Err("locked out after failures"),
-            Some(_) => Ok(()),
-            None if self.states.len() >= TOTP_MAX_TRACKED => {
-                self.purge(now_ms);
-                if self.states.len() >= TOTP_MAX_TRACKED {
-                    warn!("TOTP failure table full: refusing untracked subscribers");
-                    Err("failure table full")
-                } else {
-                    Ok(())
-                }
-            }
-            None => Ok(()),
-        }
-    }
-
-    fn last_step(&self, key: &TotpKey) -> Option<u64> {
-        self.states.get(key).and_then(|s| s.last_step)
-    }
-
-    fn failure(&mut self, key: &TotpKey, free: u32, now_ms: u64) {
-        if !self.states.contains_key(key) && self.states.len() >= TOTP_MAX_TRACKED {
-            return;
-        }
-        let st = self.states.entry(key.clone()).or_default();
-        st.failures = st.failures.saturating_add(1);
-        st.touched_ms = now_ms;
-        if st.failures >= free {
-            let max_ms = u64::try_from(TOTP_MAX_LOCK.as_millis()).unwrap_or(u64::MAX);
-            let lock_ms = 1000u64
-                .checked_shl((st.failures - free).min(32))
-                .unwrap_or(max_ms)
-                .min(max_ms);
-            st.locked_until_ms = now_ms.saturating_add(lock_ms);
-            debug!(
-                stream = key.1,
-                subscriber = key.2,
-                failures = st.failures,
-                lock_ms,
-                "TOTP locked out"
-            );
-        }
-    }
-
-    fn success(&mut self, key: &TotpKey, now_ms: u64) {
-        if let Some(st) = self.states.get_mut(key) {
-            st.failures = 0;
-            st.touched_ms = now_ms;
-        }
-    }
-
-    fn spend(&mut self, key: TotpKey, step: u64, now_ms: u64) {
-        if !self.states.contains_key(&key) && self.states.len() >= TOTP_MAX_TRACKED {
-            self.purge(now_ms);
-        }
-        let st = self.states.entry(key).or_default();
-        st.last_step = Some(st.last_step.map_or(step, |l| l.max(step)));
-        st.failures = 0;
-        st.touched_ms = now_ms;
-    }
-
-    /// Forgets records idle for [`TOTP_RETAIN`] and not locked.
-    fn purge(&mut self, now_ms: u64) {
-        let retain_ms = u64::try_from(TOTP_RETAIN.as_millis()).unwrap_or(u64::MAX);
-        self.states.retain(|_, st| {
-            st.locked_until_ms > now_ms || st.touched_ms.saturating_add(retain_ms) > now_ms
-        });
-    }
-}
 
 /// What a check is asked about: the common part of [`PublishRequest`] and [`PlayRequest`].
 #[derive(Debug, Clone, Copy)]
@@ -296,7 +190,7 @@ impl StreamSecurity {
     pub fn with_anchor(store: SharedStore, at: Instant, unix_ms: u64) -> StreamSecurity {
         StreamSecurity {
             store,
-            clock: Clock::Anchor { at, unix_ms },
+            clock: Clock::Anchor(WallAnchor { at, unix_ms }),
             totp: TotpGuard::default(),
             next_purge: Some(at + PURGE_INTERVAL),
         }

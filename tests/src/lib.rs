@@ -17,7 +17,10 @@ use rtc_core::{Sfu, SfuConfig, Transmit};
 use serde_json::Value;
 
 pub mod media;
+pub mod rest;
 pub mod scenario;
+
+pub use rest::{RestAnswer, ADMIN_TOKEN, WALL_START_MS};
 
 /// The server's (virtual) UDP address.
 pub const SERVER_UDP: &str = "127.0.0.1:5000";
@@ -40,6 +43,10 @@ pub enum Record {
     ServerClosed(Duration, ConnId),
     /// The client closed a connection.
     ClientClosed(Duration, ConnId),
+    /// An admin REST request (`METHOD target body`).
+    RestSent(Duration, String),
+    /// Its answer: status and body.
+    RestAnswered(Duration, u16, String),
 }
 
 /// A simulated server with virtual clients.
@@ -242,6 +249,10 @@ impl Sim {
                 Record::ServerSent(t, c, m) => writeln!(s, "{:>8} c{} < {m}", t.as_millis(), c.0),
                 Record::ServerClosed(t, c) => writeln!(s, "{:>8} c{} < CLOSE", t.as_millis(), c.0),
                 Record::ClientClosed(t, c) => writeln!(s, "{:>8} c{} > CLOSE", t.as_millis(), c.0),
+                Record::RestSent(t, r) => writeln!(s, "{:>8} rest > {r}", t.as_millis()),
+                Record::RestAnswered(t, st, b) => {
+                    writeln!(s, "{:>8} rest < {st} {b}", t.as_millis())
+                }
             };
         }
         s

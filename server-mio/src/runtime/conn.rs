@@ -284,7 +284,7 @@ impl Runtime {
                 break;
             };
             let next = match conn.state {
-                State::Http { .. } => self.drive_http(token),
+                State::Http { .. } => self.drive_http(now, token),
                 State::Body { .. } => self.drive_body(now, token),
                 State::MediaBody { .. } => self.drive_media_body(now, token),
                 State::Held { .. } => Next::Wait,

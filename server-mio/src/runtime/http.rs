@@ -10,6 +10,8 @@ use mio::Token;
 use tracing::{debug, trace};
 use tungstenite::protocol::{Role, WebSocketContext};
 
+use node::admin::HeadKind;
+
 use crate::http::{self, Action};
 
 use super::conn::{Next, State};
@@ -42,7 +44,7 @@ pub(super) fn read_body(
 }
 
 impl Runtime {
-    pub(super) fn drive_http(&mut self, token: Token) -> Next {
+    pub(super) fn drive_http(&mut self, now: Instant, token: Token) -> Next {
         let Some(conn) = self.conns.get_mut(&token) else {
             return Next::Wait;
         };
@@ -68,12 +70,18 @@ impl Runtime {
                         Action::Rest(head) => {
                             // Access is decided on the head: a refused request is answered
                             // and closed, its body never read.
-                            if let Err((status, response)) = self.admin.check_head(conn.peer, &head)
+                            if let Err(refused) =
+                                self.node
+                                    .check_rest_head(now, conn.peer, &head, HeadKind::Rest)
                             {
-                                debug!(conn = token.0, status, "rest refused on its head");
+                                debug!(
+                                    conn = token.0,
+                                    status = refused.status,
+                                    "rest refused on its head"
+                                );
                                 conn.state = State::Respond {
                                     stream,
-                                    out: response,
+                                    out: refused.response,
                                     written: 0,
                                     upgrade: None,
                                 };
@@ -102,7 +110,7 @@ impl Runtime {
                         Action::Metrics(_) | Action::Health { .. } => {
                             let peer = conn.peer;
                             let out = match action {
-                                Action::Metrics(head) => self.metrics_response(peer, &head),
+                                Action::Metrics(head) => self.metrics_response(now, peer, &head),
                                 Action::Health { ready, head } => self.health_response(ready, head),
                                 _ => Vec::new(),
                             };
@@ -117,9 +125,8 @@ impl Runtime {
                             return Next::Again;
                         }
                         Action::RestRefused { refusal, head } => {
-                            self.admin.gate.count(refusal.reason);
-                            let (_, response) = self.admin.refused(conn.peer, &head, &refusal);
-                            (response, None)
+                            let refused = self.node.refuse_rest_head(conn.peer, &head, &refusal);
+                            (refused.response, None)
                         }
                         Action::Respond { status, response } => {
                             debug!(conn = token.0, peer = %conn.peer, status, "http response");
@@ -161,14 +168,15 @@ impl Runtime {
             return Next::Remove("internal state");
         };
         let peer = conn.peer;
-        let (status, response, durable_after) = self.rest_answer(now, peer, &head, &body);
-        debug!(conn = token.0, %peer, method = %head.method, path = %head.path, status,
-            held = durable_after.is_some(), "rest response");
+        let reply = self.node.handle_rest(now, peer, &head, &body);
+        debug!(conn = token.0, %peer, method = %head.method, path = %head.path,
+            status = reply.status, held = reply.durable_after.is_some(), "rest response");
+        let response = reply.response;
         let Some(conn) = self.conns.get_mut(&token) else {
             return Next::Wait;
         };
-        let durable = self.admin.datastore.store.borrow().durable_seq();
-        match durable_after {
+        let durable = self.datastore.store.borrow().durable_seq();
+        match reply.durable_after {
             Some(seq) if seq > durable => {
                 conn.state = State::Held { stream, response };
                 conn.deadline = Some(now + DURABLE_TIMEOUT);

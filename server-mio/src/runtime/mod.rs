@@ -1,5 +1,8 @@
 //! The one-thread `mio` runtime: all sockets, the clock and signals, around a [`Node`].
 //!
+//! Why about 610 lines: the loop, its one drain point, start-up and shutdown read as one
+//! contract; what each connection, protocol and socket does is in the submodules below.
+//!
 //! One [`Poll`] owns the TCP listener, every HTTP/WebSocket connection, the UDP media socket
 //! and the signal pipe. The loop:
 //!
@@ -19,8 +22,8 @@
 //!    waits behind the rest of a read batch.
 //!
 //! Submodules, by what they own: `conn` (a connection's [`State`] and life: accept, drive,
-//! remove), `http` (request heads, bodies, answers), `rest` ([`Admin`], the REST answers,
-//! held answers), `ws` (WebSocket frames, close handshake, liveness), `wsio` (tungstenite's
+//! remove), `http` (request heads, bodies, answers), `rest` (REST bodies to the node's admin core,
+//! answers held for durability), `ws` (WebSocket frames, close handshake, liveness), `wsio` (tungstenite's
 //! reads and writes through the shared read-ahead), `udp` (the media socket) and `observe`
 //! (metrics, health, webhooks, logs).
 //!
@@ -67,7 +70,6 @@ mod wsio;
 use conn::{Conn, State};
 use observe::StateSizes;
 use proto_core::ConnId;
-pub use rest::Admin;
 use rtc_core::Transmit;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -187,7 +189,8 @@ pub struct Runtime {
     logged: Counters,
     /// Data channel drop counters last logged (`rtc_core::DataStats`).
     logged_data: rtc_core::DataStats,
-    admin: Admin,
+    /// The datastore handle: its health, its flush at exit, the webhook settings.
+    datastore: crate::datastore::Datastore,
     /// Connection caps, timeouts, output cap.
     limits: Limits,
     /// The total cap applied ([`Limits::max_connections`] within the descriptor limit).
@@ -244,7 +247,7 @@ impl Runtime {
         bound: Bound,
         announce: SocketAddr,
         apps: Vec<String>,
-        make: impl FnOnce(Instant, SocketAddr, Notify) -> (Node, Admin),
+        make: impl FnOnce(Instant, SocketAddr, Notify) -> (Node, crate::datastore::Datastore),
     ) -> io::Result<Runtime> {
         let poll = Poll::new()?;
         let Bound {
@@ -267,7 +270,7 @@ impl Runtime {
             }
         });
         let now = Instant::now();
-        let (node, admin) = make(now, announce, notify);
+        let (node, datastore) = make(now, announce, notify);
         // tungstenite's own output (pong and close frames) goes straight to the connection's
         // `out` through the WsIo; text frames are formatted into `out` directly.
         let ws_config = WebSocketConfig::default()
@@ -305,7 +308,7 @@ impl Runtime {
             counters: Counters::default(),
             logged_data: rtc_core::DataStats::default(),
             logged: Counters::default(),
-            admin,
+            datastore,
             limits: Limits::default(),
             max_connections: limits::effective_max_connections(
                 limits::DEFAULT_MAX_CONNECTIONS,
@@ -362,8 +365,8 @@ impl Runtime {
     }
 
     fn close_store(&mut self) {
-        let flushed = self.admin.datastore.store.borrow_mut().flush();
-        match (flushed, &self.admin.datastore.path) {
+        let flushed = self.datastore.store.borrow_mut().flush();
+        match (flushed, &self.datastore.path) {
             (Ok(()), Some(path)) => info!(path = %path.display(), "datastore flushed and closed"),
             (Ok(()), None) => debug!("in-memory datastore dropped"),
             (Err(e), _) => warn!("datastore not flushed at exit: {e}"),
@@ -499,7 +502,7 @@ impl Runtime {
 
     /// Says so, loudly, when the store fails (at open or since), and again when it recovers.
     fn report_store_failure(&mut self) {
-        match self.admin.datastore.health() {
+        match self.datastore.health() {
             Err(e) if !self.store_failure_reported => {
                 self.store_failure_reported = true;
                 if e.is_degraded() {

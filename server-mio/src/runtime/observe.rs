@@ -172,7 +172,7 @@ impl Runtime {
         if self.listener.is_none() {
             return Err("not accepting connections");
         }
-        if self.admin.datastore.health().is_err() {
+        if self.datastore.health().is_err() {
             return Err("datastore not writable");
         }
         Ok(())
@@ -197,15 +197,17 @@ impl Runtime {
 
     /// The `/metrics` answer, after the admin gate (with the store's health left out: metrics
     /// matter most when the store fails).
-    pub(super) fn metrics_response(&mut self, peer: SocketAddr, head: &RestHead) -> Vec<u8> {
-        let settings = self.admin.datastore.settings(&head.app);
-        let now_ms = crate::clock::unix_ms();
-        if let Err(refusal) = self
-            .admin
-            .gate
-            .check(&settings, Ok(()), now_ms, peer.ip(), head)
+    pub(super) fn metrics_response(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        head: &RestHead,
+    ) -> Vec<u8> {
+        if let Err(refused) =
+            self.node
+                .check_rest_head(now, peer, head, node::admin::HeadKind::Metrics)
         {
-            return self.admin.refused(peer, head, &refusal).1;
+            return refused.response;
         }
         let text = metrics::encode(&self.snapshot(), &self.obs.loop_times);
         http::response(
@@ -221,7 +223,11 @@ impl Runtime {
     fn snapshot(&self) -> Snapshot {
         let sig = &self.node.sig;
         let refusals = sig.refusals();
-        let gate = self.admin.gate.counters();
+        let gate = self
+            .node
+            .admin()
+            .map(node::admin::Admin::counters)
+            .unwrap_or_default();
         Snapshot {
             connections: self.conns.len() as u64,
             websockets: self
@@ -243,7 +249,7 @@ impl Runtime {
                 .iter()
                 .map(|r| (r.as_str(), gate.get(*r)))
                 .collect(),
-            store_healthy: self.admin.datastore.health().is_ok(),
+            store_healthy: self.datastore.health().is_ok(),
             cpu_overloaded: self.cpu.is_overloaded(),
             cpu_limit_percent: self.cpu.limit().percent().map_or(0, u64::from),
             hooks: self
@@ -253,7 +259,7 @@ impl Runtime {
                 .map(HookSender::counters)
                 .unwrap_or_default(),
             shutting_down: self.shutting_down(),
-            store: self.admin.datastore.store.borrow().counters(),
+            store: self.datastore.store.borrow().counters(),
             whip: {
                 let t = &self.node.resources;
                 let (live_whip, live_whep) = t.live_by_kind();
@@ -282,7 +288,7 @@ impl Runtime {
         while let Some(ev) = self.node.sig.poll_event() {
             self.cluster_stream_event(now, &ev);
             if let Some(sender) = &self.obs.hooks {
-                for hook in hooks_for(&self.admin.datastore, &ev) {
+                for hook in hooks_for(&self.datastore, &ev) {
                     debug!(url = %hook.url, stream = %ev.stream, "webhook queued");
                     sender.send(hook);
                 }

@@ -1,0 +1,128 @@
+//! The access policy signalling asks: [`StreamSecurity`] behind the store's health, plus the
+//! live status and viewer count of the streams that have a broadcast record.
+
+use std::time::Instant;
+
+use antenna_store::{SharedStore, StreamSecurity};
+use proto_core::{AccessPolicy, Grant, JoinRoomRequest, PlayRequest, PublishRequest, SignalError};
+use tracing::debug;
+
+/// The access policy installed into signalling: [`StreamSecurity`] behind a health check, so
+/// that a store that could not be opened (its settings are unknown) answers
+/// `data_store_not_available` to every publish and play. A store whose commits fail for now
+/// ([`StoreError::Degraded`]) keeps serving from memory: only a request that must spend a
+/// one-time token gets `data_store_not_available` (the store refuses that write until it is
+/// durable again, see [`antenna_store::WriteOp::needs_durability`]). It also
+/// records the live status (`broadcasting` / `finished`) and WebRTC viewer count of streams that
+/// have a broadcast record, for the REST API (written behind, never waited for).
+pub struct Policy {
+    store: SharedStore,
+    inner: StreamSecurity,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// The policy over `store`, reading wall-clock time (unix ms) from `clock`.
+    pub fn new(store: SharedStore, clock: impl Fn() -> u64 + 'static) -> Policy {
+        Policy {
+            inner: StreamSecurity::new(store.clone(), clock),
+            store,
+        }
+    }
+
+    /// The policy as the server runs it: wall-clock time (token expiry, TOTP windows, the
+    /// broadcasts' `updateTime`) is derived from the `now` of each call, anchored at `unix_ms`
+    /// read once by the runtime at `at` (see [`StreamSecurity::with_anchor`]).
+    pub fn with_anchor(store: SharedStore, at: Instant, unix_ms: u64) -> Policy {
+        Policy {
+            inner: StreamSecurity::with_anchor(store.clone(), at, unix_ms),
+            store,
+        }
+    }
+
+    fn status(&mut self, now: Instant, app: &str, stream_id: &str, status: &str) {
+        let now_ms = self.inner.wall_ms(now);
+        let mut store = self.store.borrow_mut();
+        if let Err(e) =
+            antenna_store::set_broadcast_status(&mut *store, app, stream_id, status, now_ms)
+        {
+            debug!(app, stream_id, status, "status not recorded: {e}");
+        }
+    }
+
+    fn healthy(&self) -> Result<(), SignalError> {
+        match self.store.borrow().health() {
+            Err(e) if !e.is_degraded() => {
+                debug!("refused: {e}");
+                Err(SignalError::from(e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl AccessPolicy for Policy {
+    fn check_publish(
+        &mut self,
+        now: Instant,
+        req: &PublishRequest<'_>,
+    ) -> Result<Grant, SignalError> {
+        self.healthy()?;
+        self.inner.check_publish(now, req)
+    }
+
+    fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<Grant, SignalError> {
+        self.healthy()?;
+        self.inner.check_play(now, req)
+    }
+
+    fn commit(&mut self, now: Instant, grant: Grant) -> Result<(), SignalError> {
+        self.healthy()?;
+        self.inner.commit(now, grant)
+    }
+
+    fn check_join_room(
+        &mut self,
+        now: Instant,
+        req: &JoinRoomRequest<'_>,
+    ) -> Result<(), SignalError> {
+        self.healthy()?;
+        self.inner.check_join_room(now, req)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now);
+    }
+
+    fn records(&self) -> Option<&dyn proto_core::StoredRecords> {
+        self.inner.records()
+    }
+
+    fn on_publish_started(&mut self, now: Instant, app: &str, stream_id: &str) {
+        self.status(now, app, stream_id, "broadcasting");
+    }
+
+    fn on_publish_finished(&mut self, now: Instant, app: &str, stream_id: &str) {
+        self.status(now, app, stream_id, "finished");
+    }
+
+    fn on_viewer_count(&mut self, app: &str, stream_id: &str, viewers: usize) {
+        let mut store = self.store.borrow_mut();
+        if let Err(e) = antenna_store::set_webrtc_viewer_count(&mut *store, app, stream_id, viewers)
+        {
+            debug!(app, stream_id, viewers, "viewer count not recorded: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
