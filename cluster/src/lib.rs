@@ -33,12 +33,14 @@
 //! Redis nothing in this slice (the relay's look-ups are one per stream per edge node).
 
 pub mod conn;
+pub mod data;
 pub mod model;
 pub mod registry;
 pub mod resp;
 pub mod testing;
 
 pub use conn::{ConnConfig, ConnEvent, ConnOutput, RedisConn, Unavailable};
+pub use data::{DataConfig, DataEvent, DataOutput, DataStats, Link, SharedData};
 pub use model::MemRedis;
 pub use registry::{Cluster, ClusterConfig, ClusterEvent, ClusterOutput, NodeInfo, StreamEntry};
 pub use resp::{Command, Reply};
