@@ -29,13 +29,18 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use antenna_store::{AppSettings, Broadcast, Data, Store, StoreError, Subscriber, Token};
-use antenna_store::{WriteOp, WriteSeq};
-use serde::{Deserialize, Serialize};
+use antenna_store::{Data, Store, StoreError, WriteOp, WriteSeq};
+use serde::Deserialize;
 use tracing::{debug, info, warn};
 
 use crate::conn::{ConnConfig, ConnEvent, ConnOutput, RedisConn, Tag};
+
+mod records;
+mod sync;
+
 use crate::resp::{Command, Reply};
+pub use records::Kind;
+use records::{command_of, json, Change};
 
 /// Largest data-channel message read; longer ones are dropped and counted.
 pub const MAX_MESSAGE: usize = 4096;
@@ -66,31 +71,6 @@ impl DataConfig {
     /// The change channel: `{prefix}:data`.
     pub fn channel(&self) -> String {
         format!("{}:data", self.prefix)
-    }
-}
-
-/// The kinds of records, one Redis key each per application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// `HASH` stream id → Broadcast JSON.
-    Broadcasts,
-    /// `HASH` token id → Token JSON.
-    Tokens,
-    /// `HASH` `["streamId","subscriberId"]` → Subscriber JSON.
-    Subscribers,
-    /// `STRING`: the AppSettings JSON.
-    Settings,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Broadcasts => "broadcasts",
-            Kind::Tokens => "tokens",
-            Kind::Subscribers => "subscribers",
-            Kind::Settings => "settings",
-        }
     }
 }
 
@@ -151,14 +131,6 @@ pub struct DataStats {
     pub bad_values: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Change {
-    node: String,
-    app: String,
-    kind: Kind,
-    id: String,
-}
-
 #[derive(Debug)]
 enum Wait {
     /// A record write: durable when answered.
@@ -166,8 +138,16 @@ enum Wait {
     /// A reply that needs no handling (PUBLISH, SUBSCRIBE, a restore, a refill).
     Ignore,
     Reload(Change),
-    Load { app: String, kind: Kind, last: bool },
-    Claim { claim: u64, app: String, token: String },
+    Load {
+        app: String,
+        kind: Kind,
+        last: bool,
+    },
+    Claim {
+        claim: u64,
+        app: String,
+        token: String,
+    },
 }
 
 /// The shared data. See the module docs.
@@ -194,14 +174,6 @@ pub struct SharedData {
     next_claim: u64,
     out: VecDeque<DataOutput>,
     stats: DataStats,
-}
-
-fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-fn subscriber_field(stream: &str, sub: &str) -> String {
-    json(&[stream, sub])
 }
 
 impl SharedData {
@@ -270,66 +242,12 @@ impl SharedData {
         }
     }
 
-    /// The Redis command of a write and the change it announces. `seed`: only if absent.
-    fn command_of(&self, op: &WriteOp, seed: bool) -> (Command, String, Kind, String) {
-        let c = &self.config;
-        match op {
-            WriteOp::PutBroadcast { app, broadcast } => {
-                let (k, id) = (c.key(app, Kind::Broadcasts), &broadcast.stream_id);
-                let set = if seed { "HSETNX" } else { "HSET" };
-                let cmd = Command::new([set, &k, id, &json(&**broadcast)]);
-                (cmd, app.clone(), Kind::Broadcasts, id.clone())
-            }
-            WriteOp::DeleteBroadcast { app, stream_id } => {
-                let k = c.key(app, Kind::Broadcasts);
-                let cmd = Command::new(["HDEL", k.as_str(), stream_id]);
-                (cmd, app.clone(), Kind::Broadcasts, stream_id.clone())
-            }
-            WriteOp::PutToken { app, token } => {
-                let (k, id) = (c.key(app, Kind::Tokens), &token.token_id);
-                let set = if seed { "HSETNX" } else { "HSET" };
-                let cmd = Command::new([set, &k, id, &json(token)]);
-                (cmd, app.clone(), Kind::Tokens, id.clone())
-            }
-            WriteOp::DeleteToken { app, token_id } => {
-                let k = c.key(app, Kind::Tokens);
-                let cmd = Command::new(["HDEL", k.as_str(), token_id]);
-                (cmd, app.clone(), Kind::Tokens, token_id.clone())
-            }
-            WriteOp::PutSubscriber { app, subscriber } => {
-                let k = c.key(app, Kind::Subscribers);
-                let f = subscriber_field(&subscriber.stream_id, &subscriber.subscriber_id);
-                let set = if seed { "HSETNX" } else { "HSET" };
-                let cmd = Command::new([set, &k, &f, &json(subscriber)]);
-                (cmd, app.clone(), Kind::Subscribers, f)
-            }
-            WriteOp::DeleteSubscriber {
-                app,
-                stream_id,
-                subscriber_id,
-            } => {
-                let k = c.key(app, Kind::Subscribers);
-                let f = subscriber_field(stream_id, subscriber_id);
-                let cmd = Command::new(["HDEL", k.as_str(), &f]);
-                (cmd, app.clone(), Kind::Subscribers, f)
-            }
-            WriteOp::PutSettings { app, settings } => {
-                let k = c.key(app, Kind::Settings);
-                let mut words = vec!["SET".to_string(), k, json(&**settings)];
-                if seed {
-                    words.push("NX".into());
-                }
-                (Command::new(words), app.clone(), Kind::Settings, app.clone())
-            }
-        }
-    }
-
     /// Sends one write (and its change message); false if the connection refused it.
     fn send_write(&mut self, now: Instant, seq: u64, op: WriteOp) -> bool {
         // Settings written before the first load are the configuration's seed: they must not
         // overwrite what the cluster already has.
         let seed = !self.loaded && matches!(op, WriteOp::PutSettings { .. });
-        let (cmd, app, kind, id) = self.command_of(&op, seed);
+        let (cmd, app, kind, id) = command_of(&self.config, &op, seed);
         let spent_here = match &op {
             WriteOp::DeleteToken { app, token_id } => {
                 self.claimed.remove(&(app.clone(), token_id.clone()))
@@ -376,7 +294,12 @@ impl SharedData {
             app: app.to_string(),
             token: token.to_string(),
         };
-        self.send(now, Link::Cmd, Command::new(["HDEL", key.as_str(), token]), wait)?;
+        self.send(
+            now,
+            Link::Cmd,
+            Command::new(["HDEL", key.as_str(), token]),
+            wait,
+        )?;
         self.stats.claims += 1;
         self.pump(now);
         Some(claim)
@@ -391,7 +314,8 @@ impl SharedData {
         }
         if let Some(t) = self.data.token(app, token).cloned() {
             debug!(app, "claimed token not used: put back");
-            let (cmd, ..) = self.command_of(
+            let (cmd, ..) = command_of(
+                &self.config,
                 &WriteOp::PutToken {
                     app: app.to_string(),
                     token: t,
@@ -425,53 +349,6 @@ impl SharedData {
             (t.stream_id == stream || t.room_id.as_deref() == Some(stream.as_str()))
                 .then(|| (app.clone(), token.clone()))
         })
-    }
-
-    /// Sends the backlog, then reloads every application.
-    fn resync(&mut self, now: Instant) {
-        if !self.cmd.is_up() {
-            return;
-        }
-        while let Some((seq, op)) = self.backlog.pop_front() {
-            if !self.send_write(now, seq, op.clone()) {
-                self.backlog.push_front((seq, op));
-                return;
-            }
-        }
-        self.stats.resyncs += 1;
-        self.refilling.clear();
-        let apps = self.config.apps.clone();
-        let n = apps.len();
-        for (i, app) in apps.into_iter().enumerate() {
-            for kind in [
-                Kind::Settings,
-                Kind::Broadcasts,
-                Kind::Tokens,
-                Kind::Subscribers,
-            ] {
-                let key = self.config.key(&app, kind);
-                let verb = if kind == Kind::Settings {
-                    "GET"
-                } else {
-                    "HGETALL"
-                };
-                let last = i + 1 == n && kind == Kind::Subscribers;
-                let wait = Wait::Load {
-                    app: app.clone(),
-                    kind,
-                    last,
-                };
-                if self
-                    .send(now, Link::Cmd, Command::new([verb, key.as_str()]), wait)
-                    .is_none()
-                {
-                    return;
-                }
-            }
-        }
-        if n == 0 {
-            self.loaded = true;
-        }
     }
 
     /// The socket of `link` connected.
@@ -542,7 +419,12 @@ impl SharedData {
             }
             (Link::Sub, ConnEvent::Up) => {
                 let channel = self.config.channel();
-                self.send(now, Link::Sub, Command::new(["SUBSCRIBE", &channel]), Wait::Ignore);
+                self.send(
+                    now,
+                    Link::Sub,
+                    Command::new(["SUBSCRIBE", &channel]),
+                    Wait::Ignore,
+                );
                 // Messages sent while this connection was away are lost: reload everything.
                 if self.loaded {
                     self.resync(now);
@@ -581,7 +463,10 @@ impl SharedData {
             Ok(c) if payload.len() <= MAX_MESSAGE => c,
             _ => {
                 self.stats.bad_values += 1;
-                debug!(len = payload.len(), "shared data: unreadable change message dropped");
+                debug!(
+                    len = payload.len(),
+                    "shared data: unreadable change message dropped"
+                );
                 return;
             }
         };
@@ -593,7 +478,10 @@ impl SharedData {
             Kind::Settings => Command::new(["GET", key.as_str()]),
             _ => Command::new(["HGET", key.as_str(), &change.id]),
         };
-        if self.send(now, Link::Cmd, cmd, Wait::Reload(change)).is_some() {
+        if self
+            .send(now, Link::Cmd, cmd, Wait::Reload(change))
+            .is_some()
+        {
             self.stats.reloads += 1;
         }
     }
@@ -656,142 +544,6 @@ impl SharedData {
     fn reapply_after(&mut self, tag: Tag) {
         for (_, (_, op)) in self.inflight.range(tag + 1..) {
             self.data.apply(op);
-        }
-    }
-
-    /// Applies one record as read from Redis (`None`: deleted).
-    fn apply_value(&mut self, app: &str, kind: Kind, id: &str, value: Option<&[u8]>) {
-        let app_s = app.to_string();
-        let op = match (kind, value) {
-            (Kind::Broadcasts, Some(v)) => serde_json::from_slice::<Broadcast>(v)
-                .ok()
-                .map(|b| WriteOp::PutBroadcast {
-                    app: app_s,
-                    broadcast: Box::new(b),
-                }),
-            (Kind::Broadcasts, None) => Some(WriteOp::DeleteBroadcast {
-                app: app_s,
-                stream_id: id.to_string(),
-            }),
-            (Kind::Tokens, Some(v)) => serde_json::from_slice::<Token>(v)
-                .ok()
-                .map(|token| WriteOp::PutToken { app: app_s, token }),
-            (Kind::Tokens, None) => Some(WriteOp::DeleteToken {
-                app: app_s,
-                token_id: id.to_string(),
-            }),
-            (Kind::Subscribers, Some(v)) => serde_json::from_slice::<Subscriber>(v)
-                .ok()
-                .map(|subscriber| WriteOp::PutSubscriber {
-                    app: app_s,
-                    subscriber,
-                }),
-            (Kind::Subscribers, None) => serde_json::from_str::<[String; 2]>(id).ok().map(
-                |[stream_id, subscriber_id]| WriteOp::DeleteSubscriber {
-                    app: app_s,
-                    stream_id,
-                    subscriber_id,
-                },
-            ),
-            (Kind::Settings, Some(v)) => serde_json::from_slice::<AppSettings>(v)
-                .ok()
-                .map(|s| WriteOp::PutSettings {
-                    app: app_s,
-                    settings: Box::new(s),
-                }),
-            // Settings are never deleted: a missing key is handled by `load`.
-            (Kind::Settings, None) => return,
-        };
-        match op {
-            Some(op) => self.data.apply(&op),
-            None => {
-                self.stats.bad_values += 1;
-                warn!(app, kind = kind.name(), id, "shared data: unreadable record from Redis");
-            }
-        }
-    }
-
-    /// One part of an application's snapshot.
-    fn load(&mut self, now: Instant, app: &str, kind: Kind, reply: Reply) {
-        if kind == Kind::Settings {
-            match reply {
-                Reply::Bulk(v) => self.apply_value(app, kind, app, Some(&v)),
-                _ if self.data.stored_settings(app).is_some() => {
-                    // Redis lost this application (restarted empty): refill it from memory.
-                    warn!(app, "shared data: Redis has no data for this application; \
-                          refilling it from this node's memory");
-                    self.refilling.insert(app.to_string());
-                    self.refill(now, app);
-                }
-                _ => {}
-            }
-            return;
-        }
-        let Reply::Array(items) = reply else {
-            self.stats.bad_values += 1;
-            return;
-        };
-        let mut fields = HashSet::new();
-        for pair in items.chunks(2) {
-            if let [Reply::Bulk(f), Reply::Bulk(v)] = pair {
-                let f = String::from_utf8_lossy(f).into_owned();
-                self.apply_value(app, kind, &f, Some(v));
-                fields.insert(f);
-            }
-        }
-        if self.refilling.contains(app) {
-            return;
-        }
-        // Records Redis no longer has are gone.
-        let gone: Vec<String> = match (kind, self.data.app(app)) {
-            (_, None) => Vec::new(),
-            (Kind::Broadcasts, Some(a)) => a.broadcasts.keys().cloned().collect(),
-            (Kind::Tokens, Some(a)) => a.tokens.keys().cloned().collect(),
-            (Kind::Subscribers, Some(a)) => a
-                .subscribers
-                .keys()
-                .map(|(s, u)| subscriber_field(s, u))
-                .collect(),
-            (Kind::Settings, Some(_)) => Vec::new(),
-        };
-        for id in gone.into_iter().filter(|f| !fields.contains(f)) {
-            self.apply_value(app, kind, &id, None);
-        }
-    }
-
-    /// Writes every record of `app` held in memory to Redis, where absent.
-    fn refill(&mut self, now: Instant, app: &str) {
-        let Some(a) = self.data.app(app).cloned() else {
-            return;
-        };
-        let mut ops: Vec<WriteOp> = Vec::new();
-        if let Some(s) = a.settings {
-            ops.push(WriteOp::PutSettings {
-                app: app.into(),
-                settings: Box::new(s),
-            });
-        }
-        ops.extend(a.broadcasts.into_values().map(|b| WriteOp::PutBroadcast {
-            app: app.into(),
-            broadcast: Box::new(b),
-        }));
-        ops.extend(a.tokens.into_values().map(|token| WriteOp::PutToken {
-            app: app.into(),
-            token,
-        }));
-        ops.extend(
-            a.subscribers
-                .into_values()
-                .map(|subscriber| WriteOp::PutSubscriber {
-                    app: app.into(),
-                    subscriber,
-                }),
-        );
-        for op in ops {
-            let (cmd, ..) = self.command_of(&op, true);
-            if self.send(now, Link::Cmd, cmd, Wait::Ignore).is_some() {
-                self.stats.writes += 1;
-            }
         }
     }
 }

@@ -239,7 +239,9 @@ impl MemRedis {
                 Reply::Int(added)
             }
             ("HGET", 2) => match self.live(now, &args[0]) {
-                Some((Value::Hash(h), _)) => h.get(&args[1]).cloned().map_or(Reply::Nil, Reply::Bulk),
+                Some((Value::Hash(h), _)) => {
+                    h.get(&args[1]).cloned().map_or(Reply::Nil, Reply::Bulk)
+                }
                 Some(_) => wrong_type(),
                 None => Reply::Nil,
             },

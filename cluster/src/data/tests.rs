@@ -175,9 +175,15 @@ fn two_nodes_racing_on_one_token_exactly_one_spends_it() {
         .unwrap();
     w.nodes[winner].data.settle(w.now, APP, "t1");
     w.run(Duration::from_millis(100));
-    assert!(w.nodes.iter().all(|n| n.data.data().token(APP, "t1").is_none()));
+    assert!(w
+        .nodes
+        .iter()
+        .all(|n| n.data.data().token(APP, "t1").is_none()));
     assert!(w.nodes[0].data.token_in_frame(frame).is_none());
-    assert_eq!(w.redis.keys(w.now, b"antenna:data:App:tokens"), Vec::<Vec<u8>>::new());
+    assert_eq!(
+        w.redis.keys(w.now, b"antenna:data:App:tokens"),
+        Vec::<Vec<u8>>::new()
+    );
 }
 
 #[test]
@@ -188,17 +194,19 @@ fn a_claimed_token_not_used_goes_back() {
     w.run(Duration::from_millis(100));
     let c = w.nodes[1].data.claim(w.now, APP, "t1").unwrap();
     w.run(Duration::from_millis(100));
-    assert!(w.nodes[1]
-        .events
-        .contains(&DataEvent::ClaimDone { claim: c, won: true }));
+    assert!(w.nodes[1].events.contains(&DataEvent::ClaimDone {
+        claim: c,
+        won: true
+    }));
     // The request was refused for another reason: the token is put back.
     w.nodes[1].data.settle(w.now, APP, "t1");
     w.run(Duration::from_millis(100));
     let c = w.nodes[0].data.claim(w.now, APP, "t1").unwrap();
     w.run(Duration::from_millis(100));
-    assert!(w.nodes[0]
-        .events
-        .contains(&DataEvent::ClaimDone { claim: c, won: true }));
+    assert!(w.nodes[0].events.contains(&DataEvent::ClaimDone {
+        claim: c,
+        won: true
+    }));
 }
 
 #[test]
@@ -230,7 +238,10 @@ fn redis_away_degrades_then_the_backlog_and_a_refill_restore_it() {
     for n in &w.nodes {
         assert!(n.data.data().broadcast(APP, "s2").is_some());
         assert!(n.data.data().token(APP, "t1").is_some());
-        assert_eq!(n.data.data().settings(APP).webrtc_client_start_timeout_ms, 1111);
+        assert_eq!(
+            n.data.data().settings(APP).webrtc_client_start_timeout_ms,
+            1111
+        );
     }
     assert!(w.redis.get(w.now, b"antenna:data:App:settings").is_some());
     assert_eq!(w.nodes[0].data.durable_seq(), WriteSeq(seq.0));
