@@ -16,7 +16,9 @@
 //! - each time either connection comes (back) up, the node sends what it wrote while Redis was
 //!   away and reloads every application (`HGETALL` of each hash, `GET` of the settings): a
 //!   missed message costs nothing. A Redis that came back empty (its settings key is gone) is
-//!   refilled from the node's memory (`SET NX`/`HSETNX`), not wiped into it;
+//!   refilled from the node's memory (`SET NX`/`HSETNX`), not wiped into it, except for
+//!   single-use tokens: which of them were spent meanwhile is lost with Redis, so they are
+//!   dropped everywhere (clients ask for new ones) rather than risk a second use;
 //! - a single-use token is spent with `HDEL` on its hash field: Redis runs commands one at a
 //!   time, so of two nodes racing on one token exactly one gets `1` ([`SharedData::claim`]);
 //!   the runtime holds the `play`/`publish` frame until that answer.

@@ -355,8 +355,26 @@ fn shared_data_is_read_on_every_node_and_a_one_time_token_is_spent_once() {
             Reply::Bulk(_)
         )
     });
+    // Single-use tokens are not refilled (which were spent meanwhile is lost with Redis):
+    // token 2 is gone everywhere; a new one works.
     let mut c = n[1].ws(&format!("/{APP}/websocket"));
     c.send(&json!({"command": "play", "streamId": "s1", "token": token2}));
+    assert_eq!(outcome(&mut c), "unauthorized_access");
+    let (st, t) = n[0].rest(
+        "GET",
+        &format!("/{APP}/rest/v2/broadcasts/s1/token?expireDate={exp}&type=play"),
+        None,
+    );
+    assert_eq!(st, 200, "{t}");
+    let token3 = t["tokenId"].as_str().expect("tokenId").to_string();
+    wait_for("node 2 knows token 3", Duration::from_secs(5), || {
+        n[1].rest("GET", &list, None)
+            .1
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    let mut c = n[1].ws(&format!("/{APP}/websocket"));
+    c.send(&json!({"command": "play", "streamId": "s1", "token": token3}));
     assert_eq!(outcome(&mut c), "accepted");
 }
 

@@ -111,7 +111,9 @@ impl SharedData {
                 fields.insert(f);
             }
         }
-        if self.refilling.contains(app) {
+        // A refilled application keeps what memory has, except single-use tokens: which were
+        // spent while Redis lost its data no node can know, so they are gone with it.
+        if self.refilling.contains(app) && kind != Kind::Tokens {
             return;
         }
         // Records Redis no longer has are gone.
@@ -131,7 +133,8 @@ impl SharedData {
         }
     }
 
-    /// Writes every record of `app` held in memory to Redis, where absent.
+    /// Writes every record of `app` held in memory to Redis, where absent, single-use tokens
+    /// excepted (see `load`).
     fn refill(&mut self, now: Instant, app: &str) {
         let Some(a) = self.data.app(app).cloned() else {
             return;
@@ -146,10 +149,6 @@ impl SharedData {
         ops.extend(a.broadcasts.into_values().map(|b| WriteOp::PutBroadcast {
             app: app.into(),
             broadcast: Box::new(b),
-        }));
-        ops.extend(a.tokens.into_values().map(|token| WriteOp::PutToken {
-            app: app.into(),
-            token,
         }));
         ops.extend(
             a.subscribers

@@ -237,7 +237,8 @@ fn redis_away_degrades_then_the_backlog_and_a_refill_restore_it() {
     assert!(w.nodes[0].data.health().is_ok());
     for n in &w.nodes {
         assert!(n.data.data().broadcast(APP, "s2").is_some());
-        assert!(n.data.data().token(APP, "t1").is_some());
+        // Tokens are not refilled: which were spent while Redis lost them nobody knows.
+        assert!(n.data.data().token(APP, "t1").is_none());
         assert_eq!(
             n.data.data().settings(APP).webrtc_client_start_timeout_ms,
             1111
