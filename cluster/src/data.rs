@@ -230,7 +230,7 @@ impl SharedData {
         }
     }
 
-    fn publish(&mut self, now: Instant, app: &str, kind: Kind, id: &str) {
+    pub(super) fn publish(&mut self, now: Instant, app: &str, kind: Kind, id: &str) {
         let change = Change {
             node: self.config.node_id.clone(),
             app: app.to_string(),
@@ -473,6 +473,11 @@ impl SharedData {
             }
         };
         if change.node == self.config.node_id || !self.config.apps.contains(&change.app) {
+            return;
+        }
+        if change.id == "*" {
+            // Another node refilled a Redis that had lost its data: reload everything.
+            self.resync(now);
             return;
         }
         let key = self.config.key(&change.app, change.kind);

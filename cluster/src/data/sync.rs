@@ -164,5 +164,7 @@ impl SharedData {
                 self.stats.writes += 1;
             }
         }
+        // The other nodes reload the application (what they hold may be older).
+        self.publish(now, app, Kind::Settings, "*");
     }
 }
