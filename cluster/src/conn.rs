@@ -141,6 +141,8 @@ pub struct RedisConn {
     /// Channels subscribed on this connection: pushed messages are expected.
     subscribed: usize,
     stats: ConnStats,
+    /// The latest time given to any call (for callers that have no `now` of their own).
+    last_now: Instant,
 }
 
 impl RedisConn {
@@ -155,6 +157,7 @@ impl RedisConn {
             out: VecDeque::new(),
             subscribed: 0,
             stats: ConnStats::default(),
+            last_now: now,
         }
     }
 
@@ -168,6 +171,11 @@ impl RedisConn {
         self.stats
     }
 
+    /// The latest `now` any call was given.
+    pub fn last_activity(&self) -> Instant {
+        self.last_now
+    }
+
     /// Commands awaiting their replies.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -175,6 +183,7 @@ impl RedisConn {
 
     /// Sends `cmd`; its reply comes back as [`ConnEvent::Reply`] with `tag`.
     pub fn send(&mut self, now: Instant, tag: Tag, cmd: &Command) -> Result<(), Unavailable> {
+        self.last_now = self.last_now.max(now);
         if self.state != State::Up || self.pending.len() >= self.config.max_pending {
             self.stats.refused += 1;
             return Err(Unavailable);
@@ -190,6 +199,7 @@ impl RedisConn {
 
     /// The socket connected.
     pub fn handle_connected(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         if !matches!(self.state, State::Connecting { .. }) {
             return;
         }
@@ -208,6 +218,7 @@ impl RedisConn {
 
     /// Bytes read from the socket.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        self.last_now = self.last_now.max(now);
         if self.state != State::Up {
             return;
         }
@@ -264,6 +275,7 @@ impl RedisConn {
 
     /// The socket closed, failed to connect or failed to write.
     pub fn handle_closed(&mut self, now: Instant, reason: &str) {
+        self.last_now = self.last_now.max(now);
         if matches!(self.state, State::Down { .. }) {
             return;
         }
@@ -297,6 +309,7 @@ impl RedisConn {
 
     /// Time passed: connect when due, give up a connect or a reply that took too long.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         match self.state {
             State::Down { retry_at } if now >= retry_at => {
                 self.state = State::Connecting {

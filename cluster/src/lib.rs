@@ -8,6 +8,8 @@
 //! - [`conn`]: one connection: pipelined commands matched to replies in order, pub/sub
 //!   messages, reconnect with back-off, "unavailable" while down.
 //! - [`registry`]: [`Cluster`], this node's heartbeat and live streams, stream look-ups.
+//! - [`data`]: [`SharedData`], the cluster's datastore (broadcasts, tokens, subscribers,
+//!   settings) in Redis behind `antenna_store::Store`.
 //! - [`model`]: [`MemRedis`], the in-memory Redis of the tests and the simulation.
 //! - [`testing`]: [`testing::Link`], a cluster core wired to a model, with Redis outages.
 //!
@@ -17,6 +19,21 @@
 //! |---|---|---|---|
 //! | `antenna:node:{node_id}` | JSON [`NodeInfo`]: `id`, `http`, `udp`, `load` | `SET .. PX ttl` at every heartbeat ([`registry::HEARTBEAT`], 2 s) and as soon as Redis is (back) up | [`registry::TTL`] (6 s) after the last heartbeat; `DEL` on a graceful stop |
 //! | `antenna:stream:{app}/{stream}` | JSON [`StreamEntry`]: `origin` (node id), `http` | `SET .. PX ttl` when the publish goes live and at every heartbeat | TTL after the origin's last heartbeat; `DEL` when the publish ends |
+//! | `antenna:data:{app}:broadcasts` | HASH stream id → Broadcast (AMS JSON) | `HSET`/`HDEL` per REST change, live status and viewer-count change | no TTL (the data of the service) |
+//! | `antenna:data:{app}:tokens` | HASH token id → Token JSON | `HSET` at REST create; `HDEL` to spend (atomic: the node that gets `1` spent it), at REST delete and expiry purges | no TTL; expired tokens are purged by the nodes |
+//! | `antenna:data:{app}:subscribers` | HASH `["streamId","subscriberId"]` → Subscriber JSON | `HSET`/`HDEL` per REST change | no TTL |
+//! | `antenna:data:{app}:settings` | STRING: AppSettings JSON | `SET` per REST change; `SET NX` of the configuration's seed at start | no TTL |
+//! | channel `antenna:data` | JSON `{node, app, kind, id}` after each data write (`id` `*`: reload the application) | `PUBLISH` | pub/sub, at most 4 KiB read |
+//!
+//! The shared data ([`data`]) is a cache in every node, written through to Redis: each write is
+//! one `HSET`/`HDEL`/`SET` plus one `PUBLISH`; each other node then reloads that record (one
+//! `HGET`/`GET`). A write is durable (a REST answer released) when Redis acknowledges it.
+//! When a connection comes back, the node sends what it wrote meanwhile (bounded backlog) and
+//! reloads everything (`GET` + three `HGETALL` per application). Redis dead: reads and local
+//! streams go on from memory, REST answers 503, token spends are refused. A partitioned node
+//! keeps serving from a possibly stale cache and catches up at reconnection (last writer
+//! wins per record; a live status or viewer count write replaces the whole broadcast record,
+//! so a REST update made elsewhere at the same moment can be overwritten).
 //!
 //! A node killed without a word (`kill -9`, a lost machine) is gone from Redis, its streams
 //! with it, at most [`registry::TTL`] after its last heartbeat: 6 s by default, 4 to 6 s after
@@ -31,14 +48,25 @@
 //! stream). At 100 nodes with 1,000 live streams in all and a 2 s heartbeat, that is
 //! (100 + 1,000) / 2 = 550 writes per second, whatever the number of viewers; viewers cost
 //! Redis nothing in this slice (the relay's look-ups are one per stream per edge node).
+//!
+//! The shared data adds, per data write, 2 commands on the writing node and 1 reload on each
+//! of the other N − 1 nodes (counted in `data/tests.rs`): N + 1 commands. Data writes follow
+//! REST calls, live status changes (2 per publish) and viewer-count changes of streams that
+//! have a broadcast record (one per play start and stop). At 100 nodes and 100,000 viewers
+//! joining over 10 minutes (167 per second, as many leaving), viewer-count writes dominate:
+//! 333 writes/s × 101 = about 34,000 commands per second, within one Redis core (about 100,000
+//! simple commands per second). Token spends are one `HDEL` each. Batching viewer counts (one
+//! write per stream per second) would bring this down to streams × 101 per second.
 
 pub mod conn;
+pub mod data;
 pub mod model;
 pub mod registry;
 pub mod resp;
 pub mod testing;
 
 pub use conn::{ConnConfig, ConnEvent, ConnOutput, RedisConn, Unavailable};
+pub use data::{DataConfig, DataEvent, DataOutput, DataStats, Link, SharedData};
 pub use model::MemRedis;
 pub use registry::{Cluster, ClusterConfig, ClusterEvent, ClusterOutput, NodeInfo, StreamEntry};
 pub use resp::{Command, Reply};

@@ -1,6 +1,6 @@
 //! An in-memory Redis that speaks the same RESP bytes, for deterministic tests and the
 //! simulation: the subset Antenna uses (PING, SELECT, GET, SET with EX/PX/NX/XX, GETDEL,
-//! DEL, EXISTS, EXPIRE, PEXPIRE, PTTL, HSET, HGETALL, KEYS with `*` patterns, PUBLISH,
+//! DEL, EXISTS, EXPIRE, PEXPIRE, PTTL, HSET, HSETNX, HGET, HDEL, HGETALL, KEYS with `*` patterns, PUBLISH,
 //! SUBSCRIBE). Time is given (`now`); keys expire exactly at their deadline. One database.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -238,6 +238,43 @@ impl MemRedis {
                 }
                 Reply::Int(added)
             }
+            ("HGET", 2) => match self.live(now, &args[0]) {
+                Some((Value::Hash(h), _)) => {
+                    h.get(&args[1]).cloned().map_or(Reply::Nil, Reply::Bulk)
+                }
+                Some(_) => wrong_type(),
+                None => Reply::Nil,
+            },
+            ("HSETNX", 3) => {
+                let key = args[0].clone();
+                let entry = match self.live(now, &key) {
+                    Some(e) => e,
+                    None => self
+                        .keys
+                        .entry(key)
+                        .or_insert((Value::Hash(BTreeMap::new()), None)),
+                };
+                let Value::Hash(h) = &mut entry.0 else {
+                    return wrong_type();
+                };
+                if h.contains_key(&args[1]) {
+                    Reply::Int(0)
+                } else {
+                    h.insert(args[1].clone(), args[2].clone());
+                    Reply::Int(1)
+                }
+            }
+            ("HDEL", n) if n >= 2 => match self.live(now, &args[0]) {
+                Some((Value::Hash(h), _)) => {
+                    let removed = args[1..].iter().filter(|f| h.remove(*f).is_some()).count();
+                    if h.is_empty() {
+                        self.keys.remove(&args[0]);
+                    }
+                    Reply::Int(removed as i64)
+                }
+                Some(_) => wrong_type(),
+                None => Reply::Int(0),
+            },
             ("HGETALL", 1) => match self.live(now, &args[0]) {
                 Some((Value::Hash(h), _)) => Reply::Array(
                     h.iter()

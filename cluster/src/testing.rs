@@ -1,8 +1,10 @@
-//! A [`Cluster`] wired to a [`MemRedis`] through the same RESP bytes, with Redis outages:
+//! A [`Cluster`] (and a [`SharedData`]) wired to a [`MemRedis`] through the same RESP bytes,
+//! with Redis outages:
 //! the unit tests' and the simulation's harness (pure: time is given).
 
 use std::time::Instant;
 
+use crate::data::{DataEvent, DataOutput, Link as DLink, SharedData};
 use crate::model::{ClientId, MemRedis};
 use crate::registry::{Cluster, ClusterEvent, ClusterOutput};
 
@@ -87,6 +89,94 @@ impl Link {
     pub fn kill(&mut self, redis: &mut MemRedis) {
         if let Some(c) = self.client.take() {
             redis.disconnect(c);
+        }
+    }
+}
+
+/// One node's [`SharedData`] and its two connections to the shared model.
+#[derive(Debug)]
+pub struct DataLink {
+    /// The node's shared data.
+    pub data: SharedData,
+    clients: [Option<ClientId>; 2],
+    /// Events it reported, oldest first.
+    pub events: Vec<DataEvent>,
+}
+
+fn slot(link: DLink) -> usize {
+    match link {
+        DLink::Cmd => 0,
+        DLink::Sub => 1,
+    }
+}
+
+impl DataLink {
+    /// A link for `data` (not connected yet).
+    pub fn new(data: SharedData) -> DataLink {
+        DataLink {
+            data,
+            clients: [None, None],
+            events: Vec::new(),
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything, as [`Link::step`] does.
+    pub fn step(&mut self, now: Instant, redis: &mut MemRedis, redis_up: bool) {
+        for link in [DLink::Cmd, DLink::Sub] {
+            if let Some(c) = self.clients[slot(link)] {
+                if !redis_up || !redis.is_connected(c) {
+                    self.clients[slot(link)] = None;
+                    redis.disconnect(c);
+                    self.data.handle_closed(now, link, "connection reset");
+                }
+            }
+        }
+        if self.data.poll_timeout().is_some_and(|t| t <= now) {
+            self.data.handle_timeout(now);
+        }
+        loop {
+            let mut moved = false;
+            while let Some(o) = self.data.poll_output() {
+                moved = true;
+                match o {
+                    DataOutput::Connect(link) => {
+                        if let Some(c) = self.clients[slot(link)].take() {
+                            redis.disconnect(c);
+                        }
+                        if redis_up {
+                            self.clients[slot(link)] = Some(redis.connect());
+                            self.data.handle_connected(now, link);
+                        } else {
+                            self.data.handle_closed(now, link, "connection refused");
+                        }
+                    }
+                    DataOutput::Close(link) => {
+                        if let Some(c) = self.clients[slot(link)].take() {
+                            redis.disconnect(c);
+                        }
+                    }
+                    DataOutput::Transmit(link, b) => {
+                        if let Some(c) = self.clients[slot(link)] {
+                            if !redis.handle_input(now, c, &b) {
+                                self.clients[slot(link)] = None;
+                                self.data.handle_closed(now, link, "connection reset");
+                            }
+                        }
+                    }
+                    DataOutput::Event(e) => self.events.push(e),
+                }
+            }
+            for link in [DLink::Cmd, DLink::Sub] {
+                if let Some(c) = self.clients[slot(link)] {
+                    if let Some(bytes) = redis.poll_transmit(c) {
+                        moved = true;
+                        self.data.handle_input(now, link, &bytes);
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
         }
     }
 }

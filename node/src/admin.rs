@@ -190,6 +190,12 @@ impl Admin {
         }
     }
 
+    /// The settings signalling must follow after `app`'s settings changed elsewhere (another
+    /// cluster node), if `app` is the primary application.
+    pub fn followed_settings(&self, app: &str) -> Option<AppSettings> {
+        (self.primary_app.as_deref() == Some(app)).then(|| self.store.borrow().data().settings(app))
+    }
+
     /// Answers a request whose head the gate granted. `Some(settings)`: the settings of the
     /// application signalling follows changed, to be applied to the node's options.
     pub fn serve(

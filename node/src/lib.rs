@@ -140,6 +140,15 @@ impl Node {
         reply
     }
 
+    /// `app`'s settings changed in the shared store (another cluster node wrote them): if it is
+    /// the primary application, the signalling and media options follow.
+    pub fn settings_changed(&mut self, now: Instant, app: &str) {
+        let Some(settings) = self.admin.as_ref().and_then(|a| a.followed_settings(app)) else {
+            return;
+        };
+        self.apply_settings(now, &settings);
+    }
+
     /// What the held REST answers may do now (see [`Admin::held_release`]).
     pub fn held_release(&self) -> Option<HeldRelease> {
         self.admin.as_ref().map(Admin::held_release)

@@ -3,8 +3,12 @@
 //! the admin token file. The settings rules and the access policy are the admin core's
 //! (`node::admin`). No IO besides opening the store and the token file.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
 
+use antenna_cluster::{DataConfig, SharedData};
 use antenna_persist::{Notify, WriteBehind};
 use antenna_store::{shared, AppSettings, FailedStore, MemStore, SharedStore, StoreError, WriteOp};
 use tracing::warn;
@@ -15,8 +19,11 @@ use crate::config::{StoreLocation, DB_FILE};
 pub struct Datastore {
     /// The shared store (a [`FailedStore`] when it could not be opened).
     pub store: SharedStore,
-    /// Where it lives (`None`: memory).
+    /// Where it lives (`None`: memory or Redis).
     pub path: Option<PathBuf>,
+    /// Cluster mode: the same store as [`SharedData`], whose Redis sockets the runtime
+    /// drives (`--cluster`).
+    pub cluster: Option<Rc<RefCell<SharedData>>>,
 }
 
 /// Opens the datastore at `location` (creating the directory), or a [`FailedStore`] saying
@@ -26,6 +33,7 @@ pub fn open(location: &StoreLocation, notify: Notify) -> Datastore {
         StoreLocation::Memory => Datastore {
             store: shared(MemStore::new()),
             path: None,
+            cluster: None,
         },
         StoreLocation::Dir(dir) => {
             let path = dir.join(DB_FILE);
@@ -36,8 +44,23 @@ pub fn open(location: &StoreLocation, notify: Notify) -> Datastore {
             Datastore {
                 store,
                 path: Some(path),
+                cluster: None,
             }
         }
+    }
+}
+
+/// Cluster mode (`--cluster`): the datastore is the cluster's shared data in Redis
+/// ([`SharedData`]: every node keeps the records in memory, writes go through to Redis, other
+/// nodes' changes come back by pub/sub). Not usable until the runtime has loaded it from
+/// Redis: until then its health is `Unavailable` (REST 503, `data_store_not_available`).
+pub fn open_cluster(config: DataConfig, now: Instant) -> Datastore {
+    let core = Rc::new(RefCell::new(SharedData::new(config, now)));
+    let store: SharedStore = core.clone();
+    Datastore {
+        store,
+        path: None,
+        cluster: Some(core),
     }
 }
 

@@ -162,13 +162,44 @@ fn main() -> ExitCode {
     };
     let max_remote_candidates = settings.max_remote_candidates;
     let store_location = settings.store.clone();
+    // Cluster mode: this node's id, and the shared data in Redis instead of the local file.
+    let cluster_http = SocketAddr::new(settings.announce_ip, listen_addr.port());
+    let cluster_id = settings.cluster.as_ref().map(|c| {
+        c.node_id
+            .clone()
+            .unwrap_or_else(|| cluster_http.to_string())
+    });
+    let shared_data = settings
+        .cluster
+        .as_ref()
+        .zip(cluster_id.clone())
+        .map(|(c, id)| antenna_cluster::DataConfig {
+            node_id: id,
+            prefix: "antenna".into(),
+            apps: settings.apps.clone(),
+            conn: antenna_cluster::ConnConfig {
+                db: c.db,
+                ..antenna_cluster::ConnConfig::default()
+            },
+        });
     let primary_app = settings.apps.first().cloned().unwrap_or_default();
     let rt = Runtime::new(
         bound,
         announce,
         settings.apps.clone(),
         |now, local, notify| {
-            let ds = datastore::open(&store_location, notify);
+            let ds = match shared_data {
+                Some(config) => datastore::open_cluster(config, now),
+                None => datastore::open(&store_location, notify),
+            };
+            if ds.cluster.is_some() {
+                // Loaded from Redis once the loop runs; the configuration's settings are
+                // offered to the cluster (kept only where Redis has none yet).
+                info!("datastore: the cluster's shared data in Redis");
+                if let Err(e) = ds.seed_settings(&seeds) {
+                    error!("cannot seed application settings: {e}");
+                }
+            }
             match ds.health() {
                 Ok(()) => {
                     match &ds.path {
@@ -187,6 +218,12 @@ fn main() -> ExitCode {
                         &mut signalling_config,
                     );
                     admin::settings::apply_to_data(&ds.settings(&primary_app), &mut data_config);
+                }
+                Err(_) if ds.cluster.is_some() => {
+                    if let Some((_, s)) = seeds.iter().find(|(a, _)| *a == primary_app) {
+                        admin::settings::apply_to_signalling(s, &mut signalling_config);
+                        admin::settings::apply_to_data(s, &mut data_config);
+                    }
                 }
                 Err(e) => {
                     // The runtime logs "DATASTORE NOT AVAILABLE" as its loop starts.
@@ -229,9 +266,9 @@ fn main() -> ExitCode {
             .with_webhooks(settings.webhook_allow.clone())
             .map(|rt| match &settings.cluster {
                 Some(c) => {
-                    let http = SocketAddr::new(settings.announce_ip, listen_addr.port());
-                    let id = c.node_id.clone().unwrap_or_else(|| http.to_string());
-                    let config = antenna_cluster::ClusterConfig::new(&id, http, announce, c.db);
+                    let id = cluster_id.clone().unwrap_or_default();
+                    let config =
+                        antenna_cluster::ClusterConfig::new(&id, cluster_http, announce, c.db);
                     rt.with_cluster(c.redis, config)
                 }
                 None => rt,

@@ -184,6 +184,200 @@ fn nodes_and_streams_register_survive_a_redis_outage_and_expire_after_kill_9() {
     drop(n2);
 }
 
+fn redis_installed() -> bool {
+    let ok = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !ok {
+        eprintln!(
+            "SKIPPED: redis-server is not installed (test.sh installs Debian's redis-server)"
+        );
+    }
+    ok
+}
+
+const APP: &str = "WebRTCAppEE";
+
+/// What a `play` came to: `accepted` (the offer arrived) or the error definition.
+fn outcome(c: &mut common::Client) -> String {
+    loop {
+        let v = c.recv();
+        match v["command"].as_str() {
+            Some("takeConfiguration") => return "accepted".into(),
+            Some("error") => return v["definition"].as_str().unwrap_or("?").to_string(),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn shared_data_is_read_on_every_node_and_a_one_time_token_is_spent_once() {
+    if !redis_installed() {
+        return;
+    }
+    let port = free_port();
+    let mut redis = Redis::start_on(port).expect("redis-server starts");
+    let url = redis.url();
+    let n: Vec<Server> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| Server::start_with(&["--cluster", &url, "--node-id", id]))
+        .collect();
+    let count = format!("/{APP}/rest/v2/broadcasts/count");
+    wait_for(
+        "every node loaded the shared data",
+        Duration::from_secs(10),
+        || n.iter().all(|s| s.rest("GET", &count, None).0 == 200),
+    );
+
+    // A REST create on node 1 is in Redis when answered, and read on node 3.
+    let (st, v) = n[0].rest(
+        "POST",
+        &format!("/{APP}/rest/v2/broadcasts/create"),
+        Some(r#"{"streamId":"b1","name":"made on n1"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(matches!(
+        redis.call(&["HGET", "antenna:data:WebRTCAppEE:broadcasts", "b1"]),
+        Reply::Bulk(_)
+    ));
+    let b1 = format!("/{APP}/rest/v2/broadcasts/b1");
+    let seen = wait_for("node 3 reads b1", Duration::from_secs(5), || {
+        n[2].rest("GET", &b1, None).0 == 200
+    });
+    assert_eq!(n[2].rest("GET", &b1, None).1["name"], "made on n1");
+    eprintln!("REST create on node 1 read on node 3 after {seen:?}");
+
+    // A settings change on node 2 reaches every node without a restart.
+    let settings = format!("/rest/v2/applications/settings/{APP}");
+    let (st, v) = n[1].rest(
+        "PUT",
+        &settings,
+        Some(r#"{"playTokenControlEnabled": true}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    wait_for("settings on every node", Duration::from_secs(5), || {
+        n.iter()
+            .all(|s| s.rest("GET", &settings, None).1["playTokenControlEnabled"] == true)
+    });
+
+    // One stream id published on nodes 2 and 3; one single-use token made on node 1.
+    let (_pb2, _pws2) = publish_live(&n[1], APP, "s1", json!({}));
+    let (_pb3, _pws3) = publish_live(&n[2], APP, "s1", json!({}));
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let (st, t) = n[0].rest(
+        "GET",
+        &format!("/{APP}/rest/v2/broadcasts/s1/token?expireDate={exp}&type=play"),
+        None,
+    );
+    assert_eq!(st, 200, "{t}");
+    let token = t["tokenId"].as_str().expect("tokenId").to_string();
+    let list = format!("/{APP}/rest/v2/broadcasts/s1/tokens/list/0/10");
+    wait_for("every node knows the token", Duration::from_secs(5), || {
+        n.iter().all(|s| {
+            s.rest("GET", &list, None)
+                .1
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+        })
+    });
+
+    // Nodes 2 and 3 race on it: exactly one accepts.
+    let play = json!({"command": "play", "streamId": "s1", "token": token});
+    let mut c2 = n[1].ws(&format!("/{APP}/websocket"));
+    let mut c3 = n[2].ws(&format!("/{APP}/websocket"));
+    c2.send(&play);
+    c3.send(&play);
+    let (o2, o3) = (outcome(&mut c2), outcome(&mut c3));
+    eprintln!("token race: node 2 {o2}, node 3 {o3}");
+    assert!(
+        (o2 == "accepted") ^ (o3 == "accepted"),
+        "exactly one node accepts: {o2} / {o3}"
+    );
+    assert!(o2 == "unauthorized_access" || o3 == "unauthorized_access");
+    // Then it is refused on every node, and gone from every node's memory and from Redis.
+    for s in &n[1..] {
+        let mut c = s.ws(&format!("/{APP}/websocket"));
+        c.send(&play);
+        assert_eq!(outcome(&mut c), "unauthorized_access");
+    }
+    wait_for(
+        "the token is gone everywhere",
+        Duration::from_secs(5),
+        || {
+            n.iter().all(|s| {
+                s.rest("GET", &list, None)
+                    .1
+                    .as_array()
+                    .is_some_and(|a| a.is_empty())
+            })
+        },
+    );
+    assert_eq!(
+        redis.call(&["HGET", "antenna:data:WebRTCAppEE:tokens", &token]),
+        Reply::Nil
+    );
+
+    // Redis away: REST answers 503 and a token spend data_store_not_available.
+    let (st, t) = n[0].rest(
+        "GET",
+        &format!("/{APP}/rest/v2/broadcasts/s1/token?expireDate={exp}&type=play"),
+        None,
+    );
+    assert_eq!(st, 200, "{t}");
+    let token2 = t["tokenId"].as_str().expect("tokenId").to_string();
+    wait_for("node 2 knows token 2", Duration::from_secs(5), || {
+        n[1].rest("GET", &list, None)
+            .1
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    redis.stop();
+    assert!(n[1].wait_log_for("shared data: Redis not available", Duration::from_secs(10)));
+    assert_eq!(n[0].rest("GET", &b1, None).0, 503);
+    let mut c = n[1].ws(&format!("/{APP}/websocket"));
+    c.send(&json!({"command": "play", "streamId": "s1", "token": token2}));
+    assert_eq!(outcome(&mut c), "data_store_not_available");
+
+    // Redis returns empty (no persistence here): the nodes reconnect and refill it.
+    let redis = Redis::start_on(port).expect("redis-server restarts");
+    let back = wait_for("REST again on node 3", Duration::from_secs(15), || {
+        n[2].rest("GET", &b1, None).0 == 200
+    });
+    eprintln!("shared data back {back:?} after Redis returned");
+    wait_for("b1 refilled into Redis", Duration::from_secs(5), || {
+        matches!(
+            redis.call(&["HGET", "antenna:data:WebRTCAppEE:broadcasts", "b1"]),
+            Reply::Bulk(_)
+        )
+    });
+    // Single-use tokens are not refilled (which were spent meanwhile is lost with Redis):
+    // token 2 is gone everywhere; a new one works.
+    let mut c = n[1].ws(&format!("/{APP}/websocket"));
+    c.send(&json!({"command": "play", "streamId": "s1", "token": token2}));
+    assert_eq!(outcome(&mut c), "unauthorized_access");
+    let (st, t) = n[0].rest(
+        "GET",
+        &format!("/{APP}/rest/v2/broadcasts/s1/token?expireDate={exp}&type=play"),
+        None,
+    );
+    assert_eq!(st, 200, "{t}");
+    let token3 = t["tokenId"].as_str().expect("tokenId").to_string();
+    wait_for("node 2 knows token 3", Duration::from_secs(5), || {
+        n[1].rest("GET", &list, None)
+            .1
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    let mut c = n[1].ws(&format!("/{APP}/websocket"));
+    c.send(&json!({"command": "play", "streamId": "s1", "token": token3}));
+    assert_eq!(outcome(&mut c), "accepted");
+}
+
 #[test]
 fn without_cluster_no_redis_is_needed_and_a_bad_url_is_refused() {
     let _single = Server::start();

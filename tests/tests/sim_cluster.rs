@@ -166,3 +166,209 @@ fn registry_holds_the_living_and_forgets_the_dead_under_injected_failures() {
 fn same_seed_same_run() {
     assert_eq!(scenario(42), scenario(42));
 }
+
+// ---- The shared data (broadcasts, tokens, settings) of three nodes in one Redis ----
+
+use antenna_cluster::testing::DataLink;
+use antenna_cluster::{ConnConfig, DataConfig, DataEvent, SharedData};
+use antenna_store::{AppSettings, Broadcast, Store, Token, TokenType, WriteOp};
+
+const APP: &str = "WebRTCAppEE";
+
+fn data_node(id: &str, now: Instant) -> DataLink {
+    DataLink::new(SharedData::new(
+        DataConfig {
+            node_id: id.into(),
+            prefix: "antenna".into(),
+            apps: vec![APP.into()],
+            conn: ConnConfig::default(),
+        },
+        now,
+    ))
+}
+
+/// Three nodes write, delete and race on single-use tokens for 60 virtual seconds while Redis
+/// stops (half the time losing everything) and returns, as the seed says. Invariants: no
+/// token is spent by two nodes; a node's durable writes are in Redis; once Redis has been up
+/// a while, every node holds the same records. Returns the transcript.
+fn shared_scenario(seed: u64) -> String {
+    let mut dice = Dice(seed ^ 0x5eed);
+    let start = Instant::now();
+    let mut now = start;
+    let mut redis = MemRedis::new();
+    let mut redis_up = true;
+    let mut nodes: Vec<DataLink> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| data_node(id, start))
+        .collect();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        // Each node's configuration seeds other settings: the first to reach Redis wins.
+        let seed_settings = AppSettings {
+            webrtc_client_start_timeout_ms: 1000 + i as u64,
+            ..AppSettings::default()
+        };
+        n.data
+            .write(WriteOp::PutSettings {
+                app: APP.into(),
+                settings: Box::new(seed_settings),
+            })
+            .unwrap();
+    }
+    let mut log = String::new();
+    let mut claims: Vec<(usize, u64, String)> = Vec::new();
+    let mut winners: std::collections::HashMap<String, usize> = Default::default();
+    let mut tokens = 0u64;
+    for step in 0..600u64 {
+        now += Duration::from_millis(100);
+        if redis_up && dice.chance(2) {
+            redis_up = false;
+            let wiped = dice.chance(50);
+            if wiped {
+                redis = MemRedis::new();
+            }
+            log.push_str(&format!("{step} redis down wiped={wiped}\n"));
+        } else if !redis_up && dice.chance(15) {
+            redis_up = true;
+            log.push_str(&format!("{step} redis up\n"));
+        }
+        // Operations on random nodes (the last 10 s are quiet: the nodes must converge).
+        if step < 500 {
+            let i = (dice.next() % 3) as usize;
+            let d = &mut nodes[i].data;
+            let r = match dice.next() % 10 {
+                0..=2 => d.write(WriteOp::PutBroadcast {
+                    app: APP.into(),
+                    broadcast: Box::new(Broadcast {
+                        stream_id: format!("b{}", dice.next() % 5),
+                        name: Some(format!("step {step} on n{}", i + 1)),
+                        ..Broadcast::default()
+                    }),
+                }),
+                3 => d.write(WriteOp::DeleteBroadcast {
+                    app: APP.into(),
+                    stream_id: format!("b{}", dice.next() % 5),
+                }),
+                4 | 5 => {
+                    tokens += 1;
+                    d.write(WriteOp::PutToken {
+                        app: APP.into(),
+                        token: Token {
+                            token_id: format!("t{tokens}"),
+                            stream_id: "s1".into(),
+                            expire_date: i64::MAX,
+                            token_type: TokenType::Play,
+                            room_id: None,
+                        },
+                    })
+                }
+                _ => {
+                    // Two nodes race on a token the first one knows.
+                    let t = format!("t{}", 1 + dice.next() % tokens.max(1));
+                    let j = (i + 1 + (dice.next() % 2) as usize) % 3;
+                    for k in [i, j] {
+                        let frame =
+                            format!(r#"{{"command":"play","streamId":"s1","token":"{t}"}}"#);
+                        if nodes[k].data.token_in_frame(&frame).is_some() {
+                            if let Some(c) = nodes[k].data.claim(now, APP, &t) {
+                                claims.push((k, c, t.clone()));
+                            }
+                        }
+                    }
+                    Ok(antenna_store::WriteSeq(0))
+                }
+            };
+            log.push_str(&format!("{step} n{} op {}\n", i + 1, r.is_ok()));
+        }
+        for n in nodes.iter_mut() {
+            n.step(now, &mut redis, redis_up);
+        }
+        // Claims answered: a winner spends its token (the accepted play), then settles.
+        for (k, n) in nodes.iter_mut().enumerate() {
+            for e in std::mem::take(&mut n.events) {
+                let DataEvent::ClaimDone { claim, won } = e else {
+                    continue;
+                };
+                let Some(pos) = claims.iter().position(|(kk, c, _)| *kk == k && *c == claim) else {
+                    continue;
+                };
+                let (_, _, t) = claims.remove(pos);
+                log.push_str(&format!("{step} n{} claim {t} won={won}\n", k + 1));
+                if won {
+                    if let Some(other) = winners.insert(t.clone(), k) {
+                        panic!(
+                            "seed {seed}: token {t} spent by n{} and n{}",
+                            other + 1,
+                            k + 1
+                        );
+                    }
+                    n.data
+                        .write(WriteOp::DeleteToken {
+                            app: APP.into(),
+                            token_id: t.clone(),
+                        })
+                        .expect("spend after a won claim");
+                }
+                n.data.settle(now, APP, &t);
+            }
+        }
+        for n in nodes.iter_mut() {
+            n.step(now, &mut redis, redis_up);
+        }
+    }
+    if !redis_up {
+        redis_up = true;
+        log.push_str("end redis up\n");
+    }
+    for _ in 0..100 {
+        now += Duration::from_millis(100);
+        for n in nodes.iter_mut() {
+            n.step(now, &mut redis, redis_up);
+        }
+    }
+    assert!(claims.is_empty(), "seed {seed}: every claim answered");
+    let first = nodes[0].data.data().app(APP).cloned();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        assert!(
+            n.data.flush().is_ok(),
+            "seed {seed}: n{} wrote everything",
+            i + 1
+        );
+        assert!(n.data.health().is_ok(), "seed {seed}: n{} healthy", i + 1);
+        assert_eq!(
+            n.data.data().app(APP).cloned(),
+            first,
+            "seed {seed}: n{} holds other records than n1",
+            i + 1
+        );
+    }
+    let a = first.expect("records");
+    for t in winners.keys() {
+        assert!(
+            !a.tokens.contains_key(t),
+            "seed {seed}: spent {t} came back"
+        );
+    }
+    log.push_str(&format!(
+        "broadcasts {:?} tokens {} spent {} redis commands {}\n",
+        a.broadcasts.keys().collect::<Vec<_>>(),
+        a.tokens.len(),
+        winners.len(),
+        redis.commands
+    ));
+    log
+}
+
+#[test]
+fn shared_data_converges_and_tokens_are_spent_once_under_injected_failures() {
+    for seed in 0..32 {
+        let log = shared_scenario(seed);
+        if seed == 0 {
+            eprintln!("{}", log.lines().last().unwrap_or_default());
+        }
+    }
+}
+
+#[test]
+fn shared_data_same_seed_same_run() {
+    assert_eq!(shared_scenario(7), shared_scenario(7));
+}

@@ -59,9 +59,11 @@ use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 mod cluster;
+mod cluster_data;
 mod conn;
 mod http;
 mod observe;
+mod redis_socket;
 mod rest;
 mod udp;
 mod ws;
@@ -213,6 +215,8 @@ pub struct Runtime {
     obs: observe::Obs,
     /// Cluster mode's Redis socket and core (`cluster.rs`); `None` without `--cluster`.
     cluster: Option<cluster::RedisLink>,
+    /// Cluster mode's shared data sockets and held frames (`cluster_data.rs`).
+    shared: Option<cluster_data::DataLink>,
     /// Keeps the store's wake-up registered.
     _waker: std::sync::Arc<Waker>,
 }
@@ -322,6 +326,7 @@ impl Runtime {
             store_failure_reported: false,
             obs: observe::Obs::default(),
             cluster: None,
+            shared: None,
             _waker: waker,
         })
     }
@@ -398,6 +403,9 @@ impl Runtime {
             if let Some(t) = self.cluster_deadline() {
                 wake = wake.min(t);
             }
+            if let Some(t) = self.data_deadline() {
+                wake = wake.min(t);
+            }
             if let Some(t) = self.shutdown_deadline.or(self.obs.draining_until) {
                 wake = wake.min(t);
             }
@@ -441,6 +449,12 @@ impl Runtime {
                         }
                     }
                     cluster::REDIS => self.redis_ready(now, event),
+                    cluster_data::REDIS_DATA => {
+                        self.data_ready(now, antenna_cluster::Link::Cmd, event)
+                    }
+                    cluster_data::REDIS_SUB => {
+                        self.data_ready(now, antenna_cluster::Link::Sub, event)
+                    }
                     token => self.drive(now, token),
                 }
             }
@@ -463,6 +477,7 @@ impl Runtime {
                 self.housekeeping(now);
             }
             self.cluster_timeout(now);
+            self.data_timeout(now);
             self.check_drain(now);
             // The turn's one drain point: every node output the turn's inputs produced goes
             // to its socket before the loop waits again.
@@ -602,6 +617,7 @@ impl Runtime {
             }
             self.pump_hooks(now);
             self.cluster_drain(now);
+            self.data_drain(now);
             if self.dirty.is_empty() {
                 break;
             }

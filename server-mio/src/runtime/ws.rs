@@ -116,7 +116,11 @@ impl Runtime {
                 Ok(Message::Text(text)) => {
                     if *closing {
                         trace!(conn = token.0, "text after close ignored");
-                    } else {
+                    } else if self
+                        .shared
+                        .as_mut()
+                        .is_none_or(|d| d.admit(now, token, text.as_str()))
+                    {
                         self.node.handle_ws_text(now, id, text.as_str());
                     }
                 }
