@@ -9,6 +9,8 @@
 //!   messages, reconnect with back-off, "unavailable" while down.
 //! - [`registry`]: [`Cluster`], this node's heartbeat and live streams, stream look-ups.
 //! - [`model`]: [`MemRedis`], the in-memory Redis of the tests and the simulation.
+//! - [`relay`]: [`RelayClient`], the AMS client signalling of one relay (edge → origin), and
+//!   the cluster credential ([`cluster_token`], [`verify_cluster_token`]).
 //! - [`testing`]: [`testing::Link`], a cluster core wired to a model, with Redis outages.
 //!
 //! # DESIGN: what is in Redis
@@ -35,12 +37,16 @@
 pub mod conn;
 pub mod model;
 pub mod registry;
+pub mod relay;
 pub mod resp;
 pub mod testing;
 
 pub use conn::{ConnConfig, ConnEvent, ConnOutput, RedisConn, Unavailable};
 pub use model::MemRedis;
 pub use registry::{Cluster, ClusterConfig, ClusterEvent, ClusterOutput, NodeInfo, StreamEntry};
+pub use relay::{
+    cluster_token, verify_cluster_token, RelayClient, RelayClientConfig, RelayEnd, RelayOutput,
+};
 pub use resp::{Command, Reply};
 
 /// Parses `redis://HOST:PORT/DB` (port 6379 and database 0 when left out) into the address
