@@ -11,6 +11,8 @@
 //! - [`data`]: [`SharedData`], the cluster's datastore (broadcasts, tokens, subscribers,
 //!   settings) in Redis behind `antenna_store::Store`.
 //! - [`model`]: [`MemRedis`], the in-memory Redis of the tests and the simulation.
+//! - [`relay`]: [`RelayClient`], the AMS client signalling of one relay (edge → origin), and
+//!   the cluster credential ([`cluster_token`], [`verify_cluster_token`]).
 //! - [`testing`]: [`testing::Link`], a cluster core wired to a model, with Redis outages.
 //!
 //! # DESIGN: what is in Redis
@@ -43,6 +45,23 @@
 //! restarted empty). A partitioned node is, to the others, a dead node: its entries expire;
 //! when the partition heals its next heartbeat brings them back.
 //!
+//! # DESIGN: the origin → edge relay
+//!
+//! One relay per stream per edge node, shared by the edge's players. The edge plays the
+//! stream from its origin as a player would: [`RelayClient`] speaks AMS over a WebSocket to
+//! the origin (`play` with a cluster credential, the origin's offer, the answer, candidates,
+//! `play_finished`), and the edge's media layer runs the relay session (`MediaCmd::StartRelay`
+//! in `rtc-core/src/sfu/relay.rs`): full ICE and controlling against the origin's ICE-lite
+//! play session, DTLS client, on a relay UDP address of its own (the origin has one address
+//! for every session, so two relays from one origin must differ on the edge's side of the
+//! 5-tuple). Inside the edge the relay is a publisher: its packets are forwarded to the edge's
+//! players, their keyframe requests go upstream as PLIs. The credential is
+//! `antenna-cluster.` + hex HMAC-SHA256 of `app/stream` under the shared secret, checked in
+//! constant time: one seen on the wire opens that one stream only. The relay ends when the
+//! origin says `play_finished` (its stream ended), refuses, breaks the protocol or sends no
+//! offer within 10 s, or when the edge's last player leaves (`stop`). Redis sees one `GET` per
+//! relay (the look-up of the stream's origin), nothing per viewer.
+//!
 //! Operations: one `SET` per node per heartbeat plus one `SET` per live stream per heartbeat,
 //! one `SET` and one `DEL` per publish, one `GET` per look-up (an edge's first player of a
 //! stream). At 100 nodes with 1,000 live streams in all and a 2 s heartbeat, that is
@@ -62,6 +81,7 @@ pub mod conn;
 pub mod data;
 pub mod model;
 pub mod registry;
+pub mod relay;
 pub mod resp;
 pub mod testing;
 
@@ -69,6 +89,9 @@ pub use conn::{ConnConfig, ConnEvent, ConnOutput, RedisConn, Unavailable};
 pub use data::{DataConfig, DataEvent, DataOutput, DataStats, Link, SharedData};
 pub use model::MemRedis;
 pub use registry::{Cluster, ClusterConfig, ClusterEvent, ClusterOutput, NodeInfo, StreamEntry};
+pub use relay::{
+    cluster_token, verify_cluster_token, RelayClient, RelayClientConfig, RelayEnd, RelayOutput,
+};
 pub use resp::{Command, Reply};
 
 /// Parses `redis://HOST:PORT/DB` (port 6379 and database 0 when left out) into the address

@@ -136,6 +136,11 @@ fn stun_request(ufrag: &str, tail: u8) -> Vec<u8> {
     buf
 }
 
+/// The `n`th relay address of the fuzzed media layer.
+fn relay_addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5001 + u16::from(n)))
+}
+
 fuzz_target!(|data: &[u8]| {
     STATE.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -144,7 +149,13 @@ fuzz_target!(|data: &[u8]| {
             let now = Instant::now();
             let local: SocketAddr = LOCAL.parse().expect("addr");
             State {
-                sfu: Sfu::new(SfuConfig::new(vec![local], Duration::from_secs(1)), now),
+                sfu: Sfu::new(
+                    SfuConfig {
+                        relay_addrs: vec![relay_addr(0), relay_addr(1)],
+                        ..SfuConfig::new(vec![local], Duration::from_secs(1))
+                    },
+                    now,
+                ),
                 now,
             }
         });
@@ -159,10 +170,20 @@ fuzz_target!(|data: &[u8]| {
                 0 => {
                     let session = b.session();
                     seen.started.entry(session).or_default().push(true);
-                    Some(MediaCmd::StartPublish {
-                        session,
-                        stream: format!("s{}", session.0),
-                        offer: b.text(),
+                    let (stream, offer) = (format!("s{}", session.0), b.text());
+                    // The high bit: an edge's relay of an origin's offer instead of a publish.
+                    Some(if op & 0x80 == 0 {
+                        MediaCmd::StartPublish {
+                            session,
+                            stream,
+                            offer,
+                        }
+                    } else {
+                        MediaCmd::StartRelay {
+                            session,
+                            stream,
+                            offer,
+                        }
                     })
                 }
                 1 => {
@@ -186,7 +207,9 @@ fuzz_target!(|data: &[u8]| {
                 4 => {
                     let source = SocketAddr::from(([127, 0, 0, 2], 4000 + u16::from(b.byte())));
                     let datagram = b.slice().to_vec();
-                    st.sfu.handle_receive(st.now, source, local, &datagram);
+                    // The high bit: to a relay address rather than the main one.
+                    let dest = if op & 0x80 == 0 { local } else { relay_addr(op & 1) };
+                    st.sfu.handle_receive(st.now, source, dest, &datagram);
                     None
                 }
                 5 => {

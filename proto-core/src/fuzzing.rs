@@ -172,7 +172,7 @@ impl Harness {
 
     fn check_media(&mut self, cmd: &MediaCmd) {
         match cmd {
-            MediaCmd::StartPublish { session, .. } => {
+            MediaCmd::StartPublish { session, .. } | MediaCmd::StartRelay { session, .. } => {
                 assert!(
                     self.media.insert(*session, true).is_none(),
                     "{session} reused"

@@ -113,6 +113,23 @@ pub enum MediaCmd {
         /// The client's SDP offer.
         offer: String,
     },
+    /// Create a relay session on an edge node: the media layer is the *client* of a play
+    /// session on the stream's origin node. `offer` is the origin's offer (sendonly m-lines,
+    /// ICE-lite); the edge answers ([`MediaEvent::Answer`], to send to the origin as a player
+    /// would), runs full ICE as the controlling agent towards the origin's candidates (in the
+    /// offer or given later with [`MediaCmd::RemoteCandidate`]) from a local address reserved
+    /// for this relay, and is the DTLS client. Inside the edge the session is a publisher of
+    /// `stream`: local players play it like any publisher, their keyframe requests go
+    /// upstream. [`MediaEvent::Failed`] with [`FailReason::RelayCapacity`] when every relay
+    /// address is in use.
+    StartRelay {
+        /// New session id.
+        session: SessionId,
+        /// The stream relayed.
+        stream: String,
+        /// The origin's SDP offer.
+        offer: String,
+    },
     /// Create a play session of a main track (room) that receives each of `subtracks` on its
     /// own audio/video m-lines; answer with [`MediaEvent::Offer`] (each m-line's
     /// [`OfferedTrack::source`] names its subtrack).
@@ -304,6 +321,8 @@ pub enum FailReason {
     IceFailed,
     /// The media library reported an error; the text is its, for the log.
     Rtc(String),
+    /// A relay session could not start: every local address reserved for relays is in use.
+    RelayCapacity,
 }
 
 impl FailReason {
@@ -321,6 +340,7 @@ impl std::fmt::Display for FailReason {
             FailReason::ConnectTimeout => f.write_str("ICE/DTLS connect timeout"),
             FailReason::IceFailed => f.write_str("ICE failed"),
             FailReason::Rtc(e) => write!(f, "rtc error: {e}"),
+            FailReason::RelayCapacity => f.write_str("no free relay address"),
         }
     }
 }

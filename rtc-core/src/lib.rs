@@ -128,6 +128,9 @@ pub struct SfuConfig {
     /// (ICE credentials, SSRCs and mids become a function of it), and it is mixed into the
     /// stable mids of players (see `rng.rs`). `None`: str0m's generator is left as it is.
     pub seed: Option<u64>,
+    /// Local UDP addresses reserved for relay sessions ([`proto_core::MediaCmd::StartRelay`]),
+    /// one relay each; their number bounds the relays. Empty: no relays.
+    pub relay_addrs: Vec<SocketAddr>,
 }
 
 impl SfuConfig {
@@ -138,6 +141,7 @@ impl SfuConfig {
             stats_interval,
             crypto: SfuCrypto::generate(),
             seed: None,
+            relay_addrs: Vec::new(),
         }
     }
 }

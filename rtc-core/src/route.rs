@@ -37,6 +37,8 @@ pub struct SfuCounters {
     pub forwarded_packets: u64,
     /// Keyframe requests (PLI) sent to publishers.
     pub keyframe_requests: u64,
+    /// Relay sessions refused because every relay address was in use.
+    pub relays_refused: u64,
 }
 
 /// The server ufrag named by a STUN binding request's USERNAME (`<server>:<client>`), if

@@ -30,6 +30,7 @@ mod forwarding;
 mod lastn;
 mod multitrack;
 mod negotiate;
+mod relay;
 mod restart;
 mod table;
 mod whep;
@@ -74,6 +75,8 @@ pub struct Sfu {
     unflushed: Vec<(usize, SessionId)>,
     /// Data channel relay (`data.rs`).
     data: DataRouter,
+    /// Local relay address → relay session (`sfu/relay.rs`).
+    relays: HashMap<SocketAddr, usize>,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -114,6 +117,7 @@ impl Sfu {
             player_bwe: false,
             unflushed: Vec::new(),
             data: DataRouter::default(),
+            relays: HashMap::new(),
         }
     }
 
@@ -239,6 +243,11 @@ impl Sfu {
                 publisher,
                 offer,
             } => self.start_play_answer(now, session, stream, publisher, &offer),
+            MediaCmd::StartRelay {
+                session,
+                stream,
+                offer,
+            } => self.start_relay(now, session, stream, &offer),
             MediaCmd::StartRoomPlay {
                 session,
                 stream,
@@ -320,6 +329,22 @@ impl Sfu {
                 contents,
             },
         );
+        if let Some(&key) = self.relays.get(&destination) {
+            // A relay's own address: only that relay may take it (no look-up by source: every
+            // relay from one origin hears from the same origin address).
+            if !self
+                .sessions
+                .get(key)
+                .is_some_and(|s| s.rtc.accepts(&input))
+            {
+                self.counters.unknown_source_dropped += 1;
+                trace!(%source, %destination, "dropped datagram the relay does not accept");
+                return;
+            }
+            self.mutate(key, |rtc| rtc.handle_input(input));
+            self.process(now);
+            return;
+        }
         let cached = self
             .routes
             .get(&source)

@@ -20,8 +20,10 @@ use str0m::media::MediaKind;
 use crate::{Sfu, SfuConfig, SfuOutput};
 
 mod client;
+mod nodes;
 
 pub use client::*;
+pub use nodes::{NodeSfu, Nodes};
 
 /// An [`Sfu`] and clients, wired in memory with a virtual clock.
 #[derive(Debug)]

@@ -279,11 +279,18 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
     );
     counters(
         r,
-        &[(
-            "candidates_dropped",
-            "Remote ICE candidates dropped (duplicate or over the bound)",
-            s.sfu.candidates_dropped,
-        )],
+        &[
+            (
+                "candidates_dropped",
+                "Remote ICE candidates dropped (duplicate or over the bound)",
+                s.sfu.candidates_dropped,
+            ),
+            (
+                "relays_refused",
+                "Relay sessions refused because every relay address was in use",
+                s.sfu.relays_refused,
+            ),
+        ],
     );
     r.register(
         "loop_iteration_seconds",

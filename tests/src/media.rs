@@ -98,6 +98,9 @@ pub struct MediaSim {
     next_audio: Instant,
     next_video: Instant,
     frames_written: u64,
+    /// Datagrams the server sent to an address no browser has (another node's, in a
+    /// cluster simulation), for the caller to deliver.
+    pub foreign: std::collections::VecDeque<Datagram>,
     /// `Some(gap)`: publishers answer the server's keyframe requests with a keyframe, as a
     /// browser's encoder does, ignoring requests that come less than `gap` after their last
     /// keyframe (browsers: about 300 ms). `None` (default): keyframes only every 2 s.
@@ -119,6 +122,7 @@ impl MediaSim {
             next_audio: now,
             next_video: now,
             frames_written: 0,
+            foreign: std::collections::VecDeque::new(),
             keyframe_on_request: None,
         }
     }
@@ -345,6 +349,8 @@ impl MediaSim {
                 {
                     self.delivered += 1;
                     b.client.handle_datagram(now, &d);
+                } else {
+                    self.foreign.push_back(d);
                 }
             }
             for i in 0..self.browsers.len() {

@@ -183,6 +183,7 @@ impl Sfu {
             self.timers.remove(&(at, key));
         }
         self.data.forget(s.id);
+        self.relays.retain(|_, k| *k != key);
         if let Role::Player(p) = &s.role {
             for publisher in p.sources() {
                 if let Some(Role::Publisher(pb)) = self.session_mut(publisher).map(|x| &mut x.role)
