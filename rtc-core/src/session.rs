@@ -93,6 +93,20 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
+    /// A publisher of `stream` with no players and no track learned yet.
+    pub(crate) fn new(stream: String) -> Self {
+        Publisher {
+            stream,
+            players: Vec::new(),
+            tracks: Vec::new(),
+            params: Vec::new(),
+            media_started: false,
+            last_keyframe_request: None,
+            video_ssrc: None,
+            data_only: false,
+        }
+    }
+
     /// Records a negotiated receive track and its payload parameters (once per mid).
     pub(crate) fn learn_track(&mut self, rtc: &Rtc, mid: Mid) {
         let Some(media) = rtc.media(mid) else {

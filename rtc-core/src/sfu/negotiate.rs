@@ -84,16 +84,7 @@ impl Sfu {
             Err(e) => return self.fail_sdp(id, format!("offer not accepted: {e}")),
         };
         let stream_name = stream.clone();
-        let mut publisher = Publisher {
-            stream,
-            players: Vec::new(),
-            tracks: Vec::new(),
-            params: Vec::new(),
-            media_started: false,
-            last_keyframe_request: None,
-            video_ssrc: None,
-            data_only: false,
-        };
+        let mut publisher = Publisher::new(stream);
         // Learn the tracks now: str0m's MediaAdded only comes once DTLS is up, and players
         // joining before that should still mirror this publisher's codecs.
         let media_mids = accepted_media_mids(&answer);

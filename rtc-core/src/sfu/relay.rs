@@ -76,16 +76,7 @@ impl Sfu {
             Ok(a) => a.to_sdp_string(),
             Err(e) => return self.fail_sdp(id, format!("relay offer not accepted: {e}")),
         };
-        let mut publisher = Publisher {
-            stream: stream.clone(),
-            players: Vec::new(),
-            tracks: Vec::new(),
-            params: Vec::new(),
-            media_started: false,
-            last_keyframe_request: None,
-            video_ssrc: None,
-            data_only: false,
-        };
+        let mut publisher = Publisher::new(stream.clone());
         for mid in accepted_media_mids(&answer) {
             publisher.learn_track(&rtc, Mid::from(mid));
         }
