@@ -154,6 +154,7 @@ impl Harness {
                     closed.push(*c);
                 }
                 Output::Media(cmd) => self.check_media(cmd),
+                Output::FindStream { .. } => {}
             }
             outs.push(out);
         }

@@ -56,8 +56,8 @@ pub use message::{
 };
 pub use signalling::{
     AccessPolicy, Config, ConnId, EventKind, HttpMediaRequest, IceServers, LimitCounters, Limits,
-    OpenAccess, Output, PlayRequest, PublishRequest, SessionRoles, Signalling, StoredRecords,
-    StreamEvent,
+    OpenAccess, Output, PlayRequest, PublishRequest, RemoteCounters, SessionRoles, Signalling,
+    StoredRecords, StreamEvent, MAX_WAITING_PER_STREAM, MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT,
 };
 
 /// True if `id` is a valid AMS stream id: non-empty, only `[A-Za-z0-9_.-]`.

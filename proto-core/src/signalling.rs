@@ -87,6 +87,7 @@ mod maintrack;
 mod media_events;
 mod p2p;
 mod policy;
+mod remote;
 mod resilience;
 mod room;
 mod state;
@@ -97,6 +98,9 @@ pub use config::{Config, ConnId, IceServers};
 pub use events::{EventKind, StreamEvent};
 pub use limits::{LimitCounters, Limits};
 pub use policy::{AccessPolicy, OpenAccess, PlayRequest, PublishRequest, StoredRecords};
+pub use remote::{
+    RemoteCounters, MAX_WAITING_PER_STREAM, MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT,
+};
 use state::{Conn, End, Member, PlayState, PublishState, Role, Room, Session};
 pub use whip::HttpMediaRequest;
 
@@ -109,6 +113,14 @@ pub enum Output {
     Close(ConnId),
     /// A command for the media layer.
     Media(MediaCmd),
+    /// Cluster edge: ask the cluster where `app`/`stream` is live, and answer with
+    /// [`Signalling::open_relay`] or [`Signalling::remote_failed`] (see `remote.rs`).
+    FindStream {
+        /// Application.
+        app: String,
+        /// Stream id.
+        stream: String,
+    },
 }
 
 /// `(application, id)`: stream, room and p2p ids are namespaced per application.
@@ -183,6 +195,8 @@ pub struct Signalling {
     /// The client's offer of the WHEP play being handled (see `whip.rs`): set only for the
     /// duration of [`Signalling::handle_whep_play`].
     whep_offer: Option<String>,
+    /// Cluster edge mode: plays waiting for relays (`remote.rs`); `None`: off.
+    remote: Option<remote::Remote>,
 }
 
 impl Signalling {
@@ -210,6 +224,7 @@ impl Signalling {
             refusals: RefusalCounters::default(),
             events: events::EventLog::default(),
             whep_offer: None,
+            remote: None,
         }
     }
 
@@ -250,6 +265,7 @@ impl Signalling {
             && self.room_players.is_empty()
             && self.p2p.is_empty()
             && self.timers.is_empty()
+            && self.remote_waiting() == 0
     }
 
     /// Open connections.
@@ -451,6 +467,7 @@ impl Signalling {
         for (room, _) in &c.rooms {
             self.refresh_room(&c.app, room);
         }
+        self.remote_conn_closed(conn);
     }
     /// Time passed; fire due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -485,6 +502,7 @@ impl Signalling {
                 Role::RoomPlay(_) => {}
             }
         }
+        self.remote_timeout(now);
     }
 
     /// The runtime reports CPU/memory over (or back under) the limit.
@@ -521,6 +539,7 @@ impl Signalling {
         self.room_players.clear();
         self.p2p.clear();
         self.timers.clear();
+        self.remote_clear();
     }
 
     /// The next output, if any.
@@ -533,6 +552,10 @@ impl Signalling {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let own = self.timers.first().map(|(at, _)| *at);
+        let own = match (own, self.remote_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (own, self.access.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -632,3 +655,6 @@ mod access_tests;
 
 #[cfg(test)]
 mod mainstore_tests;
+
+#[cfg(test)]
+mod remote_tests;

@@ -29,6 +29,15 @@ impl Signalling {
                     }
                     continue;
                 }
+                if p.relay {
+                    // A relay publisher belongs to no open connection (`remote.rs`).
+                    if self.publishers.get(&key(&s.app, &s.stream)) != Some(sid)
+                        || s.deadline.is_some()
+                    {
+                        return Err(format!("relay {sid} is inconsistent"));
+                    }
+                    continue;
+                }
             }
             let c = self
                 .conns

@@ -148,6 +148,10 @@ impl Signalling {
                     return;
                 }
                 p.live = true;
+                if p.relay {
+                    self.set_deadline(sid, None);
+                    return self.relay_live(now, sid);
+                }
                 self.access.on_publish_started(now, &s.app, &stream);
                 let (name, main_track) = (p.name.clone(), p.main_track.clone());
                 let mut room = p.main_track.clone();

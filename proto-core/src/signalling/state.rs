@@ -88,6 +88,8 @@ pub(super) struct PublishState {
     pub(super) restoring: bool,
     /// The last statistics that showed media arriving (none yet: never checked for silence).
     pub(super) media_seen: Option<Instant>,
+    /// A cluster edge's relay of another node's stream (`remote.rs`), not a client's publish.
+    pub(super) relay: bool,
 }
 
 #[derive(Debug)]

@@ -157,13 +157,17 @@ impl Signalling {
         };
         let Some((publisher, true, _)) = publisher else {
             // A WHEP player brings its own offer; a room play needs server offers.
-            if publisher.is_none() && self.whep_offer.is_none() && self.has_live_subtrack(app, &id)
-            {
+            let live_subtracks = self.has_live_subtrack(app, &id);
+            if publisher.is_none() && self.whep_offer.is_none() && live_subtracks {
                 // Accepted as a room play: only now is a single-use credential spent.
                 if let Err(e) = self.access.commit(now, grant) {
                     return self.refuse(now, conn, e, Some(&id));
                 }
                 return self.room_play(conn, app, id, p);
+            }
+            // Cluster edge: another node may publish it (see `remote.rs`).
+            if !live_subtracks && self.wait_remote(now, conn, app, &id, p) {
+                return;
             }
             return self.refuse(now, conn, SignalError::NoStreamExist, Some(&id));
         };
@@ -188,7 +192,7 @@ impl Signalling {
             .and_then(|c| c.plays.get(&id))
             .copied()
         {
-            self.end_session(old, End::REPLACED);
+            self.replacing(|sig| sig.end_session(old, End::REPLACED));
         }
         let sid = self.alloc_session();
         self.sessions.insert(
@@ -208,7 +212,10 @@ impl Signalling {
         );
         if let Some(Role::Publish(ps)) = self.sessions.get_mut(&publisher).map(|s| &mut s.role) {
             ps.players.insert(sid);
-            self.access.on_viewer_count(app, &id, ps.players.len());
+            // A relay's viewers are counted by its origin.
+            if !ps.relay {
+                self.access.on_viewer_count(app, &id, ps.players.len());
+            }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.plays.insert(id.clone(), sid);
@@ -516,6 +523,10 @@ impl Signalling {
                 for player in p.players {
                     self.end_session(player, End::STOP);
                 }
+                if p.relay {
+                    // Nothing of a relay is recorded here: the origin owns the stream.
+                    return self.relay_gone(&s.app, &s.stream);
+                }
                 if had_players {
                     self.access.on_viewer_count(&s.app, &s.stream, 0);
                 }
@@ -555,8 +566,12 @@ impl Signalling {
                     self.sessions.get_mut(&p.publisher).map(|s| &mut s.role)
                 {
                     ps.players.remove(&sid);
-                    self.access
-                        .on_viewer_count(&s.app, &s.stream, ps.players.len());
+                    if ps.relay {
+                        self.relay_player_left(p.publisher);
+                    } else {
+                        self.access
+                            .on_viewer_count(&s.app, &s.stream, ps.players.len());
+                    }
                 }
                 p.connected
             }
