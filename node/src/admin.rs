@@ -88,6 +88,8 @@ pub struct Admin {
     gate: RestGate,
     wall: WallAnchor,
     primary_app: Option<String>,
+    /// Cluster mode: the relays' credential check (`policy.rs`).
+    relay_auth: policy::RelayAuth,
 }
 
 impl std::fmt::Debug for Admin {
@@ -119,12 +121,25 @@ impl Admin {
             gate: RestGate::new(config.access),
             wall: config.wall,
             primary_app: config.primary_app,
+            relay_auth: policy::RelayAuth::default(),
         }
     }
 
     /// The access policy signalling asks, over the same store and wall anchor.
     pub fn policy(&self) -> Policy {
         Policy::with_anchor(self.store.clone(), self.wall.at, self.wall.unix_ms)
+            .with_relay_auth(self.relay_auth.clone())
+    }
+
+    /// Cluster mode: a play with the cluster credential under `secret` is an edge's relay
+    /// (empty: no relay is accepted). Applies to the policies made after this call.
+    pub fn set_cluster_secret(&mut self, secret: &str) {
+        self.relay_auth = policy::RelayAuth::new(secret);
+    }
+
+    /// Relays accepted and refused so far.
+    pub fn relay_auth_counters(&self) -> policy::RelayAuthCounters {
+        self.relay_auth.counters()
     }
 
     /// The store.

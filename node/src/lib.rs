@@ -11,17 +11,20 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use proto_core::{ConnId, Output, ServerMessage, Signalling};
+use proto_core::{ConnId, MediaCmd, Output, ServerMessage, Signalling};
 use rtc_core::{Sfu, SfuOutput, Transmit};
 
 use antenna_store::{AppSettings, Refusal, RestHead};
 
 use crate::admin::{Admin, HeadKind, HeldRelease, RestReply};
+use crate::relay::Relays;
 use crate::whip::Resources;
 
 pub mod admin;
 pub mod http_text;
+pub mod relay;
 pub mod whip;
+pub use relay::{is_relay_conn, ClusterMode, RelayCounters};
 pub use whip::HttpReply;
 
 /// What the runtime must do.
@@ -33,6 +36,28 @@ pub enum NodeOutput {
     WsClose(ConnId),
     /// Send a UDP datagram.
     UdpSend(Transmit),
+    /// Cluster mode: look `app`/`stream` up in the registry and answer with
+    /// [`Node::stream_located`] (`relay.rs`).
+    FindStream {
+        /// Application.
+        app: String,
+        /// Stream id.
+        stream: String,
+    },
+    /// Open the WebSocket `conn` of a relay to an origin node (`ws://addr/path`); report its
+    /// frames with [`Node::relay_text`] and its end with [`Node::relay_closed`].
+    RelayOpen {
+        /// The relay's WebSocket.
+        conn: ConnId,
+        /// The origin's HTTP address.
+        addr: SocketAddr,
+        /// The request path.
+        path: String,
+    },
+    /// Send this text frame on a relay's WebSocket (once it is open).
+    RelaySend(ConnId, String),
+    /// Close a relay's WebSocket.
+    RelayClose(ConnId),
 }
 
 /// Signalling plus media.
@@ -52,6 +77,8 @@ pub struct Node {
     /// The resource connection a request is creating, and what was sent to it so far.
     creating: Option<ConnId>,
     created: Vec<Option<ServerMessage>>,
+    /// Cluster mode's relays (`relay.rs`).
+    relays: Relays,
 }
 
 impl Node {
@@ -66,6 +93,7 @@ impl Node {
             http_events: Vec::new(),
             creating: None,
             created: Vec::new(),
+            relays: Relays::default(),
         }
     }
 
@@ -216,6 +244,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.sig.handle_timeout(now);
         self.sfu.handle_timeout(now);
+        self.relays.handle_timeout(now);
         self.pump(now);
     }
 
@@ -228,10 +257,14 @@ impl Node {
     /// The earliest deadline of either core.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.sig.poll_timeout(), self.sfu.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.sig.poll_timeout(),
+            self.sfu.poll_timeout(),
+            self.relays.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Moves outputs between the cores until both are drained and the resources have acted
@@ -262,16 +295,26 @@ impl Node {
                         .outputs
                         .push_back(NodeOutput::WsSend(conn, msg.to_json())),
                     Output::Close(conn) => self.outputs.push_back(NodeOutput::WsClose(conn)),
-                    Output::Media(cmd) => self.sfu.handle_command(now, cmd),
+                    Output::Media(cmd) => {
+                        if let MediaCmd::Close { session } = &cmd {
+                            self.relays.stop(*session);
+                        }
+                        self.sfu.handle_command(now, cmd);
+                    }
+                    Output::FindStream { app, stream } => {
+                        self.outputs
+                            .push_back(NodeOutput::FindStream { app, stream });
+                    }
                 }
             }
             while let Some(out) = self.sfu.poll_output() {
                 progressed = true;
                 match out {
                     SfuOutput::Transmit(t) => self.outputs.push_back(NodeOutput::UdpSend(t)),
-                    SfuOutput::Event(ev) => self.sig.handle_media(now, ev),
+                    SfuOutput::Event(ev) => self.media_event(now, ev),
                 }
             }
+            progressed |= self.pump_relays(now);
             if !progressed {
                 break;
             }

@@ -1,11 +1,13 @@
 //! The access policy signalling asks: [`StreamSecurity`] behind the store's health, plus the
 //! live status and viewer count of the streams that have a broadcast record.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Instant;
 
 use antenna_store::{SharedStore, StreamSecurity};
 use proto_core::{AccessPolicy, Grant, JoinRoomRequest, PlayRequest, PublishRequest, SignalError};
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// The access policy installed into signalling: [`StreamSecurity`] behind a health check, so
 /// that a store that could not be opened (its settings are unknown) answers
@@ -18,6 +20,71 @@ use tracing::debug;
 pub struct Policy {
     store: SharedStore,
     inner: StreamSecurity,
+    relay_auth: RelayAuth,
+}
+
+/// Relays accepted and refused by [`RelayAuth`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayAuthCounters {
+    /// Plays accepted as an edge's relay.
+    pub accepted: u64,
+    /// Plays with a cluster credential refused (a wrong one, or no secret here).
+    pub refused: u64,
+}
+
+/// Cluster mode's credential check on the origin: a play whose token is a cluster credential
+/// ([`antenna_cluster::cluster_token`]) of its stream under the shared secret is an edge's
+/// relay: no play token, no viewer limit (it is one viewer). A token with the credential's
+/// prefix that does not verify, or any such token without a secret, is refused with
+/// `unauthorized_access`. The counters are shared by every copy (the admin core reads them).
+#[derive(Debug, Clone, Default)]
+pub struct RelayAuth {
+    secret: String,
+    counters: Rc<Cell<RelayAuthCounters>>,
+}
+
+impl RelayAuth {
+    /// The check under `secret` (empty: every cluster credential is refused).
+    pub fn new(secret: &str) -> RelayAuth {
+        RelayAuth {
+            secret: secret.to_string(),
+            counters: Rc::default(),
+        }
+    }
+
+    /// Counts so far.
+    pub fn counters(&self) -> RelayAuthCounters {
+        self.counters.get()
+    }
+
+    /// `None`: not a relay's play; `Some(Ok)`: an accepted relay; `Some(Err)`: refused.
+    fn check(&self, req: &PlayRequest<'_>) -> Option<Result<Grant, SignalError>> {
+        let token = req
+            .token
+            .filter(|t| t.starts_with(antenna_cluster::relay::TOKEN_PREFIX))?;
+        let mut c = self.counters.get();
+        let ok = antenna_cluster::verify_cluster_token(&self.secret, req.app, req.stream_id, token);
+        let answer = if ok {
+            c.accepted += 1;
+            debug!(
+                app = req.app,
+                stream = req.stream_id,
+                "play accepted as an edge's relay"
+            );
+            Ok(Grant::free(req.app))
+        } else {
+            c.refused += 1;
+            warn!(
+                app = req.app,
+                stream = req.stream_id,
+                secret_set = !self.secret.is_empty(),
+                "relay refused: the cluster credential does not verify"
+            );
+            Err(SignalError::UnauthorizedAccess)
+        };
+        self.counters.set(c);
+        Some(answer)
+    }
 }
 
 impl std::fmt::Debug for Policy {
@@ -32,6 +99,7 @@ impl Policy {
         Policy {
             inner: StreamSecurity::new(store.clone(), clock),
             store,
+            relay_auth: RelayAuth::default(),
         }
     }
 
@@ -42,7 +110,14 @@ impl Policy {
         Policy {
             inner: StreamSecurity::with_anchor(store.clone(), at, unix_ms),
             store,
+            relay_auth: RelayAuth::default(),
         }
+    }
+
+    /// The policy with cluster mode's relay check.
+    pub fn with_relay_auth(mut self, relay_auth: RelayAuth) -> Policy {
+        self.relay_auth = relay_auth;
+        self
     }
 
     fn status(&mut self, now: Instant, app: &str, stream_id: &str, status: &str) {
@@ -77,6 +152,9 @@ impl AccessPolicy for Policy {
     }
 
     fn check_play(&mut self, now: Instant, req: &PlayRequest<'_>) -> Result<Grant, SignalError> {
+        if let Some(answer) = self.relay_auth.check(req) {
+            return answer;
+        }
         self.healthy()?;
         self.inner.check_play(now, req)
     }

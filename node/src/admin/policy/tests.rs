@@ -134,3 +134,64 @@ fn failed_store_refuses_everything() {
         Err(SignalError::DataStoreNotAvailable)
     );
 }
+
+#[test]
+#[allow(clippy::disallowed_methods)] // the policy ignores the Instant; any will do
+fn a_relay_with_the_cluster_credential_bypasses_play_tokens_and_viewer_limits() {
+    let mut inner = MemStore::new();
+    inner
+        .write(WriteOp::PutSettings {
+            app: "A".into(),
+            settings: Box::new(AppSettings {
+                play_token_control_enabled: true,
+                webrtc_viewer_limit: 1,
+                ..AppSettings::default()
+            }),
+        })
+        .unwrap();
+    let store = shared(inner);
+    let good = antenna_cluster::cluster_token("secret", "A", "s");
+    fn req(token: Option<&str>, viewers: usize) -> PlayRequest<'_> {
+        PlayRequest {
+            app: "A",
+            stream_id: "s",
+            token,
+            subscriber_id: None,
+            subscriber_code: None,
+            room: None,
+            room_member: false,
+            viewers,
+        }
+    }
+    let now = Instant::now();
+    // Without a secret here, even a well-formed credential is refused.
+    let mut p = Policy::new(store.clone(), || 0);
+    assert_eq!(
+        p.check_play(now, &req(Some(&good), 0)),
+        Err(SignalError::UnauthorizedAccess)
+    );
+    let auth = RelayAuth::new("secret");
+    let mut p = Policy::new(store.clone(), || 0).with_relay_auth(auth.clone());
+    // A player needs a play token; the relay does not, and the viewer limit is not its.
+    assert!(p.check_play(now, &req(None, 0)).is_err());
+    let grant = p
+        .check_play(now, &req(Some(&good), 5))
+        .expect("relay accepted");
+    assert_eq!(grant, Grant::free("A"));
+    // Another stream's credential, or another secret's, is refused.
+    let other = antenna_cluster::cluster_token("secret", "A", "t");
+    let forged = antenna_cluster::cluster_token("guess", "A", "s");
+    for bad in [other.as_str(), forged.as_str(), "antenna-cluster.00"] {
+        assert_eq!(
+            p.check_play(now, &req(Some(bad), 0)),
+            Err(SignalError::UnauthorizedAccess)
+        );
+    }
+    assert_eq!(
+        auth.counters(),
+        RelayAuthCounters {
+            accepted: 1,
+            refused: 3
+        }
+    );
+}
