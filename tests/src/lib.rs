@@ -60,6 +60,8 @@ pub struct Sim {
     inbox: BTreeMap<ConnId, VecDeque<Value>>,
     /// Datagrams the server sent, not yet taken by a simulated peer.
     pub udp_out: VecDeque<Transmit>,
+    /// Cluster mode's outputs (look-ups, relay WebSockets), for a scenario to carry out.
+    pub cluster_out: VecDeque<NodeOutput>,
     transcript: Vec<Record>,
     steps: u64,
 }
@@ -95,6 +97,7 @@ impl Sim {
             open: BTreeSet::new(),
             inbox: BTreeMap::new(),
             udp_out: VecDeque::new(),
+            cluster_out: VecDeque::new(),
             transcript: Vec::new(),
             steps: 0,
         }
@@ -305,6 +308,10 @@ impl Sim {
                     }
                 }
                 NodeOutput::UdpSend(t) => self.udp_out.push_back(t),
+                out @ (NodeOutput::FindStream { .. }
+                | NodeOutput::RelayOpen { .. }
+                | NodeOutput::RelaySend(..)
+                | NodeOutput::RelayClose(_)) => self.cluster_out.push_back(out),
             }
         }
     }
