@@ -115,15 +115,51 @@ pub struct ClusterSettings {
     pub db: u32,
     /// This node's id; `None`: the announced IP and the HTTP port.
     pub node_id: Option<String>,
+    /// The cluster's shared secret (the relays' credential); empty: no relays.
+    pub secret: String,
+    /// The relay UDP ports (`START-END`, one relay each); `None`: [`DEFAULT_RELAYS`] ports
+    /// the system picks.
+    pub relay_ports: Option<(u16, u16)>,
+}
+
+/// Relay sockets bound when `--relay-ports` is not given.
+pub const DEFAULT_RELAYS: usize = 16;
+/// Most relay ports.
+pub const MAX_RELAYS: usize = 1024;
+
+fn parse_ports(s: &str) -> Result<(u16, u16), ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "--relay-ports {s:?}: use START-END (at most {MAX_RELAYS} ports)"
+        ))
+    };
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || b < a || usize::from(b - a) >= MAX_RELAYS {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 /// Longest node id in bytes (it is part of Redis keys).
 pub const MAX_NODE_ID: usize = 128;
 
 fn cluster_settings(cli: &Cli, file: &FileConfig) -> Result<Option<ClusterSettings>, ConfigError> {
+    let secret = cli
+        .cluster_secret
+        .clone()
+        .or_else(|| file.cluster_secret.clone());
+    let ports = cli.relay_ports.clone().or_else(|| file.relay_ports.clone());
     let Some(url) = cli.cluster.as_ref().or(file.cluster.as_ref()) else {
+        if secret.is_some() || ports.is_some() {
+            return Err(ConfigError(
+                "--cluster-secret and --relay-ports need --cluster".into(),
+            ));
+        }
         return Ok(None);
     };
+    let relay_ports = ports.as_deref().map(parse_ports).transpose()?;
     let (redis, db) =
         antenna_cluster::parse_url(url).map_err(|e| ConfigError(format!("--cluster {e}")))?;
     let node_id = cli.node_id.clone().or_else(|| file.node_id.clone());
@@ -139,7 +175,13 @@ fn cluster_settings(cli: &Cli, file: &FileConfig) -> Result<Option<ClusterSettin
             )));
         }
     }
-    Ok(Some(ClusterSettings { redis, db, node_id }))
+    Ok(Some(ClusterSettings {
+        redis,
+        db,
+        node_id,
+        secret: secret.unwrap_or_default(),
+        relay_ports,
+    }))
 }
 
 /// True if `app` can be the first path segment of `/<app>/websocket`.

@@ -133,6 +133,39 @@ fn main() -> ExitCode {
     let listen_addr = bound.listen_addr;
     let udp_addr = bound.udp_addr;
     let announce = SocketAddr::new(settings.announce_ip, udp_addr.port());
+    // Cluster mode with a secret: one UDP socket per relay of another node's stream.
+    let relay_sockets = match settings.cluster.as_ref().filter(|c| !c.secret.is_empty()) {
+        Some(c) => {
+            match runtime::bind_relays(
+                settings.udp.ip(),
+                settings.announce_ip,
+                c.relay_ports,
+                server_mio::config::DEFAULT_RELAYS,
+            ) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    error!("{e}");
+                    eprintln!("antenna: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        None => {
+            if settings.cluster.is_some() {
+                warn!("cluster mode without --cluster-secret: no relays to or from other nodes");
+            }
+            None
+        }
+    };
+    let relay_addrs = relay_sockets
+        .as_ref()
+        .map(runtime::RelaySockets::addrs)
+        .unwrap_or_default();
+    let cluster_secret = settings
+        .cluster
+        .as_ref()
+        .map(|c| c.secret.clone())
+        .filter(|s| !s.is_empty());
     let rest_seed = match server_mio::clock::os_random_seed() {
         Ok(s) => s,
         Err(e) => {
@@ -235,8 +268,11 @@ fn main() -> ExitCode {
                 }
             }
             let sig = proto_core::Signalling::new(signalling_config, now);
-            let mut sfu =
-                rtc_core::Sfu::new(rtc_core::SfuConfig::new(vec![local], stats_interval), now);
+            let sfu_config = rtc_core::SfuConfig {
+                relay_addrs,
+                ..rtc_core::SfuConfig::new(vec![local], stats_interval)
+            };
+            let mut sfu = rtc_core::Sfu::new(sfu_config, now);
             sfu.set_data_config(data_config);
             sfu.set_max_remote_candidates(max_remote_candidates);
             // The one wall-clock reading: the admin core and the access policy derive wall time
@@ -251,12 +287,16 @@ fn main() -> ExitCode {
                 },
                 primary_app: Some(primary_app.clone()).filter(|a| !a.is_empty()),
             });
-            (
-                Node::new(sig, sfu)
-                    .with_resource_seed(resource_seed)
-                    .with_admin(admin),
-                ds,
-            )
+            let mut node = Node::new(sig, sfu)
+                .with_resource_seed(resource_seed)
+                .with_admin(admin);
+            if let Some(secret) = cluster_secret {
+                node.set_cluster(node::ClusterMode {
+                    node_id: cluster_id.clone().unwrap_or_default(),
+                    secret,
+                });
+            }
+            (node, ds)
         },
     );
     let rt = match rt.and_then(|rt| {
@@ -272,6 +312,10 @@ fn main() -> ExitCode {
                     rt.with_cluster(c.redis, config)
                 }
                 None => rt,
+            })
+            .and_then(|rt| match relay_sockets {
+                Some(r) => rt.with_relays(r),
+                None => Ok(rt),
             })
     }) {
         Ok(rt) => rt,

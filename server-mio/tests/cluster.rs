@@ -388,3 +388,194 @@ fn without_cluster_no_redis_is_needed_and_a_bad_url_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("redis://"));
 }
+
+/// A player of a stream on a node: its WebSocket, its peer connection, what it was sent.
+struct Player {
+    ws: common::Client,
+    peer: common::browser::Browser,
+    received: Vec<Value>,
+}
+
+impl Player {
+    fn play(server: &Server, id: &str) -> Player {
+        let mut ws = server.ws(&format!("/{APP}/websocket"));
+        ws.send(&json!({"command": "play", "streamId": id}));
+        Player {
+            ws,
+            peer: common::browser::Browser::new(),
+            received: Vec::new(),
+        }
+    }
+
+    /// Drives the peer connection and answers the server's offer; `true` once it got `definition`.
+    fn step(&mut self, id: &str) {
+        self.peer.poll();
+        while let Some(m) = self.ws.poll_message() {
+            match m["command"].as_str() {
+                Some("takeConfiguration") if m["type"] == "offer" => {
+                    let answer = self
+                        .peer
+                        .accept_offer(m["sdp"].as_str().unwrap_or_default());
+                    self.ws
+                        .send(&json!({"command": "takeConfiguration", "streamId": id,
+                        "type": "answer", "sdp": answer}));
+                }
+                Some("takeCandidate") => {
+                    self.peer
+                        .add_candidate(m["candidate"].as_str().unwrap_or_default());
+                }
+                _ => {}
+            }
+            self.received.push(m);
+        }
+    }
+
+    fn got(&self, definition: &str) -> bool {
+        self.received.iter().any(|m| m["definition"] == definition)
+    }
+}
+
+/// Runs the publisher (if any) and the players until `done` or `limit`; true if done.
+fn drive(
+    publisher: Option<(&mut common::browser::Browser, &mut common::Client)>,
+    players: &mut [&mut Player],
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&[&mut Player]) -> bool,
+) -> bool {
+    let end = Instant::now() + limit;
+    let mut publisher = publisher;
+    while Instant::now() < end {
+        if let Some((b, ws)) = publisher.as_mut() {
+            b.poll();
+            b.send_media();
+            while let Some(m) = ws.poll_message() {
+                if m["command"] == "takeCandidate" {
+                    b.add_candidate(m["candidate"].as_str().unwrap_or_default());
+                }
+            }
+        }
+        for p in players.iter_mut() {
+            p.step(id);
+        }
+        if done(players) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+fn count_log(server: &Server, needle: &str) -> usize {
+    server.log().iter().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn an_edge_relays_the_origins_stream_to_its_players_until_the_origin_ends_or_dies() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start_on(free_port()).expect("redis-server starts");
+    let url = redis.url();
+    let node = |id: &str| {
+        Server::start_with(&[
+            "--cluster",
+            &url,
+            "--node-id",
+            id,
+            "--cluster-secret",
+            "relay-test-secret",
+        ])
+    };
+    let mut n1 = node("n1");
+    let n2 = node("n2");
+    wait_for("both nodes ready", Duration::from_secs(10), || {
+        [&n1, &n2]
+            .iter()
+            .all(|n| common::http_get(n.http, "/readyz").0 == 200)
+    });
+
+    // The origin refuses a forged cluster credential (and counts it).
+    let mut forged = n1.ws(&format!("/{APP}/websocket"));
+    forged.send(&json!({"command": "play", "streamId": "s1",
+        "token": format!("antenna-cluster.{}", "0".repeat(64))}));
+    assert_eq!(outcome(&mut forged), "unauthorized_access");
+    // A stream no node has: the edge answers as a single node does.
+    let mut nowhere = n2.ws(&format!("/{APP}/websocket"));
+    nowhere.send(&json!({"command": "play", "streamId": "nowhere"}));
+    assert_eq!(outcome(&mut nowhere), "no_stream_exist");
+
+    let (mut publisher, mut pub_ws) = publish_live(&n1, APP, "s1", json!({}));
+    wait_for("stream registered", Duration::from_secs(5), || {
+        redis.get("antenna:stream:WebRTCAppEE/s1").is_some()
+    });
+    // Two players on node 2: one relay carries the stream to both.
+    let started = Instant::now();
+    let (mut a, mut b) = (Player::play(&n2, "s1"), Player::play(&n2, "s1"));
+    let ok = drive(
+        Some((&mut publisher, &mut pub_ws)),
+        &mut [&mut a, &mut b],
+        "s1",
+        Duration::from_secs(30),
+        |p| p.iter().all(|p| p.peer.video_frames >= 30),
+    );
+    assert!(
+        ok,
+        "edge players got {} and {} frames; edge log:\n{}",
+        a.peer.video_frames,
+        b.peer.video_frames,
+        n2.log().join("\n")
+    );
+    eprintln!(
+        "two edge players: 30 frames each {:?} after their play",
+        started.elapsed()
+    );
+    assert!(a.got("play_started") && b.got("play_started"));
+    assert_eq!(
+        count_log(&n2, "relay: playing the stream from its origin"),
+        1
+    );
+    assert_eq!(count_log(&n1, "play accepted as an edge's relay"), 1);
+
+    // The publisher stops: the origin ends the relay's play, the edge's players finish.
+    pub_ws.send(&json!({"command": "stop", "streamId": "s1"}));
+    let stopped = Instant::now();
+    let ok = drive(
+        None,
+        &mut [&mut a, &mut b],
+        "s1",
+        Duration::from_secs(10),
+        |p| p.iter().all(|p| p.got("play_finished")),
+    );
+    assert!(ok, "edge players not finished: {:?}", a.received);
+    eprintln!(
+        "edge players finished {:?} after the publisher's stop",
+        stopped.elapsed()
+    );
+    drop((a, b, publisher, pub_ws));
+
+    // kill -9 of the origin ends the edge's plays of its stream within 10 s.
+    let (mut publisher, mut pub_ws) = publish_live(&n1, APP, "s2", json!({}));
+    wait_for("stream registered", Duration::from_secs(5), || {
+        redis.get("antenna:stream:WebRTCAppEE/s2").is_some()
+    });
+    let mut c = Player::play(&n2, "s2");
+    assert!(drive(
+        Some((&mut publisher, &mut pub_ws)),
+        &mut [&mut c],
+        "s2",
+        Duration::from_secs(30),
+        |p| p[0].peer.video_frames >= 10,
+    ));
+    let killed = Instant::now();
+    n1.signal("KILL");
+    n1.wait_exit(Duration::from_secs(5));
+    let ok = drive(None, &mut [&mut c], "s2", Duration::from_secs(10), |p| {
+        p[0].got("play_finished")
+    });
+    assert!(ok, "the edge's play did not end: {:?}", c.received);
+    eprintln!(
+        "edge play finished {:?} after kill -9 of the origin",
+        killed.elapsed()
+    );
+}

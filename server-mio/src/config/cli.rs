@@ -106,6 +106,18 @@ pub struct Cli {
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
 
+    /// The cluster's shared secret: this node relays other nodes' streams to its players,
+    /// and accepts other nodes' relays, with credentials made from it (the same on every
+    /// node; prefer the TOML file, a command line is visible to other local users)
+    /// [default: none, no relays].
+    #[arg(long, value_name = "SECRET")]
+    pub cluster_secret: Option<String>,
+
+    /// UDP ports of this node's relays (`START-END`, one relay each, so their number bounds
+    /// the streams relayed here) [default: 16 ports the system picks].
+    #[arg(long, value_name = "START-END")]
+    pub relay_ports: Option<String>,
+
     /// Connections (HTTP and WebSocket) in total; beyond it a new connection gets `503` and is
     /// closed. Always kept 64 below the open-file limit, whose soft value is raised to the hard
     /// one at start; 0: only that bound [default: 10000].

@@ -103,6 +103,10 @@ pub struct FileConfig {
     pub cluster: Option<String>,
     /// See [`Cli::node_id`].
     pub node_id: Option<String>,
+    /// See [`Cli::cluster_secret`].
+    pub cluster_secret: Option<String>,
+    /// See [`Cli::relay_ports`].
+    pub relay_ports: Option<String>,
     /// See [`Cli::max_publishes_per_connection`].
     pub max_publishes_per_connection: Option<usize>,
     /// See [`Cli::max_plays_per_connection`].

@@ -112,12 +112,23 @@ impl Runtime {
         }
     }
 
+    /// The node asks where a stream is live (a play waits for a relay): the registry is
+    /// asked; its answer goes back to the node from `cluster_drain`.
+    pub(super) fn cluster_find(&mut self, now: Instant, app: &str, stream: &str) {
+        match self.cluster.as_mut() {
+            Some(link) => link.core.lookup_stream(now, app, stream),
+            None => self.node.stream_located(now, app, stream, Err(())),
+        }
+    }
+
     /// Carries out what the cluster core asks for until it has nothing more; part of the
-    /// loop turn's one drain point (`Runtime::drain`).
-    pub(super) fn cluster_drain(&mut self, now: Instant) {
+    /// loop turn's one drain point (`Runtime::drain`). True if look-up answers went to the
+    /// node (which may then have output).
+    pub(super) fn cluster_drain(&mut self, now: Instant) -> bool {
         let Some(link) = self.cluster.as_mut() else {
-            return;
+            return false;
         };
+        let mut located = Vec::new();
         let registry = self.poll.registry();
         loop {
             let mut any = false;
@@ -141,7 +152,12 @@ impl Runtime {
                         }
                         link.up = false;
                     }
-                    ClusterOutput::Event(e) => debug!(event = ?e, "cluster event"),
+                    ClusterOutput::Event(ClusterEvent::StreamOrigin { app, stream, entry }) => {
+                        located.push((app, stream, Ok(entry)));
+                    }
+                    ClusterOutput::Event(ClusterEvent::Unavailable { app, stream }) => {
+                        located.push((app, stream, Err(())));
+                    }
                 }
             }
             if let Err(why) = link.socket.write(registry) {
@@ -153,5 +169,16 @@ impl Runtime {
                 break;
             }
         }
+        let fed = !located.is_empty();
+        for (app, stream, found) in located {
+            let found = found.map(|e| e.map(|e| (e.origin, e.http)));
+            let found = match &found {
+                Ok(Some((origin, http))) => Ok(Some((origin.as_str(), *http))),
+                Ok(None) => Ok(None),
+                Err(()) => Err(()),
+            };
+            self.node.stream_located(now, &app, &stream, found);
+        }
+        fed
     }
 }

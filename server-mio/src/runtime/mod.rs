@@ -64,6 +64,7 @@ mod conn;
 mod http;
 mod observe;
 mod redis_socket;
+mod relay;
 mod rest;
 mod udp;
 mod ws;
@@ -72,6 +73,7 @@ mod wsio;
 use conn::{Conn, State};
 use observe::StateSizes;
 use proto_core::ConnId;
+pub use relay::{bind_relays, RelaySockets};
 use rtc_core::Transmit;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -217,6 +219,8 @@ pub struct Runtime {
     cluster: Option<cluster::RedisLink>,
     /// Cluster mode's shared data sockets and held frames (`cluster_data.rs`).
     shared: Option<cluster_data::DataLink>,
+    /// Cluster mode's relay sockets (`relay.rs`).
+    relay: relay::RelayRt,
     /// Keeps the store's wake-up registered.
     _waker: std::sync::Arc<Waker>,
 }
@@ -327,6 +331,7 @@ impl Runtime {
             obs: observe::Obs::default(),
             cluster: None,
             shared: None,
+            relay: relay::RelayRt::default(),
             _waker: waker,
         })
     }
@@ -455,12 +460,14 @@ impl Runtime {
                     cluster_data::REDIS_SUB => {
                         self.data_ready(now, antenna_cluster::Link::Sub, event)
                     }
+                    t if relay::is_relay_token(t) => self.relay_ready(now, t),
                     token => self.drive(now, token),
                 }
             }
             if self.udp_more {
                 self.udp_read();
             }
+            self.relay_more(Instant::now());
             if !self.more.is_empty() {
                 let mut more = std::mem::take(&mut self.more);
                 more.sort_unstable();
@@ -609,16 +616,23 @@ impl Runtime {
                             self.begin_close(now, Token(t), None);
                         }
                     }
+                    NodeOutput::UdpSend(t) if self.is_relay_source(&t) => self.relay_udp_send(t),
                     NodeOutput::UdpSend(t) => self.udp_send(t),
+                    NodeOutput::FindStream { app, stream } => self.cluster_find(now, &app, &stream),
+                    NodeOutput::RelayOpen { conn, addr, path } => {
+                        self.relay_open(now, conn, addr, &path)
+                    }
+                    NodeOutput::RelaySend(conn, text) => self.relay_send(now, conn, text),
+                    NodeOutput::RelayClose(conn) => self.relay_close(conn),
                 }
             }
             if !self.udp_writable {
                 self.udp_flush_queue();
             }
             self.pump_hooks(now);
-            self.cluster_drain(now);
+            let located = self.cluster_drain(now);
             self.data_drain(now);
-            if self.dirty.is_empty() {
+            if self.dirty.is_empty() && !located {
                 break;
             }
             let mut dirty = std::mem::take(&mut self.dirty);
