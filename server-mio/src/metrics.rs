@@ -92,6 +92,25 @@ pub struct Snapshot {
     pub store: Option<antenna_store::StoreCounters>,
     /// Live WHIP and WHEP resources.
     pub whip: Whip,
+    /// Cluster mode's relays.
+    pub relays: Relays,
+}
+
+/// Cluster mode's relay figures: the edge's relays and waiting plays, the origin's checks.
+#[derive(Debug, Clone, Default)]
+pub struct Relays {
+    /// Relays running on this edge.
+    pub running: u64,
+    /// Relays started.
+    pub started: u64,
+    /// Relays ended: `(why, count)`.
+    pub ended: [(&'static str, u64); 3],
+    /// Plays for streams of other nodes: `(outcome, count)`.
+    pub plays: [(&'static str, u64); 4],
+    /// Relay plays on this origin: `(result, count)`.
+    pub auth: [(&'static str, u64); 2],
+    /// Datagrams to an origin dropped because the relay socket would block.
+    pub udp_dropped: u64,
 }
 
 /// The WHIP/WHEP resource table's figures.
@@ -424,6 +443,51 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
         "status",
         statuses.iter().map(|(s, n)| (s.as_str(), *n)),
     );
+    let rl = &s.relays;
+    gauges(
+        r,
+        &[(
+            "relays",
+            "Relays of other nodes' streams running here",
+            rl.running,
+        )],
+    );
+    counters(
+        r,
+        &[
+            (
+                "relays_started",
+                "Relays of other nodes' streams started",
+                rl.started,
+            ),
+            (
+                "relay_udp_dropped",
+                "Datagrams to an origin dropped because the relay socket would block",
+                rl.udp_dropped,
+            ),
+        ],
+    );
+    labelled(
+        r,
+        "relays_ended",
+        "Relays ended, by why",
+        "why",
+        rl.ended.iter().copied(),
+    );
+    labelled(
+        r,
+        "relay_plays",
+        "Plays of streams published on other nodes, by outcome",
+        "outcome",
+        rl.plays.iter().copied(),
+    );
+    labelled(
+        r,
+        "relay_auth",
+        "Plays with a cluster credential (edges' relays) on this node, by result",
+        "result",
+        rl.auth.iter().copied(),
+    );
     gauges(
         r,
         &[
@@ -517,6 +581,8 @@ mod tests {
         store.commit_buckets[2] = 1; // <= 2 ms
         store.commit_buckets[antenna_store::COMMIT_BUCKETS_MICROS.len()] = 1; // slower than all
         s.store = Some(store);
+        s.relays.ended = [("finished", 3), ("stopped", 0), ("failed", 1)];
+        s.relays.auth = [("accepted", 2), ("refused", 5)];
         s.whip = Whip {
             live_whip: 2,
             live_whep: 5,
@@ -579,6 +645,8 @@ mod tests {
         assert!(text.contains("antenna_whip_refusals_total{status=\"404\"} 3"));
         assert!(text.contains("antenna_whip_token_lockouts_total 1"));
         assert!(text.contains("antenna_whip_ice_restarts_total 4"));
+        assert!(text.contains("antenna_relays_ended_total{why=\"finished\"} 3"));
+        assert!(text.contains("antenna_relay_auth_total{result=\"refused\"} 5"));
         assert!(text.trim_end().ends_with("# EOF"));
     }
 

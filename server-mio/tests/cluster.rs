@@ -466,6 +466,18 @@ fn drive(
     false
 }
 
+/// The `/metrics` text (with the admin token).
+fn metrics(s: &Server) -> String {
+    let token = s.admin_token.clone().expect("admin token");
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\r\n",
+        s.http
+    );
+    let (status, text) = common::http_raw(s.http, request.as_bytes());
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
 fn count_log(server: &Server, needle: &str) -> usize {
     server.log().iter().filter(|l| l.contains(needle)).count()
 }
@@ -536,6 +548,21 @@ fn an_edge_relays_the_origins_stream_to_its_players_until_the_origin_ends_or_die
         1
     );
     assert_eq!(count_log(&n1, "play accepted as an edge's relay"), 1);
+    let (origin, edge) = (metrics(&n1), metrics(&n2));
+    for line in [
+        "antenna_relay_auth_total{result=\"accepted\"} 1",
+        "antenna_relay_auth_total{result=\"refused\"} 1",
+    ] {
+        assert!(origin.contains(line), "{line} in {origin}");
+    }
+    for line in [
+        "antenna_relays 1",
+        "antenna_relays_started_total 1",
+        "antenna_relay_plays_total{outcome=\"released\"} 2",
+        "antenna_relay_plays_total{outcome=\"refused\"} 1",
+    ] {
+        assert!(edge.contains(line), "{line} in {edge}");
+    }
 
     // The publisher stops: the origin ends the relay's play, the edge's players finish.
     pub_ws.send(&json!({"command": "stop", "streamId": "s1"}));

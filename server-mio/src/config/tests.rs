@@ -362,3 +362,44 @@ fn ipv6_any_announces_ipv6_loopback() {
     let s = Settings::resolve(&cli(&["--udp", "[::]:0"]), &FileConfig::default(), 0).unwrap();
     assert_eq!(s.announce_ip, "::1".parse::<IpAddr>().unwrap());
 }
+
+#[test]
+fn cluster_secret_and_relay_ports_from_cli_or_file() {
+    let url = "redis://127.0.0.1:6379/0";
+    let s = Settings::resolve(&cli(&["--cluster", url]), &FileConfig::default(), 0).unwrap();
+    let c = s.cluster.unwrap();
+    assert_eq!((c.secret.as_str(), c.relay_ports), ("", None));
+    let file =
+        FileConfig::parse("cluster_secret = \"from-file\"\nrelay_ports = \"40000-40003\"").unwrap();
+    let s = Settings::resolve(&cli(&["--cluster", url]), &file, 0).unwrap();
+    let c = s.cluster.unwrap();
+    assert_eq!(
+        (c.secret.as_str(), c.relay_ports),
+        ("from-file", Some((40000, 40003)))
+    );
+    // The command line wins.
+    let args = [
+        "--cluster",
+        url,
+        "--cluster-secret",
+        "cli",
+        "--relay-ports",
+        "5-5",
+    ];
+    let c = Settings::resolve(&cli(&args), &file, 0)
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!((c.secret.as_str(), c.relay_ports), ("cli", Some((5, 5))));
+    for bad in ["1", "9-8", "0-3", "x-3", "1000-3000"] {
+        let args = ["--cluster", url, "--relay-ports", bad];
+        assert!(
+            Settings::resolve(&cli(&args), &FileConfig::default(), 0).is_err(),
+            "{bad}"
+        );
+    }
+    // Without --cluster they mean nothing: refused rather than ignored.
+    assert!(
+        Settings::resolve(&cli(&["--cluster-secret", "s"]), &FileConfig::default(), 0).is_err()
+    );
+}

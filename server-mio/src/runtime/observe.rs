@@ -273,6 +273,32 @@ impl Runtime {
                     ice_restarts: t.restarts,
                 }
             },
+            relays: {
+                let (c, running) = self.node.relay_counters();
+                let w = sig.remote_counters();
+                let a = self
+                    .node
+                    .admin()
+                    .map(node::admin::Admin::relay_auth_counters)
+                    .unwrap_or_default();
+                metrics::Relays {
+                    running: running as u64,
+                    started: c.started,
+                    ended: [
+                        ("finished", c.finished),
+                        ("stopped", c.stopped),
+                        ("failed", c.failed),
+                    ],
+                    plays: [
+                        ("waited", w.waited),
+                        ("released", w.released),
+                        ("refused", w.failed),
+                        ("overflow", w.overflow),
+                    ],
+                    auth: [("accepted", a.accepted), ("refused", a.refused)],
+                    udp_dropped: self.relay.udp_dropped,
+                }
+            },
         }
     }
 
