@@ -414,7 +414,7 @@ impl Runtime {
             if let Some(t) = self.shutdown_deadline.or(self.obs.draining_until) {
                 wake = wake.min(t);
             }
-            let timeout = if self.udp_more || !self.more.is_empty() {
+            let timeout = if self.udp_more || !self.more.is_empty() || self.relay_more_pending() {
                 Duration::ZERO
             } else {
                 wake.saturating_duration_since(now)

@@ -188,6 +188,11 @@ impl Runtime {
         }
     }
 
+    /// Whether a relay socket stopped at its read budget (the loop must not wait).
+    pub(super) fn relay_more_pending(&self) -> bool {
+        !self.relay.more.is_empty()
+    }
+
     /// Sockets left at their read budget last turn.
     pub(super) fn relay_more(&mut self, now: Instant) {
         for token in std::mem::take(&mut self.relay.more) {
