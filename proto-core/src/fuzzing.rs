@@ -321,6 +321,31 @@ mod tests {
         }
     }
 
+    /// On cluster edges (odd seeds) the generator opens relays and plays them.
+    #[test]
+    fn generator_reaches_relays() {
+        let mut x: u64 = 0x9e37_79b9;
+        let (mut opened, mut released, mut failed) = (0, 0, 0);
+        for _ in 0..300 {
+            let data: Vec<u8> = (0..2000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let c = run(&data).sig.remote_counters();
+            opened += c.relays_opened;
+            released += c.released;
+            failed += c.failed;
+        }
+        assert!(
+            opened > 0 && released > 0 && failed > 0,
+            "opened {opened}, released {released}, failed {failed}"
+        );
+    }
+
     /// The generator reaches the deep flows (otherwise the property test proves little).
     #[test]
     fn generator_reaches_deep_states() {

@@ -344,6 +344,35 @@ pub fn run(data: &[u8]) -> Harness {
     drive(data, true)
 }
 
+/// A cluster edge's answer: a look-up's answer (a relay, none, Redis away) or a relay's end.
+fn cluster_op(h: &mut Harness, b: &mut Bytes<'_>, n: u64) {
+    let app = b.pick(APPS).copied().unwrap_or("WebRTCAppEE");
+    let stream = b.pick(&["s1", "s2", "room1"]).copied().unwrap_or("s1");
+    match b.byte() % 4 {
+        0 | 1 => {
+            let relay = ConnId((1 << 40) + n);
+            if let Some(sid) = h.sig.open_relay(h.now, relay, app, stream) {
+                h.media.insert(sid, true);
+            }
+        }
+        2 => {
+            let e = if b.flag() {
+                crate::SignalError::NoStreamExist
+            } else {
+                crate::SignalError::DataStoreNotAvailable
+            };
+            h.sig.remote_failed(h.now, app, stream, e);
+        }
+        _ => {
+            let sessions: Vec<SessionId> = h.media.keys().copied().collect();
+            if let Some(&sid) = b.pick(&sessions) {
+                h.sig.relay_ended(h.now, sid);
+            }
+        }
+    }
+    h.drain();
+}
+
 fn drive(data: &[u8], record: bool) -> Harness {
     let mut b = Bytes { data };
     let config = Config {
@@ -353,7 +382,11 @@ fn drive(data: &[u8], record: bool) -> Harness {
         play_once_per_session: !b.byte().is_multiple_of(4),
         ..Config::default()
     };
+    // An odd seed makes the machine a cluster edge (plays of unknown streams wait for relays).
+    let edge = config.seed % 2 == 1;
     let mut h = Harness::new(config);
+    h.sig.set_remote_streams(edge);
+    let mut relays = 0u64;
     h.record = record;
     let mut steps = 0;
     while !b.done() && steps < 2000 {
@@ -409,6 +442,10 @@ fn drive(data: &[u8], record: bool) -> Harness {
             _ => match b.byte() {
                 0..=40 => {
                     h.overload(true);
+                }
+                150..=253 if edge => {
+                    relays += 1;
+                    cluster_op(&mut h, &mut b, relays);
                 }
                 41..=253 => {
                     h.overload(false);

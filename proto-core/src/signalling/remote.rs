@@ -230,6 +230,8 @@ impl Signalling {
         let k = key(&s.app, &s.stream);
         info!(%sid, stream = %s.stream, "relay live");
         self.release_waiters(now, &k);
+        // Every waiter may have been refused on its second look (or gone): nobody plays it.
+        self.relay_player_left(sid);
     }
 
     /// A relay publisher ended: the plays still waiting for it are refused.
