@@ -190,6 +190,15 @@ impl Sim {
         reply
     }
 
+    /// Cluster mode's inputs to the node (a look-up's answer, a relay's frame or datagram,
+    /// as the runtime delivers them): `f` gets the node and the virtual now; what it produced
+    /// is drained as after any input.
+    pub fn cluster_input(&mut self, f: impl FnOnce(&mut Node, Instant)) {
+        self.steps += 1;
+        f(&mut self.node, self.now);
+        self.drain();
+    }
+
     /// Graceful shutdown of the server.
     pub fn shutdown(&mut self) {
         self.steps += 1;
