@@ -11,7 +11,9 @@
 # gathers no loopback candidates (its default route goes into that pair too). Extra
 # environment: E2E_ONLY=0,1,7 runs only those e2e cases, SAMPLES_ONLY=0,4 only those sample
 # cases and WHIP_ONLY=1,2 only those whip.mjs cases; setting any runs only what is selected
-# (security.mjs runs only when none is set).
+# (security.mjs runs only when none is set). cluster.mjs (Redis and three nodes: the SDK
+# publishes to one and plays from the two others through relays) runs when none is set, or
+# alone with CLUSTER_ONLY=1.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,9 +21,10 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 PROFILE="${ANTENNA_PROFILE:-release}"
 
 # E2E_ONLY / SAMPLES_ONLY: setting one selects cases of that script and skips the others.
-run_e2e=1; run_security=1; run_samples=1; run_whip=1
-if [ -n "${E2E_ONLY:-}" ] || [ -n "${SAMPLES_ONLY:-}" ] || [ -n "${WHIP_ONLY:-}" ]; then
+run_e2e=1; run_security=1; run_samples=1; run_whip=1; run_cluster=1
+if [ -n "${E2E_ONLY:-}" ] || [ -n "${SAMPLES_ONLY:-}" ] || [ -n "${WHIP_ONLY:-}" ] || [ -n "${CLUSTER_ONLY:-}" ]; then
   run_security=0
+  [ -n "${CLUSTER_ONLY:-}" ] || run_cluster=0
   [ -n "${E2E_ONLY:-}" ] || run_e2e=0
   [ -n "${SAMPLES_ONLY:-}" ] || run_samples=0
   [ -n "${WHIP_ONLY:-}" ] || run_whip=0
@@ -33,6 +36,7 @@ if [ "$run_whip" = 1 ] && { [ -z "${WHIP_ONLY:-}" ] || [[ ",${WHIP_ONLY}," == *"
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v ip >/dev/null || missing+=(iproute2)
+if [ "$run_cluster" = 1 ]; then command -v redis-server >/dev/null || missing+=(redis-server); fi
 if [ "$run_gst" = 1 ]; then
   for p in python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gstreamer1.0-nice gstreamer1.0-plugins-base \
     gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-cryptography; do
@@ -93,6 +97,10 @@ fi
 if [ "$run_whip" = 1 ]; then
   echo "run.sh: running whip.mjs (WHIP/WHEP clients that are not Antenna's) in network namespace $NS"
   ip netns exec "$NS" node "$HERE/whip.mjs" || status=$?
+fi
+if [ "$run_cluster" = 1 ]; then
+  echo "run.sh: running cluster.mjs (Redis and three nodes) in network namespace $NS"
+  ip netns exec "$NS" node "$HERE/cluster.mjs" || status=$?
 fi
 if [ "$run_gst" = 1 ]; then
   # Both ends of the veth pair stay inside the new namespace: nothing reaches a real network.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use antenna_store::{SharedStore, StreamSecurity};
 use proto_core::{AccessPolicy, Grant, JoinRoomRequest, PlayRequest, PublishRequest, SignalError};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// The access policy installed into signalling: [`StreamSecurity`] behind a health check, so
 /// that a store that could not be opened (its settings are unknown) answers
@@ -66,7 +66,7 @@ impl RelayAuth {
         let ok = antenna_cluster::verify_cluster_token(&self.secret, req.app, req.stream_id, token);
         let answer = if ok {
             c.accepted += 1;
-            debug!(
+            info!(
                 app = req.app,
                 stream = req.stream_id,
                 "play accepted as an edge's relay"
