@@ -28,7 +28,7 @@ use tracing::{debug, info};
 use super::{key, ConnId, End, Key, Output, PublishState, Role, Session, Signalling};
 use crate::error::SignalError;
 use crate::media::SessionId;
-use crate::message::Play;
+use crate::message::{ErrorMessage, Play, ServerMessage};
 
 /// How long a play waits for its stream's relay to go live.
 pub const REMOTE_PLAY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -109,6 +109,31 @@ impl Signalling {
         let local = self.publishers.get(&k).copied();
         if local.is_some_and(|sid| !self.is_relay(sid)) {
             return false;
+        }
+        let Some(remote) = self.remote.as_ref() else {
+            return false;
+        };
+        // A connection's waiting plays count against its plays (`max_plays_per_conn`).
+        let waits_here = |w: &Vec<Waiter>| w.iter().any(|x| x.conn == conn);
+        let repeat = remote.waiting.get(&k).is_some_and(|(_, w)| waits_here(w));
+        let waiting = remote
+            .waiting
+            .values()
+            .filter(|(_, w)| waits_here(w))
+            .count();
+        let playing = self.conns.get(&conn).map_or(0, |c| c.plays.len());
+        let bound = self.config.limits.max_plays_per_conn;
+        if !repeat && waiting + playing >= bound {
+            self.limit_counters.too_many += 1;
+            info!(
+                ?conn,
+                bound, "refused: per-connection limit reached (plays waiting for relays)"
+            );
+            let mut m =
+                ErrorMessage::new(SignalError::ConnectionLimitReached, Some(id.to_string()));
+            m.information = Some(format!("at most {bound} plays per connection"));
+            self.send(conn, ServerMessage::Error(m));
+            return true;
         }
         let Some(remote) = self.remote.as_mut() else {
             return false;

@@ -222,3 +222,21 @@ fn a_replayed_stream_keeps_its_relay() {
         .any(|c| matches!(c, MediaCmd::StartPlay { publisher, .. } if *publisher == relay)));
     h.finish();
 }
+
+#[test]
+fn a_connections_waiting_plays_count_against_its_plays() {
+    let mut h = edge();
+    let bound = h.sig.config().limits.max_plays_per_conn;
+    h.open(1, "app");
+    for i in 0..bound {
+        let outs = play(&mut h, 1, &format!("s{i}"));
+        assert!(sent(&outs, 1).is_empty(), "{outs:?}");
+    }
+    // The same stream again waits once more (no new slot); a new one is over the bound.
+    assert!(sent(&play(&mut h, 1, "s0"), 1).is_empty());
+    let outs = play(&mut h, 1, "one-too-many");
+    assert_eq!(error_of(&outs, 1)["definition"], "connection_limit_reached");
+    assert!(finds(&outs).is_empty());
+    assert_eq!(h.sig.remote_waiting(), bound);
+    h.finish();
+}
