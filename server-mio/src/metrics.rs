@@ -1,6 +1,9 @@
 //! `GET /metrics`: the server's counters in the Prometheus/OpenMetrics text format, encoded by
 //! the `prometheus-client` crate (nothing here formats the exposition by hand).
 //!
+//! Why about 660 lines: the snapshot, its one encoder and the test that reads it back are one
+//! list of metrics, kept in one place.
+//!
 //! The cores keep plain counters and sizes (pure, no registry); the runtime copies them into
 //! a [`Snapshot`] at scrape time and [`encode`] maps the snapshot into a fresh registry. Only
 //! the loop-iteration histogram lives across scrapes ([`LoopTimes`]): it is observed once per

@@ -1,6 +1,6 @@
 //! The one-thread `mio` runtime: all sockets, the clock and signals, around a [`Node`].
 //!
-//! Why about 610 lines: the loop, its one drain point, start-up and shutdown read as one
+//! Why about 650 lines: the loop, its one drain point, start-up and shutdown read as one
 //! contract; what each connection, protocol and socket does is in the submodules below.
 //!
 //! One [`Poll`] owns the TCP listener, every HTTP/WebSocket connection, the UDP media socket
