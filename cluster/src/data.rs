@@ -615,4 +615,5 @@ impl Store for SharedData {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant; the tests add durations to it
 mod tests;

@@ -487,6 +487,7 @@ impl Resources {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant; the tests add durations to it
 mod tests {
     use super::*;
 
