@@ -62,7 +62,7 @@ pub use gate::{
 };
 pub use ipnet::IpNet;
 pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
-pub use rest::{is_rest_path, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON};
+pub use rest::{RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON};
 pub use security::{
     StreamSecurity, WallAnchor, WallClock, PURGE_INTERVAL, PURGE_MAX_DELETES, TOTP_FREE_FAILURES,
     TOTP_FREE_FAILURES_PER_STREAM, TOTP_MAX_LOCK, TOTP_MAX_TRACKED, TOTP_RETAIN,

@@ -124,19 +124,6 @@ impl RestResponse {
     }
 }
 
-/// Is this path one the [`RestApi`] serves (`/{App}/rest/…` or `/rest/…`)?
-pub fn is_rest_path(path: &str) -> bool {
-    let Some(path) = path.strip_prefix('/') else {
-        return false;
-    };
-    let mut segs = path.split('/');
-    match (segs.next(), segs.next()) {
-        (Some("rest"), _) => true,
-        (Some(app), Some("rest")) => !app.is_empty(),
-        _ => false,
-    }
-}
-
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

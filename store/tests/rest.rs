@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use antenna_store::crypto::{base32_encode, jwt_sign, jwt_verify, totp};
 use antenna_store::{
-    is_rest_path, shared, MemStore, RestApi, RestRequest, RestResponse, SharedStore,
-    StreamSecurity, TokenType, WriteSeq,
+    shared, MemStore, RestApi, RestRequest, RestResponse, SharedStore, StreamSecurity, TokenType,
+    WriteSeq,
 };
 use proto_core::{PlayRequest, PublishRequest, SignalError};
 use serde_json::{json, Map, Value};
@@ -63,15 +63,6 @@ impl Api {
 }
 
 const B: &str = "/LiveApp/rest/v2/broadcasts";
-
-#[test]
-fn rest_paths_are_recognised() {
-    assert!(is_rest_path("/LiveApp/rest/v2/broadcasts/create"));
-    assert!(is_rest_path("/rest/v2/applications/settings/LiveApp"));
-    assert!(!is_rest_path("/LiveApp/websocket"));
-    assert!(!is_rest_path("/index.html"));
-    assert!(!is_rest_path("//rest"));
-}
 
 #[test]
 fn broadcast_create_get_update_delete() {
