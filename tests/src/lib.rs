@@ -62,6 +62,9 @@ pub struct Sim {
     pub udp_out: VecDeque<Transmit>,
     transcript: Vec<Record>,
     steps: u64,
+    /// The applications the server serves (the route table's), `WebRTCAppEE` unless
+    /// [`Sim::with_apps`] says otherwise.
+    apps: Vec<String>,
 }
 
 impl Sim {
@@ -97,6 +100,7 @@ impl Sim {
             udp_out: VecDeque::new(),
             transcript: Vec::new(),
             steps: 0,
+            apps: vec!["WebRTCAppEE".to_string()],
         }
     }
 
