@@ -1,4 +1,6 @@
 //! The admin REST API's front gate: who may call it, decided on the request **head** alone.
+//! (About 600 lines: the ordered checks of one head and the header parsing they need are read
+//! together, top to bottom.)
 //!
 //! The runtime parses a REST request head into a [`RestHead`] and asks [`RestGate::check`]
 //! before it reads (or buffers) a single body byte. A refused request gets its status and the

@@ -2,6 +2,7 @@
 //! every endpoint, bad input, unknown ids, the route table's unknown applications, missing or
 //! wrong JWT, a caller outside `remoteAllowedCIDR`, secrets redacted, and the OpenAPI document.
 //! (What only the real binary shows, HTTP framing and sockets, is `server-mio/tests/rest.rs`.)
+//! (Over 600 lines: one test per endpoint group, each moved whole from the real-binary tests.)
 
 use std::net::SocketAddr;
 

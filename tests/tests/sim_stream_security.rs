@@ -3,6 +3,7 @@
 //! the records (broadcasts, tokens, subscribers) made through the REST API. (What needs the
 //! real binary, a datastore that cannot open, the configuration file, the media path of a
 //! hardened server, is `server-mio/tests/security.rs`.)
+//! (Over 600 lines: one test per security feature and per finding, over two shared servers.)
 //!
 //! A publish that passes the checks gets `start`; a play that passes them gets
 //! `no_stream_exist` (nobody publishes), so "allowed" and "refused" are told apart.

@@ -1,4 +1,6 @@
 //! Publish and play: media sessions, their ends, and the queries about published streams.
+//! (About 600 lines: publish, play and their ends share the stream indexes they update; the
+//! queries about published streams read the same.)
 
 use std::collections::BTreeSet;
 use std::time::Instant;
