@@ -175,18 +175,6 @@ fn rest(req: &httparse::Request<'_, '_>, app: &str) -> Action {
     }
 }
 
-/// The JSON response to a refused REST request.
-pub fn refusal_response(refusal: &antenna_store::Refusal) -> Vec<u8> {
-    response(
-        refusal.status,
-        reason(refusal.status),
-        "application/json",
-        refusal.body().as_bytes(),
-        false,
-        refusal.headers(),
-    )
-}
-
 /// The handshake of a `GET` the route table sent to a WebSocket endpoint.
 fn websocket(req: &httparse::Request<'_, '_>, app: &str) -> Action {
     let upgrade = header(req, "upgrade");
