@@ -223,9 +223,9 @@ impl Admin {
         head: &RestHead,
         body: &[u8],
     ) -> (RestReply, Option<AppSettings>) {
-        let resp = self
-            .rest
-            .serve(self.wall_ms(now), &head.request(body, peer.ip()));
+        let resp = self.rest.serve(self.wall_ms(now), &head.request(body));
+        trace!(%peer, method = %head.method, path = %head.path, status = resp.status,
+            "rest request served");
         let followed = resp
             .settings_changed
             .as_deref()
