@@ -322,3 +322,15 @@ pub fn label(v: &Value) -> String {
         None => cmd.to_string(),
     }
 }
+
+/// Asserts that `v` is the `error` answer with this AMS error definition.
+pub fn assert_error(v: &Value, definition: &str) {
+    assert_eq!(v["command"], "error", "{v}");
+    assert_eq!(v["definition"], definition, "{v}");
+}
+
+/// Asserts that `v` is the `start` answer to the publish of `id`.
+pub fn assert_start(v: &Value, id: &str) {
+    assert_eq!(v["command"], "start", "{v}");
+    assert_eq!(v["streamId"], id, "{v}");
+}

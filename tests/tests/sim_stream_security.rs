@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use antenna_store::{shared, MemStore};
-use antenna_tests::Sim;
+use antenna_tests::{assert_error, assert_start, Sim};
 use proto_core::ConnId;
 use serde_json::{json, Value};
 
@@ -112,16 +112,6 @@ fn publish_new(s: &mut Sim, app: &str, id: &str, extra: Value) -> Value {
 fn play_new(s: &mut Sim, app: &str, id: &str, extra: Value) -> Value {
     let c = s.connect_app(app);
     play(s, c, id, extra)
-}
-
-fn assert_error(v: &Value, definition: &str) {
-    assert_eq!(v["command"], "error", "{v}");
-    assert_eq!(v["definition"], definition, "{v}");
-}
-
-fn assert_start(v: &Value, id: &str) {
-    assert_eq!(v["command"], "start", "{v}");
-    assert_eq!(v["streamId"], id, "{v}");
 }
 
 fn assert_play_allowed(v: &Value) {
