@@ -1,5 +1,7 @@
 //! The shared data of a cluster (broadcasts, one-time tokens, TOTP subscribers, application
 //! settings) in Redis, behind [`antenna_store::Store`]: [`SharedData`].
+//! (About 600 lines: the store's reads, writes, token claims and the Redis link of one state
+//! machine; its record codec and its sync are split off in `data/`.)
 //!
 //! Shape (the event loop never waits for Redis):
 //!
@@ -615,4 +617,5 @@ impl Store for SharedData {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant; the tests add durations to it
 mod tests;

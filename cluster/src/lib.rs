@@ -10,10 +10,12 @@
 //! - [`registry`]: [`Cluster`], this node's heartbeat and live streams, stream look-ups.
 //! - [`data`]: [`SharedData`], the cluster's datastore (broadcasts, tokens, subscribers,
 //!   settings) in Redis behind `antenna_store::Store`.
-//! - [`model`]: [`MemRedis`], the in-memory Redis of the tests and the simulation.
+//! - `model` (cargo feature `testing`): `MemRedis`, the in-memory Redis of the tests and the
+//!   simulation.
 //! - [`relay`]: [`RelayClient`], the AMS client signalling of one relay (edge → origin), and
 //!   the cluster credential ([`cluster_token`], [`verify_cluster_token`]).
-//! - [`testing`]: [`testing::Link`], a cluster core wired to a model, with Redis outages.
+//! - `testing` (cargo feature `testing`): `testing::Link`, a cluster core wired to a model,
+//!   with Redis outages.
 //!
 //! # DESIGN: what is in Redis
 //!
@@ -79,14 +81,17 @@
 
 pub mod conn;
 pub mod data;
+#[cfg(any(test, feature = "testing"))]
 pub mod model;
 pub mod registry;
 pub mod relay;
 pub mod resp;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use conn::{ConnConfig, ConnEvent, ConnOutput, RedisConn, Unavailable};
 pub use data::{DataConfig, DataEvent, DataOutput, DataStats, Link, SharedData};
+#[cfg(any(test, feature = "testing"))]
 pub use model::MemRedis;
 pub use registry::{Cluster, ClusterConfig, ClusterEvent, ClusterOutput, NodeInfo, StreamEntry};
 pub use relay::{

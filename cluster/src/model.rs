@@ -133,6 +133,18 @@ impl MemRedis {
         self.keys.get_mut(key)
     }
 
+    /// The hash at `key` (a new empty one if the key is absent); `None` if it holds a string.
+    fn hash_at(&mut self, now: Instant, key: &[u8]) -> Option<&mut BTreeMap<Vec<u8>, Vec<u8>>> {
+        if self.live(now, key).is_none() {
+            self.keys
+                .insert(key.to_vec(), (Value::Hash(BTreeMap::new()), None));
+        }
+        match self.keys.get_mut(key) {
+            Some((Value::Hash(h), _)) => Some(h),
+            _ => None,
+        }
+    }
+
     /// Keys alive at `now` matching a `*` pattern, sorted.
     pub fn keys(&mut self, now: Instant, pattern: &[u8]) -> Vec<Vec<u8>> {
         self.keys
@@ -219,15 +231,7 @@ impl MemRedis {
                 None => Reply::Int(-2),
             },
             ("HSET", n) if n >= 3 && n % 2 == 1 => {
-                let key = args[0].clone();
-                let entry = match self.live(now, &key) {
-                    Some(e) => e,
-                    None => self
-                        .keys
-                        .entry(key)
-                        .or_insert((Value::Hash(BTreeMap::new()), None)),
-                };
-                let Value::Hash(h) = &mut entry.0 else {
+                let Some(h) = self.hash_at(now, &args[0]) else {
                     return wrong_type();
                 };
                 let mut added = 0;
@@ -246,15 +250,7 @@ impl MemRedis {
                 None => Reply::Nil,
             },
             ("HSETNX", 3) => {
-                let key = args[0].clone();
-                let entry = match self.live(now, &key) {
-                    Some(e) => e,
-                    None => self
-                        .keys
-                        .entry(key)
-                        .or_insert((Value::Hash(BTreeMap::new()), None)),
-                };
-                let Value::Hash(h) = &mut entry.0 else {
+                let Some(h) = self.hash_at(now, &args[0]) else {
                     return wrong_type();
                 };
                 if h.contains_key(&args[1]) {
@@ -361,6 +357,7 @@ fn wrong_type() -> Reply {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant; the tests add durations to it
 mod tests {
     use super::*;
     use crate::resp::Command;

@@ -291,6 +291,7 @@ impl RelayClient {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one base instant; the tests add durations to it
 mod tests {
     use super::*;
 

@@ -1,5 +1,7 @@
 //! The registry over the in-memory Redis: registration, expiry of a dead node, Redis outages.
 
+#![allow(clippy::disallowed_methods)] // one base instant per test; it adds durations to it
+
 use std::time::{Duration, Instant};
 
 use antenna_cluster::testing::Link;

@@ -265,6 +265,25 @@ impl Engine {
         }
     }
 
+    /// Ends a step's joins: full media again (after a pause for the joins), then `settle`.
+    /// Returns the client index the step's keyframe times are measured from: none
+    /// (`usize::MAX`) if the step paused, as players that joined during a pause would measure
+    /// the pause.
+    pub fn resume_and_settle(
+        &mut self,
+        settle: Duration,
+        paused: bool,
+        keyframe_from: usize,
+    ) -> usize {
+        self.paused = false;
+        self.run(Instant::now() + settle, |_| false);
+        if paused {
+            usize::MAX
+        } else {
+            keyframe_from
+        }
+    }
+
     /// Runs the loop until `until` or `done` holds (checked every turn).
     pub fn run(&mut self, until: Instant, mut done: impl FnMut(&Engine) -> bool) -> bool {
         loop {

@@ -302,15 +302,8 @@ pub fn run(
                 first_failure.get_or_insert(e.clone());
             }
         }
-        // Full media again before the settle and the measurement.
-        engine.paused = false;
-        engine.run(Instant::now() + cfg.ramp.settle, |_| false);
-        // Keyframe times of players that joined during a pause would measure the pause.
-        let kf_from = if pause.is_some() {
-            usize::MAX
-        } else {
-            keyframe_from
-        };
+        // Full media again before the measurement.
+        let kf_from = engine.resume_and_settle(cfg.ramp.settle, pause.is_some(), keyframe_from);
         let mut r = measure(
             &mut engine,
             cfg.ramp.hold,

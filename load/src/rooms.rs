@@ -307,13 +307,7 @@ pub fn run(
                 first_failure.get_or_insert(e.clone());
             }
         }
-        engine.paused = false;
-        engine.run(Instant::now() + cfg.ramp.settle, |_| false);
-        let kf_from = if pause.is_some() {
-            usize::MAX
-        } else {
-            keyframe_from
-        };
+        let kf_from = engine.resume_and_settle(cfg.ramp.settle, pause.is_some(), keyframe_from);
         let players = rooms * size * (size - 1);
         let mut r = measure_rooms(&mut engine, cfg, &parts, size, rooms, players, kf_from);
         r.step.failure = first_failure.clone();

@@ -1,4 +1,5 @@
 //! Memory per idle session, memory per idle WebSocket, and signalling round trips.
+//! (About 600 lines: three measurements over one `read_replies` loop; a fifth is unit tests.)
 
 use std::time::{Duration, Instant};
 

@@ -19,8 +19,9 @@ use std::time::Instant;
 
 use antenna_store::{
     AdminAccess, AppSettings, GateCounters, Refusal, RestApi, RestGate, RestHead, SharedStore,
-    WallAnchor, WriteSeq,
+    StoreError, WallAnchor, WriteSeq,
 };
+use serde_json::{Map, Value};
 use tracing::{info, trace, warn};
 
 use crate::http_text;
@@ -79,6 +80,23 @@ pub struct HeldRelease {
     pub durable: WriteSeq,
     /// The store failed: send this instead of each released answer (a 503).
     pub failed: Option<Vec<u8>>,
+}
+
+/// Where a stream's webhook calls go and what the datastore adds to them (AMS's rules): the
+/// broadcast record's `listenerHookURL`, else the application setting of that name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookTarget {
+    /// The URL to call (not empty).
+    pub url: String,
+    /// The application's other settings: `webhookRetryCount`, `webhookRetryDelay`,
+    /// `webhookContentType` decide how the call is delivered.
+    pub settings: Map<String, Value>,
+    /// The broadcast record's name.
+    pub name: Option<String>,
+    /// The broadcast record's `category`.
+    pub category: Option<String>,
+    /// The broadcast record's metadata.
+    pub metadata: Option<String>,
 }
 
 /// The admin core.
@@ -220,9 +238,9 @@ impl Admin {
         head: &RestHead,
         body: &[u8],
     ) -> (RestReply, Option<AppSettings>) {
-        let resp = self
-            .rest
-            .serve(self.wall_ms(now), &head.request(body, peer.ip()));
+        let resp = self.rest.serve(self.wall_ms(now), &head.request(body));
+        trace!(%peer, method = %head.method, path = %head.path, status = resp.status,
+            "rest request served");
         let followed = resp
             .settings_changed
             .as_deref()
@@ -261,6 +279,40 @@ impl Admin {
                 }
             }
         }
+    }
+
+    /// Whether the store makes writes durable now (`Err`: why not): readiness and the
+    /// `DATASTORE NOT AVAILABLE` report.
+    pub fn store_health(&self) -> Result<(), StoreError> {
+        self.store.borrow().health()
+    }
+
+    /// Where the webhook calls about `app`'s stream `stream` go, if anywhere.
+    pub fn hook_target(&self, app: &str, stream: &str) -> Option<HookTarget> {
+        let store = self.store.borrow();
+        let data = store.data();
+        let broadcast = data.broadcast(app, stream);
+        let settings = data.settings(app).extra;
+        let url = broadcast
+            .and_then(|b| b.listener_hook_url.clone())
+            .filter(|u| !u.trim().is_empty())
+            .or_else(|| {
+                settings
+                    .get("listenerHookURL")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .filter(|u| !u.trim().is_empty())
+            })?;
+        Some(HookTarget {
+            url,
+            name: broadcast.and_then(|b| b.name.clone()),
+            category: broadcast
+                .and_then(|b| b.extra.get("category"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            metadata: broadcast.and_then(|b| b.meta_data.clone()),
+            settings,
+        })
     }
 
     /// The store's durable write sequence now.

@@ -14,15 +14,16 @@ use std::time::Instant;
 use proto_core::{ConnId, MediaCmd, Output, ServerMessage, Signalling};
 use rtc_core::{Sfu, SfuOutput, Transmit};
 
-use antenna_store::{AppSettings, Refusal, RestHead};
+use antenna_store::{AppSettings, Refusal, RestHead, StoreError, WriteSeq};
 
-use crate::admin::{Admin, HeadKind, HeldRelease, RestReply};
+use crate::admin::{Admin, HeadKind, HeldRelease, HookTarget, RestReply};
 use crate::relay::Relays;
 use crate::whip::Resources;
 
 pub mod admin;
 pub mod http_text;
 pub mod relay;
+pub mod routes;
 pub mod whip;
 pub use relay::{is_relay_conn, ClusterMode, RelayCounters};
 pub use whip::HttpReply;
@@ -180,6 +181,22 @@ impl Node {
     /// What the held REST answers may do now (see [`Admin::held_release`]).
     pub fn held_release(&self) -> Option<HeldRelease> {
         self.admin.as_ref().map(Admin::held_release)
+    }
+
+    /// Whether the datastore makes writes durable now (`Err`: why not). Without an admin core
+    /// there is no datastore to fail.
+    pub fn store_health(&self) -> Result<(), StoreError> {
+        self.admin.as_ref().map_or(Ok(()), Admin::store_health)
+    }
+
+    /// The datastore's durable write sequence now (without an admin core, nothing is written).
+    pub fn durable_seq(&self) -> WriteSeq {
+        self.admin.as_ref().map_or(WriteSeq(0), Admin::durable_seq)
+    }
+
+    /// Where the webhook calls about a stream go (see [`Admin::hook_target`]).
+    pub fn hook_target(&self, app: &str, stream: &str) -> Option<HookTarget> {
+        self.admin.as_ref()?.hook_target(app, stream)
     }
 
     /// The first application's settings changed: the signalling and data channel options that

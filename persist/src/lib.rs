@@ -1,5 +1,7 @@
 //! Antenna's datastore file: the redb-backed implementations of [`antenna_store::Store`],
 //! [`RedbStore`] (synchronous commits) and [`WriteBehind`] (commits on a store thread).
+//! (About 600 lines: the redb schema, its load and commit, and the store thread that uses them
+//! are one unit; the tests are in `tests.rs`.)
 //!
 //! The pure `antenna-store` crate owns the data model, the security rules and REST; this crate
 //! owns what needs a file, a thread and the clock (commit timing, retry pauses), and only the

@@ -32,6 +32,7 @@ mod multitrack;
 mod negotiate;
 mod relay;
 mod restart;
+mod sdp_text;
 mod table;
 mod whep;
 pub use multitrack::RoomLine;

@@ -1,17 +1,11 @@
-//! The HTTP side of the listener, without IO: parse one request, decide what to answer.
+//! The HTTP side of the listener, without IO: parse one request head into an [`Action`].
 //!
-//! Routes (the query string is ignored; the SDK appends `?target=origin|edge`):
-//! - `GET /<App>/websocket` with an `Upgrade: websocket` handshake → `101`, then WebSocket;
-//! - `GET|HEAD /`, `/<file>`, `/<App>/`, `/<App>/<file>` → a file from `static/`
-//!   (`/` and `/<App>/` are `index.html`; `/<App>` redirects to `/<App>/`);
-//! - `/<App>/rest/…` and `/rest/v2/applications/settings/<App>` (any method) → the admin REST
-//!   API ([`Action::Rest`]; the runtime asks [`antenna_store::RestGate`] about the head, then
-//!   reads a `Content-Length` body of up to [`MAX_BODY_LEN`], else `413`; chunked bodies get
-//!   `411`);
-//! - `GET /metrics` → [`Action::Metrics`] (the admin gate decides, as for REST);
-//!   `GET|HEAD /healthz`, `/readyz` → [`Action::Health`];
-//! - `/<App>/whip/…` and `/<App>/whep/…` → WHIP/WHEP ([`Action::Media`], see `whip.rs`);
-//! - other paths → `404`, other methods → `405`, malformed requests → `400`.
+//! Which endpoint a request goes to is the node's route table (`node/src/routes.rs`); here are
+//! only the parts that need the parsed head: the REST head ([`RestHead::from_request`]: a
+//! `Content-Length` body of up to [`MAX_BODY_LEN`], else `413`; chunked bodies get `411`), the
+//! WHIP/WHEP head (`whip.rs`), the WebSocket handshake (`101`, else `426` or `400`), the
+//! embedded files of `static/`, and the text of the plain answers (`404`, `405`, `301`, `400`,
+//! `431`).
 //!
 //! Every plain response carries `Connection: close`; there is no keep-alive.
 
@@ -38,6 +32,8 @@ pub use node::http_text::{reason, response};
 /// The head of a REST request (parsed by [`antenna_store::RestHead::from_request`]); the
 /// runtime asks [`antenna_store::RestGate`] about it before reading `content_length` body bytes.
 pub use antenna_store::RestHead;
+
+use node::routes::Route;
 
 /// Most headers accepted in one request.
 const MAX_HEADERS: usize = 48;
@@ -119,69 +115,43 @@ fn has_token(value: Option<&[u8]>, token: &str) -> bool {
     })
 }
 
+/// Turns the route the node's table picks ([`node::routes::route`]) into an [`Action`]: the
+/// parsing that needs the whole head (REST and WHIP heads, the WebSocket handshake) and the
+/// embedded files.
 fn route(req: &httparse::Request<'_, '_>, apps: &[String]) -> Action {
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
-    let path = target.split(['?', '#']).next().unwrap_or("");
-    if !path.starts_with('/') {
-        return error(
+    let has_file = |name: &str| STATIC_FILES.iter().any(|f| f.name == name);
+    match node::routes::route(method, target, apps, has_file) {
+        Route::WebSocket { app } => websocket(req, app),
+        Route::Rest { app } => rest(req, app),
+        Route::Metrics { app } => match rest(req, app) {
+            Action::Rest(head) => Action::Metrics(head),
+            refused => refused,
+        },
+        Route::Health { ready, head } => Action::Health { ready, head },
+        Route::Media {
+            app,
+            kind,
+            rest,
+            query,
+        } => crate::whip::route(req, app, kind, &rest, query),
+        Route::Static { name, head } => match STATIC_FILES.iter().find(|f| f.name == name) {
+            Some(f) => Action::Respond {
+                status: 200,
+                response: response(200, "OK", f.content_type, f.body, head, &[]),
+            },
+            None => not_found(),
+        },
+        Route::Redirect { location } => redirect(&location),
+        Route::NotFound => not_found(),
+        Route::MethodNotAllowed => method_not_allowed(),
+        Route::BadTarget => error(
             400,
             "Bad Request",
             "request target must be an absolute path\n",
-        );
+        ),
     }
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let is_app = |s: &str| apps.iter().any(|a| a == s);
-    let head = method == "HEAD";
-    let file = match segments.as_slice() {
-        [app, "rest", ..] if is_app(app) => return rest(req, app),
-        ["rest", "v2", "applications", "settings", app] if is_app(app) => return rest(req, app),
-        [app, "websocket"] if is_app(app) => return websocket(req, app),
-        ["metrics"] => {
-            let app = apps.first().map_or("", String::as_str);
-            return match rest(req, app) {
-                Action::Rest(head) if method == "GET" || head.method == "HEAD" => {
-                    Action::Metrics(head)
-                }
-                Action::Rest(_) => method_not_allowed(),
-                refused => refused,
-            };
-        }
-        ["healthz" | "readyz"] if method == "GET" || head => {
-            return Action::Health {
-                ready: segments.first() == Some(&"readyz"),
-                head,
-            }
-        }
-        ["healthz" | "readyz"] => return method_not_allowed(),
-        [app, "whip", rest @ ..] if is_app(app) => {
-            return crate::whip::route(req, app, crate::whip::Kind::Whip, rest, query(target))
-        }
-        [app, "whep", rest @ ..] if is_app(app) => {
-            return crate::whip::route(req, app, crate::whip::Kind::Whep, rest, query(target))
-        }
-        [""] => "index.html",
-        [app] if is_app(app) => return redirect(&format!("/{app}/")),
-        [app, ""] if is_app(app) => "index.html",
-        [name] => name,
-        [app, name] if is_app(app) => name,
-        _ => return not_found(),
-    };
-    match STATIC_FILES.iter().find(|f| f.name == file) {
-        Some(f) if method == "GET" || head => Action::Respond {
-            status: 200,
-            response: response(200, "OK", f.content_type, f.body, head, &[]),
-        },
-        Some(_) => method_not_allowed(),
-        None => not_found(),
-    }
-}
-
-/// The query string of a request target (without `?` and any fragment).
-fn query(target: &str) -> &str {
-    target
-        .split_once('?')
-        .map_or("", |(_, q)| q.split('#').next().unwrap_or(""))
 }
 
 fn rest(req: &httparse::Request<'_, '_>, app: &str) -> Action {
@@ -205,22 +175,8 @@ fn rest(req: &httparse::Request<'_, '_>, app: &str) -> Action {
     }
 }
 
-/// The JSON response to a refused REST request.
-pub fn refusal_response(refusal: &antenna_store::Refusal) -> Vec<u8> {
-    response(
-        refusal.status,
-        reason(refusal.status),
-        "application/json",
-        refusal.body().as_bytes(),
-        false,
-        refusal.headers(),
-    )
-}
-
+/// The handshake of a `GET` the route table sent to a WebSocket endpoint.
 fn websocket(req: &httparse::Request<'_, '_>, app: &str) -> Action {
-    if req.method != Some("GET") {
-        return method_not_allowed();
-    }
     let upgrade = header(req, "upgrade");
     if !has_token(upgrade, "websocket") || !has_token(header(req, "connection"), "upgrade") {
         return plain(
@@ -333,9 +289,6 @@ mod tests {
             status_of(&handle_request(post.as_bytes(), &apps()).expect("c").1),
             405
         );
-        for (path, ready) in [("/healthz", false), ("/readyz", true)] {
-            assert_eq!(get(path), Action::Health { ready, head: false });
-        }
         let head = "HEAD /readyz HTTP/1.1\r\n\r\n";
         assert_eq!(
             handle_request(head.as_bytes(), &apps()).expect("c").1,
@@ -343,11 +296,6 @@ mod tests {
                 ready: true,
                 head: true
             }
-        );
-        let del = "DELETE /healthz HTTP/1.1\r\n\r\n";
-        assert_eq!(
-            status_of(&handle_request(del.as_bytes(), &apps()).expect("c").1),
-            405
         );
     }
 
@@ -373,9 +321,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(a, Action::Rest(RestHead { ref app, .. }) if app == "LiveApp"));
-        // Unknown application, oversize and chunked bodies, bad lengths.
-        assert_eq!(status_of(&get("/Other/rest/v2/broadcasts/count")), 404);
-        assert_eq!(status_of(&get("/rest/v2/applications/settings/Other")), 404);
+        // Oversize and chunked bodies, bad lengths.
         let big = format!(
             "POST /LiveApp/rest/v2/broadcasts/create HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
             MAX_BODY_LEN + 1
@@ -425,13 +371,6 @@ mod tests {
     }
 
     #[test]
-    fn websocket_unknown_app_is_404() {
-        let req = format!("GET /Other/websocket HTTP/1.1\r\n{WS_HEADERS}\r\n");
-        let (_, action) = handle_request(req.as_bytes(), &apps()).unwrap();
-        assert_eq!(status_of(&action), 404);
-    }
-
-    #[test]
     fn websocket_without_upgrade_is_426() {
         assert_eq!(status_of(&get("/LiveApp/websocket")), 426);
     }
@@ -471,7 +410,12 @@ mod tests {
                 None => assert_eq!(status_of(&action), 404),
             }
         }
-        assert_eq!(status_of(&get("/WebRTCAppEE")), 301);
+        let Action::Respond { status, response } = get("/WebRTCAppEE") else {
+            panic!()
+        };
+        assert_eq!(status, 301);
+        let text = String::from_utf8(response).unwrap();
+        assert!(text.contains("Location: /WebRTCAppEE/\r\n"), "{text}");
     }
 
     #[test]
@@ -497,28 +441,6 @@ mod tests {
         let text = String::from_utf8(response).unwrap();
         assert!(text.ends_with("\r\n\r\n"));
         assert!(text.contains(&format!("Content-Length: {}\r\n", f.body.len())));
-    }
-
-    #[test]
-    fn unknown_paths_are_404() {
-        for p in [
-            "/nope",
-            "/WebRTCAppEE/nope.html",
-            "/a/b/c",
-            "/../etc/passwd",
-            "/Other/index.html",
-        ] {
-            assert_eq!(status_of(&get(p)), 404, "{p}");
-        }
-    }
-
-    #[test]
-    fn other_methods_are_405() {
-        let req = "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
-        let (_, a) = handle_request(req.as_bytes(), &apps()).unwrap();
-        if STATIC_FILES.iter().any(|f| f.name == "index.html") {
-            assert_eq!(status_of(&a), 405);
-        }
     }
 
     #[test]

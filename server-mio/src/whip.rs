@@ -1,6 +1,7 @@
-//! WHIP/WHEP routing: the request head of `/<App>/whip/…` and `/<App>/whep/…` into an
-//! [`Action`]. What a resource is, its bounds and its answers live in the node crate
-//! (`node::whip`), beside the code that answers with the cores.
+//! WHIP/WHEP head parsing: the head of a request the node's route table sent to
+//! `/<App>/whip/…` or `/<App>/whep/…`, into an [`Action`]. What a resource is, its bounds and
+//! its answers live in the node crate (`node::whip`), beside the code that answers with the
+//! cores.
 
 use crate::http::Action;
 

@@ -2,6 +2,7 @@
 //! idle sockets under a stock descriptor limit and ghost connections (finding 9), a flooding
 //! client's effect on another client's round trip (finding 10), and a soak of clients that
 //! vanish without a close.
+//! (Over 600 lines: the scenarios share the server, raw-socket and `/proc` helpers here.)
 //!
 //! Figures are printed (`cargo test … -- --nocapture` shows them); the margins are generous
 //! for a loaded machine, except the 100 ms round trip, which the per-turn read budget must

@@ -1,4 +1,6 @@
 //! The admin REST API's front gate: who may call it, decided on the request **head** alone.
+//! (About 600 lines: the ordered checks of one head and the header parsing they need are read
+//! together, top to bottom.)
 //!
 //! The runtime parses a REST request head into a [`RestHead`] and asks [`RestGate::check`]
 //! before it reads (or buffers) a single body byte. A refused request gets its status and the
@@ -37,7 +39,7 @@ use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use crate::crypto;
-use crate::settings::{parse_cidr_list, AppSettings};
+use crate::settings::AppSettings;
 use crate::store::StoreError;
 
 /// Largest REST request body.
@@ -373,11 +375,7 @@ impl RestGate {
     ) -> Result<Granted, Refusal> {
         // 1. Client address.
         let (client, forwarded) = self.client_ip(peer, head.forwarded_for.as_deref())?;
-        let allowed = is_local_host(client)
-            || parse_cidr_list(&settings.remote_allowed_cidr)
-                .map(|nets| nets.iter().any(|n| n.contains(&client.to_canonical())))
-                .unwrap_or(false);
-        if !allowed {
+        if !settings.rest_allowed(client) {
             return Err(Refusal::new(403, Refused::Address, "Not allowed IP"));
         }
         // 2. Host.
@@ -532,14 +530,12 @@ impl RestGate {
 
 impl RestHead {
     /// The request the REST handlers answer: this head with its `body`, from `peer`.
-    pub fn request<'a>(&'a self, body: &'a [u8], peer: IpAddr) -> crate::RestRequest<'a> {
+    pub fn request<'a>(&'a self, body: &'a [u8]) -> crate::RestRequest<'a> {
         crate::RestRequest {
             method: &self.method,
             path: &self.path,
             query: &self.query,
-            authorization: self.authorization.as_deref(),
             body,
-            peer,
         }
     }
 

@@ -17,8 +17,7 @@
 //!   order (registered streams, one-time token, hash, JWT, TOTP, expiry and planned dates,
 //!   viewer limits).
 //! - [`RestApi`]: the AMS REST endpoints under `/{App}/rest/v2/` as a pure function
-//!   ([`RestApi::handle`]), with IP (`remoteAllowedCIDR`) and JWT (`jwtControlEnabled`) access
-//!   control, and an OpenAPI document ([`OPENAPI_JSON`]).
+//!   ([`RestApi::serve`]), and an OpenAPI document ([`OPENAPI_JSON`]).
 //! - [`RestGate`]: the server's access decision on a REST request's head, before any body byte
 //!   is read: client address (with trusted proxies), `Host` (DNS rebinding), `Origin`
 //!   (cross-site requests), the admin credential, `Content-Type`, the settings method and the
@@ -38,7 +37,7 @@
 //! its `now`, so no clock is read inside a signalling call and a virtual clock drives expiry in
 //! tests. [`StreamSecurity::new`] takes a wall-clock closure (unix ms) instead (tests, tools).
 //! [`StreamSecurity::check_publish_at`] / [`StreamSecurity::check_play_at`] and
-//! [`RestApi::handle`] take the time explicitly.
+//! [`RestApi::serve`] take the time explicitly.
 //!
 #![cfg_attr(
     not(test),
@@ -62,7 +61,7 @@ pub use gate::{
 };
 pub use ipnet::IpNet;
 pub use model::{Broadcast, Subscriber, SubscriberType, Token, TokenType, TokenUse};
-pub use rest::{is_rest_path, RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON};
+pub use rest::{RestApi, RestRequest, RestResponse, MAX_LIST, OPENAPI_JSON};
 pub use security::{
     StreamSecurity, WallAnchor, WallClock, PURGE_INTERVAL, PURGE_MAX_DELETES, TOTP_FREE_FAILURES,
     TOTP_FREE_FAILURES_PER_STREAM, TOTP_MAX_LOCK, TOTP_MAX_TRACKED, TOTP_RETAIN,

@@ -29,18 +29,14 @@
 //! `Result` is `{success, message, dataId, errorId}`. Bad input gets 400 with a message in a
 //! Result, unknown ids 404, an unknown route 404, a wrong method 405, a failed store 503.
 //!
-//! Access: the peer must be loopback or inside the app's `remoteAllowedCIDR` (else 403), and
-//! when `jwtControlEnabled` the `Authorization` header (optionally `Bearer `-prefixed) must be an
-//! HS256 JWT signed with `jwtSecretKey`, not expired (else 401).
-
-use std::net::IpAddr;
+//! Access is decided before a request gets here, on its head, by the gate (`gate.rs`: the
+//! client address against `remoteAllowedCIDR`, the admin token or a REST JWT, …).
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::crypto;
 use crate::model::{Subscriber, Token};
 use crate::store::{SharedStore, StoreError, WriteOp, WriteSeq};
 
@@ -62,12 +58,8 @@ pub struct RestRequest<'a> {
     pub path: &'a str,
     /// The query string without `?` (may be empty).
     pub query: &'a str,
-    /// The `Authorization` header, if any.
-    pub authorization: Option<&'a str>,
     /// The body.
     pub body: &'a [u8],
-    /// The peer address.
-    pub peer: IpAddr,
 }
 
 /// The answer to a [`RestRequest`].
@@ -121,19 +113,6 @@ impl RestResponse {
     /// The body as UTF-8 (for logs and tests).
     pub fn body_str(&self) -> &str {
         std::str::from_utf8(&self.body).unwrap_or("")
-    }
-}
-
-/// Is this path one the [`RestApi`] serves (`/{App}/rest/…` or `/rest/…`)?
-pub fn is_rest_path(path: &str) -> bool {
-    let Some(path) = path.strip_prefix('/') else {
-        return false;
-    };
-    let mut segs = path.split('/');
-    match (segs.next(), segs.next()) {
-        (Some("rest"), _) => true,
-        (Some(app), Some("rest")) => !app.is_empty(),
-        _ => false,
     }
 }
 
@@ -204,7 +183,7 @@ const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /// The REST API of every application, over the shared store.
 ///
-/// Sans-IO: [`RestApi::handle`] takes a parsed request and the wall-clock time and returns the
+/// Sans-IO: [`RestApi::serve`] takes a parsed request and the wall-clock time and returns the
 /// response; it never blocks on disk (see [`RestResponse::durable_after`]).
 pub struct RestApi {
     store: SharedStore,
@@ -254,36 +233,6 @@ impl RestApi {
             Ok(seq) => ok.after(seq),
             Err(e) => RestResponse::fail(503, &e.to_string()),
         }
-    }
-
-    /// Answers one request at `now_ms` (unix ms), with the API's own access checks: the peer
-    /// must be loopback or inside `remoteAllowedCIDR` (403), and with `jwtControlEnabled` the
-    /// `Authorization` header must hold a valid JWT (401). The server decides access on the
-    /// request head with [`crate::RestGate`] instead and calls [`RestApi::serve`].
-    pub fn handle(&mut self, now_ms: u64, req: &RestRequest<'_>) -> RestResponse {
-        let Some((app, _)) = route(req.path) else {
-            return RestResponse::fail(404, "Not found");
-        };
-        if !proto_core::is_valid_stream_id(&app) {
-            return RestResponse::fail(404, "Unknown application");
-        }
-        let settings = self.store.borrow().data().settings(&app);
-        if !settings.rest_allowed(req.peer) {
-            return RestResponse::fail(403, "Not allowed IP");
-        }
-        if settings.jwt_control_enabled {
-            let token = req
-                .authorization
-                .map(|a| a.trim())
-                .map(|a| a.strip_prefix("Bearer ").unwrap_or(a));
-            let ok = token.is_some_and(|t| {
-                crypto::jwt_verify_rest(t, &settings.jwt_secret_key, now_ms / 1000).is_ok()
-            });
-            if !ok {
-                return RestResponse::fail(401, "Invalid or missing JWT in Authorization");
-            }
-        }
-        self.serve(now_ms, req)
     }
 
     /// Answers one request whose access was already granted (by [`crate::RestGate`] on its

@@ -220,16 +220,14 @@ impl AppSettings {
         }
     }
 
-    /// May `peer` use the REST API? Loopback always may; others only inside `remoteAllowedCIDR`.
-    /// An unparsable list allows loopback only.
-    pub fn rest_allowed(&self, peer: IpAddr) -> bool {
-        let peer = peer.to_canonical();
-        if peer.is_loopback() {
-            return true;
-        }
-        parse_cidr_list(&self.remote_allowed_cidr)
-            .map(|nets| nets.iter().any(|n| n.contains(&peer)))
-            .unwrap_or(false)
+    /// May a client at `client` use the REST API? The local host (`127.0.0.1`, `::1`) always
+    /// may; others only inside `remoteAllowedCIDR`. An unparsable list allows the local host
+    /// only. The one address rule: the gate ([`crate::RestGate`]) asks it.
+    pub fn rest_allowed(&self, client: IpAddr) -> bool {
+        crate::gate::is_local_host(client)
+            || parse_cidr_list(&self.remote_allowed_cidr)
+                .map(|nets| nets.iter().any(|n| n.contains(&client.to_canonical())))
+                .unwrap_or(false)
     }
 
     /// The settings as the REST API shows them: every secret that is set is replaced by
@@ -365,5 +363,9 @@ mod tests {
         };
         assert!(!bad.rest_allowed("10.1.2.3".parse().unwrap()));
         assert!(bad.rest_allowed("127.0.0.1".parse().unwrap()));
+        assert!(
+            !bad.rest_allowed("127.0.0.2".parse().unwrap()),
+            "only 127.0.0.1 and ::1 are the local host"
+        );
     }
 }

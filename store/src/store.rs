@@ -1,4 +1,6 @@
 //! The datastore seam: an in-memory working set ([`Data`]) plus a write path ([`Store`]).
+//! (Over 600 lines: the `Store` trait, the write operations, the working set and `MemStore`
+//! belong together; a fifth of it is their unit tests.)
 //!
 //! Every implementation keeps the whole working set in memory, so reads never touch disk and
 //! never fail. Writes are [`WriteOp`]s: applied to memory at once, then made durable by the

@@ -1,14 +1,14 @@
-//! The REST handlers: every endpoint, bad input, unknown ids and access control.
+//! The REST handlers: every endpoint, bad input and unknown ids. (Who may call them is the
+//! gate's: `src/gate/tests.rs`, and through the node `tests/tests/sim_rest_api.rs`.)
+//! (Over 600 lines: one test per endpoint group of the handlers, over the same `Api` fixture.)
 
-use std::net::IpAddr;
-
-use antenna_store::crypto::{base32_encode, jwt_sign, jwt_verify, totp};
+use antenna_store::crypto::{base32_encode, jwt_verify, totp};
 use antenna_store::{
-    is_rest_path, shared, MemStore, RestApi, RestRequest, RestResponse, SharedStore,
-    StreamSecurity, TokenType, WriteSeq,
+    shared, MemStore, RestApi, RestRequest, RestResponse, SharedStore, StreamSecurity, TokenType,
+    WriteSeq,
 };
 use proto_core::{PlayRequest, PublishRequest, SignalError};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// 2026-01-01T00:00:00Z in unix ms.
 const NOW: u64 = 1_767_225_600_000;
@@ -17,8 +17,6 @@ const NOW_S: u64 = NOW / 1000;
 struct Api {
     store: SharedStore,
     rest: RestApi,
-    peer: IpAddr,
-    auth: Option<String>,
 }
 
 impl Api {
@@ -27,22 +25,18 @@ impl Api {
         Api {
             rest: RestApi::new(store.clone(), [42; 32]),
             store,
-            peer: "127.0.0.1".parse().unwrap(),
-            auth: None,
         }
     }
 
     fn call(&mut self, method: &str, url: &str, body: &str) -> RestResponse {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        self.rest.handle(
+        self.rest.serve(
             NOW,
             &RestRequest {
                 method,
                 path,
                 query,
-                authorization: self.auth.as_deref(),
                 body: body.as_bytes(),
-                peer: self.peer,
             },
         )
     }
@@ -63,15 +57,6 @@ impl Api {
 }
 
 const B: &str = "/LiveApp/rest/v2/broadcasts";
-
-#[test]
-fn rest_paths_are_recognised() {
-    assert!(is_rest_path("/LiveApp/rest/v2/broadcasts/create"));
-    assert!(is_rest_path("/rest/v2/applications/settings/LiveApp"));
-    assert!(!is_rest_path("/LiveApp/websocket"));
-    assert!(!is_rest_path("/index.html"));
-    assert!(!is_rest_path("//rest"));
-}
 
 #[test]
 fn broadcast_create_get_update_delete() {
@@ -695,60 +680,6 @@ fn settings_get_put_take_effect_and_keep_unknown_keys() {
             .token_hash_secret,
         "the-hash-secret"
     );
-}
-
-#[test]
-fn non_loopback_caller_refused_unless_in_remote_allowed_cidr() {
-    let mut api = Api::new();
-    api.peer = "192.0.2.10".parse().unwrap();
-    let r = api.json("GET", &format!("{B}/count"), "", 403);
-    assert_eq!(r["success"], false);
-    api.json("GET", "/rest/v2/applications/settings/LiveApp", "", 403);
-    // loopback (v4, v6) opens it
-    api.peer = "::1".parse().unwrap();
-    api.json(
-        "PUT",
-        "/rest/v2/applications/settings/LiveApp",
-        r#"{"remoteAllowedCIDR":"127.0.0.1,192.0.2.0/24"}"#,
-        200,
-    );
-    api.peer = "192.0.2.10".parse().unwrap();
-    api.json("GET", &format!("{B}/count"), "", 200);
-    api.peer = "198.51.100.1".parse().unwrap();
-    api.json("GET", &format!("{B}/count"), "", 403);
-    // another application still refuses
-    api.peer = "192.0.2.10".parse().unwrap();
-    api.json("GET", "/OtherApp/rest/v2/broadcasts/count", "", 403);
-}
-
-#[test]
-fn jwt_control_on_the_rest_api() {
-    let mut api = Api::new();
-    let key = "rest-api-key-rest-api-key-rest-api";
-    api.json(
-        "PUT",
-        "/rest/v2/applications/settings/LiveApp",
-        &json!({"jwtControlEnabled": true, "jwtSecretKey": key}).to_string(),
-        200,
-    );
-    api.json("GET", &format!("{B}/count"), "", 401);
-    api.auth = Some("garbage".into());
-    api.json("GET", &format!("{B}/count"), "", 401);
-    let mut claims = Map::new();
-    claims.insert("sub".into(), "admin".into());
-    // Without exp: refused (issue 9, finding 6: it would never expire).
-    api.auth = Some(jwt_sign(&claims, key).unwrap());
-    api.json("GET", &format!("{B}/count"), "", 401);
-    claims.insert("exp".into(), (NOW_S + 60).into());
-    api.auth = Some(jwt_sign(&claims, "another-key-another-key-another").unwrap());
-    api.json("GET", &format!("{B}/count"), "", 401);
-    api.auth = Some(jwt_sign(&claims, key).unwrap());
-    api.json("GET", &format!("{B}/count"), "", 200);
-    api.auth = Some(format!("Bearer {}", jwt_sign(&claims, key).unwrap()));
-    api.json("GET", &format!("{B}/count"), "", 200);
-    claims.insert("exp".into(), (NOW_S - 1).into());
-    api.auth = Some(jwt_sign(&claims, key).unwrap());
-    api.json("GET", &format!("{B}/count"), "", 401);
 }
 
 #[test]

@@ -1,4 +1,6 @@
 //! StreamSecurity: every check of the AMS chain and every error definition it can give.
+//! (Over 600 lines: one test per check of the AMS chain and per error definition, over the same
+//! store fixtures.)
 
 use std::collections::BTreeSet;
 use std::time::Instant;

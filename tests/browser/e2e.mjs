@@ -1,5 +1,7 @@
 // Real-browser end-to-end tests: headless Chromium + the real AMS SDK
 // (@antmedia/webrtc_adaptor 2.16.2) and Antenna's own demo pages against the antenna binary.
+// (Over 600 lines: every case drives the same server, asset server, harness pages and summary
+// table; a split would repeat that set-up in each file.)
 //
 // Meant to run inside a loopback-only network namespace (run.sh makes one). This script starts
 // the antenna server and a small asset server (SDK bundle + harness pages) on free 127.0.0.1

@@ -1,4 +1,6 @@
 // Ant Media's own sample pages, unchanged, in headless Chromium against the antenna binary.
+// (Over 600 lines: one case per sample page, all behind the one request-routing driver that
+// serves AMS's pages unchanged.)
 //
 // The pages come from the SDK package (@antmedia/webrtc_adaptor 2.16.2, `src/main/webapp/`), the
 // scripts they load from the npm packages AMS 2.16.2 ships them from (see package.json). They

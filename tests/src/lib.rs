@@ -64,6 +64,9 @@ pub struct Sim {
     pub cluster_out: VecDeque<NodeOutput>,
     transcript: Vec<Record>,
     steps: u64,
+    /// The applications the server serves (the route table's), `WebRTCAppEE` unless
+    /// [`Sim::with_apps`] says otherwise.
+    apps: Vec<String>,
 }
 
 impl Sim {
@@ -100,6 +103,7 @@ impl Sim {
             cluster_out: VecDeque::new(),
             transcript: Vec::new(),
             steps: 0,
+            apps: vec!["WebRTCAppEE".to_string()],
         }
     }
 
@@ -333,4 +337,16 @@ pub fn label(v: &Value) -> String {
         Some(d) => format!("{cmd}/{d}"),
         None => cmd.to_string(),
     }
+}
+
+/// Asserts that `v` is the `error` answer with this AMS error definition.
+pub fn assert_error(v: &Value, definition: &str) {
+    assert_eq!(v["command"], "error", "{v}");
+    assert_eq!(v["definition"], definition, "{v}");
+}
+
+/// Asserts that `v` is the `start` answer to the publish of `id`.
+pub fn assert_start(v: &Value, id: &str) {
+    assert_eq!(v["command"], "start", "{v}");
+    assert_eq!(v["streamId"], id, "{v}");
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use antenna_store::{AdminAccess, RestHead, SharedStore, WallAnchor};
 use node::admin::{Admin, AdminConfig, HeadKind};
+use node::routes::{route, Route};
 use serde_json::Value;
 
 use crate::{Record, Sim};
@@ -31,22 +32,24 @@ pub struct RestAnswer {
     pub body: Value,
 }
 
-/// The application a REST path is for, as the runtime's router reads it.
-fn app_of(path: &str) -> String {
-    let segs: Vec<&str> = path.split('/').skip(1).collect();
-    match segs.as_slice() {
-        ["rest", "v2", "applications", "settings", app] => (*app).to_string(),
-        [app, ..] => (*app).to_string(),
-        [] => String::new(),
-    }
-}
-
 impl Sim {
     /// Gives the node its admin core over `store`: admin token [`ADMIN_TOKEN`], wall time
     /// [`WALL_START_MS`] at the simulation's start, ids seeded from the simulation's seed, and
     /// signalling's options following `WebRTCAppEE`'s settings. The core installs its access
     /// policy into signalling.
-    pub fn with_admin(mut self, store: SharedStore) -> Self {
+    pub fn with_admin(self, store: SharedStore) -> Self {
+        self.with_admin_access(
+            store,
+            AdminAccess {
+                admin_token: Some(ADMIN_TOKEN.into()),
+                ..AdminAccess::default()
+            },
+        )
+    }
+
+    /// [`Sim::with_admin`] with these access rules (a `--rest-trust-loopback` server, other
+    /// `--rest-host` names, …).
+    pub fn with_admin_access(mut self, store: SharedStore, access: AdminAccess) -> Self {
         let seed = self.node.sig.config().seed;
         let mut rest_seed = [0u8; 32];
         for (i, b) in seed.to_le_bytes().iter().enumerate() {
@@ -56,10 +59,7 @@ impl Sim {
         }
         let admin = Admin::new(AdminConfig {
             store,
-            access: AdminAccess {
-                admin_token: Some(ADMIN_TOKEN.into()),
-                ..AdminAccess::default()
-            },
+            access,
             rest_seed,
             wall: WallAnchor {
                 at: self.now(),
@@ -76,6 +76,18 @@ impl Sim {
         self.rest_as(method, target, body, Some(ADMIN_TOKEN))
     }
 
+    /// The server serves these applications (the route table's; `WebRTCAppEE` by default).
+    pub fn with_apps(mut self, apps: &[&str]) -> Self {
+        self.apps = apps.iter().map(|a| (*a).to_string()).collect();
+        self
+    }
+
+    /// Wall time (unix seconds) now on the virtual clock, plus `delta` seconds.
+    pub fn wall_s(&self, delta: i64) -> i64 {
+        let ms = WALL_START_MS + u64::try_from(self.elapsed().as_millis()).unwrap_or(u64::MAX);
+        i64::try_from(ms / 1000).unwrap_or(i64::MAX) + delta
+    }
+
     /// An admin REST request with this `Authorization` bearer credential, if any.
     pub fn rest_as(
         &mut self,
@@ -85,31 +97,52 @@ impl Sim {
         credential: Option<&str>,
     ) -> RestAnswer {
         let body = body.map(|v| v.to_string()).unwrap_or_default();
+        let authorization = credential.map(|c| format!("Bearer {c}"));
+        self.rest_from(rest_peer(), method, target, &body, authorization.as_deref())
+    }
+
+    /// An admin REST request from `peer` with this body and `Authorization` header, as the
+    /// runtime hands it over: routed by the node's route table, then the head gate, then the
+    /// handlers. A target the table does not send to the REST API is a `404`, as the binary's.
+    pub fn rest_from(
+        &mut self,
+        peer: SocketAddr,
+        method: &str,
+        target: &str,
+        body: &str,
+        authorization: Option<&str>,
+    ) -> RestAnswer {
+        let t = self.elapsed();
+        self.transcript
+            .push(Record::RestSent(t, format!("{method} {target} {body}")));
+        self.steps += 1;
+        let app = match route(method, target, &self.apps, |_| false) {
+            Route::Rest { app } => app.to_string(),
+            _ => {
+                self.transcript
+                    .push(Record::RestAnswered(t, 404, "not found\n".into()));
+                return RestAnswer {
+                    status: 404,
+                    body: Value::Null,
+                };
+            }
+        };
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let head = RestHead {
             method: method.to_string(),
             path: path.to_string(),
             query: query.to_string(),
-            authorization: credential.map(|c| format!("Bearer {c}")),
+            authorization: authorization.map(str::to_string),
             content_length: body.len(),
-            app: app_of(path),
+            app,
             host: Some("127.0.0.1:5080".into()),
             content_type: Some("application/json".into()),
             ..RestHead::default()
         };
-        let t = self.elapsed();
-        self.transcript
-            .push(Record::RestSent(t, format!("{method} {target} {body}")));
-        self.steps += 1;
         let now = self.now();
-        let reply = match self
-            .node
-            .check_rest_head(now, rest_peer(), &head, HeadKind::Rest)
-        {
+        let reply = match self.node.check_rest_head(now, peer, &head, HeadKind::Rest) {
             Err(refused) => refused,
-            Ok(()) => self
-                .node
-                .handle_rest(now, rest_peer(), &head, body.as_bytes()),
+            Ok(()) => self.node.handle_rest(now, peer, &head, body.as_bytes()),
         };
         // The simulation's store is in memory: every write is durable at once, so an answer
         // held for durability is released before the next input, as the runtime would.

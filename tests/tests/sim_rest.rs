@@ -170,7 +170,7 @@ fn a_totp_subscriber_created_by_rest_publishes_within_its_window() {
 /// Settings changes interleaved with publishes: each publish sees the settings of the moment
 /// it arrives, and a change of the first application's signalling options reaches the node.
 fn settings_race(seed: u64) -> (Vec<Vec<String>>, String) {
-    let mut sim = sim(seed);
+    let mut sim = sim(seed).with_apps(&[APP, "LiveApp"]);
     let mut got = Vec::new();
     for (i, on) in [false, true, false, true].into_iter().enumerate() {
         put_settings(&mut sim, json!({"publishTokenControlEnabled": on}));

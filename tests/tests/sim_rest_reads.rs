@@ -4,7 +4,7 @@
 //! broadcasts, subscribers and subtracks.
 
 use antenna_store::{shared, MemStore};
-use antenna_tests::Sim;
+use antenna_tests::{assert_error, assert_start, Sim};
 use proto_core::ConnId;
 use serde_json::{json, Value};
 
@@ -23,16 +23,6 @@ fn first(sim: &mut Sim, msg: Value) -> Value {
 
 fn publish(id: &str) -> Value {
     json!({"command": "publish", "streamId": id, "video": true, "audio": true})
-}
-
-fn assert_error(v: &Value, definition: &str) {
-    assert_eq!(v["command"], "error", "{v}");
-    assert_eq!(v["definition"], definition, "{v}");
-}
-
-fn assert_start(v: &Value, id: &str) {
-    assert_eq!(v["command"], "start", "{v}");
-    assert_eq!(v["streamId"], id, "{v}");
 }
 
 /// The one message of `command` (or `notification` for `command: notification`) `conn` got.

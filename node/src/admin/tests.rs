@@ -129,3 +129,61 @@ fn held_answers_of_a_failed_store_become_one_503() {
         .unwrap_err();
     assert_eq!(refused.status, 503);
 }
+
+#[test]
+fn hook_target_is_the_broadcast_url_else_the_applications() {
+    let (mut admin, at) = admin_over(shared(MemStore::new()));
+    assert_eq!(
+        admin.hook_target("A", "s1"),
+        None,
+        "no URL anywhere: no call"
+    );
+    let put = |admin: &mut Admin, path: &str, body: &str| {
+        let (reply, _) = admin.serve(at, peer(), &head("PUT", path, Some(TOKEN)), body.as_bytes());
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.response)
+        );
+    };
+    put(
+        &mut admin,
+        "/rest/v2/applications/settings/A",
+        r#"{"listenerHookURL":"http://app/hook","webhookRetryCount":2}"#,
+    );
+    let app_only = admin.hook_target("A", "s1").expect("the application's URL");
+    assert_eq!(app_only.url, "http://app/hook");
+    assert_eq!(app_only.settings.get("webhookRetryCount"), Some(&2.into()));
+    assert_eq!(app_only.name, None);
+    let (created, _) = admin.serve(
+        at,
+        peer(),
+        &head("POST", "/A/rest/v2/broadcasts/create", Some(TOKEN)),
+        br#"{"streamId":"s1","name":"n1","category":"c1","metaData":"m1","listenerHookURL":"http://own/hook"}"#,
+    );
+    assert_eq!(created.status, 200);
+    let own = admin.hook_target("A", "s1").expect("the broadcast's URL");
+    assert_eq!(own.url, "http://own/hook", "the broadcast's URL wins");
+    assert_eq!(own.name.as_deref(), Some("n1"));
+    assert_eq!(own.category.as_deref(), Some("c1"));
+    assert_eq!(own.metadata.as_deref(), Some("m1"));
+    assert_eq!(
+        admin.hook_target("A", "s2").map(|t| t.url).as_deref(),
+        Some("http://app/hook"),
+        "another stream still gets the application's"
+    );
+    assert_eq!(
+        admin.hook_target("B", "s1"),
+        None,
+        "another application has none"
+    );
+}
+
+#[test]
+fn store_health_follows_the_store() {
+    let (admin, _) = admin_over(shared(MemStore::new()));
+    assert!(admin.store_health().is_ok());
+    let (failed, _) = admin_over(shared(FailedStore::new("disk gone".into())));
+    assert!(failed.store_health().is_err());
+}

@@ -1,7 +1,7 @@
 //! Publish and play: media sessions, their ends, and the queries about published streams.
-//!
-//! Why about 620 lines: `play`, `publish` and `end_session` keep the same indexes consistent
-//! and read best side by side; the cluster edge's waiting plays are in `remote.rs`.
+//! (About 620 lines: publish, play and their ends share the stream indexes they update; the
+//! queries about published streams read the same. The cluster edge's waiting plays are in
+//! `remote.rs`.)
 
 use std::collections::BTreeSet;
 use std::time::Instant;

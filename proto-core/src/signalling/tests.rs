@@ -1,4 +1,5 @@
 //! Publish and play through signalling: flows, errors, timeouts, media failures, queries.
+//! (A little over 600 lines: one test per publish/play flow; already split from the room tests.)
 //! (Rooms, p2p and main tracks are in `room_tests.rs`; the shared helpers in `test_util.rs`.)
 
 use super::test_util::{cmds, error_of, harness, live_publisher, one, player, send, sent, started};

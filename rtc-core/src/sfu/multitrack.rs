@@ -49,6 +49,7 @@ use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{debug, trace};
 
 use super::lastn::slot_label;
+use super::sdp_text::rewrite_msids;
 use super::Sfu;
 use crate::forward::{OutTrack, Source};
 use crate::session::{Player, Role};
@@ -520,87 +521,9 @@ fn set_name(names: &mut Vec<(Mid, String)>, mid: Mid, name: &str) {
     }
 }
 
-/// Sets each m-section's msid (`a=msid:` and `a=ssrc:<n> msid:`) to its subtrack's names.
-///
-/// str0m fixes an m-line's msid when the m-line is added; a reused m-line must announce the
-/// subtrack it carries now. Only the offer's text changes: str0m does not read its own msids.
-fn rewrite_msids(sdp: &str, names: &[(Mid, String)]) -> String {
-    let mut out = String::with_capacity(sdp.len() + 64);
-    let mut sections: Vec<Vec<&str>> = vec![Vec::new()];
-    for line in sdp.split("\r\n").filter(|l| !l.is_empty()) {
-        if line.starts_with("m=") {
-            sections.push(Vec::new());
-        }
-        if let Some(sec) = sections.last_mut() {
-            sec.push(line);
-        }
-    }
-    for sec in &sections {
-        let kind = sec.first().and_then(|l| {
-            if l.starts_with("m=audio") {
-                Some(MediaKind::Audio)
-            } else if l.starts_with("m=video") {
-                Some(MediaKind::Video)
-            } else {
-                None
-            }
-        });
-        let name = sec
-            .iter()
-            .find_map(|l| l.strip_prefix("a=mid:"))
-            .and_then(|mid| names.iter().find(|(m, _)| m.to_string() == mid))
-            .map(|(_, n)| n.as_str());
-        for line in sec {
-            let msid = match (kind, name) {
-                (Some(k), Some(n)) => format!("{n} {}", track_name(k, n)),
-                _ => {
-                    out.push_str(line);
-                    out.push_str("\r\n");
-                    continue;
-                }
-            };
-            if line.starts_with("a=msid:") {
-                out.push_str(&format!("a=msid:{msid}\r\n"));
-            } else if let Some((head, _)) = line
-                .strip_prefix("a=ssrc:")
-                .and_then(|rest| rest.split_once(" msid:"))
-            {
-                out.push_str(&format!("a=ssrc:{head} msid:{msid}\r\n"));
-            } else {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn msids_follow_the_names() {
-        let sdp = "v=0\r\na=msid-semantic: WMS old\r\n\
-                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=msid:old ARDAMSaold\r\n\
-                   a=ssrc:11 cname:x\r\na=ssrc:11 msid:old ARDAMSaold\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=msid:old ARDAMSvold\r\n\
-                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
-        let names = vec![(Mid::from("0"), "bob".to_string())];
-        let out = rewrite_msids(sdp, &names);
-        assert!(
-            out.contains("a=mid:0\r\na=msid:bob ARDAMSabob\r\n"),
-            "{out}"
-        );
-        assert!(out.contains("a=ssrc:11 cname:x\r\na=ssrc:11 msid:bob ARDAMSabob\r\n"));
-        // Unnamed sections and the session part are untouched.
-        assert!(
-            out.contains("a=mid:1\r\na=msid:old ARDAMSvold\r\n"),
-            "{out}"
-        );
-        assert!(out.starts_with("v=0\r\na=msid-semantic: WMS old\r\n"));
-        assert!(out.ends_with("a=mid:2\r\n"));
-    }
 
     #[test]
     fn track_names_are_the_sdk_prefixes() {

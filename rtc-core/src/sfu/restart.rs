@@ -15,6 +15,7 @@
 //! again from none (the bound counts afresh), and it must see ICE complete again within the
 //! connect timeout or it ends (a client that restarted and vanished is not kept).
 
+use super::sdp_text::{edit_lines, Edit};
 use super::*;
 
 /// The client's side of an ICE restart.
@@ -137,20 +138,17 @@ fn remote_ufrag(sdp: &str) -> Option<&str> {
 /// `offer` with every `a=ice-ufrag`/`a=ice-pwd` replaced and its candidates left out.
 pub(super) fn with_credentials(offer: &str, ufrag: &str, pwd: &str) -> String {
     let mut out = String::with_capacity(offer.len());
-    for line in offer.lines().map(str::trim_end) {
+    edit_lines(&mut out, offer.lines().map(str::trim_end), |line| {
         if line.starts_with("a=ice-ufrag:") {
-            out.push_str("a=ice-ufrag:");
-            out.push_str(ufrag);
+            Edit::Replace(format!("a=ice-ufrag:{ufrag}"))
         } else if line.starts_with("a=ice-pwd:") {
-            out.push_str("a=ice-pwd:");
-            out.push_str(pwd);
+            Edit::Replace(format!("a=ice-pwd:{pwd}"))
         } else if line.starts_with("a=candidate:") || line == "a=end-of-candidates" {
-            continue;
+            Edit::Drop
         } else {
-            out.push_str(line);
+            Edit::Keep
         }
-        out.push_str("\r\n");
-    }
+    });
     out
 }
 

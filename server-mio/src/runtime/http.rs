@@ -175,7 +175,7 @@ impl Runtime {
         let Some(conn) = self.conns.get_mut(&token) else {
             return Next::Wait;
         };
-        let durable = self.datastore.store.borrow().durable_seq();
+        let durable = self.node.durable_seq();
         match reply.durable_after {
             Some(seq) if seq > durable => {
                 conn.state = State::Held { stream, response };

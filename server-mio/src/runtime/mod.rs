@@ -524,7 +524,7 @@ impl Runtime {
 
     /// Says so, loudly, when the store fails (at open or since), and again when it recovers.
     fn report_store_failure(&mut self) {
-        match self.datastore.health() {
+        match self.node.store_health() {
             Err(e) if !self.store_failure_reported => {
                 self.store_failure_reported = true;
                 if e.is_degraded() {

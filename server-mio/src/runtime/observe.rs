@@ -172,7 +172,7 @@ impl Runtime {
         if self.listener.is_none() {
             return Err("not accepting connections");
         }
-        if self.datastore.health().is_err() {
+        if self.node.store_health().is_err() {
             return Err("datastore not writable");
         }
         Ok(())
@@ -249,7 +249,7 @@ impl Runtime {
                 .iter()
                 .map(|r| (r.as_str(), gate.get(*r)))
                 .collect(),
-            store_healthy: self.datastore.health().is_ok(),
+            store_healthy: self.node.store_health().is_ok(),
             cpu_overloaded: self.cpu.is_overloaded(),
             cpu_limit_percent: self.cpu.limit().percent().map_or(0, u64::from),
             hooks: self
@@ -314,7 +314,7 @@ impl Runtime {
         while let Some(ev) = self.node.sig.poll_event() {
             self.cluster_stream_event(now, &ev);
             if let Some(sender) = &self.obs.hooks {
-                for hook in hooks_for(&self.datastore, &ev) {
+                for hook in hooks_for(&self.node, &ev) {
                     debug!(url = %hook.url, stream = %ev.stream, "webhook queued");
                     sender.send(hook);
                 }
@@ -323,42 +323,22 @@ impl Runtime {
     }
 }
 
-/// The calls AMS makes for `ev`: the broadcast's `listenerHookURL`, else the application's.
-fn hooks_for(ds: &crate::datastore::Datastore, ev: &StreamEvent) -> Vec<Hook> {
-    let store = ds.store.borrow();
-    let data = store.data();
-    let broadcast = data.broadcast(&ev.app, &ev.stream);
-    let url = broadcast
-        .and_then(|b| b.listener_hook_url.clone())
-        .filter(|u| !u.trim().is_empty())
-        .or_else(|| {
-            data.settings(&ev.app)
-                .extra
-                .get("listenerHookURL")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .filter(|u| !u.trim().is_empty())
-        });
-    let Some(url) = url else {
+/// The calls AMS makes for `ev`, to the receiver the admin core names.
+fn hooks_for(node: &node::Node, ev: &StreamEvent) -> Vec<Hook> {
+    let Some(target) = node.hook_target(&ev.app, &ev.stream) else {
         return Vec::new();
     };
-    let delivery = hooks::Delivery::from_settings(&data.settings(&ev.app).extra);
-    let category = broadcast
-        .and_then(|b| b.extra.get("category"))
-        .and_then(|v| v.as_str());
-    let name = ev
-        .name
-        .as_deref()
-        .or_else(|| broadcast.and_then(|b| b.name.as_deref()));
-    let metadata = broadcast.and_then(|b| b.meta_data.as_deref());
+    let url = target.url.as_str();
+    let delivery = hooks::Delivery::from_settings(&target.settings);
+    let name = ev.name.as_deref().or(target.name.as_deref());
     let info = HookInfo {
         app: &ev.app,
         id: &ev.stream,
         stream_name: name,
-        category,
+        category: target.category.as_deref(),
         main_track: ev.main_track.as_deref(),
         subscriber_id: ev.subscriber_id.as_deref(),
-        metadata,
+        metadata: target.metadata.as_deref(),
     };
     let now = hooks::unix_ms();
     let mut out = Vec::new();
@@ -369,14 +349,14 @@ fn hooks_for(ds: &crate::datastore::Datastore, ev: &StreamEvent) -> Vec<Hook> {
         EventKind::PlayStarted => HookAction::PlayStarted,
         EventKind::PlayStopped => HookAction::PlayStopped,
     };
-    out.push(Hook::new(&url, action, &info, now));
+    out.push(Hook::new(url, action, &info, now));
     if ev.main_track.is_some() {
         match ev.kind {
             EventKind::PublishStarted => {
-                out.push(Hook::new(&url, HookAction::SubtrackAdded, &info, now));
+                out.push(Hook::new(url, HookAction::SubtrackAdded, &info, now));
             }
             EventKind::PublishEnded => {
-                out.push(Hook::new(&url, HookAction::SubtrackLeft, &info, now));
+                out.push(Hook::new(url, HookAction::SubtrackLeft, &info, now));
             }
             _ => {}
         }
