@@ -332,6 +332,14 @@ impl crate::Node {
                 self.relays.handle_answer(*session, sdp);
             }
             MediaEvent::Candidate { session, .. } if self.relays.is_relay_session(*session) => {}
+            MediaEvent::Failed { session, .. } | MediaEvent::Closed { session }
+                if self.relays.is_relay_session(*session) =>
+            {
+                // The relay session is gone (no free relay address, a failed ICE or DTLS):
+                // the origin is told `stop`; signalling ends the relay publisher.
+                self.relays.stop(*session);
+                self.sig.handle_media(now, ev);
+            }
             _ => self.sig.handle_media(now, ev),
         }
     }

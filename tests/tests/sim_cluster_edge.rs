@@ -190,6 +190,11 @@ fn edge_players_wait_for_one_relay_get_the_origins_frames_and_finish_with_it() {
         let c = w.edge.player("cam");
         w.run(Duration::from_secs(1));
         assert!(w.edge.browsers[c].got("play_started"), "seed {seed}");
+        let late = w.edge.browsers[c].client.media_count(MediaKind::Video);
+        assert!(
+            late >= 10,
+            "seed {seed}: the late player's video: {late} frames in 1 s"
+        );
         assert_eq!((w.finds, w.opens), (1, 1), "seed {seed}");
         // The origin's publisher stops: every edge player finishes, the relay goes.
         w.origin.browsers[0].gone = true;
@@ -247,4 +252,28 @@ fn a_stream_no_node_has_or_a_relay_that_never_comes_refuse_the_players() {
     w.run(Duration::from_millis(10));
     assert!(w.edge.browsers[c].got("no_stream_exist"));
     assert_eq!(w.opens, 1);
+}
+
+#[test]
+fn a_relay_over_the_relay_addresses_refuses_its_players_and_stops_on_the_origin() {
+    let mut w = World::new(13);
+    w.origin.publisher("cam2");
+    w.registry.insert("cam2".into(), Some("origin"));
+    w.run(Duration::from_millis(500));
+    let a = w.edge.player("cam");
+    w.run(Duration::from_secs(2));
+    assert!(w.edge.browsers[a].got("play_started"));
+    // One relay address: a second stream's relay has none.
+    let b = w.edge.player("cam2");
+    w.run(Duration::from_secs(1));
+    assert!(w.edge.browsers[b].got("no_stream_exist"));
+    assert_eq!(w.opens, 2);
+    assert_eq!(w.relays.len(), 1, "the refused relay's WebSocket closed");
+    assert_eq!(w.edge.sim.node.sfu.counters().relays_refused, 1);
+    assert_eq!(
+        w.origin.sim.node.sig.session_roles().play,
+        1,
+        "only the first relay plays"
+    );
+    assert!(w.edge.browsers[a].client.media_count(MediaKind::Video) >= 30);
 }
