@@ -297,6 +297,33 @@ impl Signalling {
         }
     }
 
+    /// `stop` of a play that waits: it waits no more (a relay that nobody waits for or plays
+    /// any longer ends). `true` if it was waiting.
+    pub(super) fn remote_cancel(&mut self, conn: ConnId, app: &str, id: &str) -> bool {
+        let k = key(app, id);
+        let Some(remote) = self.remote.as_mut() else {
+            return false;
+        };
+        let Some((deadline, w)) = remote.waiting.get_mut(&k) else {
+            return false;
+        };
+        let before = w.len();
+        w.retain(|x| x.conn != conn);
+        if w.len() == before {
+            return false;
+        }
+        if w.is_empty() {
+            let deadline = *deadline;
+            remote.waiting.remove(&k);
+            remote.timers.remove(&(deadline, k.clone()));
+            if let Some(sid) = self.publishers.get(&k).copied() {
+                self.relay_player_left(sid);
+            }
+        }
+        debug!(?conn, app, stream = id, "waiting play stopped");
+        true
+    }
+
     /// `conn` closed: it waits for nothing any more; a relay not live that nobody waits for
     /// any longer ends.
     pub(super) fn remote_conn_closed(&mut self, conn: ConnId) {

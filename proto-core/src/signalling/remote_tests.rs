@@ -240,3 +240,28 @@ fn a_connections_waiting_plays_count_against_its_plays() {
     assert_eq!(h.sig.remote_waiting(), bound);
     h.finish();
 }
+
+#[test]
+fn a_waiting_play_that_is_stopped_waits_no_more() {
+    let mut h = edge();
+    h.open(1, "app");
+    h.open(2, "app");
+    play(&mut h, 1, "cam");
+    play(&mut h, 2, "cam");
+    let relay = open_relay(&mut h, "cam");
+    assert!(h.drain().is_empty());
+    send(&mut h, 1, json!({"command":"stop","streamId":"cam"}));
+    let outs = h.media_event(MediaEvent::MediaStarted { session: relay });
+    assert!(
+        sent(&outs, 1).is_empty(),
+        "the stopped play is not started: {outs:?}"
+    );
+    assert_eq!(cmds(&outs).len(), 1, "only the other play starts: {outs:?}");
+    // Both stop before the relay is live: the relay ends.
+    play(&mut h, 1, "cam2");
+    let relay2 = open_relay(&mut h, "cam2");
+    let outs = send(&mut h, 1, json!({"command":"stop","streamId":"cam2"}));
+    assert!(closes(&outs, relay2), "{outs:?}");
+    assert_eq!(h.sig.remote_waiting(), 0);
+    h.finish();
+}

@@ -244,7 +244,8 @@ impl Signalling {
         };
         let publish = c.publishes.get(id).copied();
         let play = c.plays.get(id).copied();
-        if publish.is_none() && play.is_none() {
+        let app = c.app.clone();
+        if publish.is_none() && play.is_none() && !self.remote_cancel(conn, &app, id) {
             trace!(?conn, id, "stop of nothing");
         }
         for sid in publish.into_iter().chain(play) {
