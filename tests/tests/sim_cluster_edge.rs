@@ -35,6 +35,8 @@ struct World {
     relays: BTreeMap<ConnId, ConnId>,
     finds: usize,
     opens: usize,
+    /// The network between the nodes drops everything (the WebSockets stay open, silent).
+    partitioned: bool,
 }
 
 impl World {
@@ -63,6 +65,7 @@ impl World {
             relays: BTreeMap::new(),
             finds: 0,
             opens: 0,
+            partitioned: false,
         }
     }
 
@@ -102,6 +105,9 @@ impl World {
                     other => panic!("not a cluster output: {other:?}"),
                 }
             }
+            if self.partitioned {
+                self.edge.sim.cluster_out.clear();
+            }
             let relays: Vec<(ConnId, ConnId)> = self.relays.iter().map(|(a, b)| (*a, *b)).collect();
             for (conn, ws) in relays {
                 let frames = self.origin.sim.take(ws);
@@ -118,6 +124,11 @@ impl World {
                         .sim
                         .cluster_input(|n, now| n.relay_text(now, conn, &m.to_string()));
                 }
+            }
+            if self.partitioned {
+                self.edge.foreign.clear();
+                self.origin.foreign.clear();
+                return;
             }
             while let Some(d) = self.edge.foreign.pop_front() {
                 moved = true;
@@ -276,4 +287,25 @@ fn a_relay_over_the_relay_addresses_refuses_its_players_and_stops_on_the_origin(
         "only the first relay plays"
     );
     assert!(w.edge.browsers[a].client.media_count(MediaKind::Video) >= 30);
+}
+
+#[test]
+fn a_partition_from_the_origin_ends_the_edge_plays_within_the_silence_timeout() {
+    let mut w = World::new(17);
+    let a = w.edge.player("cam");
+    w.run(Duration::from_secs(2));
+    assert!(w.edge.browsers[a].got("play_started"));
+    // Nothing crosses between the nodes any more, and no WebSocket closes.
+    w.partitioned = true;
+    let mut waited = Duration::ZERO;
+    while !w.edge.browsers[a].got("play_finished") {
+        assert!(
+            waited < Duration::from_secs(13),
+            "the edge play still runs after {waited:?}"
+        );
+        w.run(Duration::from_millis(100));
+        waited += Duration::from_millis(100);
+    }
+    println!("edge play finished {waited:?} after the partition");
+    assert_eq!(w.relays_on_edge(), 0);
 }
