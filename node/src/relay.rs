@@ -254,9 +254,10 @@ impl Relays {
 
 impl crate::Node {
     /// Cluster mode: plays of streams published on other nodes wait for a relay (see the
-    /// module docs), and relays from edges are accepted with the cluster credential.
+    /// module docs), and relays from edges are accepted with the cluster credential. Without
+    /// a secret neither: plays of streams not published here get `no_stream_exist` at once.
     pub fn set_cluster(&mut self, mode: ClusterMode) {
-        self.sig.set_remote_streams(true);
+        self.sig.set_remote_streams(!mode.secret.is_empty());
         if let Some(admin) = &mut self.admin {
             admin.set_cluster_secret(&mode.secret);
             self.sig.set_access_policy(Box::new(admin.policy()));
