@@ -227,9 +227,18 @@ async function main() {
     for (const n of nodes.slice(1)) {
       const p = await sdkPage(ctx, assets.url, n.ws, `player on ${n.name}`, { playOnly: true, remoteVideo: true });
       const t0 = Date.now();
+      await p.page.evaluate(() => window.E2E.mark("play"));
       await p.call("play", id);
       players.push({ p, n, t0 });
     }
+    // Both at once: firstFrame polls the page, so it must be watching when the frame comes.
+    const firsts = await Promise.all(
+      players.map(({ p }) => p.page.evaluate(([s, t]) => window.E2E.firstFrame(s, "play", t), [id, 20000])),
+    );
+    players.forEach(({ n }, i) => {
+      if (firsts[i] < 0) throw new Error(`no frame decoded from ${n.name} within 20 s of play`);
+      figures.push(`${n.name}: first frame decoded ${firsts[i]} ms after play`);
+    });
     for (const { p, n, t0 } of players) {
       const s = await waitUntil(`frames decoded from ${n.name}`, 20000, async () => {
         const s = await p.stats(id);
