@@ -60,6 +60,7 @@ ramp = {s: jsonl(s + "-fanout.jsonl") for s in servers}
 lat = {s: jsonl(s + "-latency.jsonl") for s in servers}
 cap = {s: capacity_row(ramp[s]) for s in servers}
 ping = {s: one(s + "-ping.json") for s in servers}
+ping_open = {s: one(s + "-ping-open.json") for s in servers}
 idle = {(s, k): one("%s-idle-%s.json" % (s, k)) for s in servers for k in ["publishers", "players", "websockets"]}
 ceiling = one("ceiling-forwarder.jsonl")
 rooms = {s: jsonl(s + "-rooms.jsonl") for s in servers}
@@ -143,6 +144,12 @@ p = lambda s, k: ping[s][k] if ping[s] else None
 row("signalling round trips/s (ping/pong, 100 WebSockets)", p("antenna", "round_trips_per_s"), p("janus", "round_trips_per_s"))
 row("signalling RTT p50 (us)", p("antenna", "rtt_p50_us"), p("janus", "rtt_p50_us"), invert=True)
 row("signalling RTT p99 (us)", p("antenna", "rtt_p99_us"), p("janus", "rtt_p99_us"), invert=True)
+po = lambda s, k: ping_open[s][k] if ping_open[s] else None
+if ping_open["antenna"] or ping_open["janus"]:
+    rate = po("antenna", "offered_per_s") or po("janus", "offered_per_s")
+    row("signalling open loop at %s pings/s: answered/s" % rate, po("antenna", "round_trips_per_s"), po("janus", "round_trips_per_s"))
+    row("signalling open loop: RTT p50 (us)", po("antenna", "rtt_p50_us"), po("janus", "rtt_p50_us"), invert=True)
+    row("signalling open loop: RTT p99 (us)", po("antenna", "rtt_p99_us"), po("janus", "rtt_p99_us"), invert=True)
 profile = next((r for s in servers for r in rooms[s]), None)
 prof_inner = "%s kbit/s VP8 + Opus %s pps each" % (profile.get("video_kbps"), profile.get("audio_pps")) if profile else ""
 prof = " (%s)" % prof_inner if profile else ""
