@@ -215,13 +215,14 @@ for s in servers:
     if not rooms[s]:
         continue
     print("### %s rooms ramp (rooms of 4%s)\n" % (s, ", " + prof_inner if profile else ""))
-    print("| rooms | participants up | players up | failed | silent | received pkt/s | delivery % | loss % | UDP drops server/client | server CPU % | server RSS MiB | load CPU % | video p50/p99 us | audio p50/p99 us |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| rooms | participants up | players up | failed | silent | received pkt/s | delivery % | loss % | UDP drops server/client | server CPU % | server waited for a CPU % | server RSS MiB | load CPU % | video p50/p99 us | audio p50/p99 us |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rooms[s]:
-        print("| %d | %d/%d | %d/%d | %d | %d | %.0f | %.1f | %.3f | %s/%s | %s | %s | %s | %s/%s | %s/%s |" % (
+        print("| %d | %d/%d | %d/%d | %d | %d | %.0f | %.1f | %.3f | %s/%s | %s | %s | %s | %s | %s/%s | %s/%s |" % (
             r["rooms"], r["participants_up"], r["participants"], r["players_up"], r["players"],
             r["failed_joins"] + r.get("failed_publishers", 0), r["silent_players"], r["received_pps"],
             r.get("delivery_pct", 0), r["loss_pct"], f(r.get("server_udp_drops")), f(r.get("client_udp_drops")),
-            f(r["server_cpu_pct"]), f((r["server_rss_kib"] or 0) / 1024, "%.1f"), f(r["load_cpu_pct"]),
-            f(r["latency_p50_us"]), f(r["latency_p99_us"]), f(r.get("audio_latency_p50_us")), f(r.get("audio_latency_p99_us"))))
+            f(r["server_cpu_pct"]), f(r.get("server_runq_wait_pct")), f((r["server_rss_kib"] or 0) / 1024, "%.1f"),
+            f(r["load_cpu_pct"]), f(r["latency_p50_us"]), f(r["latency_p99_us"]), f(r.get("audio_latency_p50_us")),
+            f(r.get("audio_latency_p99_us"))))
     print()
