@@ -57,6 +57,9 @@ pub(super) struct WsIo<'a> {
     /// Readiness is edge-triggered and every arrival after that read is a new event, so
     /// nothing waits unseen; this saves one `recvfrom` (the `EAGAIN`) per message read.
     pub(super) drained: bool,
+    /// Whether a short read sets `drained` (not when the event that woke the driver said the
+    /// peer closed: its end of stream, already queued, would bring no new event).
+    pub(super) short_read_ends: bool,
 }
 
 impl<'a> WsIo<'a> {
@@ -75,6 +78,7 @@ impl<'a> WsIo<'a> {
             budget: WS_READ_BUDGET,
             yielded: false,
             drained: false,
+            short_read_ends: true,
         }
     }
 }
@@ -102,7 +106,7 @@ impl Read for WsIo<'_> {
                 .read(self.ahead.buf.get_mut(..room).unwrap_or_default())?;
             self.ahead.end = n;
             self.budget = self.budget.saturating_sub(n);
-            self.drained = n > 0 && n < room;
+            self.drained = self.short_read_ends && n > 0 && n < room;
         }
         let available = self
             .ahead
@@ -257,6 +261,7 @@ mod tests {
             budget: usize::MAX,
             yielded: false,
             drained: false,
+            short_read_ends: true,
         };
         let mut got = Vec::new();
         let mut piece = [0u8; 300];
@@ -282,6 +287,7 @@ mod tests {
             budget: usize::MAX,
             yielded: false,
             drained: false,
+            short_read_ends: true,
         };
         assert_eq!(io.read(&mut piece).unwrap(), 0);
     }
@@ -315,6 +321,26 @@ mod tests {
     }
 
     #[test]
+    fn ws_io_reads_to_the_end_of_the_stream_when_the_peer_closed() {
+        let (mut server, mut client) = pair();
+        client.write_all(b"bye").unwrap();
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut ahead = ReadAhead::new();
+        let mut out = Vec::new();
+        let mut frames = FrameTracker::default();
+        let mut io = WsIo::new(&mut server, &mut ahead, &mut out, &mut frames);
+        io.short_read_ends = false;
+        let mut piece = [0u8; 300];
+        assert_eq!(io.read(&mut piece).unwrap(), 3);
+        assert_eq!(
+            io.read(&mut piece).unwrap(),
+            0,
+            "the end of the stream is read"
+        );
+    }
+
+    #[test]
     fn ws_io_writes_go_to_the_output_and_write_out_frees_it() {
         let (mut server, mut client) = pair();
         let mut ahead = ReadAhead::new();
@@ -328,6 +354,7 @@ mod tests {
             budget: usize::MAX,
             yielded: false,
             drained: false,
+            short_read_ends: true,
         };
         io.write_all(b"hello ").unwrap();
         io.write_all(b"world").unwrap();
