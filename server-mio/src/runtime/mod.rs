@@ -1,6 +1,6 @@
 //! The one-thread `mio` runtime: all sockets, the clock and signals, around a [`Node`].
 //!
-//! Why about 610 lines: the loop, its one drain point, start-up and shutdown read as one
+//! Why about 640 lines: the loop, its one drain point, start-up and shutdown read as one
 //! contract; what each connection, protocol and socket does is in the submodules below.
 //!
 //! One [`Poll`] owns the TCP listener, every HTTP/WebSocket connection, the UDP media socket
@@ -455,7 +455,14 @@ impl Runtime {
                     cluster_data::REDIS_SUB => {
                         self.data_ready(now, antenna_cluster::Link::Sub, event)
                     }
-                    token => self.drive(now, token),
+                    token => {
+                        if event.is_read_closed() || event.is_error() {
+                            if let Some(c) = self.conns.get_mut(&token) {
+                                c.peer_closed = true;
+                            }
+                        }
+                        self.drive(now, token)
+                    }
                 }
             }
             if self.udp_more {
