@@ -15,6 +15,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/results/latest}
 NS=${NS:-antbench}
 QUICK=${QUICK:-0}
+PING_RATE=${PING_RATE:-20000}
 ONLY=${ONLY:-}
 IP=10.200.0.1
 mkdir -p "$OUT"
@@ -149,6 +150,10 @@ for S in antenna janus; do
   log "$S: signalling ping/pong, 100 connections"
   start_server "$S"
   load "$S" ping --conns 100 --seconds 10 >"$OUT/$S-ping.json" 2>>"$OUT/$S-human.log"
+  # Open loop: the same 100 WebSockets at a fixed $PING_RATE pings/s, answered or not (the
+  # closed loop above measures how fast two event loops wake each other; this, what a
+  # server's RTT is at a given load).
+  load "$S" ping --conns 100 --seconds 10 --rate "$PING_RATE" >"$OUT/$S-ping-open.json" 2>>"$OUT/$S-human.log"
 
   log "$S: rooms ramp ($ROOM_STEPS rooms of 4, hold $ROOM_HOLD s)"
   start_server "$S"

@@ -60,6 +60,7 @@ ramp = {s: jsonl(s + "-fanout.jsonl") for s in servers}
 lat = {s: jsonl(s + "-latency.jsonl") for s in servers}
 cap = {s: capacity_row(ramp[s]) for s in servers}
 ping = {s: one(s + "-ping.json") for s in servers}
+ping_open = {s: one(s + "-ping-open.json") for s in servers}
 idle = {(s, k): one("%s-idle-%s.json" % (s, k)) for s in servers for k in ["publishers", "players", "websockets"]}
 ceiling = one("ceiling-forwarder.jsonl")
 rooms = {s: jsonl(s + "-rooms.jsonl") for s in servers}
@@ -143,6 +144,12 @@ p = lambda s, k: ping[s][k] if ping[s] else None
 row("signalling round trips/s (ping/pong, 100 WebSockets)", p("antenna", "round_trips_per_s"), p("janus", "round_trips_per_s"))
 row("signalling RTT p50 (us)", p("antenna", "rtt_p50_us"), p("janus", "rtt_p50_us"), invert=True)
 row("signalling RTT p99 (us)", p("antenna", "rtt_p99_us"), p("janus", "rtt_p99_us"), invert=True)
+po = lambda s, k: ping_open[s][k] if ping_open[s] else None
+if ping_open["antenna"] or ping_open["janus"]:
+    rate = po("antenna", "offered_per_s") or po("janus", "offered_per_s")
+    row("signalling open loop at %s pings/s: answered/s" % rate, po("antenna", "round_trips_per_s"), po("janus", "round_trips_per_s"))
+    row("signalling open loop: RTT p50 (us)", po("antenna", "rtt_p50_us"), po("janus", "rtt_p50_us"), invert=True)
+    row("signalling open loop: RTT p99 (us)", po("antenna", "rtt_p99_us"), po("janus", "rtt_p99_us"), invert=True)
 profile = next((r for s in servers for r in rooms[s]), None)
 prof_inner = "%s kbit/s VP8 + Opus %s pps each" % (profile.get("video_kbps"), profile.get("audio_pps")) if profile else ""
 prof = " (%s)" % prof_inner if profile else ""
@@ -208,13 +215,14 @@ for s in servers:
     if not rooms[s]:
         continue
     print("### %s rooms ramp (rooms of 4%s)\n" % (s, ", " + prof_inner if profile else ""))
-    print("| rooms | participants up | players up | failed | silent | received pkt/s | delivery % | loss % | UDP drops server/client | server CPU % | server RSS MiB | load CPU % | video p50/p99 us | audio p50/p99 us |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| rooms | participants up | players up | failed | silent | received pkt/s | delivery % | loss % | UDP drops server/client | server CPU % | server waited for a CPU % | server RSS MiB | load CPU % | video p50/p99 us | audio p50/p99 us |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rooms[s]:
-        print("| %d | %d/%d | %d/%d | %d | %d | %.0f | %.1f | %.3f | %s/%s | %s | %s | %s | %s/%s | %s/%s |" % (
+        print("| %d | %d/%d | %d/%d | %d | %d | %.0f | %.1f | %.3f | %s/%s | %s | %s | %s | %s | %s/%s | %s/%s |" % (
             r["rooms"], r["participants_up"], r["participants"], r["players_up"], r["players"],
             r["failed_joins"] + r.get("failed_publishers", 0), r["silent_players"], r["received_pps"],
             r.get("delivery_pct", 0), r["loss_pct"], f(r.get("server_udp_drops")), f(r.get("client_udp_drops")),
-            f(r["server_cpu_pct"]), f((r["server_rss_kib"] or 0) / 1024, "%.1f"), f(r["load_cpu_pct"]),
-            f(r["latency_p50_us"]), f(r["latency_p99_us"]), f(r.get("audio_latency_p50_us")), f(r.get("audio_latency_p99_us"))))
+            f(r["server_cpu_pct"]), f(r.get("server_runq_wait_pct")), f((r["server_rss_kib"] or 0) / 1024, "%.1f"),
+            f(r["load_cpu_pct"]), f(r["latency_p50_us"]), f(r["latency_p99_us"]), f(r.get("audio_latency_p50_us")),
+            f(r.get("audio_latency_p99_us"))))
     print()

@@ -101,6 +101,9 @@ pub struct StepReport {
     pub delivery_pct: f64,
     /// Server CPU over the hold (% of one core).
     pub server_cpu_pct: Option<f64>,
+    /// Time the server's loop thread waited for a CPU while runnable, over the hold (% of the
+    /// hold): another process had its core (see [`procfs::run_queue_wait`]).
+    pub server_runq_wait_pct: Option<f64>,
     /// Server RSS at the end of the hold (KiB).
     pub server_rss_kib: Option<u64>,
     /// Load generator CPU over the hold (% of one core).
@@ -145,6 +148,7 @@ impl StepReport {
             "loss_pct": self.loss_pct,
             "delivery_pct": self.delivery_pct,
             "server_cpu_pct": self.server_cpu_pct,
+            "server_runq_wait_pct": self.server_runq_wait_pct,
             "server_rss_kib": self.server_rss_kib,
             "load_cpu_pct": self.load_cpu_pct,
             "latency_p50_us": self.latency_us.map(|l| l.0),
@@ -170,7 +174,7 @@ impl StepReport {
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
         format!(
             "[{server}] {} players ({} up, {} failed, {} silent): {:.0} pkt/s received, delivery {:.1}%, loss {:.3}% \
-             (dup {}, reord {}, udp drops server/client {}), server cpu {}% rss {} KiB, load cpu {}%, latency p50/p99 video {} audio {} us, \
+             (dup {}, reord {}, udp drops server/client {}), server cpu {}% (waited for a cpu {}%) rss {} KiB, load cpu {}%, latency p50/p99 video {} audio {} us, \
              first keyframe p50 {} ms",
             self.target_players,
             self.players_up,
@@ -184,6 +188,7 @@ impl StepReport {
             self.udp_drops
                 .map_or("-".into(), |d| format!("{}/{}", d.0, d.1)),
             opt(self.server_cpu_pct),
+            opt(self.server_runq_wait_pct),
             self.server_rss_kib.map_or("-".into(), |r| r.to_string()),
             opt(self.load_cpu_pct),
             self.latency_us
@@ -382,6 +387,7 @@ pub(crate) fn measure(
     let cpu0 = procfs::cpu_time(server_pid);
     let own0 = procfs::cpu_time(None);
     let drops0 = server_pid.and_then(procfs::udp_drops);
+    let wait0 = server_pid.and_then(procfs::run_queue_wait);
     engine.latency.clear();
     let t0 = Instant::now();
     engine.run(t0 + hold, |_| false);
@@ -390,6 +396,7 @@ pub(crate) fn measure(
     let cpu1 = procfs::cpu_time(server_pid);
     let own1 = procfs::cpu_time(None);
     let drops1 = server_pid.and_then(procfs::udp_drops);
+    let wait1 = server_pid.and_then(procfs::run_queue_wait);
     // Per stream.
     let published = (engine.published - s0.published) / publishers as u64;
     let pub_pps = published as f64 / wall;
@@ -471,6 +478,7 @@ pub(crate) fn measure(
             counts.received as f64 * 100.0 / (published as f64 * up as f64)
         },
         server_cpu_pct: server_pid.and(pct(cpu0, cpu1)),
+        server_runq_wait_pct: pct(wait0, wait1),
         server_rss_kib: server_pid.and_then(|p| procfs::rss_kib(Some(p))),
         load_cpu_pct: pct(own0, own1),
         latency_us: latency,

@@ -9,7 +9,8 @@
 //!
 //! Benchmarks: [`fanout`] (1 publisher to N players in steps), [`rooms`] (conference rooms of
 //! 4, everyone publishing and playing the others, rooms added in steps), [`sessions`] (memory
-//! per idle session or WebSocket, ping round trips, joinRoom/leaveFromRoom churn), [`ceiling`]
+//! per idle session or WebSocket, joinRoom/leaveFromRoom churn), [`ping`] (signalling round
+//! trips, closed or open loop), [`ceiling`]
 //! (a trivial AES-GCM UDP forwarder).
 //! Network traffic is restricted to loopback.
 
@@ -19,6 +20,7 @@ pub mod fanout;
 pub mod janus;
 pub mod media;
 pub mod peer;
+pub mod ping;
 pub mod procfs;
 pub mod rooms;
 pub mod sessions;

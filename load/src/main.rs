@@ -8,6 +8,7 @@ use antenna_load::ceiling;
 use antenna_load::engine::Target;
 use antenna_load::fanout::{self, FanoutConfig, RampConfig};
 use antenna_load::media::MediaProfile;
+use antenna_load::ping;
 use antenna_load::rooms::{self, RoomsConfig};
 use antenna_load::sessions::{self, IdleKind};
 use antenna_load::sig::ServerKind;
@@ -258,6 +259,11 @@ enum Cmd {
         /// Seconds.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Open loop: this many pings per second in all, on a fixed schedule over the
+        /// connections, answered or not (RTT from the scheduled time). Default: closed loop,
+        /// each connection's next ping when its pong came back.
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// The ceiling's forwarder (run it on the server core).
     UdpForwarder {
@@ -370,7 +376,8 @@ fn main() -> ExitCode {
             target,
             conns,
             seconds,
-        } => sessions::ping(&target.target(), conns, seconds).map(|v| print(&v)),
+            rate,
+        } => ping::ping(&target.target(), conns, seconds, rate).map(|v| print(&v)),
         Cmd::UdpForwarder { listen, seconds } => {
             ceiling::forwarder(listen, seconds).map(|v| print(&v))
         }

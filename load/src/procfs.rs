@@ -28,6 +28,20 @@ pub fn parse_cpu(stat: &str) -> Option<Duration> {
     ))
 }
 
+/// Time the main thread of process `pid` spent runnable but waiting for a CPU (the second
+/// field of `/proc/<pid>/schedstat`, ns). Over a hold, a server that drops datagrams while
+/// its CPU is well below a core either stalls itself (this stays near zero) or was not given
+/// the CPU (this is large: another process had its core).
+pub fn run_queue_wait(pid: u32) -> Option<Duration> {
+    parse_schedstat(&std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?)
+}
+
+/// The run-queue wait out of a `schedstat` line (`<run ns> <wait ns> <slices>`).
+pub fn parse_schedstat(line: &str) -> Option<Duration> {
+    let wait: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(wait))
+}
+
 /// Resident set size of process `pid` (`None` = this process) in KiB.
 pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let path = match pid {
@@ -113,8 +127,18 @@ mod tests {
     }
 
     #[test]
+    fn parses_schedstat_wait() {
+        assert_eq!(
+            parse_schedstat("5170591563 2500000000 12345\n"),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(parse_schedstat("17"), None);
+    }
+
+    #[test]
     fn own_process_is_readable() {
         assert!(cpu_time(None).is_some());
+        assert!(run_queue_wait(std::process::id()).is_some());
         assert!(rss_kib(None).is_some_and(|k| k > 0));
     }
 }

@@ -394,6 +394,7 @@ mod tests {
             loss_pct: loss,
             delivery_pct: delivery,
             server_cpu_pct: Some(cpu),
+            server_runq_wait_pct: None,
             server_rss_kib: Some(1000),
             load_cpu_pct: Some(10.0),
             latency_us: None,

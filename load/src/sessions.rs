@@ -1,5 +1,5 @@
-//! Memory per idle session, memory per idle WebSocket, and signalling round trips.
-//! (About 600 lines: three measurements over one `read_replies` loop; a fifth is unit tests.)
+//! Memory per idle session, memory per idle WebSocket, and room join/leave churn (the
+//! ping round trips are in `ping.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -125,7 +125,7 @@ pub fn idle(target: &Target, kind: IdleKind, n: usize, server_pid: u32) -> Resul
 
 /// Reads every reply until `end`: each readable connection of `conns` (`Token(i)` is
 /// `conns[i]`, its WebSocket `ws(&mut conns[i])`) is read and flushed, and `on_replies(i,
-/// conn, texts)` gets what came (the ping and churn round-trip loops).
+/// conn, texts)` gets what came (the churn's round-trip loop).
 fn read_replies<T>(
     poll: &mut Poll,
     conns: &mut [T],
@@ -150,61 +150,6 @@ fn read_replies<T>(
         }
     }
     Ok(())
-}
-
-/// `conns` WebSockets each doing ping/pong round trips back to back for `seconds`.
-pub fn ping(target: &Target, conns: usize, seconds: f64) -> Result<Value, String> {
-    let (path, proto) = target.kind.ws_path(&target.app);
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
-    let mut ws = Vec::with_capacity(conns);
-    for i in 0..conns {
-        let c = WsConn::connect(target.addr, &path, proto).map_err(|e| format!("ws {i}: {e}"))?;
-        c.register(poll.registry(), Token(i))
-            .map_err(|e| e.to_string())?;
-        ws.push(c);
-    }
-    let ping = match target.kind {
-        ServerKind::Antenna => json!({"command": "ping"}).to_string(),
-        ServerKind::Janus => json!({"janus": "ping", "transaction": "p"}).to_string(),
-    };
-    let is_pong = |t: &str| t.contains("pong");
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(seconds);
-    // Each connection with the time its ping was sent.
-    let mut ws: Vec<(WsConn, Instant)> = ws.into_iter().map(|c| (c, start)).collect();
-    for (c, _) in &mut ws {
-        c.send(ping.clone());
-    }
-    let mut hist = Histogram::new();
-    read_replies(
-        &mut poll,
-        &mut ws,
-        end,
-        |(c, _)| c,
-        |_, (c, at), texts| {
-            let pongs = texts.iter().filter(|t| is_pong(t)).count();
-            if pongs > 0 {
-                let now = Instant::now();
-                hist.record_us(now.duration_since(*at).as_micros() as u64);
-                *at = now;
-                if now < end {
-                    c.send(ping.clone());
-                }
-            }
-        },
-    )?;
-    let wall = start.elapsed().as_secs_f64();
-    let broken = ws.iter().filter(|(c, _)| c.closed).count();
-    for (c, _) in &mut ws {
-        c.close();
-    }
-    Ok(json!({
-        "server": target.kind.name(), "connections": conns, "seconds": wall,
-        "round_trips": hist.count(),
-        "round_trips_per_s": (hist.count() as f64 / wall).round(),
-        "rtt_p50_us": hist.percentile_us(50.0), "rtt_p99_us": hist.percentile_us(99.0),
-        "broken_connections": broken,
-    }))
 }
 
 /// A server reply the churn waits for.

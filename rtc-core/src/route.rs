@@ -39,6 +39,13 @@ pub struct SfuCounters {
     pub keyframe_requests: u64,
     /// Relay sessions refused because every relay address was in use.
     pub relays_refused: u64,
+    /// Sessions woken by their own timer (`Sfu::handle_timeout`: str0m's NACK, RTCP, ICE and
+    /// DTLS timers, stats, connect deadlines): work that grows with the sessions, not with the
+    /// packets.
+    pub timer_wakeups: u64,
+    /// Players woken by a flush to send what was written to them (`Sfu::flush`): work that
+    /// grows with the packets.
+    pub flush_wakeups: u64,
 }
 
 /// The server ufrag named by a STUN binding request's USERNAME (`<server>:<client>`), if

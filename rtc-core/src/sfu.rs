@@ -391,6 +391,7 @@ impl Sfu {
             };
             s.scheduled = None;
             let id = s.id;
+            self.counters.timer_wakeups += 1;
             if !s.connected && s.connect_deadline.is_some_and(|c| c <= now) {
                 debug!(session = %id, "connect timeout");
                 s.rtc.disconnect();
@@ -479,6 +480,7 @@ impl Sfu {
             for (key, id) in players {
                 if let Some(s) = self.sessions.get_mut(key).filter(|s| s.id == id) {
                     s.unflushed = false;
+                    self.counters.flush_wakeups += 1;
                     self.mutate(key, |rtc| rtc.handle_input(Input::Timeout(now)));
                 }
             }

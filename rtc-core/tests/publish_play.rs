@@ -556,11 +556,48 @@ fn forwarded_media_leaves_on_flush() {
     }
     assert!(h.sfu.needs_flush(), "the packet was written to the player");
     assert_eq!(to_player(&mut h), 0, "nothing sent before the flush");
+    let before = h.sfu.counters();
     h.sfu.flush(now);
     assert!(!h.sfu.needs_flush());
     assert!(to_player(&mut h) >= 1, "the flush sent the packet");
+    let after = h.sfu.counters();
+    assert_eq!(
+        after.flush_wakeups - before.flush_wakeups,
+        1,
+        "the one player written to was woken once"
+    );
+    assert_eq!(after.timer_wakeups, before.timer_wakeups, "no timer ran");
     h.sfu.flush(now);
     assert_eq!(to_player(&mut h), 0, "a second flush has nothing to send");
+    assert_eq!(h.sfu.counters().flush_wakeups, after.flush_wakeups);
+}
+
+/// Timers wake only the sessions that are due: one `handle_timeout` at the earliest deadline
+/// wakes at least one session and no more than the sessions whose deadline has passed.
+#[test]
+fn handle_timeout_wakes_only_due_sessions() {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    h.pump();
+    while h.sfu.poll_output().is_some() {}
+    let Some(next) = h.sfu.poll_timeout() else {
+        panic!("live sessions have timers");
+    };
+    let at = next.max(h.now);
+    let before = h.sfu.counters().timer_wakeups;
+    h.sfu.handle_timeout(at);
+    let woken = h.sfu.counters().timer_wakeups - before;
+    assert!(woken >= 1, "the session due at {next:?} was woken");
+    assert!(
+        woken <= h.sfu.session_count() as u64,
+        "at most one wake per due session: {woken}"
+    );
+    // Every woken session was re-armed later: at that instant nothing is due and a second call
+    // wakes nobody.
+    assert!(h.sfu.poll_timeout().is_some_and(|t| t > at));
+    let before = h.sfu.counters().timer_wakeups;
+    h.sfu.handle_timeout(at);
+    assert_eq!(h.sfu.counters().timer_wakeups, before);
 }
 
 /// Video frames the player receives while its incoming datagrams are dropped for `gap`, and

@@ -1,8 +1,7 @@
 //! `GET /metrics`: the server's counters in the Prometheus/OpenMetrics text format, encoded by
 //! the `prometheus-client` crate (nothing here formats the exposition by hand).
 //!
-//! Why about 660 lines: the snapshot, its one encoder and the test that reads it back are one
-//! list of metrics, kept in one place.
+//! (About 700 lines: a fifth of them the test that reads every metric back from the text.)
 //!
 //! The cores keep plain counters and sizes (pure, no registry); the runtime copies them into
 //! a [`Snapshot`] at scrape time and [`encode`] maps the snapshot into a fresh registry. Only
@@ -21,21 +20,31 @@ use prometheus_client::registry::Registry;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The loop iteration times: how long one turn of the event loop spent handling events (from
-/// the return of `poll` to the next call), in seconds.
+/// the return of `poll` to the next call), in seconds, and the longest turn since start (a
+/// stall shows there even when the histogram's top bucket hides how long it was).
 #[derive(Debug, Clone)]
-pub struct LoopTimes(Histogram);
+pub struct LoopTimes {
+    hist: Histogram,
+    worst: std::cell::Cell<f64>,
+}
 
 impl Default for LoopTimes {
     fn default() -> Self {
-        // 10 µs .. ~1.3 s, doubling.
-        LoopTimes(Histogram::new(exponential_buckets(1e-5, 2.0, 18)))
+        LoopTimes {
+            // 10 µs .. ~1.3 s, doubling.
+            hist: Histogram::new(exponential_buckets(1e-5, 2.0, 18)),
+            worst: std::cell::Cell::new(0.0),
+        }
     }
 }
 
 impl LoopTimes {
     /// Records one iteration.
     pub fn observe(&self, seconds: f64) {
-        self.0.observe(seconds);
+        self.hist.observe(seconds);
+        if seconds > self.worst.get() {
+            self.worst.set(seconds);
+        }
     }
 }
 
@@ -286,6 +295,16 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
                 "Keyframe requests (PLI) sent to publishers",
                 s.sfu.keyframe_requests,
             ),
+            (
+                "sfu_timer_wakeups",
+                "Media sessions woken by their own timers (grows with sessions)",
+                s.sfu.timer_wakeups,
+            ),
+            (
+                "sfu_flush_wakeups",
+                "Players woken to send what was forwarded to them (grows with packets)",
+                s.sfu.flush_wakeups,
+            ),
         ],
     );
     labelled(
@@ -317,7 +336,14 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
     r.register(
         "loop_iteration_seconds",
         "Time one event-loop turn spent handling events",
-        loop_times.0.clone(),
+        loop_times.hist.clone(),
+    );
+    let worst = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    worst.set(loop_times.worst.get());
+    r.register(
+        "loop_worst_iteration_seconds",
+        "Longest event-loop turn since start",
+        worst,
     );
     let mut refusals: Vec<(&str, u64)> = s
         .signalling_refusals
@@ -595,10 +621,25 @@ mod tests {
             token_lockouts: 1,
             ice_restarts: 4,
         };
+        s.sfu.timer_wakeups = 12;
+        s.sfu.flush_wakeups = 34;
         let times = LoopTimes::default();
         times.observe(0.001);
+        times.observe(0.003);
         times.observe(0.002);
         let text = encode(&s, &times);
+        assert_eq!(
+            line(&text, "antenna_loop_worst_iteration_seconds"),
+            "antenna_loop_worst_iteration_seconds 0.003"
+        );
+        assert_eq!(
+            line(&text, "antenna_sfu_timer_wakeups_total"),
+            "antenna_sfu_timer_wakeups_total 12"
+        );
+        assert_eq!(
+            line(&text, "antenna_sfu_flush_wakeups_total"),
+            "antenna_sfu_flush_wakeups_total 34"
+        );
         assert_eq!(line(&text, "antenna_connections "), "antenna_connections 3");
         assert_eq!(line(&text, "antenna_websockets "), "antenna_websockets 2");
         assert_eq!(
@@ -623,7 +664,7 @@ mod tests {
         assert!(text.contains("antenna_webhooks_dropped_total{reason=\"queue_full\"} 6"));
         assert_eq!(
             line(&text, "antenna_loop_iteration_seconds_count"),
-            "antenna_loop_iteration_seconds_count 2"
+            "antenna_loop_iteration_seconds_count 3"
         );
         assert!(text.contains("# TYPE antenna_loop_iteration_seconds histogram"));
         assert!(text.contains("antenna_store_commits_total 3"));

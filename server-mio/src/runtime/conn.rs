@@ -75,6 +75,9 @@ pub(super) struct Conn {
     pub(super) last_rx: Instant,
     /// When the server last pinged it.
     pub(super) last_ping: Option<Instant>,
+    /// A readiness event said the peer closed its side (or the socket failed): its reads go
+    /// on to the end of the stream, a short read does not end them (see `WsIo`).
+    pub(super) peer_closed: bool,
 }
 
 impl Conn {
@@ -210,6 +213,7 @@ impl Runtime {
                             writable: false,
                             last_rx: now,
                             last_ping: None,
+                            peer_closed: false,
                         },
                     );
                 }

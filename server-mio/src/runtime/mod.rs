@@ -461,7 +461,14 @@ impl Runtime {
                         self.data_ready(now, antenna_cluster::Link::Sub, event)
                     }
                     t if relay::is_relay_token(t) => self.relay_ready(now, t),
-                    token => self.drive(now, token),
+                    token => {
+                        if event.is_read_closed() || event.is_error() {
+                            if let Some(c) = self.conns.get_mut(&token) {
+                                c.peer_closed = true;
+                            }
+                        }
+                        self.drive(now, token)
+                    }
                 }
             }
             if self.udp_more {

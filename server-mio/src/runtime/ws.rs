@@ -76,6 +76,7 @@ impl Runtime {
         let Some(conn) = self.conns.get_mut(&token) else {
             return Next::Wait;
         };
+        let peer_closed = conn.peer_closed;
         let State::Ws {
             stream,
             ws,
@@ -96,6 +97,8 @@ impl Runtime {
         let id = conn_id(token);
         let cap = self.limits.max_pending_output;
         let mut io = WsIo::new(stream, &mut self.ahead, out, frames);
+        // The end of the stream came with the data: read on to it (no new event would say so).
+        io.short_read_ends = !peer_closed;
         let next = loop {
             let read = ws.read(&mut io);
             if read.is_ok() {

@@ -52,6 +52,14 @@ pub(super) struct WsIo<'a> {
     pub(super) budget: usize,
     /// The budget ran out: the `WouldBlock` returned was not the socket's.
     pub(super) yielded: bool,
+    /// The last socket read was short (fewer bytes than asked for): the kernel had nothing
+    /// more, so the next read answers `WouldBlock` without the system call that would say so.
+    /// Readiness is edge-triggered and every arrival after that read is a new event, so
+    /// nothing waits unseen; this saves one `recvfrom` (the `EAGAIN`) per message read.
+    pub(super) drained: bool,
+    /// Whether a short read sets `drained` (not when the event that woke the driver said the
+    /// peer closed: its end of stream, already queued, would bring no new event).
+    pub(super) short_read_ends: bool,
 }
 
 impl<'a> WsIo<'a> {
@@ -69,6 +77,8 @@ impl<'a> WsIo<'a> {
             frames,
             budget: WS_READ_BUDGET,
             yielded: false,
+            drained: false,
+            short_read_ends: true,
         }
     }
 }
@@ -80,6 +90,9 @@ impl Read for WsIo<'_> {
         }
         if self.ahead.start >= self.ahead.end {
             self.ahead.clear();
+            if self.drained {
+                return Err(ErrorKind::WouldBlock.into());
+            }
             if self.budget == 0 {
                 // Only ever with the read-ahead empty, so nothing of this connection is lost
                 // when another one is read next.
@@ -93,6 +106,7 @@ impl Read for WsIo<'_> {
                 .read(self.ahead.buf.get_mut(..room).unwrap_or_default())?;
             self.ahead.end = n;
             self.budget = self.budget.saturating_sub(n);
+            self.drained = self.short_read_ends && n > 0 && n < room;
         }
         let available = self
             .ahead
@@ -246,6 +260,8 @@ mod tests {
             frames: &mut frames,
             budget: usize::MAX,
             yielded: false,
+            drained: false,
+            short_read_ends: true,
         };
         let mut got = Vec::new();
         let mut piece = [0u8; 300];
@@ -270,8 +286,58 @@ mod tests {
             frames: &mut frames,
             budget: usize::MAX,
             yielded: false,
+            drained: false,
+            short_read_ends: true,
         };
         assert_eq!(io.read(&mut piece).unwrap(), 0);
+    }
+
+    #[test]
+    fn ws_io_stops_after_a_short_read_without_asking_the_socket_again() {
+        let (mut server, mut client) = pair();
+        client.write_all(b"ping").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut ahead = ReadAhead::new();
+        let mut out = Vec::new();
+        let mut frames = FrameTracker::default();
+        let mut io = WsIo::new(&mut server, &mut ahead, &mut out, &mut frames);
+        let mut piece = [0u8; 300];
+        assert_eq!(io.read(&mut piece).unwrap(), 4);
+        assert!(
+            io.drained,
+            "4 bytes of 64 KiB asked: the kernel had no more"
+        );
+        // What arrives now is left for the next readiness event (edge-triggered: this arrival
+        // is one): this driver's read says WouldBlock without a system call.
+        client.write_all(b"more").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let err = io.read(&mut piece).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WouldBlock);
+        assert!(!io.yielded, "the socket's WouldBlock, not the budget's");
+        // The next event's driver reads it.
+        let mut io = WsIo::new(&mut server, &mut ahead, &mut out, &mut frames);
+        assert_eq!(io.read(&mut piece).unwrap(), 4);
+        assert_eq!(&piece[..4], b"more");
+    }
+
+    #[test]
+    fn ws_io_reads_to_the_end_of_the_stream_when_the_peer_closed() {
+        let (mut server, mut client) = pair();
+        client.write_all(b"bye").unwrap();
+        drop(client);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut ahead = ReadAhead::new();
+        let mut out = Vec::new();
+        let mut frames = FrameTracker::default();
+        let mut io = WsIo::new(&mut server, &mut ahead, &mut out, &mut frames);
+        io.short_read_ends = false;
+        let mut piece = [0u8; 300];
+        assert_eq!(io.read(&mut piece).unwrap(), 3);
+        assert_eq!(
+            io.read(&mut piece).unwrap(),
+            0,
+            "the end of the stream is read"
+        );
     }
 
     #[test]
@@ -287,6 +353,8 @@ mod tests {
             frames: &mut frames,
             budget: usize::MAX,
             yielded: false,
+            drained: false,
+            short_read_ends: true,
         };
         io.write_all(b"hello ").unwrap();
         io.write_all(b"world").unwrap();
