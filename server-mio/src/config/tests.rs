@@ -403,3 +403,14 @@ fn cluster_secret_and_relay_ports_from_cli_or_file() {
         Settings::resolve(&cli(&["--cluster-secret", "s"]), &FileConfig::default(), 0).is_err()
     );
 }
+
+/// The cluster node example shipped in `deploy/` stays a valid configuration.
+#[test]
+fn the_deploy_example_is_a_valid_cluster_node() {
+    let file = FileConfig::parse(include_str!("../../../deploy/node.toml")).unwrap();
+    let s = Settings::resolve(&cli(&[]), &file, 0).unwrap();
+    let cluster = s.cluster.expect("the example is a cluster node");
+    assert_eq!(cluster.node_id.as_deref(), Some("node1"));
+    assert!(!cluster.secret.is_empty());
+    assert_eq!(s.udp.port(), 50000);
+}
