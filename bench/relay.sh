@@ -18,7 +18,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/results/relay}
-PLAYERS=${PLAYERS:-50}
+PLAYERS=${PLAYERS:-100}
 HOLD=${HOLD:-10}
 MEDIA=${MEDIA:-}
 IDLE=${IDLE:-10}
