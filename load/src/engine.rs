@@ -537,8 +537,7 @@ mod tests {
             target(Some(SocketAddr::from(([10, 0, 0, 1], 5081)))),
             profile,
         )
-        .err()
-        .expect("a non-loopback player address is refused");
+        .expect_err("a non-loopback player address is refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }
