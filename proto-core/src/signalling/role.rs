@@ -80,7 +80,8 @@ impl Target {
 }
 
 impl Signalling {
-    /// Sets this node's role (see the module docs).
+    /// Sets this node's role (see the module docs); at start, before any connection opens
+    /// (publishes already taken stay).
     pub fn set_cluster_role(&mut self, role: ClusterRole) {
         self.role = role;
     }
@@ -121,6 +122,18 @@ impl Signalling {
         );
         self.error(conn, SignalError::UnauthorizedAccess, Some(id));
         true
+    }
+
+    /// Part of [`Signalling::check_invariants`]: no connection the role or its target keeps
+    /// from publishing holds a publish.
+    pub(super) fn check_role_invariants(&self) -> Result<(), String> {
+        for (conn, c) in &self.conns {
+            let refused = self.role == ClusterRole::Edge || c.target == Some(Target::Edge);
+            if refused && !c.publishes.is_empty() {
+                return Err(format!("{conn:?} publishes against its cluster role"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -244,5 +257,36 @@ mod tests {
         assert_eq!(error_of(&outs, 1)["definition"], "unauthorized_access");
         assert!(cmds(&outs).is_empty(), "no media session: {outs:?}");
         assert_eq!(h.sig.role_refusals(), 1);
+    }
+}
+
+#[cfg(test)]
+mod generator {
+    use super::ClusterRole;
+
+    /// The random-operation property test (`fuzzing/ops.rs`, which checks
+    /// `check_role_invariants` after every step) reaches role refusals on every role.
+    #[test]
+    fn random_operations_reach_role_refusals() {
+        let mut x: u64 = 0x2545_f491;
+        let mut refused = [0u64; 3];
+        for _ in 0..300 {
+            let data: Vec<u8> = (0..2000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let h = crate::fuzzing::run(&data);
+            let i = match h.sig.cluster_role() {
+                ClusterRole::Both => 0,
+                ClusterRole::Origin => 1,
+                ClusterRole::Edge => 2,
+            };
+            refused[i] += h.sig.role_refusals();
+        }
+        assert!(refused.iter().all(|&n| n > 0), "{refused:?}");
     }
 }
