@@ -81,3 +81,34 @@ fn an_origin_pulls_no_other_nodes_stream() {
     assert!(play_waits(ClusterRole::Edge));
     assert!(play_waits(ClusterRole::Both));
 }
+
+#[test]
+fn an_edge_refuses_whip_ingest_with_403_and_locks_no_address_out() {
+    use node::whip::{Kind, MediaHead, Method};
+    let mut sim = node(ClusterRole::Edge);
+    let ip = std::net::IpAddr::from([10, 9, 0, 1]);
+    let mut client = rtc_core::testing::Client::new(sim.now(), "10.9.0.1:4000".parse().unwrap());
+    let offer = client.publish_offer(true, true);
+    for i in 0..20 {
+        let head = MediaHead {
+            method: Method::Post,
+            kind: Kind::Whip,
+            app: "WebRTCAppEE".into(),
+            stream: format!("w{i}"),
+            resource: None,
+            // A bearer token: a refusal for a wrong one would count towards a lockout.
+            token: (i % 2 == 0).then(|| "some-token".to_string()),
+            main_track: None,
+            if_match: None,
+            content_length: offer.len(),
+        };
+        let reply = sim.http_media(ip, &head, offer.as_bytes());
+        assert_eq!(reply.status, 403, "attempt {i}");
+        let text = String::from_utf8_lossy(&reply.response);
+        assert!(text.contains("unauthorized_access"), "{text}");
+    }
+    assert_eq!(sim.node.resources.bad_tokens.lockouts, 0);
+    assert!(sim.node.resources.is_empty());
+    assert!(sim.node.sig.is_idle());
+    assert_eq!(sim.node.sig.role_refusals(), 20);
+}
