@@ -1,6 +1,6 @@
 //! The signalling state machine: one object for the whole server.
 //!
-//! Why about 660 lines: the struct, its indexes, the entry points (`handle_*`, `poll_*`) and the
+//! Why about 670 lines: the struct, its indexes, the entry points (`handle_*`, `poll_*`) and the
 //! one dispatch of the command table belong together; the command handlers are in `signalling/`.
 //!
 //! [`Signalling`] serves every WebSocket connection of every application. Stream, room and

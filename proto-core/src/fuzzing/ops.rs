@@ -386,8 +386,9 @@ fn drive(data: &[u8], record: bool) -> Harness {
     let edge = config.seed % 2 == 1;
     let mut h = Harness::new(config);
     h.sig.set_remote_streams(edge);
-    let role = [ClusterRole::Both, ClusterRole::Origin, ClusterRole::Edge];
-    h.sig.set_cluster_role(role[usize::from(b.byte() % 3)]);
+    let roles = [ClusterRole::Both, ClusterRole::Origin, ClusterRole::Edge];
+    h.sig
+        .set_cluster_role(b.pick(&roles).copied().unwrap_or_default());
     let mut relays = 0u64;
     h.record = record;
     let mut steps = 0;
