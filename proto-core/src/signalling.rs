@@ -1,6 +1,6 @@
 //! The signalling state machine: one object for the whole server.
 //!
-//! Why about 660 lines: the struct, its indexes, the entry points (`handle_*`, `poll_*`) and the
+//! Why about 670 lines: the struct, its indexes, the entry points (`handle_*`, `poll_*`) and the
 //! one dispatch of the command table belong together; the command handlers are in `signalling/`.
 //!
 //! [`Signalling`] serves every WebSocket connection of every application. Stream, room and
@@ -89,6 +89,7 @@ mod p2p;
 mod policy;
 mod remote;
 mod resilience;
+mod role;
 mod room;
 mod state;
 mod stream;
@@ -101,6 +102,7 @@ pub use policy::{AccessPolicy, OpenAccess, PlayRequest, PublishRequest, StoredRe
 pub use remote::{
     RemoteCounters, MAX_WAITING_PER_STREAM, MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT,
 };
+pub use role::{ClusterRole, Target};
 use state::{Conn, End, Member, PlayState, PublishState, Role, Room, Session};
 pub use whip::HttpMediaRequest;
 
@@ -197,6 +199,10 @@ pub struct Signalling {
     whep_offer: Option<String>,
     /// Cluster edge mode: plays waiting for relays (`remote.rs`); `None`: off.
     remote: Option<remote::Remote>,
+    /// This node's cluster role (`role.rs`).
+    role: ClusterRole,
+    /// Publishes refused by the role or the connection's target.
+    role_refusals: u64,
 }
 
 impl Signalling {
@@ -225,6 +231,8 @@ impl Signalling {
             events: events::EventLog::default(),
             whep_offer: None,
             remote: None,
+            role: ClusterRole::Both,
+            role_refusals: 0,
         }
     }
 
@@ -328,6 +336,7 @@ impl Signalling {
                 p2p: BTreeSet::new(),
                 rooms: BTreeSet::new(),
                 auth_failures: 0,
+                target: None,
             },
         );
     }
