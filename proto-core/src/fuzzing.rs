@@ -16,6 +16,23 @@ mod ops;
 
 pub use ops::{run, run_ops};
 
+/// `count` pseudo-random inputs of 2000 bytes for [`run`], from a xorshift generator seeded with
+/// `seed` (nonzero): the same inputs every time, for the tests that check what the random
+/// operations reach.
+pub fn sample_inputs(seed: u64, count: usize) -> impl Iterator<Item = Vec<u8>> {
+    let mut x = seed;
+    (0..count).map(move |_| {
+        (0..2000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    })
+}
+
 /// A stand-in for the runtime and the media layer that checks every output of a [`Signalling`].
 #[derive(Debug)]
 pub struct Harness {
@@ -324,17 +341,8 @@ mod tests {
     /// On cluster edges (odd seeds) the generator opens relays and plays them.
     #[test]
     fn generator_reaches_relays() {
-        let mut x: u64 = 0x9e37_79b9;
         let (mut opened, mut released, mut failed) = (0, 0, 0);
-        for _ in 0..300 {
-            let data: Vec<u8> = (0..2000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+        for data in super::sample_inputs(0x9e37_79b9, 300) {
             let c = run(&data).sig.remote_counters();
             opened += c.relays_opened;
             released += c.released;
@@ -351,16 +359,7 @@ mod tests {
     fn generator_reaches_deep_states() {
         use crate::message::{Notification, ServerMessage};
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-        let mut x: u64 = 0x1234_5678;
-        for _ in 0..300 {
-            let data: Vec<u8> = (0..2000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+        for data in super::sample_inputs(0x1234_5678, 300) {
             let h = run(&data);
             for out in &h.log {
                 let k = match out {

@@ -268,17 +268,8 @@ mod generator {
     /// `check_role_invariants` after every step) reaches role refusals on every role.
     #[test]
     fn random_operations_reach_role_refusals() {
-        let mut x: u64 = 0x2545_f491;
         let mut refused = [0u64; 3];
-        for _ in 0..300 {
-            let data: Vec<u8> = (0..2000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+        for data in crate::fuzzing::sample_inputs(0x2545_f491, 300) {
             let h = crate::fuzzing::run(&data);
             let i = match h.sig.cluster_role() {
                 ClusterRole::Both => 0,
