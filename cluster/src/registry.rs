@@ -22,6 +22,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Default lifetime of a registry entry not refreshed: a node that stops heartbeating and its
 /// streams are gone from Redis at most this long after its last heartbeat.
 pub const TTL: Duration = Duration::from_secs(6);
+/// Most members of one room read from a room look-up (the first ones by id).
+pub const MAX_ROOM_MEMBERS: usize = 256;
 
 /// Tunables of the cluster core.
 #[derive(Debug, Clone)]
@@ -62,6 +64,12 @@ impl ClusterConfig {
     /// Key of a node: `{prefix}:node:{id}`.
     pub fn node_key(&self, id: &str) -> String {
         format!("{}:node:{id}", self.prefix)
+    }
+
+    /// Key of a room's members (a hash: member stream id → its origin node id):
+    /// `{prefix}:room:{app}/{room}`.
+    pub fn room_key(&self, app: &str, room: &str) -> String {
+        format!("{}:room:{app}/{room}", self.prefix)
     }
 
     /// Key of a live stream: `{prefix}:stream:{app}/{stream}`.
@@ -111,6 +119,24 @@ pub enum ClusterEvent {
         /// Where it is live.
         entry: Option<StreamEntry>,
     },
+    /// The answer to [`Cluster::lookup_room`]: the room's members on every node, sorted (at
+    /// most [`MAX_ROOM_MEMBERS`]; a member whose node died stays listed until the room's key
+    /// expires, and its stream look-up finds nothing).
+    RoomMembers {
+        /// Application.
+        app: String,
+        /// Main track (room) id.
+        room: String,
+        /// Member stream ids.
+        members: Vec<String>,
+    },
+    /// A room look-up could not be answered: Redis is away.
+    RoomUnavailable {
+        /// Application.
+        app: String,
+        /// Main track (room) id.
+        room: String,
+    },
     /// A look-up could not be answered: Redis is away.
     Unavailable {
         /// Application.
@@ -144,6 +170,12 @@ pub struct ClusterStats {
     pub stream_dels: u64,
     /// Look-ups (one GET each).
     pub lookups: u64,
+    /// Room member registrations and refreshes (one HSET and one PEXPIRE each).
+    pub member_sets: u64,
+    /// Room member removals (one HDEL each).
+    pub member_dels: u64,
+    /// Room look-ups (one HGETALL each).
+    pub room_lookups: u64,
     /// Writes skipped because Redis was away.
     pub skipped: u64,
     /// Replies that were Redis errors or could not be read.
@@ -158,6 +190,10 @@ enum Waiting {
         app: String,
         stream: String,
     },
+    RoomLookup {
+        app: String,
+        room: String,
+    },
 }
 
 /// The cluster core. See the module docs.
@@ -168,6 +204,8 @@ pub struct Cluster {
     load: u64,
     /// This node's live streams, `(app, stream)`.
     streams: BTreeSet<(String, String)>,
+    /// This node's live room members, `(app, room, stream)`.
+    members: BTreeSet<(String, String, String)>,
     next_heartbeat: Instant,
     next_tag: Tag,
     waiting: HashMap<Tag, Waiting>,
@@ -185,6 +223,7 @@ impl Cluster {
             config,
             load: 0,
             streams: BTreeSet::new(),
+            members: BTreeSet::new(),
             next_heartbeat: now,
             next_tag: 0,
             waiting: HashMap::new(),
@@ -279,6 +318,66 @@ impl Cluster {
         }
     }
 
+    fn set_member(&mut self, now: Instant, app: &str, room: &str, stream: &str) {
+        let key = self.config.room_key(app, room);
+        let ttl = self.config.ttl.as_millis().to_string();
+        let node = self.config.node_id.clone();
+        let set = Command::new(["HSET", key.as_str(), stream, &node]);
+        let expire = Command::new(["PEXPIRE", key.as_str(), &ttl]);
+        if self.send(now, set, Waiting::Write("member set"))
+            && self.send(now, expire, Waiting::Write("member expire"))
+        {
+            self.stats.member_sets += 1;
+        } else {
+            self.stats.skipped += 1;
+        }
+    }
+
+    /// A stream of this node went live as a member (subtrack) of main track `room`: listed in
+    /// the room's key at once (and refreshed, with the key's TTL, by each heartbeat).
+    pub fn member_started(&mut self, now: Instant, app: &str, room: &str, stream: &str) {
+        self.members
+            .insert((app.to_string(), room.to_string(), stream.to_string()));
+        self.set_member(now, app, room, stream);
+    }
+
+    /// A room member of this node ended: it leaves the room's key.
+    pub fn member_ended(&mut self, now: Instant, app: &str, room: &str, stream: &str) {
+        let m = (app.to_string(), room.to_string(), stream.to_string());
+        if !self.members.remove(&m) {
+            return;
+        }
+        let key = self.config.room_key(app, room);
+        if self.send(
+            now,
+            Command::new(["HDEL", key.as_str(), stream]),
+            Waiting::Write("member del"),
+        ) {
+            self.stats.member_dels += 1;
+        } else {
+            self.stats.skipped += 1;
+        }
+    }
+
+    /// Asks which streams are members of `room` on any node; answered by
+    /// [`ClusterEvent::RoomMembers`] or, if Redis is away, [`ClusterEvent::RoomUnavailable`].
+    pub fn lookup_room(&mut self, now: Instant, app: &str, room: &str) {
+        let key = self.config.room_key(app, room);
+        let waiting = Waiting::RoomLookup {
+            app: app.to_string(),
+            room: room.to_string(),
+        };
+        if self.send(now, Command::new(["HGETALL", key.as_str()]), waiting) {
+            self.stats.room_lookups += 1;
+        } else {
+            self.out
+                .push_back(ClusterOutput::Event(ClusterEvent::RoomUnavailable {
+                    app: app.to_string(),
+                    room: room.to_string(),
+                }));
+        }
+    }
+
     /// Asks where a stream is live; answered by [`ClusterEvent::StreamOrigin`] or, if Redis is
     /// away, [`ClusterEvent::Unavailable`] (at once or when the connection drops).
     pub fn lookup_stream(&mut self, now: Instant, app: &str, stream: &str) {
@@ -312,6 +411,12 @@ impl Cluster {
         );
         self.streams.clear();
         self.send(now, Command::new(keys), Waiting::Write("leave"));
+        let members = std::mem::take(&mut self.members);
+        for (app, room, stream) in members {
+            let key = self.config.room_key(&app, &room);
+            let del = Command::new(["HDEL", key.as_str(), &stream]);
+            self.send(now, del, Waiting::Write("leave member"));
+        }
     }
 
     fn heartbeat(&mut self, now: Instant) {
@@ -338,6 +443,10 @@ impl Cluster {
         let streams: Vec<_> = self.streams.iter().cloned().collect();
         for (app, stream) in streams {
             self.set_stream(now, &app, &stream);
+        }
+        let members: Vec<_> = self.members.iter().cloned().collect();
+        for (app, room, stream) in members {
+            self.set_member(now, &app, &room, &stream);
         }
     }
 
@@ -439,18 +548,56 @@ impl Cluster {
                             entry,
                         }));
                 }
+                Some(Waiting::RoomLookup { app, room }) => {
+                    let members = room_members(&reply);
+                    if members.is_none() {
+                        self.stats.bad_replies += 1;
+                        warn!(%app, %room, reply = ?reply, "cluster: bad room look-up reply");
+                    }
+                    let members = members.unwrap_or_default();
+                    self.out
+                        .push_back(ClusterOutput::Event(ClusterEvent::RoomMembers {
+                            app,
+                            room,
+                            members,
+                        }));
+                }
                 None => debug!(tag, "cluster: reply to a forgotten command"),
             },
-            ConnEvent::Failed { tag } => {
-                if let Some(Waiting::Lookup { app, stream }) = self.waiting.remove(&tag) {
+            ConnEvent::Failed { tag } => match self.waiting.remove(&tag) {
+                Some(Waiting::Lookup { app, stream }) => {
                     self.out
                         .push_back(ClusterOutput::Event(ClusterEvent::Unavailable {
                             app,
                             stream,
                         }));
                 }
-            }
+                Some(Waiting::RoomLookup { app, room }) => {
+                    self.out
+                        .push_back(ClusterOutput::Event(ClusterEvent::RoomUnavailable {
+                            app,
+                            room,
+                        }));
+                }
+                _ => {}
+            },
             ConnEvent::Message { .. } => {}
         }
     }
+}
+
+/// The member ids of an `HGETALL` reply (field, value, field, value...), sorted, at most
+/// [`MAX_ROOM_MEMBERS`]; `None` if the reply is not such an array.
+fn room_members(reply: &Reply) -> Option<Vec<String>> {
+    let Reply::Array(items) = reply else {
+        return None;
+    };
+    let mut ids = BTreeSet::new();
+    for field in items.iter().step_by(2) {
+        let Reply::Bulk(b) = field else {
+            return None;
+        };
+        ids.insert(String::from_utf8_lossy(b).into_owned());
+    }
+    Some(ids.into_iter().take(MAX_ROOM_MEMBERS).collect())
 }

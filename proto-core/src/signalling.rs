@@ -88,6 +88,7 @@ mod media_events;
 mod p2p;
 mod policy;
 mod remote;
+mod remote_room;
 mod resilience;
 mod room;
 mod state;
@@ -101,6 +102,7 @@ pub use policy::{AccessPolicy, OpenAccess, PlayRequest, PublishRequest, StoredRe
 pub use remote::{
     RemoteCounters, MAX_WAITING_PER_STREAM, MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT,
 };
+pub use remote_room::{MAX_RELAYED_PER_ROOM, MAX_REMOTE_ROOMS, ROOM_POLL};
 use state::{Conn, End, Member, PlayState, PublishState, Role, Room, Session};
 pub use whip::HttpMediaRequest;
 
@@ -120,6 +122,15 @@ pub enum Output {
         app: String,
         /// Stream id.
         stream: String,
+    },
+    /// Cluster mode: ask the cluster which streams are members of `app`/`room` (published
+    /// on any node with `mainTrack` = room), and answer with [`Signalling::room_members`]
+    /// (see `remote_room.rs`).
+    FindRoom {
+        /// Application.
+        app: String,
+        /// Main track (room) id.
+        room: String,
     },
 }
 
