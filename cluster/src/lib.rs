@@ -23,6 +23,7 @@
 //! |---|---|---|---|
 //! | `antenna:node:{node_id}` | JSON [`NodeInfo`]: `id`, `http`, `udp`, `load` | `SET .. PX ttl` at every heartbeat ([`registry::HEARTBEAT`], 2 s) and as soon as Redis is (back) up | [`registry::TTL`] (6 s) after the last heartbeat; `DEL` on a graceful stop |
 //! | `antenna:stream:{app}/{stream}` | JSON [`StreamEntry`]: `origin` (node id), `http` | `SET .. PX ttl` when the publish goes live and at every heartbeat | TTL after the origin's last heartbeat; `DEL` when the publish ends |
+//! | `antenna:room:{app}/{room}` | HASH member stream id → its node id (streams published with `mainTrack` = room) | `HSET` + `PEXPIRE .. ttl` when the member goes live and at every heartbeat of its node | the key: TTL after the last heartbeat of a node with a member; `HDEL` when the member ends or its node stops gracefully (a dead node's fields stay until the key expires: their stream look-up finds nothing) |
 //! | `antenna:data:{app}:broadcasts` | HASH stream id → Broadcast (AMS JSON) | `HSET`/`HDEL` per REST change, live status and viewer-count change | no TTL (the data of the service) |
 //! | `antenna:data:{app}:tokens` | HASH token id → Token JSON | `HSET` at REST create; `HDEL` to spend (atomic: the node that gets `1` spent it), at REST delete and expiry purges | no TTL; expired tokens are purged by the nodes |
 //! | `antenna:data:{app}:subscribers` | HASH `["streamId","subscriberId"]` → Subscriber JSON | `HSET`/`HDEL` per REST change | no TTL |
@@ -64,11 +65,24 @@
 //! offer within 10 s, or when the edge's last player leaves (`stop`). Redis sees one `GET` per
 //! relay (the look-up of the stream's origin), nothing per viewer.
 //!
+//! A conference spanning nodes: a node with a room player asks for the room's members
+//! (`HGETALL`, at the first room play and then every 2 s while it has room players); each
+//! member of another node is looked up (`GET` of its stream key) and relayed like a played
+//! stream, the relay joining the local room as a subtrack; members already here (published
+//! or relayed) cost nothing more. A room's relays end with the member's origin stream, or at
+//! the poll after the room's last local player left. Bounds: 16 members relayed per room,
+//! 64 rooms asked per poll, 256 members read per room.
+//!
 //! Operations: one `SET` per node per heartbeat plus one `SET` per live stream per heartbeat,
 //! one `SET` and one `DEL` per publish, one `GET` per look-up (an edge's first player of a
 //! stream). At 100 nodes with 1,000 live streams in all and a 2 s heartbeat, that is
 //! (100 + 1,000) / 2 = 550 writes per second, whatever the number of viewers; viewers cost
 //! Redis nothing in this slice (the relay's look-ups are one per stream per edge node).
+//! Conferences add one `HSET` and one `PEXPIRE` per member per heartbeat and one `HGETALL`
+//! per room per node with room players every 2 s: 1,000 rooms of 10 members spread over 100
+//! nodes (every node with a player of every room, the worst case) is 10,000 / 2 × 2 +
+//! 100 × 1,000 / 2 = 60,000 commands per second, so such deployments want pub/sub on the
+//! room key instead of the poll (not done).
 //!
 //! The shared data adds, per data write, 2 commands on the writing node and 1 reload on each
 //! of the other N − 1 nodes (counted in `data/tests.rs`): N + 1 commands. Data writes follow

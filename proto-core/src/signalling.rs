@@ -669,3 +669,6 @@ mod mainstore_tests;
 
 #[cfg(test)]
 mod remote_tests;
+
+#[cfg(test)]
+mod remote_room_tests;

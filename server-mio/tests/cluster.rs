@@ -702,6 +702,9 @@ fn a_conference_spanning_two_nodes_each_room_player_gets_the_other_nodes_member(
             "one relay per node"
         );
     }
+    let m = metrics(&n1);
+    let line = "antenna_relay_room_members_total{outcome=\"looked_up\"} 1";
+    assert!(m.contains(line), "{line} in {m}");
     // Bob leaves: node 1's relay of him ends and alice's room player is told.
     wb.send(&json!({"command": "stop", "streamId": "bob"}));
     let end = Instant::now() + Duration::from_secs(10);
