@@ -309,8 +309,10 @@ impl Signalling {
             return;
         };
         // A room member's relay ends with the room's last player here (`remote_room.rs`).
+        let room_played = |room: &String| self.room_players.contains_key(&key(&s.app, room));
         let orphan = matches!(&s.role,
-            Role::Publish(p) if p.relay && p.main_track.is_none() && p.players.is_empty())
+            Role::Publish(p) if p.relay && p.players.is_empty()
+                && !p.main_track.as_ref().is_some_and(room_played))
             && !remote.waiting.contains_key(&key(&s.app, &s.stream));
         if orphan {
             debug!(%publisher, stream = %s.stream, "the relay's last player left");

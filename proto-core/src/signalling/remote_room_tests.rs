@@ -124,3 +124,23 @@ fn members_relayed_per_room_are_bounded_and_answers_for_rooms_not_played_are_ign
     assert!(h.drain().is_empty());
     h.finish();
 }
+
+#[test]
+fn a_member_relay_also_played_plainly_ends_with_its_last_player_once_the_room_is_not_played() {
+    let (mut h, _) = node_with_room_player();
+    members(&mut h, &["bob"]);
+    let relay = h.sig.open_relay(h.now, RELAY_CONN, "app", "bob").unwrap();
+    h.media.insert(relay, true);
+    h.media_event(MediaEvent::MediaStarted { session: relay });
+    // A plain player of bob on this node joins the live relay.
+    h.open(3, "app");
+    player(&mut h, 3, "bob");
+    // The room player leaves: the poll keeps the relay (it has a player).
+    h.close(2);
+    let outs = h.advance(ROOM_POLL);
+    assert!(!cmds(&outs).contains(&MediaCmd::Close { session: relay }));
+    // Its last player leaves: nothing plays it here any more.
+    let outs = h.close(3);
+    assert!(cmds(&outs).contains(&MediaCmd::Close { session: relay }));
+    h.finish();
+}
