@@ -17,6 +17,8 @@ use tracing::{debug, info, warn};
 use crate::conn::{ConnConfig, ConnEvent, ConnOutput, RedisConn, Tag};
 use crate::resp::{Command, Reply};
 
+mod rooms;
+
 /// Default period of the heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Default lifetime of a registry entry not refreshed: a node that stops heartbeating and its
@@ -318,66 +320,6 @@ impl Cluster {
         }
     }
 
-    fn set_member(&mut self, now: Instant, app: &str, room: &str, stream: &str) {
-        let key = self.config.room_key(app, room);
-        let ttl = self.config.ttl.as_millis().to_string();
-        let node = self.config.node_id.clone();
-        let set = Command::new(["HSET", key.as_str(), stream, &node]);
-        let expire = Command::new(["PEXPIRE", key.as_str(), &ttl]);
-        if self.send(now, set, Waiting::Write("member set"))
-            && self.send(now, expire, Waiting::Write("member expire"))
-        {
-            self.stats.member_sets += 1;
-        } else {
-            self.stats.skipped += 1;
-        }
-    }
-
-    /// A stream of this node went live as a member (subtrack) of main track `room`: listed in
-    /// the room's key at once (and refreshed, with the key's TTL, by each heartbeat).
-    pub fn member_started(&mut self, now: Instant, app: &str, room: &str, stream: &str) {
-        self.members
-            .insert((app.to_string(), room.to_string(), stream.to_string()));
-        self.set_member(now, app, room, stream);
-    }
-
-    /// A room member of this node ended: it leaves the room's key.
-    pub fn member_ended(&mut self, now: Instant, app: &str, room: &str, stream: &str) {
-        let m = (app.to_string(), room.to_string(), stream.to_string());
-        if !self.members.remove(&m) {
-            return;
-        }
-        let key = self.config.room_key(app, room);
-        if self.send(
-            now,
-            Command::new(["HDEL", key.as_str(), stream]),
-            Waiting::Write("member del"),
-        ) {
-            self.stats.member_dels += 1;
-        } else {
-            self.stats.skipped += 1;
-        }
-    }
-
-    /// Asks which streams are members of `room` on any node; answered by
-    /// [`ClusterEvent::RoomMembers`] or, if Redis is away, [`ClusterEvent::RoomUnavailable`].
-    pub fn lookup_room(&mut self, now: Instant, app: &str, room: &str) {
-        let key = self.config.room_key(app, room);
-        let waiting = Waiting::RoomLookup {
-            app: app.to_string(),
-            room: room.to_string(),
-        };
-        if self.send(now, Command::new(["HGETALL", key.as_str()]), waiting) {
-            self.stats.room_lookups += 1;
-        } else {
-            self.out
-                .push_back(ClusterOutput::Event(ClusterEvent::RoomUnavailable {
-                    app: app.to_string(),
-                    room: room.to_string(),
-                }));
-        }
-    }
-
     /// Asks where a stream is live; answered by [`ClusterEvent::StreamOrigin`] or, if Redis is
     /// away, [`ClusterEvent::Unavailable`] (at once or when the connection drops).
     pub fn lookup_stream(&mut self, now: Instant, app: &str, stream: &str) {
@@ -549,7 +491,7 @@ impl Cluster {
                         }));
                 }
                 Some(Waiting::RoomLookup { app, room }) => {
-                    let members = room_members(&reply);
+                    let members = rooms::room_members(&reply);
                     if members.is_none() {
                         self.stats.bad_replies += 1;
                         warn!(%app, %room, reply = ?reply, "cluster: bad room look-up reply");
@@ -584,20 +526,4 @@ impl Cluster {
             ConnEvent::Message { .. } => {}
         }
     }
-}
-
-/// The member ids of an `HGETALL` reply (field, value, field, value...), sorted, at most
-/// [`MAX_ROOM_MEMBERS`]; `None` if the reply is not such an array.
-fn room_members(reply: &Reply) -> Option<Vec<String>> {
-    let Reply::Array(items) = reply else {
-        return None;
-    };
-    let mut ids = BTreeSet::new();
-    for field in items.iter().step_by(2) {
-        let Reply::Bulk(b) = field else {
-            return None;
-        };
-        ids.insert(String::from_utf8_lossy(b).into_owned());
-    }
-    Some(ids.into_iter().take(MAX_ROOM_MEMBERS).collect())
 }
