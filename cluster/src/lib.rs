@@ -7,7 +7,8 @@
 //! - [`resp`]: RESP2 commands and replies (the `redis-protocol` crate), bounded.
 //! - [`conn`]: one connection: pipelined commands matched to replies in order, pub/sub
 //!   messages, reconnect with back-off, "unavailable" while down.
-//! - [`registry`]: [`Cluster`], this node's heartbeat and live streams, stream look-ups, each room's members (`registry/rooms.rs`).
+//! - [`registry`]: [`Cluster`], this node's heartbeat and live streams, stream look-ups, each
+//!   room's members (`registry/rooms.rs`).
 //! - [`data`]: [`SharedData`], the cluster's datastore (broadcasts, tokens, subscribers,
 //!   settings) in Redis behind `antenna_store::Store`.
 //! - `model` (cargo feature `testing`): `MemRedis`, the in-memory Redis of the tests and the
