@@ -19,6 +19,7 @@
 #            fuzzed crates forbid unsafe
 #            code, and AddressSanitizer cut throughput 5-9x and made RSS 14x (signalling:
 #            ~800 vs ~3900 inputs/s, 510 vs 37 MB; client_message: 3.8k vs 35k inputs/s)
+#   cluster  scripts/local-cluster.sh with CHECK=1: Redis and three nodes start, are ready, stop
 #   browser  bash tests/browser/run.sh (the real AMS JS SDK in headless Chromium)
 # A timing summary is printed at the end (also on failure).
 set -euo pipefail
@@ -128,6 +129,9 @@ step test cargo test --workspace --release
 # media figures (frames received, loss) they measured.
 step sim cargo test --release --workspace --test sim_random --test sim_media -- --nocapture
 step load bash bench/smoke.sh
+# The one-line local cluster (Redis and three nodes on loopback) starts, every node is ready and
+# registered, and it stops.
+step cluster env CHECK=1 ANTENNA_BIN=target/release/antenna REDIS_PORT=6391 BASE_HTTP=5380 BASE_UDP=50300 bash scripts/local-cluster.sh 3
 step fuzz fuzz
 step browser bash tests/browser/run.sh
 summary

@@ -4,6 +4,7 @@
 #   bench/run.sh            # full run, ~15-18 min on 2 cores; writes bench/results/latest/table.md
 #   QUICK=1 bench/run.sh    # shorter steps and holds (~7 min), for trying the tooling
 #   ONLY=antenna bench/run.sh
+#   RELAY=1 bench/run.sh    # also bench/relay.sh (cluster: fan-out through an edge, ~3 min)
 #
 # Needs root (apt-get for Janus, a private network namespace). Everything runs inside the
 # namespace `antbench` (loopback plus a veth pair with 10.200.0.1, because Janus does not gather
@@ -186,6 +187,12 @@ if [ -z "$ONLY" ] || [ "$ONLY" = ceiling ]; then
   inns taskset -c 1 "$LOAD" udp-source --forwarder 127.0.0.1:47000 --fanout 200 --pps 2000 \
     --seconds 10 >"$OUT/ceiling-source.json" 2>>"$OUT/ceiling.log"
   wait "$SERVER_PID"; SERVER_PID=
+fi
+
+# ---- cluster: fan-out through an edge (off by default) ---------------------------------------
+if [ "${RELAY:-0}" = 1 ]; then
+  log "cluster: fan-out through an edge (bench/relay.sh)"
+  OUT="$OUT/relay" bash "$ROOT/bench/relay.sh" >/dev/null || log "bench/relay.sh failed"
 fi
 
 conditions end

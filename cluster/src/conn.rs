@@ -134,8 +134,9 @@ pub struct RedisConn {
     config: ConnConfig,
     state: State,
     backoff: Duration,
-    /// Tags of the commands sent, oldest first, with the time each was sent.
-    pending: VecDeque<(Tag, Instant)>,
+    /// Tags of the commands sent, oldest first, with the time each was sent (`None`: sent by
+    /// a caller without a clock, timed from the next `handle_timeout`).
+    pending: VecDeque<(Tag, Option<Instant>)>,
     decoder: Decoder,
     out: VecDeque<ConnOutput>,
     /// Channels subscribed on this connection: pushed messages are expected.
@@ -184,6 +185,23 @@ impl RedisConn {
     /// Sends `cmd`; its reply comes back as [`ConnEvent::Reply`] with `tag`.
     pub fn send(&mut self, now: Instant, tag: Tag, cmd: &Command) -> Result<(), Unavailable> {
         self.last_now = self.last_now.max(now);
+        self.send_at(Some(now), tag, cmd)
+    }
+
+    /// [`RedisConn::send`] for a caller that has no `now` (a `Store::write`): the reply's
+    /// timeout counts from the next [`RedisConn::handle_timeout`], which
+    /// [`RedisConn::poll_timeout`] then asks for at once. (Timing it from the last `now` seen
+    /// would fail a healthy connection whose last call was over `reply_timeout` ago.)
+    pub fn send_untimed(&mut self, tag: Tag, cmd: &Command) -> Result<(), Unavailable> {
+        self.send_at(None, tag, cmd)
+    }
+
+    fn send_at(
+        &mut self,
+        sent: Option<Instant>,
+        tag: Tag,
+        cmd: &Command,
+    ) -> Result<(), Unavailable> {
         if self.state != State::Up || self.pending.len() >= self.config.max_pending {
             self.stats.refused += 1;
             return Err(Unavailable);
@@ -191,7 +209,7 @@ impl RedisConn {
         if cmd.name() == "SUBSCRIBE" {
             self.subscribed += cmd.0.len().saturating_sub(1);
         }
-        self.pending.push_back((tag, now));
+        self.pending.push_back((tag, sent));
         self.stats.sent += 1;
         self.out.push_back(ConnOutput::Transmit(cmd.encode()));
         Ok(())
@@ -210,7 +228,7 @@ impl RedisConn {
         self.backoff = self.config.backoff_min;
         if self.config.db != 0 {
             let select = Command::new(["SELECT".to_string(), self.config.db.to_string()]);
-            self.pending.push_back((INTERNAL, now));
+            self.pending.push_back((INTERNAL, Some(now)));
             self.out.push_back(ConnOutput::Transmit(select.encode()));
         }
         self.out.push_back(ConnOutput::Event(ConnEvent::Up));
@@ -320,13 +338,13 @@ impl RedisConn {
             State::Connecting { deadline } if now >= deadline => {
                 self.fail(now, "connect timed out");
             }
-            State::Up => {
-                if let Some(&(_, sent)) = self.pending.front() {
-                    if now >= sent + self.config.reply_timeout {
-                        self.fail(now, "reply timed out");
-                    }
+            State::Up => match self.pending.front_mut() {
+                Some((_, Some(sent))) if now >= *sent + self.config.reply_timeout => {
+                    self.fail(now, "reply timed out");
                 }
-            }
+                Some((_, sent @ None)) => *sent = Some(now),
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -336,10 +354,11 @@ impl RedisConn {
         match self.state {
             State::Down { retry_at } => Some(retry_at),
             State::Connecting { deadline } => Some(deadline),
+            // An untimed command is stamped at the next call: due at once.
             State::Up => self
                 .pending
                 .front()
-                .map(|&(_, sent)| sent + self.config.reply_timeout),
+                .map(|&(_, sent)| sent.map_or(self.last_now, |s| s + self.config.reply_timeout)),
         }
     }
 
@@ -491,6 +510,38 @@ mod tests {
         assert_eq!(drain(&mut c), vec![ConnOutput::Connect]);
         c.handle_timeout(t1 + Duration::from_secs(3));
         assert_eq!(drain(&mut c)[0], ConnOutput::Close);
+    }
+
+    #[test]
+    fn an_untimed_command_is_timed_from_the_next_timeout_call() {
+        let t0 = Instant::now();
+        let mut c = up(t0, 0);
+        drain(&mut c);
+        // The connection's last call was long ago; the caller has no clock.
+        let t1 = t0 + Duration::from_secs(60);
+        c.send_untimed(1, &Command::new(["HSET", "h", "f", "v"]))
+            .unwrap();
+        drain(&mut c);
+        assert_eq!(c.poll_timeout(), Some(t0), "due at once, to be stamped");
+        c.handle_timeout(t1);
+        assert!(c.is_up(), "not failed for the idle time before it was sent");
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.poll_timeout(), Some(t1 + Duration::from_secs(5)));
+        c.handle_input(t1, b":1\r\n");
+        assert_eq!(
+            drain(&mut c),
+            vec![ConnOutput::Event(ConnEvent::Reply {
+                tag: 1,
+                reply: Reply::Int(1)
+            })]
+        );
+        // Unanswered, it times out like any command, counted from its stamp.
+        c.send_untimed(2, &Command::new(["PING"])).unwrap();
+        c.handle_timeout(t1);
+        c.handle_timeout(t1 + Duration::from_millis(4999));
+        assert!(c.is_up());
+        c.handle_timeout(t1 + Duration::from_secs(5));
+        assert!(!c.is_up());
     }
 
     #[test]

@@ -164,6 +164,9 @@ pub struct SharedData {
     seq: u64,
     durable: u64,
     next_tag: Tag,
+    /// Inside [`Store::write`], which has no `now`: commands go out untimed
+    /// ([`RedisConn::send_untimed`]).
+    untimed: bool,
     waiting: HashMap<Tag, Wait>,
     /// Local writes sent and not yet answered, by tag (applied again over reloads).
     inflight: BTreeMap<Tag, (u64, WriteOp)>,
@@ -191,6 +194,7 @@ impl SharedData {
             seq: 0,
             durable: 0,
             next_tag: 0,
+            untimed: false,
             waiting: HashMap::new(),
             inflight: BTreeMap::new(),
             backlog: VecDeque::new(),
@@ -223,7 +227,14 @@ impl SharedData {
     fn send(&mut self, now: Instant, link: Link, cmd: Command, wait: Wait) -> Option<Tag> {
         self.next_tag += 1;
         let tag = self.next_tag;
-        match self.conn(link).send(now, tag, &cmd) {
+        let untimed = self.untimed;
+        let conn = self.conn(link);
+        let sent = if untimed {
+            conn.send_untimed(tag, &cmd)
+        } else {
+            conn.send(now, tag, &cmd)
+        };
+        match sent {
             Ok(()) => {
                 self.waiting.insert(tag, wait);
                 Some(tag)
@@ -578,10 +589,14 @@ impl Store for SharedData {
         self.data.apply(&op);
         self.seq += 1;
         let seq = self.seq;
-        // No `now` in the Store trait: the connection uses it only to time the reply, and a
-        // write is always followed by the loop's timer check; the last reply time is close.
+        // No `now` in the Store trait: the commands go out untimed, their reply timeout
+        // counted from the loop's next timer check (the connection's last `now` may be long
+        // past after an idle spell). `now` below only orders the connection's own clock.
         let now = self.cmd.last_activity();
-        if !connected || !self.send_write(now, seq, op.clone()) {
+        self.untimed = true;
+        let sent = connected && self.send_write(now, seq, op.clone());
+        self.untimed = false;
+        if !sent {
             self.backlog.push_back((seq, op));
         }
         self.pump(now);

@@ -74,25 +74,42 @@
 //! the poll after the room's last local player left. Bounds: 16 members relayed per room,
 //! 64 rooms asked per poll, 256 members read per room.
 //!
-//! Operations: one `SET` per node per heartbeat plus one `SET` per live stream per heartbeat,
-//! one `SET` and one `DEL` per publish, one `GET` per look-up (an edge's first player of a
-//! stream). At 100 nodes with 1,000 live streams in all and a 2 s heartbeat, that is
-//! (100 + 1,000) / 2 = 550 writes per second, whatever the number of viewers; viewers cost
-//! Redis nothing in this slice (the relay's look-ups are one per stream per edge node).
-//! Conferences add one `HSET` and one `PEXPIRE` per member per heartbeat and one `HGETALL`
-//! per room per node with room players every 2 s: 1,000 rooms of 10 members spread over 100
-//! nodes (every node with a player of every room, the worst case) is 10,000 / 2 × 2 +
-//! 100 × 1,000 / 2 = 60,000 commands per second, so such deployments want pub/sub on the
-//! room key instead of the poll (not done).
+//! # DESIGN: Redis operations per second
 //!
-//! The shared data adds, per data write, 2 commands on the writing node and 1 reload on each
-//! of the other N − 1 nodes (counted in `data/tests.rs`): N + 1 commands. Data writes follow
-//! REST calls, live status changes (2 per publish) and viewer-count changes of streams that
-//! have a broadcast record (one per play start and stop). At 100 nodes and 100,000 viewers
-//! joining over 10 minutes (167 per second, as many leaving), viewer-count writes dominate:
-//! 333 writes/s × 101 = about 34,000 commands per second, within one Redis core (about 100,000
-//! simple commands per second). Token spends are one `HDEL` each. Batching viewer counts (one
-//! write per stream per second) would bring this down to streams × 101 per second.
+//! What the code issues (the counters in [`registry`] and [`data`], checked against Redis's
+//! `INFO commandstats` by `bench/relay.sh`; BENCHMARKS.md, "Cluster: fan-out through an
+//! edge"), with N nodes and H = 2 s the heartbeat:
+//!
+//! | event | commands | measured (2 nodes) |
+//! |---|---|---|
+//! | heartbeat, per node | 1 `SET` every H | idle 10 s: 10 `SET` |
+//! | live stream, on its origin | 1 `SET` when live, 1 `SET` every H, 1 `DEL` at its end | 15.7 s, one stream: 24 `SET` (16 heartbeats, 8 for the stream) |
+//! | a play on an edge that has no relay of the stream | 1 `GET` (the look-up); later players of that stream on that edge: 0 | 100 edge players: 1 `GET` |
+//! | a shared-data write | `HSET`/`HDEL`/`SET` + `PUBLISH` on the writer, 1 `HGET`/`GET` reload on each of the N − 1 others: N + 1 | as many `HSET`, `PUBLISH` and `HGET` |
+//! | publish start and end of a stream with a broadcast record | 1 write each (live status) | included below |
+//! | play start and end on the stream's origin (a record) | 1 write each (viewer count) | 100 players: 201 `HSET` (with the 1 status) |
+//! | play start and end on an edge | 0 (the relay is the origin's one viewer: 1 write when it starts, 1 when it ends) | 100 players: 4-5 `HSET` (with the status) |
+//! | a live room member, on its node | 1 `HSET` + 1 `PEXPIRE` when live and every H, 1 `HDEL` at its end | not measured |
+//! | a room with players on a node | 1 `HGETALL` at its first room play and every H; 1 `GET` per member of another node not relayed yet | not measured |
+//!
+//! A stream without a broadcast record (published without a REST create) writes no shared
+//! data at all. At N = 100 nodes, 1,000 live streams and 100,000 viewers, each watching 10
+//! minutes (so 100,000 / 600 s = 167 plays start and 167 end per second):
+//!
+//! - registry: heartbeats 100 / 2 = 50/s, stream refreshes 1,000 / 2 = 500/s: 550/s, whatever
+//!   the viewers;
+//! - viewers on the origins, streams with records: (167 + 167) writes/s × (100 + 1) = 33,700/s;
+//!   with the registry 33,700 + 550 = about 34,300 commands/s (and the `PUBLISH`es deliver
+//!   334 × 100 = 33,400 messages/s to the nodes), a third of one Redis core's ~100,000 simple
+//!   commands/s; the reloads grow as viewers × nodes, so this is the term to batch first (a
+//!   viewer count written at most once a second per stream) if either grows;
+//! - viewers on edges (the relay): the viewers cost nothing; relays do. If every stream is
+//!   relayed to 10 edges for an hour, 10,000 relays start and end per hour: 2.8 look-ups/s and
+//!   5.6 viewer-count writes/s × 101 = 561/s: about 1,100 commands/s in all;
+//! - conferences spanning nodes (on paper): 1,000 rooms of 10 members, every node with a
+//!   player of every room (the worst case): members 10,000 × 2 / 2 = 10,000/s, room polls
+//!   100 × 1,000 / 2 = 50,000/s: 60,000 commands/s, so such deployments want pub/sub on the
+//!   room key instead of the poll (not done).
 
 pub mod conn;
 pub mod data;

@@ -20,6 +20,9 @@ pub struct Target {
     pub kind: ServerKind,
     /// WebSocket address (loopback only).
     pub addr: SocketAddr,
+    /// WebSocket address of the players, if not `addr` (loopback only): e.g. an edge node
+    /// while the publisher is on the origin of a cluster.
+    pub play_addr: Option<SocketAddr>,
     /// AMS application name.
     pub app: String,
     /// Janus videoroom room id.
@@ -148,6 +151,9 @@ impl Engine {
     /// An engine with no clients.
     pub fn new(target: Target, profile: MediaProfile) -> io::Result<Engine> {
         check_loopback(target.addr)?;
+        if let Some(play) = target.play_addr {
+            check_loopback(play)?;
+        }
         let now = Instant::now();
         Ok(Engine {
             poll: Poll::new()?,
@@ -194,8 +200,12 @@ impl Engine {
     ) -> io::Result<usize> {
         let now = Instant::now();
         let (path, proto) = self.target.kind.ws_path(&self.target.app);
-        let mut ws = WsConn::connect(self.target.addr, &path, proto)?;
-        let ip = match (self.target.peer_ip, self.target.addr.ip()) {
+        let addr = match role {
+            Role::Play => self.target.play_addr.unwrap_or(self.target.addr),
+            Role::Publish => self.target.addr,
+        };
+        let mut ws = WsConn::connect(addr, &path, proto)?;
+        let ip = match (self.target.peer_ip, addr.ip()) {
             (Some(ip), _) => ip.octets(),
             (None, std::net::IpAddr::V4(v4)) => v4.octets(),
             (None, std::net::IpAddr::V6(_)) => [127, 0, 0, 1],
@@ -496,5 +506,38 @@ impl Engine {
             }
         }
         (ok, bad, all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(play_addr: Option<SocketAddr>) -> Target {
+        Target {
+            kind: ServerKind::Antenna,
+            addr: SocketAddr::from(([127, 0, 0, 1], 5080)),
+            play_addr,
+            app: "WebRTCAppEE".into(),
+            room: 0,
+            peer_ip: None,
+        }
+    }
+
+    #[test]
+    fn the_players_address_must_be_loopback_too() {
+        let profile = MediaProfile::default();
+        assert!(Engine::new(target(None), profile).is_ok());
+        assert!(Engine::new(
+            target(Some(SocketAddr::from(([127, 0, 0, 2], 5081)))),
+            profile
+        )
+        .is_ok());
+        let err = Engine::new(
+            target(Some(SocketAddr::from(([10, 0, 0, 1], 5081)))),
+            profile,
+        )
+        .expect_err("a non-loopback player address is refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

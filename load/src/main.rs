@@ -37,6 +37,10 @@ struct TargetArgs {
     /// WebSocket address (loopback only). Default: 127.0.0.1:5080 (Antenna), :8188 (Janus).
     #[arg(long)]
     addr: Option<SocketAddr>,
+    /// WebSocket address of the players, if not --addr (loopback only): e.g. an edge node of
+    /// a cluster while the publisher is on the origin (--addr).
+    #[arg(long)]
+    play_addr: Option<SocketAddr>,
     /// AMS application.
     #[arg(long, default_value = "WebRTCAppEE")]
     app: String,
@@ -68,6 +72,7 @@ impl TargetArgs {
             addr: self
                 .addr
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port))),
+            play_addr: self.play_addr,
             app: self.app.clone(),
             room: self.room,
             peer_ip: self.peer_ip,

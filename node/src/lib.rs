@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use proto_core::{ConnId, MediaCmd, Output, ServerMessage, Signalling};
+use proto_core::{ClusterRole, ConnId, MediaCmd, Output, ServerMessage, Signalling, Target};
 use rtc_core::{Sfu, SfuOutput, Transmit};
 
 use antenna_store::{AppSettings, Refusal, RestHead, StoreError, WriteSeq};
@@ -220,10 +220,31 @@ impl Node {
         self.pump(now);
     }
 
-    /// A WebSocket opened on `app`.
-    pub fn handle_ws_open(&mut self, now: Instant, conn: ConnId, app: &str) {
+    /// A WebSocket opened on `app`; `query` is its URL's query string (without `?`), whose
+    /// `target=origin|edge` signalling honours (`proto-core/src/signalling/role.rs`).
+    pub fn handle_ws_open(&mut self, now: Instant, conn: ConnId, app: &str, query: &str) {
         self.sig.handle_open(now, conn, app);
+        if let Some(target) = Target::from_query(query) {
+            self.sig.set_target(conn, target);
+        }
         self.pump(now);
+    }
+
+    /// This node's role in the cluster (`--cluster-role`): an edge refuses publishers, an
+    /// origin pulls no other node's stream (its plays of them get `no_stream_exist` at once).
+    pub fn set_cluster_role(&mut self, role: ClusterRole) {
+        self.sig.set_cluster_role(role);
+        self.sig.set_remote_streams(self.pulls_remote_streams());
+    }
+
+    /// Whether plays of other nodes' streams wait for relays: a cluster secret, and a role
+    /// other than origin.
+    fn pulls_remote_streams(&self) -> bool {
+        self.relays
+            .mode
+            .as_ref()
+            .is_some_and(|m| !m.secret.is_empty())
+            && self.sig.cluster_role() != ClusterRole::Origin
     }
 
     /// A text frame arrived.

@@ -261,12 +261,12 @@ impl crate::Node {
     /// module docs), and relays from edges are accepted with the cluster credential. Without
     /// a secret neither: plays of streams not published here get `no_stream_exist` at once.
     pub fn set_cluster(&mut self, mode: ClusterMode) {
-        self.sig.set_remote_streams(!mode.secret.is_empty());
         if let Some(admin) = &mut self.admin {
             admin.set_cluster_secret(&mode.secret);
             self.sig.set_access_policy(Box::new(admin.policy()));
         }
         self.relays.mode = Some(mode);
+        self.sig.set_remote_streams(self.pulls_remote_streams());
     }
 
     /// The answer to [`crate::NodeOutput::FindStream`]: `Ok(Some((origin node id, its HTTP

@@ -3,7 +3,7 @@
 //! to the endpoint it names. Inside the REST API, `store/src/rest.rs` maps the path after
 //! `rest/v2` to its handlers.
 //!
-//! | method | target (query ignored; the SDK appends `?target=origin\|edge`) | route |
+//! | method | target (query ignored here; a WebSocket's `?target=origin\|edge` goes to signalling) | route |
 //! |---|---|---|
 //! | `GET` | `/<App>/websocket` | [`Route::WebSocket`] (then the handshake headers decide `101`, `426` or `400`) |
 //! | any | `/<App>/rest/…`, `/rest/v2/applications/settings/<App>` | [`Route::Rest`] (the admin gate, then the handlers) |

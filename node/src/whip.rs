@@ -103,12 +103,15 @@ impl Node {
             offer: offer.to_string(),
         };
         self.creating = Some(conn);
+        let role_refusals = self.sig.role_refusals();
         match head.kind {
             Kind::Whip => self.sig.handle_whip_publish(now, conn, &head.app, req),
             Kind::Whep => self.sig.handle_whep_play(now, conn, &head.app, req),
         }
         self.pump(now);
         self.creating = None;
+        // An edge refused the publish (`proto-core/src/signalling/role.rs`): no token was wrong.
+        let role_refused = self.sig.role_refusals() != role_refusals;
         let mut answer = None;
         let mut error = None;
         let mut closed = false;
@@ -138,6 +141,7 @@ impl Node {
                 self.pump(now);
                 if matches!(e, Some(proto_core::SignalError::UnauthorizedAccess))
                     && head.token.is_some()
+                    && !role_refused
                     && self.resources.bad_tokens.record_failure(now, ip)
                 {
                     warn!(%ip, kind = head.kind.segment(), app = %head.app,
@@ -152,6 +156,7 @@ impl Node {
                     {
                         (422, MAIN_TRACK_REFUSAL.to_string())
                     }
+                    (Some(e), _) if role_refused => (403, e.definition().to_string()),
                     (Some(e), _) => (
                         status_for(e, head.token.is_some()),
                         e.definition().to_string(),

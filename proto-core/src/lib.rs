@@ -55,10 +55,10 @@ pub use message::{
     VideoTrackCmd, MAX_MESSAGE_LEN, UNSUPPORTED_COMMANDS,
 };
 pub use signalling::{
-    AccessPolicy, Config, ConnId, EventKind, HttpMediaRequest, IceServers, LimitCounters, Limits,
-    OpenAccess, Output, PlayRequest, PublishRequest, RemoteCounters, SessionRoles, Signalling,
-    StoredRecords, StreamEvent, MAX_RELAYED_PER_ROOM, MAX_REMOTE_ROOMS, MAX_WAITING_PER_STREAM,
-    MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT, ROOM_POLL,
+    AccessPolicy, ClusterRole, Config, ConnId, EventKind, HttpMediaRequest, IceServers,
+    LimitCounters, Limits, OpenAccess, Output, PlayRequest, PublishRequest, RemoteCounters,
+    SessionRoles, Signalling, StoredRecords, StreamEvent, Target, MAX_RELAYED_PER_ROOM,
+    MAX_REMOTE_ROOMS, MAX_WAITING_PER_STREAM, MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT, ROOM_POLL,
 };
 
 /// True if `id` is a valid AMS stream id: non-empty, only `[A-Za-z0-9_.-]`.

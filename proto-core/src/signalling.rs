@@ -1,6 +1,6 @@
 //! The signalling state machine: one object for the whole server.
 //!
-//! Why about 660 lines: the struct, its indexes, the entry points (`handle_*`, `poll_*`) and the
+//! Why about 670 lines: the struct, its indexes, the entry points (`handle_*`, `poll_*`) and the
 //! one dispatch of the command table belong together; the command handlers are in `signalling/`.
 //!
 //! [`Signalling`] serves every WebSocket connection of every application. Stream, room and
@@ -90,6 +90,7 @@ mod policy;
 mod remote;
 mod remote_room;
 mod resilience;
+mod role;
 mod room;
 mod state;
 mod stream;
@@ -103,6 +104,7 @@ pub use remote::{
     RemoteCounters, MAX_WAITING_PER_STREAM, MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT,
 };
 pub use remote_room::{MAX_RELAYED_PER_ROOM, MAX_REMOTE_ROOMS, ROOM_POLL};
+pub use role::{ClusterRole, Target};
 use state::{Conn, End, Member, PlayState, PublishState, Role, Room, Session};
 pub use whip::HttpMediaRequest;
 
@@ -208,6 +210,10 @@ pub struct Signalling {
     whep_offer: Option<String>,
     /// Cluster edge mode: plays waiting for relays (`remote.rs`); `None`: off.
     remote: Option<remote::Remote>,
+    /// This node's cluster role (`role.rs`).
+    role: ClusterRole,
+    /// Publishes refused by the role or the connection's target.
+    role_refusals: u64,
 }
 
 impl Signalling {
@@ -236,6 +242,8 @@ impl Signalling {
             events: events::EventLog::default(),
             whep_offer: None,
             remote: None,
+            role: ClusterRole::Both,
+            role_refusals: 0,
         }
     }
 
@@ -339,6 +347,7 @@ impl Signalling {
                 p2p: BTreeSet::new(),
                 rooms: BTreeSet::new(),
                 auth_failures: 0,
+                target: None,
             },
         );
     }

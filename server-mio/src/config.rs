@@ -15,6 +15,8 @@ mod file;
 pub use cli::Cli;
 pub use file::{AppsConfig, FileConfig};
 
+use proto_core::ClusterRole;
+
 use crate::limits::Limits;
 use crate::overload::{CpuLimit, DEFAULT_CPU_LIMIT};
 
@@ -120,6 +122,8 @@ pub struct ClusterSettings {
     /// The relay UDP ports (`START-END`, one relay each); `None`: [`DEFAULT_RELAYS`] ports
     /// the system picks.
     pub relay_ports: Option<(u16, u16)>,
+    /// This node's role (`--cluster-role`).
+    pub role: ClusterRole,
 }
 
 /// Relay sockets bound when `--relay-ports` is not given.
@@ -151,15 +155,22 @@ fn cluster_settings(cli: &Cli, file: &FileConfig) -> Result<Option<ClusterSettin
         .clone()
         .or_else(|| file.cluster_secret.clone());
     let ports = cli.relay_ports.clone().or_else(|| file.relay_ports.clone());
+    let role = cli.cluster_role.as_ref().or(file.cluster_role.as_ref());
     let Some(url) = cli.cluster.as_ref().or(file.cluster.as_ref()) else {
-        if secret.is_some() || ports.is_some() {
+        if secret.is_some() || ports.is_some() || role.is_some() {
             return Err(ConfigError(
-                "--cluster-secret and --relay-ports need --cluster".into(),
+                "--cluster-secret, --relay-ports and --cluster-role need --cluster".into(),
             ));
         }
         return Ok(None);
     };
     let relay_ports = ports.as_deref().map(parse_ports).transpose()?;
+    let role = match role {
+        None => ClusterRole::Both,
+        Some(r) => ClusterRole::parse(r).ok_or_else(|| {
+            ConfigError(format!("--cluster-role {r:?}: use origin, edge or both"))
+        })?,
+    };
     let (redis, db) =
         antenna_cluster::parse_url(url).map_err(|e| ConfigError(format!("--cluster {e}")))?;
     let node_id = cli.node_id.clone().or_else(|| file.node_id.clone());
@@ -181,6 +192,7 @@ fn cluster_settings(cli: &Cli, file: &FileConfig) -> Result<Option<ClusterSettin
         node_id,
         secret: secret.unwrap_or_default(),
         relay_ports,
+        role,
     }))
 }
 

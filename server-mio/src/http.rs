@@ -45,6 +45,8 @@ pub enum Action {
     Upgrade {
         /// The application (first path segment).
         app: String,
+        /// The URL's query string (without `?`), e.g. `target=origin`.
+        query: String,
         /// The handshake response.
         response: Vec<u8>,
     },
@@ -206,8 +208,13 @@ fn websocket(req: &httparse::Request<'_, '_>, app: &str) -> Action {
          Sec-WebSocket-Accept: {accept}\r\nServer: antenna\r\n\r\n"
     )
     .into_bytes();
+    let target = req.path.unwrap_or("");
+    let query = target
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or(""));
     Action::Upgrade {
         app: app.to_string(),
+        query: query.to_string(),
         response,
     }
 }
@@ -357,10 +364,18 @@ mod tests {
             format!("GET /WebRTCAppEE/websocket?target=origin HTTP/1.1\r\n{WS_HEADERS}\r\nXY");
         let (n, action) = handle_request(req.as_bytes(), &apps()).unwrap();
         assert_eq!(n, req.len() - 2, "early frame bytes are not consumed");
-        let Action::Upgrade { app, response } = action else {
+        let Action::Upgrade {
+            app,
+            query,
+            response,
+        } = action
+        else {
             panic!("{action:?}")
         };
-        assert_eq!(app, "WebRTCAppEE");
+        assert_eq!(
+            (app.as_str(), query.as_str()),
+            ("WebRTCAppEE", "target=origin")
+        );
         let text = String::from_utf8(response).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
         // RFC 6455 section 1.3 example.

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use node::admin::{self, Admin, AdminConfig};
 use node::Node;
+use proto_core::ClusterRole;
 use server_mio::config::{Cli, FileConfig, Settings, DEFAULT_LOG};
 use server_mio::datastore::{self, TokenSource};
 use server_mio::limits;
@@ -133,8 +134,13 @@ fn main() -> ExitCode {
     let listen_addr = bound.listen_addr;
     let udp_addr = bound.udp_addr;
     let announce = SocketAddr::new(settings.announce_ip, udp_addr.port());
-    // Cluster mode with a secret: one UDP socket per relay of another node's stream.
-    let relay_sockets = match settings.cluster.as_ref().filter(|c| !c.secret.is_empty()) {
+    // Cluster mode with a secret: one UDP socket per relay of another node's stream (an
+    // origin-only node pulls none).
+    let relay_sockets = match settings
+        .cluster
+        .as_ref()
+        .filter(|c| !c.secret.is_empty() && c.role != ClusterRole::Origin)
+    {
         Some(c) => {
             match runtime::bind_relays(
                 settings.udp.ip(),
@@ -151,7 +157,11 @@ fn main() -> ExitCode {
             }
         }
         None => {
-            if settings.cluster.is_some() {
+            if settings
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.secret.is_empty())
+            {
                 warn!("cluster mode without --cluster-secret: no relays to or from other nodes");
             }
             None
@@ -295,6 +305,10 @@ fn main() -> ExitCode {
                     node_id: cluster_id.clone().unwrap_or_default(),
                     secret,
                 });
+            }
+            if let Some(c) = &settings.cluster {
+                info!(role = c.role.name(), "cluster role");
+                node.set_cluster_role(c.role);
             }
             (node, ds)
         },

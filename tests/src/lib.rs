@@ -134,12 +134,17 @@ impl Sim {
 
     /// Opens a WebSocket on `app`.
     pub fn connect_app(&mut self, app: &str) -> ConnId {
+        self.connect_url(app, "")
+    }
+
+    /// Opens a WebSocket on `app` whose URL has the query string `query` (without `?`).
+    pub fn connect_url(&mut self, app: &str, query: &str) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.open.insert(conn);
         self.inbox.insert(conn, VecDeque::new());
         self.steps += 1;
-        self.node.handle_ws_open(self.now, conn, app);
+        self.node.handle_ws_open(self.now, conn, app, query);
         self.drain();
         conn
     }

@@ -114,6 +114,26 @@ fn a_write_on_one_node_is_read_on_the_other_once_durable() {
 }
 
 #[test]
+fn a_write_after_an_idle_spell_does_not_time_the_connection_out() {
+    // Store::write has no `now`; the connection's last call was 10 s before it (no command
+    // pending meanwhile, so no timer call either): the write must not count as 10 s old.
+    let mut w = World::new(2);
+    w.run(Duration::from_millis(100));
+    let resyncs = w.nodes[0].data.stats().resyncs;
+    w.run(Duration::from_secs(10));
+    let seq = w.nodes[0].data.write(broadcast("s1")).unwrap();
+    w.run(Duration::from_millis(100));
+    assert_eq!(w.nodes[0].data.durable_seq(), seq);
+    assert!(w.nodes[0].data.health().is_ok());
+    assert_eq!(
+        w.nodes[0].data.stats().resyncs,
+        resyncs,
+        "no reconnection and reload"
+    );
+    assert!(w.nodes[1].data.data().broadcast(APP, "s1").is_some());
+}
+
+#[test]
 fn seeds_do_not_overwrite_and_settings_changes_reach_the_other_node() {
     let mut w = World::new(2);
     // Both nodes seed their configuration's settings before loading: the first one to

@@ -9,7 +9,7 @@ use crate::media::{
     FailReason, LocalCandidate, MediaCmd, MediaEvent, OfferedTrack, SessionId, SessionStats,
     TrackKind,
 };
-use crate::signalling::{Config, ConnId, Output};
+use crate::signalling::{ClusterRole, Config, ConnId, Output, Target};
 
 use super::Harness;
 
@@ -396,6 +396,9 @@ fn drive(data: &[u8], record: bool) -> Harness {
     let edge = config.seed % 2 == 1;
     let mut h = Harness::new(config);
     h.sig.set_remote_streams(edge);
+    let roles = [ClusterRole::Both, ClusterRole::Origin, ClusterRole::Edge];
+    h.sig
+        .set_cluster_role(b.pick(&roles).copied().unwrap_or_default());
     let mut relays = 0u64;
     h.record = record;
     let mut steps = 0;
@@ -408,6 +411,10 @@ fn drive(data: &[u8], record: bool) -> Harness {
                 if !h.open.contains(&ConnId(conn)) {
                     let app = b.pick(APPS).copied().unwrap_or("WebRTCAppEE");
                     h.open(conn, app);
+                    let query = b.pick(&["", "target=origin", "target=edge"]).copied();
+                    if let Some(t) = Target::from_query(query.unwrap_or("")) {
+                        h.sig.set_target(ConnId(conn), t);
+                    }
                 }
             }
             2 => {

@@ -229,6 +229,6 @@ impl Signalling {
                 }
             }
         }
-        Ok(())
+        self.check_role_invariants()
     }
 }

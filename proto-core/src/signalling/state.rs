@@ -24,6 +24,8 @@ pub(super) struct Conn {
     pub(super) rooms: BTreeSet<(String, String)>,
     /// Credential refusals so far (see [`crate::MAX_AUTH_FAILURES_PER_CONN`]).
     pub(super) auth_failures: u32,
+    /// What the WebSocket URL asked for with `?target=` (`role.rs`).
+    pub(super) target: Option<super::Target>,
 }
 
 /// One media session: a publisher or a player.

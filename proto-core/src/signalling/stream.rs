@@ -34,6 +34,9 @@ impl Signalling {
         if self.overloaded {
             return self.error(conn, SignalError::HighResourceUsage, Some(&id));
         }
+        if self.refuse_publish_by_role(conn, &id) {
+            return;
+        }
         let main_track = p.main_track.clone().filter(|m| *m != id);
         if let Some(m) = &main_track {
             if !is_valid_stream_id(m) {

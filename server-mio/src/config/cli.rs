@@ -118,6 +118,13 @@ pub struct Cli {
     #[arg(long, value_name = "START-END")]
     pub relay_ports: Option<String>,
 
+    /// This node's role in the cluster: `origin` takes publishers and pulls no other node's
+    /// stream, `edge` serves players and refuses publishers (`unauthorized_access`, WHIP
+    /// `403`), `both` does both; a WebSocket URL's `?target=edge` makes its connection an
+    /// edge's on any node [default: both].
+    #[arg(long, value_name = "ROLE")]
+    pub cluster_role: Option<String>,
+
     /// Connections (HTTP and WebSocket) in total; beyond it a new connection gets `503` and is
     /// closed. Always kept 64 below the open-file limit, whose soft value is raised to the hard
     /// one at start; 0: only that bound [default: 10000].

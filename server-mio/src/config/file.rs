@@ -107,6 +107,8 @@ pub struct FileConfig {
     pub cluster_secret: Option<String>,
     /// See [`Cli::relay_ports`].
     pub relay_ports: Option<String>,
+    /// See [`Cli::cluster_role`].
+    pub cluster_role: Option<String>,
     /// See [`Cli::max_publishes_per_connection`].
     pub max_publishes_per_connection: Option<usize>,
     /// See [`Cli::max_plays_per_connection`].

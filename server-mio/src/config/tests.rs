@@ -403,3 +403,45 @@ fn cluster_secret_and_relay_ports_from_cli_or_file() {
         Settings::resolve(&cli(&["--cluster-secret", "s"]), &FileConfig::default(), 0).is_err()
     );
 }
+
+/// The cluster node example shipped in `deploy/` stays a valid configuration.
+#[test]
+fn the_deploy_example_is_a_valid_cluster_node() {
+    let file = FileConfig::parse(include_str!("../../../deploy/node.toml")).unwrap();
+    let s = Settings::resolve(&cli(&[]), &file, 0).unwrap();
+    let cluster = s.cluster.expect("the example is a cluster node");
+    assert_eq!(cluster.node_id.as_deref(), Some("node1"));
+    assert!(!cluster.secret.is_empty());
+    assert_eq!(s.udp.port(), 50000);
+}
+
+#[test]
+fn cluster_role_from_cli_or_file() {
+    use proto_core::ClusterRole;
+    let url = "redis://127.0.0.1:6379/0";
+    let role = |args: &[&str], file: &str| {
+        Settings::resolve(&cli(args), &FileConfig::parse(file).unwrap(), 0)
+            .map(|s| s.cluster.unwrap().role)
+    };
+    assert_eq!(role(&["--cluster", url], "").unwrap(), ClusterRole::Both);
+    assert_eq!(
+        role(&["--cluster", url], "cluster_role = \"edge\"").unwrap(),
+        ClusterRole::Edge
+    );
+    // The command line wins.
+    let args = ["--cluster", url, "--cluster-role", "origin"];
+    assert_eq!(
+        role(&args, "cluster_role = \"edge\"").unwrap(),
+        ClusterRole::Origin
+    );
+    for bad in ["", "Edge", "relay"] {
+        assert!(
+            role(&["--cluster", url, "--cluster-role", bad], "").is_err(),
+            "{bad:?}"
+        );
+    }
+    // Without --cluster a role means nothing: refused rather than ignored.
+    assert!(
+        Settings::resolve(&cli(&["--cluster-role", "edge"]), &FileConfig::default(), 0).is_err()
+    );
+}

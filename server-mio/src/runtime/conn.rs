@@ -36,12 +36,13 @@ pub(super) enum State {
         stream: TcpStream,
         response: Vec<u8>,
     },
-    /// Writing a response; then WebSocket for `upgrade = Some((app, early bytes))`, else close.
+    /// Writing a response; then WebSocket for `upgrade = Some((app, query, early bytes))`,
+    /// else close.
     Respond {
         stream: TcpStream,
         out: Vec<u8>,
         written: usize,
-        upgrade: Option<(String, Vec<u8>)>,
+        upgrade: Option<(String, String, Vec<u8>)>,
     },
     /// A WebSocket: its socket, tungstenite's protocol state (which reads and writes through
     /// a [`WsIo`]) and the output not yet written to the socket (`out`: empty, without an

@@ -106,7 +106,11 @@ impl Runtime {
                             conn.state = State::MediaBody { stream, head, body };
                             return Next::Again;
                         }
-                        Action::Upgrade { app, response } => (response, Some((app, early))),
+                        Action::Upgrade {
+                            app,
+                            query,
+                            response,
+                        } => (response, Some((app, query, early))),
                         Action::Metrics(_) | Action::Health { .. } => {
                             let peer = conn.peer;
                             let out = match action {
@@ -261,7 +265,7 @@ impl Runtime {
         else {
             return Next::Remove("internal state");
         };
-        let Some((app, early)) = upgrade else {
+        let Some((app, query, early)) = upgrade else {
             // Plain HTTP: everything was written; half-close and drop.
             let _ = stream.shutdown(Shutdown::Write);
             conn.state = State::Respond {
@@ -286,7 +290,7 @@ impl Runtime {
         conn.last_rx = now;
         debug!(conn = token.0, peer = %conn.peer, %app, "websocket open");
         self.set_writable(token, false);
-        self.node.handle_ws_open(now, conn_id(token), &app);
+        self.node.handle_ws_open(now, conn_id(token), &app, &query);
         // Read whatever arrived meanwhile: its readiness edge may already have fired.
         Next::Again
     }
