@@ -7,7 +7,8 @@
 //! - [`resp`]: RESP2 commands and replies (the `redis-protocol` crate), bounded.
 //! - [`conn`]: one connection: pipelined commands matched to replies in order, pub/sub
 //!   messages, reconnect with back-off, "unavailable" while down.
-//! - [`registry`]: [`Cluster`], this node's heartbeat and live streams, stream look-ups.
+//! - [`registry`]: [`Cluster`], this node's heartbeat and live streams, stream look-ups, each
+//!   room's members (`registry/rooms.rs`).
 //! - [`data`]: [`SharedData`], the cluster's datastore (broadcasts, tokens, subscribers,
 //!   settings) in Redis behind `antenna_store::Store`.
 //! - `model` (cargo feature `testing`): `MemRedis`, the in-memory Redis of the tests and the
@@ -23,6 +24,7 @@
 //! |---|---|---|---|
 //! | `antenna:node:{node_id}` | JSON [`NodeInfo`]: `id`, `http`, `udp`, `load` | `SET .. PX ttl` at every heartbeat ([`registry::HEARTBEAT`], 2 s) and as soon as Redis is (back) up | [`registry::TTL`] (6 s) after the last heartbeat; `DEL` on a graceful stop |
 //! | `antenna:stream:{app}/{stream}` | JSON [`StreamEntry`]: `origin` (node id), `http` | `SET .. PX ttl` when the publish goes live and at every heartbeat | TTL after the origin's last heartbeat; `DEL` when the publish ends |
+//! | `antenna:room:{app}/{room}` | HASH member stream id → its node id (streams published with `mainTrack` = room) | `HSET` + `PEXPIRE .. ttl` when the member goes live and at every heartbeat of its node | the key: TTL after the last heartbeat of a node with a member; `HDEL` when the member ends or its node stops gracefully (a dead node's fields stay until the key expires: their stream look-up finds nothing) |
 //! | `antenna:data:{app}:broadcasts` | HASH stream id → Broadcast (AMS JSON) | `HSET`/`HDEL` per REST change, live status and viewer-count change | no TTL (the data of the service) |
 //! | `antenna:data:{app}:tokens` | HASH token id → Token JSON | `HSET` at REST create; `HDEL` to spend (atomic: the node that gets `1` spent it), at REST delete and expiry purges | no TTL; expired tokens are purged by the nodes |
 //! | `antenna:data:{app}:subscribers` | HASH `["streamId","subscriberId"]` → Subscriber JSON | `HSET`/`HDEL` per REST change | no TTL |
@@ -64,6 +66,14 @@
 //! offer within 10 s, or when the edge's last player leaves (`stop`). Redis sees one `GET` per
 //! relay (the look-up of the stream's origin), nothing per viewer.
 //!
+//! A conference spanning nodes: a node with a room player asks for the room's members
+//! (`HGETALL`, at the first room play and then every 2 s while it has room players); each
+//! member of another node is looked up (`GET` of its stream key) and relayed like a played
+//! stream, the relay joining the local room as a subtrack; members already here (published
+//! or relayed) cost nothing more. A room's relays end with the member's origin stream, or at
+//! the poll after the room's last local player left. Bounds: 16 members relayed per room,
+//! 64 rooms asked per poll, 256 members read per room.
+//!
 //! # DESIGN: Redis operations per second
 //!
 //! What the code issues (the counters in [`registry`] and [`data`], checked against Redis's
@@ -79,6 +89,8 @@
 //! | publish start and end of a stream with a broadcast record | 1 write each (live status) | included below |
 //! | play start and end on the stream's origin (a record) | 1 write each (viewer count) | 100 players: 201 `HSET` (with the 1 status) |
 //! | play start and end on an edge | 0 (the relay is the origin's one viewer: 1 write when it starts, 1 when it ends) | 100 players: 4-5 `HSET` (with the status) |
+//! | a live room member, on its node | 1 `HSET` + 1 `PEXPIRE` when live and every H, 1 `HDEL` at its end | not measured |
+//! | a room with players on a node | 1 `HGETALL` at its first room play and every H; 1 `GET` per member of another node not relayed yet | not measured |
 //!
 //! A stream without a broadcast record (published without a REST create) writes no shared
 //! data at all. At N = 100 nodes, 1,000 live streams and 100,000 viewers, each watching 10
@@ -93,7 +105,11 @@
 //!   viewer count written at most once a second per stream) if either grows;
 //! - viewers on edges (the relay): the viewers cost nothing; relays do. If every stream is
 //!   relayed to 10 edges for an hour, 10,000 relays start and end per hour: 2.8 look-ups/s and
-//!   5.6 viewer-count writes/s × 101 = 561/s: about 1,100 commands/s in all.
+//!   5.6 viewer-count writes/s × 101 = 561/s: about 1,100 commands/s in all;
+//! - conferences spanning nodes (on paper): 1,000 rooms of 10 members, every node with a
+//!   player of every room (the worst case): members 10,000 × 2 / 2 = 10,000/s, room polls
+//!   100 × 1,000 / 2 = 50,000/s: 60,000 commands/s, so such deployments want pub/sub on the
+//!   room key instead of the poll (not done).
 
 pub mod conn;
 pub mod data;

@@ -17,11 +17,15 @@ use tracing::{debug, info, warn};
 use crate::conn::{ConnConfig, ConnEvent, ConnOutput, RedisConn, Tag};
 use crate::resp::{Command, Reply};
 
+mod rooms;
+
 /// Default period of the heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Default lifetime of a registry entry not refreshed: a node that stops heartbeating and its
 /// streams are gone from Redis at most this long after its last heartbeat.
 pub const TTL: Duration = Duration::from_secs(6);
+/// Most members of one room read from a room look-up (the first ones by id).
+pub const MAX_ROOM_MEMBERS: usize = 256;
 
 /// Tunables of the cluster core.
 #[derive(Debug, Clone)]
@@ -62,6 +66,12 @@ impl ClusterConfig {
     /// Key of a node: `{prefix}:node:{id}`.
     pub fn node_key(&self, id: &str) -> String {
         format!("{}:node:{id}", self.prefix)
+    }
+
+    /// Key of a room's members (a hash: member stream id → its origin node id):
+    /// `{prefix}:room:{app}/{room}`.
+    pub fn room_key(&self, app: &str, room: &str) -> String {
+        format!("{}:room:{app}/{room}", self.prefix)
     }
 
     /// Key of a live stream: `{prefix}:stream:{app}/{stream}`.
@@ -111,6 +121,24 @@ pub enum ClusterEvent {
         /// Where it is live.
         entry: Option<StreamEntry>,
     },
+    /// The answer to [`Cluster::lookup_room`]: the room's members on every node, sorted (at
+    /// most [`MAX_ROOM_MEMBERS`]; a member whose node died stays listed until the room's key
+    /// expires, and its stream look-up finds nothing).
+    RoomMembers {
+        /// Application.
+        app: String,
+        /// Main track (room) id.
+        room: String,
+        /// Member stream ids.
+        members: Vec<String>,
+    },
+    /// A room look-up could not be answered: Redis is away.
+    RoomUnavailable {
+        /// Application.
+        app: String,
+        /// Main track (room) id.
+        room: String,
+    },
     /// A look-up could not be answered: Redis is away.
     Unavailable {
         /// Application.
@@ -144,6 +172,12 @@ pub struct ClusterStats {
     pub stream_dels: u64,
     /// Look-ups (one GET each).
     pub lookups: u64,
+    /// Room member registrations and refreshes (one HSET and one PEXPIRE each).
+    pub member_sets: u64,
+    /// Room member removals (one HDEL each).
+    pub member_dels: u64,
+    /// Room look-ups (one HGETALL each).
+    pub room_lookups: u64,
     /// Writes skipped because Redis was away.
     pub skipped: u64,
     /// Replies that were Redis errors or could not be read.
@@ -158,6 +192,10 @@ enum Waiting {
         app: String,
         stream: String,
     },
+    RoomLookup {
+        app: String,
+        room: String,
+    },
 }
 
 /// The cluster core. See the module docs.
@@ -168,6 +206,8 @@ pub struct Cluster {
     load: u64,
     /// This node's live streams, `(app, stream)`.
     streams: BTreeSet<(String, String)>,
+    /// This node's live room members, `(app, room, stream)`.
+    members: BTreeSet<(String, String, String)>,
     next_heartbeat: Instant,
     next_tag: Tag,
     waiting: HashMap<Tag, Waiting>,
@@ -185,6 +225,7 @@ impl Cluster {
             config,
             load: 0,
             streams: BTreeSet::new(),
+            members: BTreeSet::new(),
             next_heartbeat: now,
             next_tag: 0,
             waiting: HashMap::new(),
@@ -312,6 +353,12 @@ impl Cluster {
         );
         self.streams.clear();
         self.send(now, Command::new(keys), Waiting::Write("leave"));
+        let members = std::mem::take(&mut self.members);
+        for (app, room, stream) in members {
+            let key = self.config.room_key(&app, &room);
+            let del = Command::new(["HDEL", key.as_str(), &stream]);
+            self.send(now, del, Waiting::Write("leave member"));
+        }
     }
 
     fn heartbeat(&mut self, now: Instant) {
@@ -338,6 +385,10 @@ impl Cluster {
         let streams: Vec<_> = self.streams.iter().cloned().collect();
         for (app, stream) in streams {
             self.set_stream(now, &app, &stream);
+        }
+        let members: Vec<_> = self.members.iter().cloned().collect();
+        for (app, room, stream) in members {
+            self.set_member(now, &app, &room, &stream);
         }
     }
 
@@ -439,17 +490,39 @@ impl Cluster {
                             entry,
                         }));
                 }
+                Some(Waiting::RoomLookup { app, room }) => {
+                    let members = rooms::room_members(&reply);
+                    if members.is_none() {
+                        self.stats.bad_replies += 1;
+                        warn!(%app, %room, reply = ?reply, "cluster: bad room look-up reply");
+                    }
+                    let members = members.unwrap_or_default();
+                    self.out
+                        .push_back(ClusterOutput::Event(ClusterEvent::RoomMembers {
+                            app,
+                            room,
+                            members,
+                        }));
+                }
                 None => debug!(tag, "cluster: reply to a forgotten command"),
             },
-            ConnEvent::Failed { tag } => {
-                if let Some(Waiting::Lookup { app, stream }) = self.waiting.remove(&tag) {
+            ConnEvent::Failed { tag } => match self.waiting.remove(&tag) {
+                Some(Waiting::Lookup { app, stream }) => {
                     self.out
                         .push_back(ClusterOutput::Event(ClusterEvent::Unavailable {
                             app,
                             stream,
                         }));
                 }
-            }
+                Some(Waiting::RoomLookup { app, room }) => {
+                    self.out
+                        .push_back(ClusterOutput::Event(ClusterEvent::RoomUnavailable {
+                            app,
+                            room,
+                        }));
+                }
+                _ => {}
+            },
             ConnEvent::Message { .. } => {}
         }
     }

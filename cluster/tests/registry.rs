@@ -245,3 +245,92 @@ fn lookup_pending_when_redis_drops_is_answered_unavailable() {
         }
     )));
 }
+
+#[test]
+fn room_members_of_every_node_are_listed_refreshed_removed_and_expire_with_a_dead_node() {
+    let mut now = Instant::now();
+    let mut redis = MemRedis::new();
+    let (mut a, mut b) = (node("n1", 5080, now), node("n2", 5090, now));
+    let step = |a: &mut Link, b: &mut Link, redis: &mut MemRedis, now: &mut Instant, ms| {
+        run(&mut [a, b], redis, true, now, Duration::from_millis(ms));
+    };
+    step(&mut a, &mut b, &mut redis, &mut now, 300);
+    a.cluster.member_started(now, "App", "room1", "alice");
+    b.cluster.member_started(now, "App", "room1", "bob");
+    b.cluster.member_started(now, "App", "room2", "carol");
+    step(&mut a, &mut b, &mut redis, &mut now, 100);
+    let listed = |b: &mut Link, redis: &mut MemRedis, a: &mut Link, now: &mut Instant| {
+        b.events.clear();
+        b.cluster.lookup_room(*now, "App", "room1");
+        run(&mut [a, b], redis, true, now, Duration::from_millis(100));
+        b.events
+            .iter()
+            .find_map(|e| match e {
+                ClusterEvent::RoomMembers { room, members, .. } if room == "room1" => {
+                    Some(members.clone())
+                }
+                _ => None,
+            })
+            .expect("a room look-up is answered")
+    };
+    assert_eq!(
+        listed(&mut b, &mut redis, &mut a, &mut now),
+        vec!["alice".to_string(), "bob".to_string()]
+    );
+    // Refreshed by the heartbeats: still listed well after one TTL.
+    step(&mut a, &mut b, &mut redis, &mut now, 8_000);
+    assert_eq!(listed(&mut b, &mut redis, &mut a, &mut now).len(), 2);
+    // A member that ends leaves at once.
+    b.cluster.member_ended(now, "App", "room1", "bob");
+    assert_eq!(
+        listed(&mut b, &mut redis, &mut a, &mut now),
+        vec!["alice".to_string()]
+    );
+    // Node 1 dies (no more heartbeats): the room's key expires within the TTL.
+    for _ in 0..70 {
+        b.step(now, &mut redis, true);
+        now += Duration::from_millis(100);
+    }
+    b.events.clear();
+    b.cluster.lookup_room(now, "App", "room1");
+    for _ in 0..2 {
+        b.step(now, &mut redis, true);
+        now += Duration::from_millis(100);
+    }
+    assert!(b.events.contains(&ClusterEvent::RoomMembers {
+        app: "App".into(),
+        room: "room1".into(),
+        members: vec![],
+    }));
+    let s = b.cluster.stats();
+    assert!(
+        s.member_sets >= 2 && s.member_dels == 1 && s.room_lookups == 4,
+        "{s:?}"
+    );
+}
+
+#[test]
+fn room_lookup_with_redis_away_is_answered_unavailable() {
+    let mut now = Instant::now();
+    let mut redis = MemRedis::new();
+    let mut a = node("n1", 5080, now);
+    run(
+        &mut [&mut a],
+        &mut redis,
+        false,
+        &mut now,
+        Duration::from_millis(300),
+    );
+    a.cluster.lookup_room(now, "App", "room1");
+    run(
+        &mut [&mut a],
+        &mut redis,
+        false,
+        &mut now,
+        Duration::from_millis(100),
+    );
+    assert!(a.events.contains(&ClusterEvent::RoomUnavailable {
+        app: "App".into(),
+        room: "room1".into(),
+    }));
+}

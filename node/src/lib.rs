@@ -45,6 +45,14 @@ pub enum NodeOutput {
         /// Stream id.
         stream: String,
     },
+    /// Cluster mode: list the members of room `app`/`room` on every node and answer with
+    /// [`Node::room_members`] (`relay.rs`).
+    FindRoom {
+        /// Application.
+        app: String,
+        /// Main track (room) id.
+        room: String,
+    },
     /// Open the WebSocket `conn` of a relay to an origin node (`ws://addr/path`); report its
     /// frames with [`Node::relay_text`] and its end with [`Node::relay_closed`].
     RelayOpen {
@@ -342,6 +350,9 @@ impl Node {
                     Output::FindStream { app, stream } => {
                         self.outputs
                             .push_back(NodeOutput::FindStream { app, stream });
+                    }
+                    Output::FindRoom { app, room } => {
+                        self.outputs.push_back(NodeOutput::FindRoom { app, room });
                     }
                 }
             }

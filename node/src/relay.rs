@@ -10,6 +10,10 @@
 //! The relay ends when its client ends (the origin's `play_finished`, a refusal, a closed
 //! WebSocket, no offer in time: its players get `play_finished`) or when signalling closes
 //! the relay publisher (its last player left: `stop` goes to the origin).
+//!
+//! A room played here asks for its members on other nodes ([`crate::NodeOutput::FindRoom`],
+//! answered through [`crate::Node::room_members`]); each is relayed the same way and joins the
+//! local room as a subtrack (`proto-core/src/signalling/remote_room.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -294,6 +298,24 @@ impl crate::Node {
                 self.sig
                     .remote_failed(now, app, stream, SignalError::NoStreamExist);
             }
+        }
+        self.pump(now);
+    }
+
+    /// The answer to [`crate::NodeOutput::FindRoom`]: the streams published as members of
+    /// the room on any node (`Err(())`: the registry could not be asked; the next poll asks
+    /// again). Members on other nodes get relays that join the local room.
+    #[allow(clippy::result_unit_err)]
+    pub fn room_members(
+        &mut self,
+        now: Instant,
+        app: &str,
+        room: &str,
+        members: Result<&[String], ()>,
+    ) {
+        match members {
+            Ok(members) => self.sig.room_members(now, app, room, members),
+            Err(()) => debug!(app, room, "room members: the registry could not be asked"),
         }
         self.pump(now);
     }

@@ -171,7 +171,7 @@ impl Harness {
                     closed.push(*c);
                 }
                 Output::Media(cmd) => self.check_media(cmd),
-                Output::FindStream { .. } => {}
+                Output::FindStream { .. } | Output::FindRoom { .. } => {}
             }
             outs.push(out);
         }

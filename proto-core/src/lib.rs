@@ -57,8 +57,8 @@ pub use message::{
 pub use signalling::{
     AccessPolicy, ClusterRole, Config, ConnId, EventKind, HttpMediaRequest, IceServers,
     LimitCounters, Limits, OpenAccess, Output, PlayRequest, PublishRequest, RemoteCounters,
-    SessionRoles, Signalling, StoredRecords, StreamEvent, Target, MAX_WAITING_PER_STREAM,
-    MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT,
+    SessionRoles, Signalling, StoredRecords, StreamEvent, Target, MAX_RELAYED_PER_ROOM,
+    MAX_REMOTE_ROOMS, MAX_WAITING_PER_STREAM, MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT, ROOM_POLL,
 };
 
 /// True if `id` is a valid AMS stream id: non-empty, only `[A-Za-z0-9_.-]`.

@@ -88,6 +88,7 @@ mod media_events;
 mod p2p;
 mod policy;
 mod remote;
+mod remote_room;
 mod resilience;
 mod role;
 mod room;
@@ -102,6 +103,7 @@ pub use policy::{AccessPolicy, OpenAccess, PlayRequest, PublishRequest, StoredRe
 pub use remote::{
     RemoteCounters, MAX_WAITING_PER_STREAM, MAX_WAITING_STREAMS, REMOTE_PLAY_TIMEOUT,
 };
+pub use remote_room::{MAX_RELAYED_PER_ROOM, MAX_REMOTE_ROOMS, ROOM_POLL};
 pub use role::{ClusterRole, Target};
 use state::{Conn, End, Member, PlayState, PublishState, Role, Room, Session};
 pub use whip::HttpMediaRequest;
@@ -122,6 +124,15 @@ pub enum Output {
         app: String,
         /// Stream id.
         stream: String,
+    },
+    /// Cluster mode: ask the cluster which streams are members of `app`/`room` (published
+    /// on any node with `mainTrack` = room), and answer with [`Signalling::room_members`]
+    /// (see `remote_room.rs`).
+    FindRoom {
+        /// Application.
+        app: String,
+        /// Main track (room) id.
+        room: String,
     },
 }
 
@@ -667,3 +678,6 @@ mod mainstore_tests;
 
 #[cfg(test)]
 mod remote_tests;
+
+#[cfg(test)]
+mod remote_room_tests;

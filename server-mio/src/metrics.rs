@@ -119,6 +119,8 @@ pub struct Relays {
     pub ended: [(&'static str, u64); 3],
     /// Plays for streams of other nodes: `(outcome, count)`.
     pub plays: [(&'static str, u64); 4],
+    /// Members of rooms played here that publish on other nodes: `(outcome, count)`.
+    pub room_members: [(&'static str, u64); 2],
     /// Relay plays on this origin: `(result, count)`.
     pub auth: [(&'static str, u64); 2],
     /// Datagrams to an origin dropped because the relay socket would block.
@@ -509,6 +511,13 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
         "Plays of streams published on other nodes, by outcome",
         "outcome",
         rl.plays.iter().copied(),
+    );
+    labelled(
+        r,
+        "relay_room_members",
+        "Members of rooms played here that publish on other nodes, by outcome",
+        "outcome",
+        rl.room_members.iter().copied(),
     );
     labelled(
         r,

@@ -3,7 +3,9 @@
 //! stopping Redis keeps local media flowing and the node registers again when Redis returns,
 //! and `kill -9` of node 1 makes its entries expire within the TTL; the shared data; the origin
 //! → edge relay (two edge players through one relay, the publisher's stop, `kill -9` of the
-//! origin). About 610 lines: the tests share the Redis helper and the node start-up.
+//! origin); a conference whose two members publish on two nodes, each member's room player
+//! getting the other's frames. About 700 lines: the tests share the Redis helper and the node
+//! start-up.
 #![allow(clippy::disallowed_methods)] // test timeouts read the clock
 
 mod common;
@@ -607,4 +609,113 @@ fn an_edge_relays_the_origins_stream_to_its_players_until_the_origin_ends_or_die
         "edge play finished {:?} after kill -9 of the origin",
         killed.elapsed()
     );
+}
+
+#[test]
+fn a_conference_spanning_two_nodes_each_room_player_gets_the_other_nodes_member() {
+    if !redis_installed() {
+        return;
+    }
+    let redis = Redis::start_on(free_port()).expect("redis-server starts");
+    let url = redis.url();
+    let node = |id: &str| {
+        Server::start_with(&[
+            "--cluster",
+            &url,
+            "--node-id",
+            id,
+            "--cluster-secret",
+            "room-test-secret",
+        ])
+    };
+    let (n1, n2) = (node("n1"), node("n2"));
+    wait_for("both nodes ready", Duration::from_secs(10), || {
+        [&n1, &n2]
+            .iter()
+            .all(|n| common::http_get(n.http, "/readyz").0 == 200)
+    });
+    // A member on each node, published as the SDK's conference page does.
+    let (mut pa, mut wa) = publish_live(&n1, APP, "alice", json!({"mainTrack": "room1"}));
+    let (mut pb, mut wb) = publish_live(&n2, APP, "bob", json!({"mainTrack": "room1"}));
+    wait_for(
+        "both members registered",
+        Duration::from_secs(5),
+        || match redis.call(&["HGETALL", "antenna:room:WebRTCAppEE/room1"]) {
+            Reply::Array(a) => a.len() == 4,
+            _ => false,
+        },
+    );
+    let room_play = |server: &Server, me: &str| {
+        let mut ws = server.ws(&format!("/{APP}/websocket"));
+        ws.send(
+            &json!({"command": "play", "streamId": "room1", "room": "room1",
+            "trackList": [format!("!{me}")], "userPublishId": me}),
+        );
+        Player {
+            ws,
+            peer: common::browser::Browser::new(),
+            received: Vec::new(),
+        }
+    };
+    let started = Instant::now();
+    let (mut ra, mut rb) = (room_play(&n1, "alice"), room_play(&n2, "bob"));
+    let end = started + Duration::from_secs(30);
+    while Instant::now() < end && (ra.peer.video_frames < 30 || rb.peer.video_frames < 30) {
+        for (b, ws) in [(&mut pa, &mut wa), (&mut pb, &mut wb)] {
+            b.poll();
+            b.send_media();
+            while let Some(m) = ws.poll_message() {
+                if m["command"] == "takeCandidate" {
+                    b.add_candidate(m["candidate"].as_str().unwrap_or_default());
+                }
+            }
+        }
+        ra.step("room1");
+        rb.step("room1");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        ra.peer.video_frames >= 30 && rb.peer.video_frames >= 30,
+        "room players got {} and {} frames; node 1 log:\n{}\nnode 2 log:\n{}",
+        ra.peer.video_frames,
+        rb.peer.video_frames,
+        n1.log().join("\n"),
+        n2.log().join("\n")
+    );
+    eprintln!(
+        "room players on two nodes: 30 frames of the other node's member each {:?} after their play",
+        started.elapsed()
+    );
+    for (p, other) in [(&ra, "bob"), (&rb, "alice")] {
+        assert!(
+            p.received
+                .iter()
+                .any(|m| m["definition"] == "subtrackAdded" && m["trackId"] == other),
+            "told {other} joined: {:?}",
+            p.received
+        );
+    }
+    for n in [&n1, &n2] {
+        assert_eq!(
+            count_log(n, "relay: playing the stream from its origin"),
+            1,
+            "one relay per node"
+        );
+    }
+    let m = metrics(&n1);
+    let line = "antenna_relay_room_members_total{outcome=\"looked_up\"} 1";
+    assert!(m.contains(line), "{line} in {m}");
+    // Bob leaves: node 1's relay of him ends and alice's room player is told.
+    wb.send(&json!({"command": "stop", "streamId": "bob"}));
+    let end = Instant::now() + Duration::from_secs(10);
+    let left = |p: &Player| {
+        p.received
+            .iter()
+            .any(|m| m["definition"] == "subtrackRemoved" && m["trackId"] == "bob")
+    };
+    while Instant::now() < end && !left(&ra) {
+        ra.step("room1");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(left(&ra), "not told bob left: {:?}", ra.received);
 }

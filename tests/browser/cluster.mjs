@@ -2,6 +2,9 @@
 // here on 127.0.0.1) and three antenna nodes on loopback sharing it; the SDK publishes to node 1
 // and plays the stream from nodes 2 and 3, which relay it from node 1 (one relay per edge),
 // and decodes frames on both; when the publisher stops, the edge players get play_finished.
+// Then a conference spanning nodes: a member publishes with mainTrack = room on node 1, another
+// on node 2, and a room player on each node (trackList excluding its own member, as
+// conference-room.html does) decodes the other node's member.
 //
 // Meant to run inside a loopback-only network namespace (run.sh makes one). Environment:
 // ANTENNA_BIN (path of the antenna binary), CHROMIUM (default /usr/bin/chromium),
@@ -192,6 +195,48 @@ async function sdkPage(ctx, assets, ws, label, opts) {
   };
 }
 
+/** Video frames decoded per subtrack of a room play (named through idMapping). */
+function perTrack(p, room) {
+  return p.page.evaluate(async (r) => {
+    const a = window.E2E.adaptor;
+    const pc = a.remotePeerConnection[r];
+    const out = {};
+    if (!pc) return out;
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video" && s.mid !== undefined) {
+        out[a.idMapping[r][s.mid]] = s.framesDecoded || 0;
+      }
+    });
+    return out;
+  }, room);
+}
+
+async function conferenceAcrossNodes(ctx, assets, nodes, figures) {
+  const room = "room" + Math.random().toString(36).slice(2, 8);
+  const members = nodes.map((n) => `${room}-${n.name}`);
+  for (const [i, n] of nodes.entries()) {
+    const pub = await sdkPage(ctx, assets, n.ws, `member on ${n.name}`, { localVideo: true });
+    await pub.call("publish", members[i], undefined, undefined, undefined, undefined, room);
+    await waitUntil(`member publish_started on ${n.name}`, 15000, async () => (await pub.count("publish_started", members[i])) > 0);
+  }
+  const players = [];
+  for (const [i, n] of nodes.entries()) {
+    const p = await sdkPage(ctx, assets, n.ws, `room player on ${n.name}`, { playOnly: true });
+    const t0 = Date.now();
+    await p.call("play", room, undefined, room, ["!" + members[i]]);
+    players.push({ p, n, t0, me: members[i], other: members[1 - i] });
+  }
+  for (const { p, n, t0, me, other } of players) {
+    const f = await waitUntil(`${n.name}'s room player decodes ${other}`, 20000, async () => {
+      const f = await perTrack(p, room);
+      return f["ARDAMSv" + other] >= 30 ? f : null;
+    }, 200);
+    figures.push(`conference: the room player on ${n.name} decoded 30 frames of ${other} (other node) ${Date.now() - t0} ms after play (${JSON.stringify(f)})`);
+    if (("ARDAMSv" + me) in f) throw new Error(`${n.name}'s room player got its own member: ${JSON.stringify(f)}`);
+  }
+}
+
 async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const others = Object.values(os.networkInterfaces()).flat().filter((a) => !a.internal);
@@ -256,6 +301,7 @@ async function main() {
       await waitUntil(`play_finished on ${n.name}`, 10000, async () => (await p.count("play_finished", id)) > 0);
     }
     figures.push("publisher stopped: both edge players got play_finished");
+    await conferenceAcrossNodes(ctx, assets.url, nodes.slice(0, 2), figures);
   } catch (e) {
     failure = e;
   } finally {
@@ -268,7 +314,7 @@ async function main() {
     log(`FAIL: ${failure.message} (logs: ${ARTIFACTS}/cluster-*.log)`);
     process.exit(1);
   }
-  log("PASS: SDK publishes to n1, plays from n2 and n3 through relays");
+  log("PASS: SDK publishes to n1, plays from n2 and n3 through relays; a conference on n1 and n2 sees each other");
 }
 
 main().catch((e) => {

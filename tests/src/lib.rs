@@ -327,6 +327,7 @@ impl Sim {
                 }
                 NodeOutput::UdpSend(t) => self.udp_out.push_back(t),
                 out @ (NodeOutput::FindStream { .. }
+                | NodeOutput::FindRoom { .. }
                 | NodeOutput::RelayOpen { .. }
                 | NodeOutput::RelaySend(..)
                 | NodeOutput::RelayClose(_)) => self.cluster_out.push_back(out),

@@ -344,11 +344,21 @@ pub fn run(data: &[u8]) -> Harness {
     drive(data, true)
 }
 
-/// A cluster edge's answer: a look-up's answer (a relay, none, Redis away) or a relay's end.
+/// A cluster edge's answer: a look-up's answer (a relay, none, Redis away), a relay's end, or
+/// a room's members on every node.
 fn cluster_op(h: &mut Harness, b: &mut Bytes<'_>, n: u64) {
     let app = b.pick(APPS).copied().unwrap_or("WebRTCAppEE");
     let stream = b.pick(&["s1", "s2", "room1"]).copied().unwrap_or("s1");
-    match b.byte() % 4 {
+    match b.byte() % 5 {
+        4 => {
+            let room = b.pick(&["room1", "s1"]).copied().unwrap_or("room1");
+            let members: Vec<String> = ["s1", "s2", "room1", "m1"]
+                .iter()
+                .filter(|_| b.flag())
+                .map(|s| s.to_string())
+                .collect();
+            h.sig.room_members(h.now, app, room, &members);
+        }
         0 | 1 => {
             let relay = ConnId((1 << 40) + n);
             if let Some(sid) = h.sig.open_relay(h.now, relay, app, stream) {

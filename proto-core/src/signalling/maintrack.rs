@@ -217,6 +217,8 @@ impl Signalling {
             main_track: format!("{app}/{id}"),
         });
         self.start_last_n(sid);
+        // Cluster mode: the room's members on other nodes are looked up (`remote_room.rs`).
+        self.remote_room_watch();
     }
 
     /// The live subtracks of `room` changed, or may have: brings every room player of it up

@@ -57,6 +57,10 @@ pub struct RemoteCounters {
     pub overflow: u64,
     /// Relay publishers opened.
     pub relays_opened: u64,
+    /// Members of rooms played here, published on other nodes, looked up for a relay.
+    pub room_members: u64,
+    /// Such members not relayed: the room had `MAX_RELAYED_PER_ROOM` already.
+    pub room_overflow: u64,
 }
 
 /// The waiting plays (see the module docs).
@@ -65,9 +69,11 @@ pub(super) struct Remote {
     /// Stream → its deadline and waiting plays.
     waiting: BTreeMap<Key, (Instant, Vec<Waiter>)>,
     timers: BTreeSet<(Instant, Key)>,
-    counters: RemoteCounters,
+    pub(super) counters: RemoteCounters,
     /// A play is being replaced by the same connection's new play: its relay stays.
     replacing: bool,
+    /// Rooms played here whose members publish on other nodes (`remote_room.rs`).
+    pub(super) rooms: super::remote_room::RemoteRooms,
 }
 
 impl Signalling {
@@ -191,10 +197,12 @@ impl Signalling {
     ) -> Option<SessionId> {
         self.now = now;
         let k = key(app, stream);
-        if !self
-            .remote
-            .as_ref()
-            .is_some_and(|r| r.waiting.contains_key(&k))
+        let room = self.remote.as_mut().and_then(|r| r.rooms.take_pending(&k));
+        if room.is_none()
+            && !self
+                .remote
+                .as_ref()
+                .is_some_and(|r| r.waiting.contains_key(&k))
         {
             debug!(
                 app,
@@ -209,6 +217,7 @@ impl Signalling {
         let sid = self.alloc_session();
         let role = Role::Publish(PublishState {
             relay: true,
+            main_track: room.clone(),
             ..PublishState::default()
         });
         self.sessions.insert(
@@ -216,6 +225,13 @@ impl Signalling {
             Session::new(relay, app, stream.to_string(), None, true, role),
         );
         self.publishers.insert(k, sid);
+        if let Some(room) = room {
+            // A member of a room played here: a subtrack of the local room once live.
+            self.main_track_streams
+                .entry(key(app, &room))
+                .or_default()
+                .insert(stream.to_string());
+        }
         if let Some(r) = self.remote.as_mut() {
             r.counters.relays_opened += 1;
         }
@@ -228,6 +244,9 @@ impl Signalling {
     pub fn remote_failed(&mut self, now: Instant, app: &str, stream: &str, e: SignalError) {
         self.now = now;
         let k = key(app, stream);
+        if let Some(r) = self.remote.as_mut() {
+            r.rooms.take_pending(&k);
+        }
         self.fail_waiters(now, &k, e);
         if let Some(sid) = self.publishers.get(&k).copied() {
             let live = matches!(self.sessions.get(&sid).map(|s| &s.role),
@@ -253,16 +272,28 @@ impl Signalling {
             return;
         };
         let k = key(&s.app, &s.stream);
+        let room = match &s.role {
+            Role::Publish(p) => p.main_track.clone(),
+            _ => None,
+        };
         info!(%sid, stream = %s.stream, "relay live");
+        if let Some(room) = room {
+            // The room's players here get the member (a renegotiation each).
+            self.refresh_room(&k.0, &room);
+        }
         self.release_waiters(now, &k);
         // Every waiter may have been refused on its second look (or gone): nobody plays it.
         self.relay_player_left(sid);
     }
 
-    /// A relay publisher ended: the plays still waiting for it are refused.
-    pub(super) fn relay_gone(&mut self, app: &str, stream: &str) {
+    /// A relay publisher ended: the plays still waiting for it are refused; a live room
+    /// member leaves the room's players here.
+    pub(super) fn relay_gone(&mut self, app: &str, stream: &str, room: Option<&str>, live: bool) {
         let now = self.now;
         self.fail_waiters(now, &key(app, stream), SignalError::NoStreamExist);
+        if let Some(room) = room.filter(|_| live) {
+            self.refresh_room(app, room);
+        }
     }
 
     /// A player of relay publisher `publisher` ended: the relay ends with its last player,
@@ -277,7 +308,11 @@ impl Signalling {
         let Some(s) = self.sessions.get(&publisher) else {
             return;
         };
-        let orphan = matches!(&s.role, Role::Publish(p) if p.relay && p.players.is_empty())
+        // A room member's relay ends with the room's last player here (`remote_room.rs`).
+        let room_played = |room: &String| self.room_players.contains_key(&key(&s.app, room));
+        let orphan = matches!(&s.role,
+            Role::Publish(p) if p.relay && p.players.is_empty()
+                && !p.main_track.as_ref().is_some_and(room_played))
             && !remote.waiting.contains_key(&key(&s.app, &s.stream));
         if orphan {
             debug!(%publisher, stream = %s.stream, "the relay's last player left");
@@ -354,18 +389,23 @@ impl Signalling {
         if let Some(r) = self.remote.as_mut() {
             r.waiting.clear();
             r.timers.clear();
+            r.rooms = super::remote_room::RemoteRooms::default();
         }
     }
 
     /// The earliest waiting deadline.
     pub(super) fn remote_deadline(&self) -> Option<Instant> {
-        self.remote
-            .as_ref()
-            .and_then(|r| r.timers.first().map(|(at, _)| *at))
+        let r = self.remote.as_ref()?;
+        let waits = r.timers.first().map(|(at, _)| *at);
+        match (waits, r.rooms.next_poll()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Waiting deadlines that passed: those plays are refused, their relays not live end.
     pub(super) fn remote_timeout(&mut self, now: Instant) {
+        self.room_poll(now);
         loop {
             let Some(remote) = self.remote.as_ref() else {
                 return;

@@ -532,7 +532,8 @@ impl Signalling {
                 }
                 if p.relay {
                     // Nothing of a relay is recorded here: the origin owns the stream.
-                    return self.relay_gone(&s.app, &s.stream);
+                    let room = p.main_track.as_deref();
+                    return self.relay_gone(&s.app, &s.stream, room, p.live);
                 }
                 if had_players {
                     self.access.on_viewer_count(&s.app, &s.stream, 0);

@@ -93,9 +93,20 @@ impl Runtime {
         let Some(link) = self.cluster.as_mut() else {
             return;
         };
+        let room = ev.main_track.as_deref();
         match ev.kind {
-            EventKind::PublishStarted => link.core.stream_started(now, &ev.app, &ev.stream),
-            EventKind::PublishEnded => link.core.stream_ended(now, &ev.app, &ev.stream),
+            EventKind::PublishStarted => {
+                link.core.stream_started(now, &ev.app, &ev.stream);
+                if let Some(room) = room {
+                    link.core.member_started(now, &ev.app, room, &ev.stream);
+                }
+            }
+            EventKind::PublishEnded => {
+                link.core.stream_ended(now, &ev.app, &ev.stream);
+                if let Some(room) = room {
+                    link.core.member_ended(now, &ev.app, room, &ev.stream);
+                }
+            }
             _ => {}
         }
     }
@@ -121,6 +132,15 @@ impl Runtime {
         }
     }
 
+    /// The node asks for a room's members on every node: the registry is asked; its answer
+    /// goes back to the node from `cluster_drain`.
+    pub(super) fn cluster_find_room(&mut self, now: Instant, app: &str, room: &str) {
+        match self.cluster.as_mut() {
+            Some(link) => link.core.lookup_room(now, app, room),
+            None => self.node.room_members(now, app, room, Err(())),
+        }
+    }
+
     /// Carries out what the cluster core asks for until it has nothing more; part of the
     /// loop turn's one drain point (`Runtime::drain`). True if look-up answers went to the
     /// node (which may then have output).
@@ -129,6 +149,7 @@ impl Runtime {
             return false;
         };
         let mut located = Vec::new();
+        let mut rooms = Vec::new();
         let registry = self.poll.registry();
         loop {
             let mut any = false;
@@ -158,6 +179,12 @@ impl Runtime {
                     ClusterOutput::Event(ClusterEvent::Unavailable { app, stream }) => {
                         located.push((app, stream, Err(())));
                     }
+                    ClusterOutput::Event(ClusterEvent::RoomMembers { app, room, members }) => {
+                        rooms.push((app, room, Ok(members)));
+                    }
+                    ClusterOutput::Event(ClusterEvent::RoomUnavailable { app, room }) => {
+                        rooms.push((app, room, Err(())));
+                    }
                 }
             }
             if let Err(why) = link.socket.write(registry) {
@@ -169,7 +196,11 @@ impl Runtime {
                 break;
             }
         }
-        let fed = !located.is_empty();
+        let fed = !located.is_empty() || !rooms.is_empty();
+        for (app, room, members) in rooms {
+            let members = members.as_deref().map_err(|_| ());
+            self.node.room_members(now, &app, &room, members);
+        }
         for (app, stream, found) in located {
             let found = found.map(|e| e.map(|e| (e.origin, e.http)));
             let found = match &found {

@@ -626,6 +626,7 @@ impl Runtime {
                     NodeOutput::UdpSend(t) if self.is_relay_source(&t) => self.relay_udp_send(t),
                     NodeOutput::UdpSend(t) => self.udp_send(t),
                     NodeOutput::FindStream { app, stream } => self.cluster_find(now, &app, &stream),
+                    NodeOutput::FindRoom { app, room } => self.cluster_find_room(now, &app, &room),
                     NodeOutput::RelayOpen { conn, addr, path } => {
                         self.relay_open(now, conn, addr, &path)
                     }

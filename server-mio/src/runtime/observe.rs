@@ -295,6 +295,10 @@ impl Runtime {
                         ("refused", w.failed),
                         ("overflow", w.overflow),
                     ],
+                    room_members: [
+                        ("looked_up", w.room_members),
+                        ("over_bound", w.room_overflow),
+                    ],
                     auth: [("accepted", a.accepted), ("refused", a.refused)],
                     udp_dropped: self.relay.udp_dropped,
                 }
