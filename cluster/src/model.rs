@@ -159,6 +159,20 @@ impl MemRedis {
         k
     }
 
+    /// The hash stored at `key` at `now`, as text fields and values (empty: no such hash).
+    pub fn hash(&mut self, now: Instant, key: &[u8]) -> BTreeMap<String, String> {
+        match self.live(now, key) {
+            Some((Value::Hash(h), _)) => h
+                .iter()
+                .map(|(f, v)| {
+                    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                    (text(f), text(v))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+
     /// The string stored at `key` at `now`.
     pub fn get(&mut self, now: Instant, key: &[u8]) -> Option<Vec<u8>> {
         match self.live(now, key) {

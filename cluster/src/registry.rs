@@ -18,6 +18,9 @@ use crate::conn::{ConnConfig, ConnEvent, ConnOutput, RedisConn, Tag};
 use crate::resp::{Command, Reply};
 
 mod rooms;
+mod viewers;
+
+pub use viewers::{MAX_VIEWER_FIELDS, MAX_VIEWER_NODES, MAX_VIEWER_STREAMS};
 
 /// Default period of the heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -72,6 +75,12 @@ impl ClusterConfig {
     /// `{prefix}:room:{app}/{room}`.
     pub fn room_key(&self, app: &str, room: &str) -> String {
         format!("{}:room:{app}/{room}", self.prefix)
+    }
+
+    /// Key of a stream's viewer counts (a hash: node id → its WebRTC viewers of the stream):
+    /// `{prefix}:viewers:{app}/{stream}`.
+    pub fn viewers_key(&self, app: &str, stream: &str) -> String {
+        format!("{}:viewers:{app}/{stream}", self.prefix)
     }
 
     /// Key of a live stream: `{prefix}:stream:{app}/{stream}`.
@@ -139,6 +148,16 @@ pub enum ClusterEvent {
         /// Main track (room) id.
         room: String,
     },
+    /// The other nodes' WebRTC viewers of a stream set with [`Cluster::set_viewers`] changed
+    /// (read at a heartbeat; dead nodes' counts left out; 0 when Redis goes away).
+    Viewers {
+        /// Application.
+        app: String,
+        /// Stream id.
+        stream: String,
+        /// The sum of the other live nodes' viewers.
+        others: usize,
+    },
     /// A look-up could not be answered: Redis is away.
     Unavailable {
         /// Application.
@@ -178,6 +197,16 @@ pub struct ClusterStats {
     pub member_dels: u64,
     /// Room look-ups (one HGETALL each).
     pub room_lookups: u64,
+    /// Viewer count writes (one HSET each).
+    pub viewer_sets: u64,
+    /// Viewer count removals (one HDEL each).
+    pub viewer_dels: u64,
+    /// Viewer hashes kept alive (one PEXPIRE each).
+    pub viewer_expires: u64,
+    /// Viewer hashes read (one HGETALL each).
+    pub viewer_reads: u64,
+    /// Other nodes' liveness checked for their viewer counts (one EXISTS each).
+    pub viewer_node_checks: u64,
     /// Writes skipped because Redis was away.
     pub skipped: u64,
     /// Replies that were Redis errors or could not be read.
@@ -196,6 +225,13 @@ enum Waiting {
         app: String,
         room: String,
     },
+    /// A stream's viewer counts (`registry/viewers.rs`).
+    ViewerHash {
+        app: String,
+        stream: String,
+    },
+    /// Whether a node with viewer counts is alive.
+    ViewerNode(String),
 }
 
 /// The cluster core. See the module docs.
@@ -215,6 +251,8 @@ pub struct Cluster {
     stats: ClusterStats,
     /// Redis came (back) up: register everything at once.
     register_due: bool,
+    /// Viewer counts across nodes (`registry/viewers.rs`).
+    viewers: viewers::Viewers,
 }
 
 impl Cluster {
@@ -232,6 +270,7 @@ impl Cluster {
             out: VecDeque::new(),
             stats: ClusterStats::default(),
             register_due: false,
+            viewers: viewers::Viewers::default(),
         }
     }
 
@@ -359,6 +398,7 @@ impl Cluster {
             let del = Command::new(["HDEL", key.as_str(), &stream]);
             self.send(now, del, Waiting::Write("leave member"));
         }
+        self.viewers_leave(now);
     }
 
     fn heartbeat(&mut self, now: Instant) {
@@ -390,6 +430,7 @@ impl Cluster {
         for (app, room, stream) in members {
             self.set_member(now, &app, &room, &stream);
         }
+        self.viewers_heartbeat(now);
     }
 
     /// The Redis socket connected.
@@ -452,12 +493,14 @@ impl Cluster {
                 info!(node = %self.config.node_id, "cluster: Redis connected");
                 // Register (again) now: Redis may have lost everything.
                 self.register_due = true;
+                self.viewers_up();
                 self.out.push_back(ClusterOutput::Event(ClusterEvent::Up));
             }
             ConnEvent::Down { reason, retry_at } => {
                 warn!(node = %self.config.node_id, %reason, ?retry_at, "cluster: Redis unavailable");
                 self.out
                     .push_back(ClusterOutput::Event(ClusterEvent::Down { reason }));
+                self.viewers_down();
             }
             ConnEvent::Reply { tag, reply } => match self.waiting.remove(&tag) {
                 Some(Waiting::Write(what)) => {
@@ -504,6 +547,9 @@ impl Cluster {
                             members,
                         }));
                 }
+                Some(w @ (Waiting::ViewerHash { .. } | Waiting::ViewerNode(_))) => {
+                    self.viewers_reply(w, &reply);
+                }
                 None => debug!(tag, "cluster: reply to a forgotten command"),
             },
             ConnEvent::Failed { tag } => match self.waiting.remove(&tag) {
@@ -521,6 +567,7 @@ impl Cluster {
                             room,
                         }));
                 }
+                Some(Waiting::ViewerHash { .. } | Waiting::ViewerNode(_)) => self.viewers_failed(),
                 _ => {}
             },
             ConnEvent::Message { .. } => {}

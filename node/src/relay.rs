@@ -14,6 +14,10 @@
 //! A room played here asks for its members on other nodes ([`crate::NodeOutput::FindRoom`],
 //! answered through [`crate::Node::room_members`]); each is relayed the same way and joins the
 //! local room as a subtrack (`proto-core/src/signalling/remote_room.rs`).
+//!
+//! Viewer counts: [`crate::Node::viewer_counts`] (this node's, for the registry) and
+//! [`crate::Node::set_remote_viewers`] (the other nodes', from it) make viewer limits and the
+//! broadcasts' viewer counts hold cluster-wide (`proto-core/src/signalling/viewers.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -317,6 +321,21 @@ impl crate::Node {
             Ok(members) => self.sig.room_members(now, app, room, members),
             Err(()) => debug!(app, room, "room members: the registry could not be asked"),
         }
+        self.pump(now);
+    }
+
+    /// This node's WebRTC viewers of each stream published or relayed here, `(app, stream,
+    /// viewers)` (0 included; an edge's relay is no viewer on its origin): what the cluster
+    /// core publishes, and the streams whose other nodes' counts it reads.
+    pub fn viewer_counts(&self) -> Vec<(String, String, usize)> {
+        self.sig.viewer_counts()
+    }
+
+    /// The other nodes' viewers of `app/stream` as the cluster core last read them: added to
+    /// the count plays are checked with against `webRTCViewerLimit` and to the broadcast's
+    /// recorded `webRTCViewerCount`.
+    pub fn set_remote_viewers(&mut self, now: Instant, app: &str, stream: &str, viewers: usize) {
+        self.sig.set_remote_viewers(app, stream, viewers);
         self.pump(now);
     }
 

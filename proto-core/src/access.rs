@@ -25,6 +25,9 @@ pub struct Grant {
     pub spend_token: Option<String>,
     /// A TOTP code accepted: its time-step becomes the subscriber's last used one (no replay).
     pub totp: Option<TotpUse>,
+    /// The play is a cluster edge's relay: it counts as no viewer here (the edge's players
+    /// count on the edge, and reach this node through the cluster's viewer counts).
+    pub relay: bool,
 }
 
 impl Grant {

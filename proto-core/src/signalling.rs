@@ -94,6 +94,7 @@ mod role;
 mod room;
 mod state;
 mod stream;
+mod viewers;
 mod whip;
 
 pub use config::{Config, ConnId, IceServers};
@@ -214,6 +215,8 @@ pub struct Signalling {
     role: ClusterRole,
     /// Publishes refused by the role or the connection's target.
     role_refusals: u64,
+    /// The other nodes' viewers of the streams published or relayed here (`viewers.rs`).
+    remote_viewers: BTreeMap<Key, usize>,
 }
 
 impl Signalling {
@@ -244,6 +247,7 @@ impl Signalling {
             remote: None,
             role: ClusterRole::Both,
             role_refusals: 0,
+            remote_viewers: BTreeMap::new(),
         }
     }
 

@@ -3,15 +3,19 @@
 //! playing. The edge's node makes every decision (its players wait, one look-up, one relay,
 //! the relay's AMS client towards the origin, its end); this file only plays the runtime's
 //! part: it answers look-ups from a registry of one stream, carries the relay's WebSocket
-//! frames and datagrams between the two nodes.
+//! frames and datagrams between the two nodes. With datastores, it also carries the viewer
+//! counts through each node's cluster core and one in-memory Redis, as the runtime does.
 #![allow(clippy::disallowed_methods)] // none: the clocks are the simulations'
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use antenna_cluster::testing::Link;
+use antenna_cluster::{Cluster, ClusterConfig, ClusterEvent, MemRedis};
+use antenna_store::{shared, MemStore};
 use antenna_tests::media::MediaSim;
-use antenna_tests::server_udp;
+use antenna_tests::{server_udp, Sim};
 use node::{ClusterMode, NodeOutput};
 use proto_core::ConnId;
 use rtc_core::{Sfu, SfuConfig};
@@ -37,14 +41,44 @@ struct World {
     opens: usize,
     /// The network between the nodes drops everything (the WebSockets stay open, silent).
     partitioned: bool,
+    /// With datastores: each node's cluster core (origin, edge) over one in-memory Redis,
+    /// carrying the viewer counts as the runtime does.
+    counts: Option<(MemRedis, [Link; 2])>,
 }
 
 impl World {
     fn new(seed: u64) -> World {
+        World::build(seed, None)
+    }
+
+    /// Both nodes with a datastore in which `cam` has this `webRTCViewerLimit`, the origin
+    /// checking the relay's cluster credential, and the viewer counts carried through Redis.
+    fn with_viewer_limit(seed: u64, limit: i64) -> World {
+        World::build(seed, Some(limit))
+    }
+
+    fn build(seed: u64, limit: Option<i64>) -> World {
         let mut origin = MediaSim::new(seed);
+        let mut edge = MediaSim::new(seed ^ 0xed6e);
+        if let Some(limit) = limit {
+            for (m, id) in [(&mut origin, "origin"), (&mut edge, "edge")] {
+                let sim = std::mem::replace(&mut m.sim, Sim::new(seed));
+                m.sim = sim.with_admin(shared(MemStore::new()));
+                let record = json!({"streamId": "cam", "webRTCViewerLimit": limit});
+                let r = m.sim.rest(
+                    "POST",
+                    "/WebRTCAppEE/rest/v2/broadcasts/create",
+                    Some(record),
+                );
+                assert_eq!(r.status, 200, "{}", r.body);
+                m.sim.node.set_cluster(ClusterMode {
+                    node_id: id.into(),
+                    secret: "cluster-secret".into(),
+                });
+            }
+        }
         origin.publisher("cam");
         origin.run(Duration::from_millis(500));
-        let mut edge = MediaSim::new(seed ^ 0xed6e);
         let now = edge.sim.now();
         edge.sim.node.sfu = Sfu::new(
             SfuConfig {
@@ -58,6 +92,7 @@ impl World {
             node_id: "edge".into(),
             secret: "cluster-secret".into(),
         });
+        let now = origin.sim.now();
         World {
             origin,
             edge,
@@ -66,6 +101,37 @@ impl World {
             finds: 0,
             opens: 0,
             partitioned: false,
+            counts: limit.map(|_| {
+                let link = |id: &str, port: u16| {
+                    let http = SocketAddr::from(([10, 9, 0, 2], port));
+                    Link::new(Cluster::new(ClusterConfig::new(id, http, http, 0), now))
+                };
+                (MemRedis::new(), [link("origin", 5080), link("edge", 5090)])
+            }),
+        }
+    }
+
+    /// The runtime's part of the viewer counts: each node's counts into its cluster core,
+    /// the other nodes' sums back (on the origin's clock, shared by Redis and both cores).
+    fn carry_counts(&mut self) {
+        let Some((redis, links)) = &mut self.counts else {
+            return;
+        };
+        let now = self.origin.sim.now();
+        for (m, link) in [&mut self.origin, &mut self.edge].into_iter().zip(links) {
+            link.cluster.set_viewers(m.sim.node.viewer_counts());
+            link.step(now, redis, true);
+            for e in link.events.drain(..) {
+                if let ClusterEvent::Viewers {
+                    app,
+                    stream,
+                    others,
+                } = e
+                {
+                    m.sim
+                        .cluster_input(|n, now| n.set_remote_viewers(now, &app, &stream, others));
+                }
+            }
         }
     }
 
@@ -151,11 +217,14 @@ impl World {
 
     /// Runs both nodes for `d` in 1 ms steps.
     fn run(&mut self, d: Duration) {
-        for _ in 0..d.as_millis() {
+        for ms in 0..d.as_millis() {
             self.origin.run(Duration::from_millis(1));
             self.carry();
             self.edge.run(Duration::from_millis(1));
             self.carry();
+            if ms % 100 == 0 {
+                self.carry_counts();
+            }
         }
     }
 
@@ -308,4 +377,63 @@ fn a_partition_from_the_origin_ends_the_edge_plays_within_the_silence_timeout() 
     }
     println!("edge play finished {waited:?} after the partition");
     assert_eq!(w.relays_on_edge(), 0);
+}
+
+#[test]
+fn a_viewer_limit_holds_across_the_origin_and_its_edge() {
+    for seed in 1..=2u64 {
+        let mut w = World::with_viewer_limit(seed, 2);
+        let on_origin = w.origin.player("cam");
+        let on_edge = w.edge.player("cam");
+        w.run(Duration::from_secs(2));
+        assert!(
+            w.origin.browsers[on_origin].got("play_started"),
+            "seed {seed}"
+        );
+        assert!(w.edge.browsers[on_edge].got("play_started"), "seed {seed}");
+        // The edge's relay is no viewer of the origin; its player counts on the edge.
+        let cam = |n: usize| vec![("WebRTCAppEE".to_string(), "cam".to_string(), n)];
+        assert_eq!(w.origin.sim.node.viewer_counts(), cam(1), "seed {seed}");
+        assert_eq!(w.edge.sim.node.viewer_counts(), cam(1), "seed {seed}");
+        // Two heartbeats bring each node the other's count.
+        w.run(Duration::from_secs(5));
+        let record = w
+            .origin
+            .sim
+            .rest("GET", "/WebRTCAppEE/rest/v2/broadcasts/cam", None);
+        assert_eq!(
+            record.body["webRTCViewerCount"], 2,
+            "seed {seed}: {}",
+            record.body
+        );
+
+        // A third viewer is refused on either node, as one node refuses it.
+        let third = w.origin.player("cam");
+        let fourth = w.edge.player("cam");
+        w.run(Duration::from_millis(300));
+        assert!(
+            w.origin.browsers[third].got("viewerLimitReached"),
+            "seed {seed}"
+        );
+        assert!(
+            w.edge.browsers[fourth].got("viewerLimitReached"),
+            "seed {seed}"
+        );
+
+        // The edge's viewer leaves: once the origin has read that, it takes one again.
+        w.edge.close(on_edge);
+        w.run(Duration::from_secs(5));
+        let again = w.origin.player("cam");
+        w.run(Duration::from_secs(1));
+        assert!(w.origin.browsers[again].got("play_started"), "seed {seed}");
+        let record = w
+            .origin
+            .sim
+            .rest("GET", "/WebRTCAppEE/rest/v2/broadcasts/cam", None);
+        assert_eq!(
+            record.body["webRTCViewerCount"], 2,
+            "seed {seed}: {}",
+            record.body
+        );
+    }
 }

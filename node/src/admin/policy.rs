@@ -34,7 +34,8 @@ pub struct RelayAuthCounters {
 
 /// Cluster mode's credential check on the origin: a play whose token is a cluster credential
 /// ([`antenna_cluster::cluster_token`]) of its stream under the shared secret is an edge's
-/// relay: no play token, no viewer limit (it is one viewer). A token with the credential's
+/// relay: no play token, no viewer limit, and no viewer ([`Grant::relay`]: the edge's players
+/// count through the cluster's viewer counts). A token with the credential's
 /// prefix that does not verify, or any such token without a secret, is refused with
 /// `unauthorized_access`. The counters are shared by every copy (the admin core reads them).
 #[derive(Debug, Clone, Default)]
@@ -71,7 +72,10 @@ impl RelayAuth {
                 stream = req.stream_id,
                 "play accepted as an edge's relay"
             );
-            Ok(Grant::free(req.app))
+            Ok(Grant {
+                relay: true,
+                ..Grant::free(req.app)
+            })
         } else {
             c.refused += 1;
             warn!(

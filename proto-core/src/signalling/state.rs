@@ -100,6 +100,8 @@ pub(super) struct PlayState {
     pub(super) connected: bool,
     /// Height asked for with `forceStreamQuality` (0 = automatic).
     pub(super) forced_height: u32,
+    /// A cluster edge's relay ([`crate::Grant::relay`]): not a viewer of this node.
+    pub(super) relay: bool,
 }
 
 #[derive(Debug)]

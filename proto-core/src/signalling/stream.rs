@@ -136,7 +136,7 @@ impl Signalling {
         let k = key(app, &id);
         let publisher = self.publishers.get(&k).copied().and_then(|sid| {
             match self.sessions.get(&sid).map(|s| &s.role) {
-                Some(Role::Publish(ps)) => Some((sid, ps.live, ps.players.len())),
+                Some(Role::Publish(ps)) => Some((sid, ps.live)),
                 _ => None,
             }
         });
@@ -155,13 +155,13 @@ impl Signalling {
                 .as_deref()
                 .filter(|r| !r.is_empty())
                 .is_some_and(|r| self.in_room(app, r, &id)),
-            viewers: publisher.map_or(0, |(_, _, n)| n),
+            viewers: self.cluster_viewers(app, &id, publisher.map(|(sid, _)| sid)),
         };
         let grant = match self.access.check_play(now, &req) {
             Ok(g) => g,
             Err(e) => return self.refuse(now, conn, e, Some(&id)),
         };
-        let Some((publisher, true, _)) = publisher else {
+        let Some((publisher, true)) = publisher else {
             // A WHEP player brings its own offer; a room play needs server offers.
             let live_subtracks = self.has_live_subtrack(app, &id);
             if publisher.is_none() && self.whep_offer.is_none() && live_subtracks {
@@ -189,6 +189,7 @@ impl Signalling {
             return self.refuse(now, conn, SignalError::AlreadyPlaying, Some(&id));
         }
         // Accepted: only now is a single-use credential spent.
+        let relay = grant.relay;
         if let Err(e) = self.access.commit(now, grant) {
             return self.refuse(now, conn, e, Some(&id));
         }
@@ -213,16 +214,14 @@ impl Signalling {
                     publisher,
                     connected: false,
                     forced_height: 0,
+                    relay,
                 }),
             ),
         );
         if let Some(Role::Publish(ps)) = self.sessions.get_mut(&publisher).map(|s| &mut s.role) {
             ps.players.insert(sid);
-            // A relay's viewers are counted by its origin.
-            if !ps.relay {
-                self.access.on_viewer_count(app, &id, ps.players.len());
-            }
         }
+        self.viewers_changed(publisher);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.plays.insert(id.clone(), sid);
         }
@@ -530,12 +529,13 @@ impl Signalling {
                 for player in p.players {
                     self.end_session(player, End::STOP);
                 }
+                let remote = self.remote_viewers.remove(&key(&s.app, &s.stream));
                 if p.relay {
                     // Nothing of a relay is recorded here: the origin owns the stream.
                     let room = p.main_track.as_deref();
                     return self.relay_gone(&s.app, &s.stream, room, p.live);
                 }
-                if had_players {
+                if had_players || remote.is_some() {
                     self.access.on_viewer_count(&s.app, &s.stream, 0);
                 }
                 // After its players' `PlayStopped`.
@@ -574,11 +574,11 @@ impl Signalling {
                     self.sessions.get_mut(&p.publisher).map(|s| &mut s.role)
                 {
                     ps.players.remove(&sid);
-                    if ps.relay {
+                    let relayed = ps.relay;
+                    if relayed {
                         self.relay_player_left(p.publisher);
-                    } else {
-                        self.access
-                            .on_viewer_count(&s.app, &s.stream, ps.players.len());
+                    } else if !p.relay {
+                        self.viewers_changed(p.publisher);
                     }
                 }
                 p.connected

@@ -111,13 +111,15 @@ impl Runtime {
         }
     }
 
-    /// The node's load for the next heartbeat, and a graceful leave at shutdown.
+    /// The node's load and viewer counts for the next heartbeat, and a graceful leave at
+    /// shutdown.
     pub(super) fn cluster_housekeeping(&mut self, now: Instant, leaving: bool) {
         let load = self.conns.len() as u64;
         let Some(link) = self.cluster.as_mut() else {
             return;
         };
         link.core.set_load(load);
+        link.core.set_viewers(self.node.viewer_counts());
         if leaving {
             link.core.leave(now);
         }
@@ -150,6 +152,7 @@ impl Runtime {
         };
         let mut located = Vec::new();
         let mut rooms = Vec::new();
+        let mut viewers = Vec::new();
         let registry = self.poll.registry();
         loop {
             let mut any = false;
@@ -185,6 +188,11 @@ impl Runtime {
                     ClusterOutput::Event(ClusterEvent::RoomUnavailable { app, room }) => {
                         rooms.push((app, room, Err(())));
                     }
+                    ClusterOutput::Event(ClusterEvent::Viewers {
+                        app,
+                        stream,
+                        others,
+                    }) => viewers.push((app, stream, others)),
                 }
             }
             if let Err(why) = link.socket.write(registry) {
@@ -196,7 +204,10 @@ impl Runtime {
                 break;
             }
         }
-        let fed = !located.is_empty() || !rooms.is_empty();
+        let fed = !located.is_empty() || !rooms.is_empty() || !viewers.is_empty();
+        for (app, stream, others) in viewers {
+            self.node.set_remote_viewers(now, &app, &stream, others);
+        }
         for (app, room, members) in rooms {
             let members = members.as_deref().map_err(|_| ());
             self.node.room_members(now, &app, &room, members);
