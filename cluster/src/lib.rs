@@ -8,7 +8,7 @@
 //! - [`conn`]: one connection: pipelined commands matched to replies in order, pub/sub
 //!   messages, reconnect with back-off, "unavailable" while down.
 //! - [`registry`]: [`Cluster`], this node's heartbeat and live streams, stream look-ups, each
-//!   room's members (`registry/rooms.rs`).
+//!   room's members (`registry/rooms.rs`), viewer counts across nodes (`registry/viewers.rs`).
 //! - [`data`]: [`SharedData`], the cluster's datastore (broadcasts, tokens, subscribers,
 //!   settings) in Redis behind `antenna_store::Store`.
 //! - `model` (cargo feature `testing`): `MemRedis`, the in-memory Redis of the tests and the
@@ -25,6 +25,7 @@
 //! | `antenna:node:{node_id}` | JSON [`NodeInfo`]: `id`, `http`, `udp`, `load` | `SET .. PX ttl` at every heartbeat ([`registry::HEARTBEAT`], 2 s) and as soon as Redis is (back) up | [`registry::TTL`] (6 s) after the last heartbeat; `DEL` on a graceful stop |
 //! | `antenna:stream:{app}/{stream}` | JSON [`StreamEntry`]: `origin` (node id), `http` | `SET .. PX ttl` when the publish goes live and at every heartbeat | TTL after the origin's last heartbeat; `DEL` when the publish ends |
 //! | `antenna:room:{app}/{room}` | HASH member stream id → its node id (streams published with `mainTrack` = room) | `HSET` + `PEXPIRE .. ttl` when the member goes live and at every heartbeat of its node | the key: TTL after the last heartbeat of a node with a member; `HDEL` when the member ends or its node stops gracefully (a dead node's fields stay until the key expires: their stream look-up finds nothing) |
+//! | `antenna:viewers:{app}/{stream}` | HASH node id → its WebRTC viewers of the stream (streams it publishes or relays) | at the heartbeat, when the count changed: `HSET` (`HDEL` at 0); `PEXPIRE .. ttl` at every heartbeat while non-zero | the key: TTL after the last heartbeat of a node with viewers; a dead node's field stays until then, but readers skip nodes whose key is gone (`EXISTS`) |
 //! | `antenna:data:{app}:broadcasts` | HASH stream id → Broadcast (AMS JSON) | `HSET`/`HDEL` per REST change, live status and viewer-count change | no TTL (the data of the service) |
 //! | `antenna:data:{app}:tokens` | HASH token id → Token JSON | `HSET` at REST create; `HDEL` to spend (atomic: the node that gets `1` spent it), at REST delete and expiry purges | no TTL; expired tokens are purged by the nodes |
 //! | `antenna:data:{app}:subscribers` | HASH `["streamId","subscriberId"]` → Subscriber JSON | `HSET`/`HDEL` per REST change | no TTL |
@@ -88,7 +89,8 @@
 //! | a shared-data write | `HSET`/`HDEL`/`SET` + `PUBLISH` on the writer, 1 `HGET`/`GET` reload on each of the N − 1 others: N + 1 | as many `HSET`, `PUBLISH` and `HGET` |
 //! | publish start and end of a stream with a broadcast record | 1 write each (live status) | included below |
 //! | play start and end on the stream's origin (a record) | 1 write each (viewer count) | 100 players: 201 `HSET` (with the 1 status) |
-//! | play start and end on an edge | 0 (the relay is the origin's one viewer: 1 write when it starts, 1 when it ends) | 100 players: 4-5 `HSET` (with the status) |
+//! | play start and end on an edge | 0 at once (the relay is no viewer on the origin); the count below | 100 players: 4-5 `HSET` (with the status; measured before the viewer counts, which add at most 1 record write per H) |
+//! | viewer counts, per stream published or relayed on a node | every H: 1 `HSET`/`HDEL` if its count changed, 1 `PEXPIRE` if non-zero, 1 `HGETALL`; per node every H: 1 `EXISTS` per other node seen in those hashes; on the origin, a broadcast record write when the other nodes' sum changed (at most 1 per H) | `cluster/tests/viewers.rs`: an unchanged count, 13 s: 1 `HSET` |
 //! | a live room member, on its node | 1 `HSET` + 1 `PEXPIRE` when live and every H, 1 `HDEL` at its end | not measured |
 //! | a room with players on a node | 1 `HGETALL` at its first room play and every H; 1 `GET` per member of another node not relayed yet | not measured |
 //!
@@ -106,6 +108,12 @@
 //! - viewers on edges (the relay): the viewers cost nothing; relays do. If every stream is
 //!   relayed to 10 edges for an hour, 10,000 relays start and end per hour: 2.8 look-ups/s and
 //!   5.6 viewer-count writes/s × 101 = 561/s: about 1,100 commands/s in all;
+//! - viewer counts across nodes (on paper): if each stream is on its origin and 10 edges,
+//!   11,000 (stream, node) pairs: `PEXPIRE` and `HGETALL` 11,000 / 2 = 5,500/s each, `HSET`
+//!   at most the 334 count changes/s, `EXISTS` at most 100 × 99 / 2 = 4,950/s: about
+//!   16,000 commands/s; streams with records add the origin's record write when the edges'
+//!   sum changes, at most 1,000 / 2 = 500 writes/s × 101 = 50,500/s in the worst case (every
+//!   stream's sum changing every heartbeat), which is the term to watch;
 //! - conferences spanning nodes (on paper): 1,000 rooms of 10 members, every node with a
 //!   player of every room (the worst case): members 10,000 × 2 / 2 = 10,000/s, room polls
 //!   100 × 1,000 / 2 = 50,000/s: 60,000 commands/s, so such deployments want pub/sub on the
