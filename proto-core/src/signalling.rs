@@ -685,3 +685,6 @@ mod remote_tests;
 
 #[cfg(test)]
 mod remote_room_tests;
+
+#[cfg(test)]
+mod viewers_tests;

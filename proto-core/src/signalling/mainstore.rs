@@ -63,13 +63,16 @@ impl Signalling {
     /// Writes the live publish of `id` (if any) over `b`; `main` overrides its main track (a
     /// legacy room member listed as a subtrack). Returns whether `id` is published here.
     fn overlay_live(&self, app: &str, id: &str, main: Option<&str>, b: &mut Record) -> bool {
-        let Some(Session {
-            role: Role::Publish(p),
-            ..
-        }) = self
+        let Some((
+            sid,
+            Session {
+                role: Role::Publish(p),
+                ..
+            },
+        )) = self
             .publishers
             .get(&key(app, id))
-            .and_then(|sid| self.sessions.get(sid))
+            .and_then(|sid| Some((*sid, self.sessions.get(sid)?)))
         else {
             return false;
         };
@@ -88,7 +91,8 @@ impl Signalling {
         if let Some(m) = main.or(p.main_track.as_deref()) {
             b.insert("mainTrackStreamId".into(), json!(m));
         }
-        b.insert("webRTCViewerCount".into(), json!(p.players.len()));
+        let viewers = self.cluster_viewers(app, id, Some(sid));
+        b.insert("webRTCViewerCount".into(), json!(viewers));
         b.entry("type").or_insert_with(|| json!("liveStream"));
         if b.get("publishType").is_none_or(Value::is_null) {
             b.insert("publishType".into(), json!("WebRTC"));

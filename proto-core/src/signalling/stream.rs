@@ -221,7 +221,9 @@ impl Signalling {
         if let Some(Role::Publish(ps)) = self.sessions.get_mut(&publisher).map(|s| &mut s.role) {
             ps.players.insert(sid);
         }
-        self.viewers_changed(publisher);
+        if !relay {
+            self.viewers_changed(publisher);
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.plays.insert(id.clone(), sid);
         }
