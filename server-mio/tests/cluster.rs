@@ -568,6 +568,36 @@ fn an_edge_relays_the_origins_stream_to_its_players_until_the_origin_ends_or_die
         assert!(edge.contains(line), "{line} in {edge}");
     }
 
+    // The edge's two players are its viewers in Redis; the origin has none (its one play is
+    // the relay, no viewer).
+    let viewers = || match redis.call(&["HGETALL", "antenna:viewers:WebRTCAppEE/s1"]) {
+        Reply::Array(a) => a
+            .iter()
+            .map(|r| match r {
+                Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>(),
+        other => vec![format!("{other:?}")],
+    };
+    let polls = std::cell::Cell::new(0u32);
+    let counted = Instant::now();
+    let ok = drive(
+        Some((&mut publisher, &mut pub_ws)),
+        &mut [&mut a, &mut b],
+        "s1",
+        Duration::from_secs(10),
+        |_| {
+            polls.set(polls.get() + 1);
+            polls.get() % 50 == 0 && viewers() == ["n2", "2"]
+        },
+    );
+    assert!(ok, "viewers in Redis: {:?}", viewers());
+    eprintln!(
+        "the edge's viewers in Redis {:?} after the check began",
+        counted.elapsed()
+    );
+
     // The publisher stops: the origin ends the relay's play, the edge's players finish.
     pub_ws.send(&json!({"command": "stop", "streamId": "s1"}));
     let stopped = Instant::now();
