@@ -589,7 +589,7 @@ fn an_edge_relays_the_origins_stream_to_its_players_until_the_origin_ends_or_die
         Duration::from_secs(10),
         |_| {
             polls.set(polls.get() + 1);
-            polls.get() % 50 == 0 && viewers() == ["n2", "2"]
+            polls.get().is_multiple_of(50) && viewers() == ["n2", "2"]
         },
     );
     assert!(ok, "viewers in Redis: {:?}", viewers());
