@@ -2,10 +2,10 @@
 //! two nodes register, a stream published on node 1 is registered with node 1 as its origin,
 //! stopping Redis keeps local media flowing and the node registers again when Redis returns,
 //! and `kill -9` of node 1 makes its entries expire within the TTL; the shared data; the origin
-//! → edge relay (two edge players through one relay, the publisher's stop, `kill -9` of the
-//! origin); a conference whose two members publish on two nodes, each member's room player
-//! getting the other's frames. About 700 lines: the tests share the Redis helper and the node
-//! start-up.
+//! → edge relay (two edge players through one relay and their viewer count in Redis, the
+//! publisher's stop, `kill -9` of the origin); a conference whose two members publish on two
+//! nodes, each member's room player getting the other's frames. About 750 lines: the tests
+//! share the Redis helper and the node start-up.
 #![allow(clippy::disallowed_methods)] // test timeouts read the clock
 
 mod common;

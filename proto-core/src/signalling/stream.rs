@@ -1,7 +1,7 @@
 //! Publish and play: media sessions, their ends, and the queries about published streams.
-//! (About 620 lines: publish, play and their ends share the stream indexes they update; the
+//! (About 630 lines: publish, play and their ends share the stream indexes they update; the
 //! queries about published streams read the same. The cluster edge's waiting plays are in
-//! `remote.rs`.)
+//! `remote.rs`, the viewer counts in `viewers.rs`.)
 
 use std::collections::BTreeSet;
 use std::time::Instant;
