@@ -164,6 +164,18 @@ fn redis_away_means_local_counts_and_everything_is_written_again_when_it_returns
         Some(0),
         "Redis away: the others count nothing"
     );
+    // Node 2's viewers leave while Redis is away: its field goes when Redis returns.
+    let (second, up, down) = (Duration::from_secs(1), true, false);
+    b.cluster.set_viewers(counts(0));
+    run(&mut [&mut a, &mut b], &mut redis, up, &mut now, 5 * second);
+    assert_eq!(hash(&mut redis, now), [("n1".into(), "1".into())].into());
+    let last = others(&mut a);
+    assert!(matches!(last, None | Some(0)), "{last:?}");
+    b.cluster.set_viewers(counts(2));
+    run(&mut [&mut a, &mut b], &mut redis, up, &mut now, 5 * second);
+    assert_eq!(others(&mut a), Some(2));
+    run(&mut [&mut a, &mut b], &mut redis, down, &mut now, second);
+    assert_eq!(others(&mut a), Some(0));
 
     // Redis comes back empty (a restart without persistence).
     let mut redis = MemRedis::new();

@@ -18,6 +18,9 @@ pub const MAX_VIEWER_FIELDS: usize = 256;
 /// Most other nodes whose liveness is checked in one heartbeat.
 pub const MAX_VIEWER_NODES: usize = 256;
 
+/// A written count Redis may no longer hold (it was away): rewritten at the next heartbeat.
+const UNKNOWN: usize = usize::MAX;
+
 /// `(app, stream)`.
 type Key = (String, String);
 
@@ -26,7 +29,8 @@ type Key = (String, String);
 pub(super) struct Viewers {
     /// This node's viewers per stream, as last set (0 included: read, not written).
     local: BTreeMap<Key, usize>,
-    /// What this node's fields in Redis hold (non-zero counts only).
+    /// What this node's fields in Redis hold (non-zero counts only; [`UNKNOWN`] after an
+    /// outage).
     written: BTreeMap<Key, usize>,
     /// The other nodes' sums as last reported (non-zero only).
     others: BTreeMap<Key, usize>,
@@ -57,9 +61,12 @@ impl Cluster {
         self.viewers.local = counts.into_iter().map(|(a, s, n)| ((a, s), n)).collect();
     }
 
-    /// Redis came back (maybe empty): every count is written again.
+    /// Redis came back (maybe empty, maybe with counts that changed meanwhile): every field
+    /// this node had is written again, or removed if its count is 0 now.
     pub(super) fn viewers_up(&mut self) {
-        self.viewers.written.clear();
+        for n in self.viewers.written.values_mut() {
+            *n = UNKNOWN;
+        }
         self.viewers.round = None;
     }
 
