@@ -127,6 +127,7 @@ fn a_dead_nodes_viewers_stop_counting_within_the_ttl() {
         }
     }
     let gone = gone.expect("the dead node's viewers still count");
+    eprintln!("a dead node's viewers stopped counting {gone:?} after the kill");
     // Its node key expires within the TTL; the next heartbeat's read leaves it out.
     assert!(gone <= Duration::from_secs(6 + 2 + 1), "{gone:?}");
     // Its field is still in the hash, which node 1 keeps alive: only liveness drops it.
