@@ -306,7 +306,8 @@ impl Harness {
         self.advance(Duration::from_secs(3600));
         assert!(
             self.sig.is_idle(),
-            "state left after every connection closed"
+            "state left after every connection closed: {:#?}",
+            self.sig
         );
         assert_eq!(self.sig.poll_timeout(), None, "timer left");
         assert!(

@@ -9,3 +9,10 @@ fn member_of_one_room_and_subtrack_of_another_leaves_both_rooms_players() {
         "../../fuzz/corpus/signalling/member-of-one-room-subtrack-of-another"
     ));
 }
+
+#[test]
+fn cluster_state_is_gone_once_every_connection_closed() {
+    proto_core::fuzzing::run_ops(include_bytes!(
+        "../../fuzz/corpus/signalling/relay-state-left-after-close"
+    ));
+}

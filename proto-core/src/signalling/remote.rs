@@ -210,8 +210,20 @@ impl Signalling {
             );
             return None;
         }
-        if self.publishers.contains_key(&k) {
-            self.release_waiters(now, &k);
+        if let Some(existing) = self.publishers.get(&k).copied() {
+            // Published here meanwhile, or already relayed (a second answer for the same
+            // stream): the waiting plays go to that publisher if it is live; a relay that is not
+            // live yet keeps them waiting (its media start releases them).
+            let relay = self.is_relay(existing);
+            let live = matches!(self.sessions.get(&existing).map(|s| &s.role),
+                Some(Role::Publish(p)) if p.live);
+            if !relay || live {
+                self.release_waiters(now, &k);
+                if relay {
+                    // Every waiter may have been refused on its second look: nobody plays it.
+                    self.relay_player_left(existing);
+                }
+            }
             return None;
         }
         let sid = self.alloc_session();

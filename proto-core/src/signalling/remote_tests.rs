@@ -265,3 +265,30 @@ fn a_waiting_play_that_is_stopped_waits_no_more() {
     assert_eq!(h.sig.remote_waiting(), 0);
     h.finish();
 }
+
+/// A second answer for a stream whose relay is still connecting opens nothing and keeps the
+/// plays waiting for that relay; the relay ends when its last waiting play goes (the signalling
+/// fuzzer's `relay-state-left-after-close`: the waiters were let go without a player and the
+/// relay was left behind).
+#[test]
+fn a_second_answer_keeps_the_plays_waiting_for_the_relay_not_live_yet() {
+    let mut h = edge();
+    h.open(1, "app");
+    play(&mut h, 1, "cam");
+    let relay = open_relay(&mut h, "cam");
+    // Overloaded: a play handled again now would be refused (`highResourceUsage`).
+    h.overload(true);
+    assert_eq!(h.sig.open_relay(h.now, RELAY_CONN, "app", "cam"), None);
+    assert_eq!(
+        h.sig.remote_waiting(),
+        1,
+        "the play still waits for the relay"
+    );
+    h.overload(false);
+    let outs = h.close(1);
+    assert!(
+        closes(&outs, relay),
+        "the relay ends with its last waiting play: {outs:?}"
+    );
+    h.finish();
+}
