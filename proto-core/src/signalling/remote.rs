@@ -100,6 +100,12 @@ impl Signalling {
         matches!(self.sessions.get(&sid).map(|s| &s.role), Some(Role::Publish(p)) if p.relay)
     }
 
+    /// Whether the session is a relay publisher whose media has not started yet.
+    fn relay_connecting(&self, sid: SessionId) -> bool {
+        matches!(self.sessions.get(&sid).map(|s| &s.role),
+            Some(Role::Publish(p)) if p.relay && !p.live)
+    }
+
     /// A play that found no live local stream: `true` if it waits for a relay (or was refused
     /// over the bounds), `false` if it is not one for the cluster (edge mode off, or the
     /// stream is published here but not live).
@@ -214,12 +220,9 @@ impl Signalling {
             // Published here meanwhile, or already relayed (a second answer for the same
             // stream): the waiting plays go to that publisher if it is live; a relay that is not
             // live yet keeps them waiting (its media start releases them).
-            let relay = self.is_relay(existing);
-            let live = matches!(self.sessions.get(&existing).map(|s| &s.role),
-                Some(Role::Publish(p)) if p.live);
-            if !relay || live {
+            if !self.relay_connecting(existing) {
                 self.release_waiters(now, &k);
-                if relay {
+                if self.is_relay(existing) {
                     // Every waiter may have been refused on its second look: nobody plays it.
                     self.relay_player_left(existing);
                 }
@@ -261,9 +264,7 @@ impl Signalling {
         }
         self.fail_waiters(now, &k, e);
         if let Some(sid) = self.publishers.get(&k).copied() {
-            let live = matches!(self.sessions.get(&sid).map(|s| &s.role),
-                Some(Role::Publish(p)) if p.live);
-            if self.is_relay(sid) && !live {
+            if self.relay_connecting(sid) {
                 self.end_session(sid, End::STOP);
             }
         }
