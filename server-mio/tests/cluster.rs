@@ -4,107 +4,21 @@
 //! and `kill -9` of node 1 makes its entries expire within the TTL; the shared data; the origin
 //! → edge relay (two edge players through one relay and their viewer count in Redis, the
 //! publisher's stop, `kill -9` of the origin); a conference whose two members publish on two
-//! nodes, each member's room player getting the other's frames. About 750 lines: the tests
-//! share the Redis helper and the node start-up.
+//! nodes, each member's room player getting the other's frames. About 650 lines: the tests
+//! share the node start-up (the Redis helper is `common/redis.rs`).
 #![allow(clippy::disallowed_methods)] // test timeouts read the clock
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use antenna_cluster::registry::TTL;
-use antenna_cluster::resp::{Command as Cmd, Decoder, Reply};
+use antenna_cluster::resp::Reply;
 use common::media::{play_frames, publish_live};
+use common::redis::{free_port, redis_installed, Redis};
 use common::Server;
 use serde_json::{json, Value};
-
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Redis {
-    fn start_on(port: u16) -> Option<Redis> {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let redis = Redis {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if TcpStream::connect(redis.addr).is_ok() {
-                return Some(redis);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    fn url(&self) -> String {
-        format!("redis://{}/0", self.addr)
-    }
-
-    /// One command on a fresh connection.
-    fn call(&self, words: &[&str]) -> Reply {
-        let mut s = TcpStream::connect(self.addr).expect("connect to redis");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(&Cmd::new(words).encode()).unwrap();
-        let mut d = Decoder::default();
-        let mut buf = [0; 4096];
-        loop {
-            if let Some(r) = d.next_reply().expect("RESP from redis") {
-                return r;
-            }
-            let n = s.read(&mut buf).expect("read redis");
-            assert!(n > 0, "redis closed");
-            d.feed(&buf[..n]);
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<Value> {
-        match self.call(&["GET", key]) {
-            Reply::Bulk(b) => Some(serde_json::from_slice(&b).expect("JSON value")),
-            _ => None,
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -117,14 +31,7 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Durati
 
 #[test]
 fn nodes_and_streams_register_survive_a_redis_outage_and_expire_after_kill_9() {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!(
-            "SKIPPED: redis-server is not installed (test.sh installs Debian's redis-server)"
-        );
+    if !redis_installed() {
         return;
     }
     let port = free_port();
@@ -186,19 +93,6 @@ fn nodes_and_streams_register_survive_a_redis_outage_and_expire_after_kill_9() {
     assert!(gone <= TTL + Duration::from_secs(1));
     assert!(redis.get("antenna:node:n2").is_some());
     drop(n2);
-}
-
-fn redis_installed() -> bool {
-    let ok = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !ok {
-        eprintln!(
-            "SKIPPED: redis-server is not installed (test.sh installs Debian's redis-server)"
-        );
-    }
-    ok
 }
 
 const APP: &str = "WebRTCAppEE";

@@ -7,47 +7,11 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::redis::{free_port, redis_installed, Redis};
 use common::Server;
 use serde_json::json;
-
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis(Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> Option<(Redis, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let redis = Redis(child);
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some((redis, format!("redis://127.0.0.1:{port}/0")));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
 
 fn wait_ready(nodes: &[&Server]) {
     let end = Instant::now() + Duration::from_secs(10);
@@ -69,17 +33,11 @@ fn publish(node: &Server, path: &str, id: &str) -> serde_json::Value {
 
 #[test]
 fn an_edge_refuses_publishers_and_target_edge_narrows_any_node() {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!(
-            "SKIPPED: redis-server is not installed (test.sh installs Debian's redis-server)"
-        );
+    if !redis_installed() {
         return;
     }
-    let (_redis, url) = start_redis().expect("redis-server starts");
+    let redis = Redis::start_on(free_port()).expect("redis-server starts");
+    let url = redis.url();
     let edge = Server::start_with(&[
         "--cluster",
         &url,

@@ -9,6 +9,7 @@
 pub mod browser;
 pub mod media;
 pub mod raw;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
