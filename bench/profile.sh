@@ -7,6 +7,7 @@
 #
 #   bench/profile.sh        # writes bench/results/profile/{callgrind.out,annotate*.txt,load.jsonl,per_packet.txt}
 #   PLAYERS=200 MEDIA="--video-kbps 60 --fps 10 --audio-pps 10" OUT=bench/results/p200 bench/profile.sh
+#   ANTENNA_ARGS="--forwarding str0m" bench/profile.sh    # str0m's send path instead of the fast path
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/results/profile}
@@ -23,7 +24,7 @@ ip netns exec "$NS" true 2>/dev/null || ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
 
 ip netns exec "$NS" taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
-  "$ANTENNA" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store \
+  "$ANTENNA" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store ${ANTENNA_ARGS:-} \
   >"$OUT/antenna.log" 2>&1 &
 PID=$!
 for _ in $(seq 300); do

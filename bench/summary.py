@@ -28,11 +28,21 @@ def summary(d):
     def ping(server):
         return resultdir.one(d, server + "-ping.json") or {}
 
+    def ping_open(server):
+        # The open loop: the same connections at a fixed offered rate (run.sh's PING_RATE).
+        return resultdir.one(d, server + "-ping-open.json") or {}
+
     def first_keyframe_p99(server):
         # Per step p99 of the clients that joined in it; the largest over the run's steps
         # (files from before the load generator reported a p99 give the step's maximum).
         rows = resultdir.jsonl(d, server + "-fanout.jsonl") + resultdir.jsonl(d, server + "-latency.jsonl")
         v = [r.get("first_keyframe_p99_ms", r.get("first_keyframe_max_ms")) for r in rows]
+        v = [x for x in v if x is not None]
+        return max(v) if v else None
+
+    def first_keyframe_after_dtls_p99(server):
+        rows = resultdir.jsonl(d, server + "-fanout.jsonl") + resultdir.jsonl(d, server + "-latency.jsonl")
+        v = [r.get("first_keyframe_after_dtls_p99_ms") for r in rows]
         v = [x for x in v if x is not None]
         return max(v) if v else None
 
@@ -62,7 +72,13 @@ def summary(d):
         "janus_rooms": rooms("janus").get("rooms"),
         "antenna_pingpong_per_s": ping("antenna").get("round_trips_per_s"),
         "janus_pingpong_per_s": ping("janus").get("round_trips_per_s"),
+        "antenna_ping_open_per_s": ping_open("antenna").get("round_trips_per_s"),
+        "janus_ping_open_per_s": ping_open("janus").get("round_trips_per_s"),
+        "antenna_ping_open_rtt_p99_us": ping_open("antenna").get("rtt_p99_us"),
+        "janus_ping_open_rtt_p99_us": ping_open("janus").get("rtt_p99_us"),
         "antenna_first_keyframe_p99_ms": first_keyframe_p99("antenna"),
+        "antenna_first_keyframe_after_dtls_p99_ms": first_keyframe_after_dtls_p99("antenna"),
+        "janus_first_keyframe_after_dtls_p99_ms": first_keyframe_after_dtls_p99("janus"),
         "antenna_idle_rss_kib": idle_rss("antenna"),
         "antenna_rss_kib_at_capacity": cap("antenna").get("server_rss_kib"),
         "janus_rss_kib_at_capacity": cap("janus").get("server_rss_kib"),

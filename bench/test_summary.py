@@ -17,8 +17,10 @@ import summary  # noqa: E402
 KEYS = ["antenna_players", "janus_players", "antenna_pps", "ceiling_pps",
         "antenna_video_p50_us_at_half", "antenna_video_p99_us_at_half",
         "janus_video_p50_us_at_half", "janus_video_p99_us_at_half", "antenna_rooms", "janus_rooms",
-        "antenna_pingpong_per_s", "janus_pingpong_per_s", "antenna_first_keyframe_p99_ms",
-        "antenna_idle_rss_kib", "antenna_rss_kib_at_capacity", "janus_rss_kib_at_capacity", "commit"]
+        "antenna_pingpong_per_s", "janus_pingpong_per_s", "antenna_ping_open_per_s",
+        "janus_ping_open_per_s", "antenna_ping_open_rtt_p99_us", "janus_ping_open_rtt_p99_us",
+        "antenna_first_keyframe_p99_ms", "antenna_first_keyframe_after_dtls_p99_ms",
+        "janus_first_keyframe_after_dtls_p99_ms", "antenna_idle_rss_kib", "antenna_rss_kib_at_capacity", "janus_rss_kib_at_capacity", "commit"]
 
 
 class Summary(unittest.TestCase):

@@ -115,6 +115,9 @@ pub struct StepReport {
     /// Time from play to first keyframe for the clients that joined in this step (ms): p50,
     /// p99, max.
     pub first_keyframe_ms: Option<(f64, f64, f64)>,
+    /// The same from DTLS up (the player's `Event::Connected`) to its first keyframe: the part
+    /// the server's keyframe request decides.
+    pub first_keyframe_after_dtls_ms: Option<(f64, f64, f64)>,
     /// Publisher sends more than 20 ms late during the hold.
     pub late_sends: u64,
     /// Media packets every player received since it joined (including duplicates).
@@ -161,6 +164,9 @@ impl StepReport {
             "first_keyframe_p50_ms": self.first_keyframe_ms.map(|k| k.0),
             "first_keyframe_p99_ms": self.first_keyframe_ms.map(|k| k.1),
             "first_keyframe_max_ms": self.first_keyframe_ms.map(|k| k.2),
+            "first_keyframe_after_dtls_p50_ms": self.first_keyframe_after_dtls_ms.map(|k| k.0),
+            "first_keyframe_after_dtls_p99_ms": self.first_keyframe_after_dtls_ms.map(|k| k.1),
+            "first_keyframe_after_dtls_max_ms": self.first_keyframe_after_dtls_ms.map(|k| k.2),
             "late_sends": self.late_sends,
             "received_since_join": self.received_since_join,
             "published_since_start": self.published_since_start,
@@ -444,18 +450,26 @@ pub(crate) fn measure(
     let latency = summary(&engine.latency.video);
     let audio_latency = summary(&engine.latency.audio);
     let mut kf = Histogram::new();
+    let mut kf_dtls = Histogram::new();
     for c in engine.clients.iter().skip(keyframe_from) {
         if let Some(k) = c.peer.first_keyframe {
             kf.record_us(k.saturating_duration_since(c.started).as_micros() as u64);
+            if let Some(up) = c.peer.connected_at {
+                kf_dtls.record_us(k.saturating_duration_since(up).as_micros() as u64);
+            }
         }
     }
-    let first_keyframe_ms = (kf.count() > 0).then(|| {
-        (
-            kf.percentile_us(50.0).unwrap_or(0) as f64 / 1000.0,
-            kf.percentile_us(99.0).unwrap_or(0) as f64 / 1000.0,
-            kf.max_us() as f64 / 1000.0,
-        )
-    });
+    let ms = |h: &Histogram| {
+        (h.count() > 0).then(|| {
+            (
+                h.percentile_us(50.0).unwrap_or(0) as f64 / 1000.0,
+                h.percentile_us(99.0).unwrap_or(0) as f64 / 1000.0,
+                h.max_us() as f64 / 1000.0,
+            )
+        })
+    };
+    let first_keyframe_ms = ms(&kf);
+    let first_keyframe_after_dtls_ms = ms(&kf_dtls);
     let pct = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
         (Some(a), Some(b)) => Some((b.saturating_sub(a)).as_secs_f64() * 100.0 / wall),
         _ => None,
@@ -484,6 +498,7 @@ pub(crate) fn measure(
         latency_us: latency,
         audio_latency_us: audio_latency,
         first_keyframe_ms,
+        first_keyframe_after_dtls_ms,
         late_sends: engine.late_sends - late0,
         received_since_join: engine
             .clients

@@ -111,6 +111,7 @@ impl PeerFactory {
             streams: Vec::new(),
             first_media: None,
             first_keyframe: None,
+            connected_at: None,
             received_packets: 0,
             send_errors: 0,
         })
@@ -166,6 +167,8 @@ pub struct Peer {
     pub first_media: Option<Instant>,
     /// (Probes) first packet of a keyframe.
     pub first_keyframe: Option<Instant>,
+    /// When ICE and DTLS were up (`Event::Connected`).
+    pub connected_at: Option<Instant>,
     /// Media packets received (all, including duplicates).
     pub received_packets: u64,
     /// Datagrams the socket refused to send.
@@ -450,7 +453,10 @@ impl Peer {
                     }
                 }
                 Output::Event(e) => match e {
-                    Event::Connected => self.connected = true,
+                    Event::Connected => {
+                        self.connected = true;
+                        self.connected_at = Some(Instant::now());
+                    }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         self.failed = Some("ICE disconnected".into());
                     }

@@ -400,6 +400,7 @@ mod tests {
             latency_us: None,
             audio_latency_us: None,
             first_keyframe_ms: None,
+            first_keyframe_after_dtls_ms: None,
             late_sends: 0,
             received_since_join: 0,
             published_since_start: 0,

@@ -67,6 +67,16 @@
 //! str0m still terminates RTCP on both sides: it sends NACKs and receiver reports to the
 //! publisher (and unwraps RTX), and sender reports to players.
 //!
+//! # The fast path
+//!
+//! Once a player's DTLS is up with an AEAD-AES-GCM SRTP profile (what browsers, GStreamer
+//! and str0m negotiate), its RTP skips str0m's send path: `fast.rs` writes the 12-byte header,
+//! seals the publisher's payload with the player's SRTP key (taken from its DTLS, `dtls.rs`)
+//! and queues the datagram at once; nothing waits for [`Sfu::flush`]. It keeps the player's
+//! video for NACKs (500 ms) and gives str0m's sender reports its RTP time and counts.
+//! AES-CM players, and every player after [`Sfu::set_fast_path`]`(false)`, stay on str0m's
+//! path above.
+//!
 //! # Keyframes, stats, ends
 //!
 //! - `RequestKeyframe` sends a PLI to the publisher (at most every 300 ms), and so does a
@@ -98,6 +108,7 @@ use proto_core::MediaEvent;
 mod codec;
 mod data;
 mod dtls;
+mod fast;
 mod forward;
 mod remb;
 mod resume;

@@ -46,6 +46,12 @@ pub struct SfuCounters {
     /// Players woken by a flush to send what was written to them (`Sfu::flush`): work that
     /// grows with the packets.
     pub flush_wakeups: u64,
+    /// Video packets sent again on the fast path, answering a player's NACK (`fast.rs`).
+    pub retransmitted_packets: u64,
+    /// SRTCP packets the fast path could not open (a player's, or str0m's report to rewrite).
+    pub rtcp_unreadable: u64,
+    /// str0m's sender reports given the fast path's RTP time and counts.
+    pub sender_reports_rewritten: u64,
 }
 
 /// The server ufrag named by a STUN binding request's USERNAME (`<server>:<client>`), if

@@ -6,12 +6,14 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto_core::{MediaEvent, SessionId, SessionStats};
 use str0m::bwe::BweKind;
 use str0m::change::SdpPendingOffer;
 use str0m::channel::{ChannelData, ChannelId};
+use str0m::crypto::CryptoProvider;
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
@@ -19,6 +21,8 @@ use str0m::{Event, IceConnectionState, Output, Rtc, RtcError};
 use tracing::{debug, trace};
 
 use crate::codec::{codec_name, keyframe_size};
+use crate::dtls::KeySlot;
+use crate::fast::{FastTx, RtpFields};
 use crate::forward::{OutTrack, Source};
 use crate::resume::{starts_keyframe, KeyframeGate};
 use crate::sfu::RoomPlayer;
@@ -241,6 +245,14 @@ pub(crate) struct Session {
     pub unflushed: bool,
     /// The open data channel messages to this session are written on (the first one opened).
     pub channel: Option<ChannelId>,
+    /// A player's DTLS keys and the provider to use them with, until it connects: then its
+    /// RTP takes the fast path (`fast.rs`) if their SRTP profile allows.
+    pub fast_keys: Option<(Arc<KeySlot>, Arc<CryptoProvider>)>,
+    /// The fast path, once on.
+    pub fast: Option<FastTx>,
+    /// (local, remote) of the last DTLS or SRTP datagram str0m sent: the selected ICE pair,
+    /// which the fast path sends on.
+    pub media_path: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// What became of one data-channel write to a session.
@@ -271,6 +283,9 @@ impl Session {
             meter: Meter::default(),
             unflushed: false,
             channel: None,
+            fast_keys: None,
+            fast: None,
+            media_path: None,
         }
     }
 
@@ -306,7 +321,7 @@ impl Session {
     }
 
     /// Drains str0m until `Output::Timeout`: the contract after every mutation.
-    pub(crate) fn drain(&mut self, out: &mut VecDeque<SfuOutput>, fx: &mut Effects) {
+    pub(crate) fn drain(&mut self, now: Instant, out: &mut VecDeque<SfuOutput>, fx: &mut Effects) {
         loop {
             if !self.rtc.is_alive() {
                 fx.dead
@@ -318,11 +333,26 @@ impl Session {
                     self.rtc_deadline = t;
                     return;
                 }
-                Ok(Output::Transmit(t)) => out.push_back(SfuOutput::Transmit(Transmit {
-                    source: t.source,
-                    destination: t.destination,
-                    contents: t.contents.into(),
-                })),
+                Ok(Output::Transmit(t)) => {
+                    let mut contents: Vec<u8> = t.contents.into();
+                    // DTLS (20-63) or SRTP/SRTCP (128-191), not STUN: the selected pair.
+                    if contents
+                        .first()
+                        .is_some_and(|b| (20..=63).contains(b) || (128..=191).contains(b))
+                    {
+                        self.media_path = Some((t.source, t.destination));
+                    }
+                    if let Some(fast) = self.fast.as_mut() {
+                        if let Some(rewritten) = fast.rewrite_rtcp(now, &contents) {
+                            contents = rewritten;
+                        }
+                    }
+                    out.push_back(SfuOutput::Transmit(Transmit {
+                        source: t.source,
+                        destination: t.destination,
+                        contents,
+                    }))
+                }
                 Ok(Output::Event(e)) => self.handle_event(e, out, fx),
                 Err(e) => return self.fail(&e, fx),
             }
@@ -344,6 +374,13 @@ impl Session {
             Event::Connected => {
                 self.connected = true;
                 fx.player_connected = matches!(self.role, Role::Player(_));
+                // str0m's DTLS exported the keys just before this event.
+                if let Some((slot, crypto)) = self.fast_keys.take() {
+                    if let Some(keys) = slot.take() {
+                        self.fast = FastTx::new(&crypto, &keys);
+                        debug!(session = %self.id, profile = ?keys.profile, fast = self.fast.is_some(), "player srtp");
+                    }
+                }
                 out.push_back(SfuOutput::Event(MediaEvent::Connected { session: self.id }));
             }
             Event::IceConnectionStateChange(
@@ -476,6 +513,7 @@ impl Session {
         from: SessionId,
         packet: &RtpPacket,
         in_params: &PayloadParams,
+        out: &mut VecDeque<SfuOutput>,
     ) -> usize {
         let Session {
             rtc,
@@ -483,6 +521,8 @@ impl Session {
             connected,
             meter,
             id,
+            fast,
+            media_path,
             ..
         } = self;
         let Role::Player(p) = role else {
@@ -567,30 +607,45 @@ impl Session {
         ) else {
             return 0;
         };
-        let mut api = rtc.direct_api();
-        let Some(stream) = api.stream_tx(&ssrc) else {
-            return 0;
-        };
-        let src = &packet.header.ext_vals;
-        let ext = ExtensionValues {
-            audio_level: src.audio_level,
-            voice_activity: src.voice_activity,
-            video_orientation: src.video_orientation,
-            ..Default::default()
-        };
         let len = packet.payload.len();
-        stream.write_rtp(
-            RtpWrite::new(
-                out_pt,
-                seq.into(),
-                ts,
-                packet.timestamp,
-                packet.payload.clone(),
-            )
-            .marker(packet.header.marker)
-            .ext_vals(ext)
-            .nackable(kind == MediaKind::Video),
-        );
+        if let (Some(fast), Some(path)) = (fast.as_mut(), *media_path) {
+            let fields = RtpFields {
+                ssrc: *ssrc,
+                pt: *out_pt,
+                seq,
+                timestamp: ts,
+                marker: packet.header.marker,
+                clock_rate: in_params.spec().clock_rate.get(),
+                keep: kind == MediaKind::Video,
+            };
+            if !fast.send_rtp(now, path, fields, &packet.payload, out) {
+                return 0;
+            }
+        } else {
+            let mut api = rtc.direct_api();
+            let Some(stream) = api.stream_tx(&ssrc) else {
+                return 0;
+            };
+            let src = &packet.header.ext_vals;
+            let ext = ExtensionValues {
+                audio_level: src.audio_level,
+                voice_activity: src.voice_activity,
+                video_orientation: src.video_orientation,
+                ..Default::default()
+            };
+            stream.write_rtp(
+                RtpWrite::new(
+                    out_pt,
+                    seq.into(),
+                    ts,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(ext)
+                .nackable(kind == MediaKind::Video),
+            );
+        }
         if kind == MediaKind::Video {
             meter.video_bytes += len as u64;
             meter.video_codec = codec_name(in_params.spec().codec);

@@ -78,6 +78,12 @@ pub struct Sfu {
     data: DataRouter,
     /// Local relay address → relay session (`sfu/relay.rs`).
     relays: HashMap<SocketAddr, usize>,
+    /// The `now` of the call being handled (str0m's outputs are drained under it).
+    now: Instant,
+    /// Players whose SRTP allows it send RTP on the fast path (`fast.rs`).
+    fast_path: bool,
+    /// The fast-path counters of ended sessions.
+    fast_ended: crate::fast::FastCounters,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -93,7 +99,7 @@ impl std::fmt::Debug for Sfu {
 
 impl Sfu {
     /// A media layer with no sessions.
-    pub fn new(config: SfuConfig, _now: Instant) -> Self {
+    pub fn new(config: SfuConfig, now: Instant) -> Self {
         if let Some(seed) = config.seed {
             crate::rng::seed_thread(seed);
         }
@@ -119,7 +125,16 @@ impl Sfu {
             unflushed: Vec::new(),
             data: DataRouter::default(),
             relays: HashMap::new(),
+            now,
+            fast_path: true,
+            fast_ended: Default::default(),
         }
+    }
+
+    /// Whether players connected from now on send RTP on the fast path (`fast.rs`; default
+    /// on). Off, every packet goes through str0m's send path: for comparison and tests.
+    pub fn set_fast_path(&mut self, enabled: bool) {
+        self.fast_path = enabled;
     }
 
     /// Data channel settings (AMS `dataChannelEnabled`, `dataChannelPlayerDistribution`,
@@ -179,7 +194,14 @@ impl Sfu {
 
     /// What was refused so far.
     pub fn counters(&self) -> SfuCounters {
-        self.counters
+        let mut c = self.counters;
+        let live = self.sessions.iter().filter_map(|(_, s)| s.fast.as_ref());
+        for f in live.map(|f| &f.counters).chain([&self.fast_ended]) {
+            c.retransmitted_packets += f.resent;
+            c.rtcp_unreadable += f.rtcp_unreadable;
+            c.sender_reports_rewritten += f.reports_rewritten;
+        }
+        c
     }
 
     /// Remote candidates kept for `session`.
@@ -227,6 +249,7 @@ impl Sfu {
 
     /// A command from signalling.
     pub fn handle_command(&mut self, now: Instant, cmd: MediaCmd) {
+        self.now = now;
         match cmd {
             MediaCmd::StartPublish {
                 session,
@@ -316,6 +339,7 @@ impl Sfu {
         destination: SocketAddr,
         data: &[u8],
     ) {
+        self.now = now;
         let Ok(contents) = DatagramRecv::try_from(data) else {
             self.counters.unparsable_dropped += 1;
             trace!(%source, len = data.len(), "dropped unparsable datagram");
@@ -368,6 +392,11 @@ impl Sfu {
                 k
             }
         };
+        if let Some(s) = self.sessions.get_mut(key) {
+            if let (Some(fast), Some(path)) = (s.fast.as_mut(), s.media_path) {
+                fast.on_receive(now, path, data, &mut self.outputs);
+            }
+        }
         self.mutate(key, |rtc| rtc.handle_input(input));
         self.process(now);
     }
@@ -375,6 +404,7 @@ impl Sfu {
     /// Time passed. Also flushes (see [`Sfu::flush`]) what was written to players, before
     /// and after the timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         self.flush(now);
         // Collect first: a session rescheduled at `now` is handled on the next call, not in a loop.
         let due: Vec<(Instant, usize)> = self
@@ -470,6 +500,7 @@ impl Sfu {
     /// `Input::Timeout`, which lets str0m encrypt its queued packets, and is drained; the
     /// datagrams are then in [`Sfu::poll_output`]. Costs nothing when nothing was written.
     pub fn flush(&mut self, now: Instant) {
+        self.now = now;
         // Bounded: a flush's effects (a player's keyframe request, say) write no media, but a
         // second round is allowed for anything they did write.
         for _ in 0..2 {

@@ -18,7 +18,13 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// Publisher (client 0) connected and sending, player (client 1) connected.
 fn publish_and_play() -> Harness {
+    publish_and_play_on(true)
+}
+
+/// [`publish_and_play`] with the player's RTP on the fast path or on str0m's.
+fn publish_and_play_on(fast_path: bool) -> Harness {
     let mut h = Harness::new(Instant::now());
+    h.sfu.set_fast_path(fast_path);
     let p = h.add_client();
     let v = h.add_client();
     h.publish(p, PUB, "stream1");
@@ -516,10 +522,84 @@ fn play_offers_of_a_stream_keep_their_mids() {
 
 /// A publisher's packet is written to its players by `handle_receive` and leaves only with
 /// the explicit `flush` (no timeout involved); a second flush has nothing to send.
+/// Publisher datagrams carrying one fresh audio frame, not yet given to the SFU.
+fn one_audio_frame(h: &mut Harness) -> Vec<rtc_core::testing::Datagram> {
+    let mut now = h.now;
+    h.clients[0].write_frame(
+        now,
+        MediaKind::Audio,
+        str0m::format::Codec::Opus,
+        &[1u8; 80],
+    );
+    for _ in 0..100 {
+        if !h.clients[0].outbox.is_empty() {
+            break;
+        }
+        now += Duration::from_millis(1);
+        h.clients[0].handle_timeout(now);
+    }
+    let datagrams: Vec<_> = h.clients[0].outbox.drain(..).collect();
+    assert!(!datagrams.is_empty(), "the publisher sent its frame");
+    datagrams
+}
+
+/// Datagrams the SFU has for `player`, taken from its outputs.
+fn sent_to(h: &mut Harness, player: std::net::SocketAddr) -> usize {
+    let mut n = 0;
+    while let Some(out) = h.sfu.poll_output() {
+        if matches!(&out, rtc_core::SfuOutput::Transmit(t) if t.destination == player) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// On the fast path a forwarded packet is sealed and queued when its datagram is handled:
+/// no flush, no player woken.
+#[test]
+fn fast_path_sends_at_once() {
+    let mut h = publish_and_play();
+    h.run_media(0, SECS(1));
+    let player = h.clients[1].addr;
+    let datagrams = one_audio_frame(&mut h);
+    h.pump();
+    sent_to(&mut h, player);
+    let before = h.sfu.counters();
+    for d in &datagrams {
+        h.sfu
+            .handle_receive(h.now, d.source, d.destination, &d.contents);
+    }
+    assert!(!h.sfu.needs_flush(), "nothing waits for a flush");
+    assert!(sent_to(&mut h, player) >= 1, "the packet left at once");
+    let after = h.sfu.counters();
+    assert_eq!(after.flush_wakeups, before.flush_wakeups);
+    assert!(after.forwarded_packets > before.forwarded_packets);
+}
+
+/// The player's str0m decodes what the fast path sealed (AES-GCM SRTP), and str0m's sender
+/// reports to it carry the fast path's RTP time and counts.
+#[test]
+fn fast_path_media_and_sender_reports_reach_the_player() {
+    let mut h = publish_and_play();
+    let before_v = h.clients[1].media_count(MediaKind::Video);
+    h.run_media(0, SECS(3));
+    assert!(h.clients[1].media_count(MediaKind::Video) > before_v + 30);
+    assert!(h.clients[1].media_count(MediaKind::Audio) > 50);
+    let c = h.sfu.counters();
+    assert!(c.sender_reports_rewritten >= 2, "{c:?}");
+    assert_eq!(c.rtcp_unreadable, 0, "{c:?}");
+    assert_eq!(
+        c.flush_wakeups, 0,
+        "str0m's send path was never used: {c:?}"
+    );
+}
+
+/// On str0m's path (`set_fast_path(false)`) a forwarded packet waits in the player's str0m
+/// until the flush.
 #[test]
 fn forwarded_media_leaves_on_flush() {
     use rtc_core::SfuOutput;
-    let mut h = publish_and_play();
+    let mut h = publish_and_play_on(false);
     h.run_media(0, SECS(1));
     let player = h.clients[1].addr;
     // Publisher datagrams carrying one fresh audio frame, not yet given to the SFU.
@@ -602,8 +682,8 @@ fn handle_timeout_wakes_only_due_sessions() {
 
 /// Video frames the player receives while its incoming datagrams are dropped for `gap`, and
 /// the frames the publisher wrote meanwhile and during the 2 s after.
-fn frames_after_a_gap(gap: Duration) -> (usize, usize) {
-    let mut h = publish_and_play();
+fn frames_after_a_gap(gap: Duration, fast_path: bool) -> (usize, usize) {
+    let mut h = publish_and_play_on(fast_path);
     h.run_media(0, SECS(1));
     let player = h.clients[1].addr;
     let before = h.clients[1].media_count(MediaKind::Video);
@@ -612,6 +692,12 @@ fn frames_after_a_gap(gap: Duration) -> (usize, usize) {
     h.blackholed.clear();
     let (_, after) = h.run_media(0, SECS(2));
     h.run_for(Duration::from_millis(300));
+    if fast_path && gap < SECS(1) {
+        assert!(
+            h.sfu.counters().retransmitted_packets > 0,
+            "the fast path resent"
+        );
+    }
     (
         h.clients[1].media_count(MediaKind::Video) - before,
         lost + after,
@@ -622,10 +708,18 @@ fn frames_after_a_gap(gap: Duration) -> (usize, usize) {
 /// frame arrives. A loss longer than the buffer keeps (`RTX_CACHE_AGE`, 500 ms) is not.
 #[test]
 fn retransmission_repairs_short_losses_only() {
-    let (got, sent) = frames_after_a_gap(Duration::from_millis(100));
-    assert!(got + 1 >= sent, "100 ms gap: {got} of {sent} frames");
-    let (got, sent) = frames_after_a_gap(Duration::from_millis(1500));
-    assert!(got + 10 < sent, "1.5 s gap: {got} of {sent} frames");
+    for fast_path in [true, false] {
+        let (got, sent) = frames_after_a_gap(Duration::from_millis(100), fast_path);
+        assert!(
+            got + 1 >= sent,
+            "fast path {fast_path}, 100 ms gap: {got} of {sent} frames"
+        );
+        let (got, sent) = frames_after_a_gap(Duration::from_millis(1500), fast_path);
+        assert!(
+            got + 10 < sent,
+            "fast path {fast_path}, 1.5 s gap: {got} of {sent} frames"
+        );
+    }
 }
 
 /// Keyframe on join: the SFU's own request when the player connects and the requests that

@@ -102,6 +102,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Remote ICE candidates kept per media session.
     pub max_remote_candidates: usize,
+    /// Players' RTP sealed by Antenna where their SRTP allows (`--forwarding fast`).
+    pub fast_path: bool,
     /// The hosts webhook calls may go to (empty: any).
     pub webhook_allow: crate::hooks::AllowList,
     /// Cluster mode; `None`: a single node.
@@ -381,6 +383,15 @@ impl Settings {
                 .max_remote_candidates
                 .or(file.max_remote_candidates)
                 .unwrap_or(rtc_core::DEFAULT_MAX_REMOTE_CANDIDATES),
+            fast_path: match cli.forwarding.as_deref().or(file.forwarding.as_deref()) {
+                None | Some("fast") => true,
+                Some("str0m") => false,
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "--forwarding: `{other}` is neither `fast` nor `str0m`"
+                    )))
+                }
+            },
         })
     }
 }

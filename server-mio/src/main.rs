@@ -204,6 +204,7 @@ fn main() -> ExitCode {
         ..rtc_core::DataConfig::default()
     };
     let max_remote_candidates = settings.max_remote_candidates;
+    let fast_path = settings.fast_path;
     let store_location = settings.store.clone();
     // Cluster mode: this node's id, and the shared data in Redis instead of the local file.
     let cluster_http = SocketAddr::new(settings.announce_ip, listen_addr.port());
@@ -285,6 +286,7 @@ fn main() -> ExitCode {
             let mut sfu = rtc_core::Sfu::new(sfu_config, now);
             sfu.set_data_config(data_config);
             sfu.set_max_remote_candidates(max_remote_candidates);
+            sfu.set_fast_path(fast_path);
             // The one wall-clock reading: the admin core and the access policy derive wall time
             // from it and the `now` of each call.
             let admin = Admin::new(AdminConfig {

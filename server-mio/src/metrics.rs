@@ -307,6 +307,21 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
                 "Players woken to send what was forwarded to them (grows with packets)",
                 s.sfu.flush_wakeups,
             ),
+            (
+                "sfu_retransmitted_packets",
+                "Video packets sent again to players on their NACKs (fast path)",
+                s.sfu.retransmitted_packets,
+            ),
+            (
+                "sfu_rtcp_unreadable",
+                "SRTCP packets the fast path could not open",
+                s.sfu.rtcp_unreadable,
+            ),
+            (
+                "sfu_sender_reports_rewritten",
+                "Sender reports given the fast path's RTP time and counts",
+                s.sfu.sender_reports_rewritten,
+            ),
         ],
     );
     labelled(

@@ -97,7 +97,7 @@ impl Sfu {
             let mut wrote = false;
             for (packet, params) in packets.iter().zip(&params) {
                 let Some(params) = params else { continue };
-                if s.forward(now, from, packet, params) > 0 {
+                if s.forward(now, from, packet, params, &mut self.outputs) > 0 {
                     wrote = true;
                     self.counters.forwarded_packets += 1;
                 }
@@ -110,8 +110,8 @@ impl Sfu {
             }
             // A write only queues the packet in str0m: it is encrypted and sent on the
             // player's next `Input::Timeout`, which `flush` feeds (then drains) once for all
-            // packets written until then.
-            if wrote && !s.unflushed {
+            // packets written until then. The fast path has sent it already.
+            if wrote && !s.unflushed && s.fast.is_none() {
                 s.unflushed = true;
                 self.unflushed.push((key, *player));
             }

@@ -72,6 +72,13 @@ impl Sfu {
     ) -> usize {
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let mut s = Session::new(id, rtc, role, now, self.config.stats_interval);
+        // The DTLS str0m made when this `Rtc` was built: its keys, for the fast path.
+        let slot = self.config.crypto.dtls.take_last_slot();
+        // Not with the players' bandwidth estimation: it needs str0m's transport-wide sequence
+        // numbers on every packet it sends.
+        if self.fast_path && !self.player_bwe && matches!(s.role, Role::Player(_)) {
+            s.fast_keys = slot.map(|k| (k, self.config.crypto.provider.clone()));
+        }
         s.connect_deadline = Some(now + self.connect_timeout);
         let key = self.sessions.insert(s);
         self.ids.insert(id, key);
@@ -87,7 +94,7 @@ impl Sfu {
         };
         let mut fx = Effects::default();
         match f(&mut s.rtc) {
-            Ok(()) => s.drain(&mut self.outputs, &mut fx),
+            Ok(()) => s.drain(self.now, &mut self.outputs, &mut fx),
             Err(e) => s.fail(&e, &mut fx),
         }
         let id = s.id;
@@ -160,7 +167,7 @@ impl Sfu {
         if let Some(s) = self.sessions.get_mut(key) {
             if s.connected && s.rtc.close().is_ok() {
                 let mut fx = Effects::default();
-                s.drain(&mut self.outputs, &mut fx);
+                s.drain(self.now, &mut self.outputs, &mut fx);
             }
         }
         self.remove(key);
@@ -171,6 +178,9 @@ impl Sfu {
             return;
         }
         let s = self.sessions.remove(key);
+        if let Some(f) = &s.fast {
+            self.fast_ended.add(&f.counters);
+        }
         self.ids.remove(&s.id);
         self.ufrags.remove(key);
         self.candidates.forget(s.id);

@@ -180,4 +180,9 @@ pub struct Cli {
     /// dropped and counted [default: 32].
     #[arg(long, value_name = "N")]
     pub max_remote_candidates: Option<usize>,
+
+    /// How RTP is sent to players: `fast` (sealed by Antenna once the player's SRTP is
+    /// AES-GCM, str0m otherwise) or `str0m` (always str0m's send path) [default: fast].
+    #[arg(long, value_name = "fast|str0m")]
+    pub forwarding: Option<String>,
 }

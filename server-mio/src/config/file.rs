@@ -129,6 +129,8 @@ pub struct FileConfig {
     pub max_candidate_length: Option<usize>,
     /// See [`Cli::max_remote_candidates`].
     pub max_remote_candidates: Option<usize>,
+    /// See [`Cli::forwarding`].
+    pub forwarding: Option<String>,
 }
 
 /// The `apps` key: names only, or names with their AMS settings.
