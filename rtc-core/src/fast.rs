@@ -170,6 +170,8 @@ struct TxStream {
 /// What the fast path did, for the SFU's counters.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct FastCounters {
+    /// Players that took the fast path (1 for one player's sender).
+    pub players: u64,
     pub sent: u64,
     pub resent: u64,
     pub reports_rewritten: u64,
@@ -178,6 +180,7 @@ pub(crate) struct FastCounters {
 
 impl FastCounters {
     pub(crate) fn add(&mut self, o: &FastCounters) {
+        self.players += o.players;
         self.sent += o.sent;
         self.resent += o.resent;
         self.reports_rewritten += o.reports_rewritten;
@@ -252,7 +255,10 @@ impl FastTx {
             peer_rtcp_salt,
             streams: Vec::new(),
             scratch: Vec::new(),
-            counters: FastCounters::default(),
+            counters: FastCounters {
+                players: 1,
+                ..FastCounters::default()
+            },
         })
     }
 

@@ -46,6 +46,8 @@ pub struct SfuCounters {
     /// Players woken by a flush to send what was written to them (`Sfu::flush`): work that
     /// grows with the packets.
     pub flush_wakeups: u64,
+    /// Players whose RTP took the fast path (`fast.rs`: AES-GCM SRTP sealed by rtc-core).
+    pub fast_path_players: u64,
     /// Video packets sent again on the fast path, answering a player's NACK (`fast.rs`).
     pub retransmitted_packets: u64,
     /// SRTCP packets the fast path could not open (a player's, or str0m's report to rewrite).

@@ -197,6 +197,7 @@ impl Sfu {
         let mut c = self.counters;
         let live = self.sessions.iter().filter_map(|(_, s)| s.fast.as_ref());
         for f in live.map(|f| &f.counters).chain([&self.fast_ended]) {
+            c.fast_path_players += f.players;
             c.retransmitted_packets += f.resent;
             c.rtcp_unreadable += f.rtcp_unreadable;
             c.sender_reports_rewritten += f.reports_rewritten;

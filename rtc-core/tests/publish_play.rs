@@ -592,6 +592,7 @@ fn fast_path_media_and_sender_reports_reach_the_player() {
         c.flush_wakeups, 0,
         "str0m's send path was never used: {c:?}"
     );
+    assert_eq!(c.fast_path_players, 1, "{c:?}");
 }
 
 /// On str0m's path (`set_fast_path(false)`) a forwarded packet waits in the player's str0m

@@ -308,6 +308,11 @@ pub fn encode(s: &Snapshot, loop_times: &LoopTimes) -> String {
                 s.sfu.flush_wakeups,
             ),
             (
+                "sfu_fast_path_players",
+                "Players whose RTP took the fast path (AES-GCM SRTP sealed by Antenna)",
+                s.sfu.fast_path_players,
+            ),
+            (
                 "sfu_retransmitted_packets",
                 "Video packets sent again to players on their NACKs (fast path)",
                 s.sfu.retransmitted_packets,

@@ -408,6 +408,21 @@ testCase(1, "SDK publish + SDK play: video and audio decoded", 60000, async (ctx
   if (s2.audioPackets <= s1.audioPackets) throw new Error("audio packets stopped arriving");
   figures.push(`play -> first frame: ${firstFrameMs} ms`);
   figures.push(`frames decoded: ${s2.framesDecoded} (${fps} fps over 3 s), ${s2.width}x${s2.height}, audio packets: ${s2.audioPackets}`);
+  // Chromium negotiates AES-GCM SRTP, so what it decoded was sealed by Antenna's fast path
+  // (rtc-core/src/fast.rs), not by str0m: the transport's cipher and the server's counter.
+  const cipher = await player.eval(async (sid) => {
+    const pc = window.E2E.adaptor.remotePeerConnection[sid];
+    let c = null;
+    (await pc.getStats()).forEach((s) => { if (s.type === "transport" && s.srtpCipher) c = s.srtpCipher; });
+    return c;
+  }, id);
+  const token = fs.readFileSync(path.join(env.antenna.dataDir, "data", "admin-token"), "utf8").trim();
+  const metrics = await (await fetch(`${env.antenna.http}/metrics`, { headers: { Authorization: `Bearer ${token}` } })).text();
+  const fastPlayers = Number((metrics.match(/^antenna_sfu_fast_path_players_total (\d+)/m) || [])[1]);
+  figures.push(`player SRTP cipher: ${cipher}; antenna_sfu_fast_path_players_total ${fastPlayers}`);
+  if (!/GCM/.test(cipher || "") || !(fastPlayers >= 1)) {
+    throw new Error(`the player's RTP did not take the fast path (cipher ${cipher}, fast-path players ${fastPlayers})`);
+  }
   figures.push(`play_started callbacks: ${await player.count("play_started", id)}, publish_started: ${await pub.count("publish_started", id)}`);
   // bitrateMeasurement carries the player's own estimate (REMB, rtc-core/src/remb.rs): on
   // this link it is above video + audio, which the SDK reads as "bandwidth is fine".

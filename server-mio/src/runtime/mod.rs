@@ -467,7 +467,11 @@ impl Runtime {
                                 c.peer_closed = true;
                             }
                         }
-                        self.drive(now, token)
+                        self.drive(now, token);
+                        // What this connection's input produced (a pong, an answer) leaves
+                        // now, not after the rest of the turn's events: as for datagrams
+                        // (`udp_read`), a reply waits only for its own input's work.
+                        self.drain(now);
                     }
                 }
             }
