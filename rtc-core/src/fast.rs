@@ -27,6 +27,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::crypto::dtls::SrtpProfile;
@@ -147,12 +148,13 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(p))
 }
 
-/// A sealed video packet kept for retransmission.
+/// A video packet kept for retransmission: its header and the payload all players share
+/// (a few dozen bytes per player, not a copy of the datagram).
 struct Kept {
-    seq: u16,
+    header: RtpFields,
     at: Instant,
     resent: u8,
-    datagram: Vec<u8>,
+    payload: Arc<[u8]>,
 }
 
 /// One stream sent on the fast path.
@@ -278,34 +280,19 @@ impl FastTx {
     }
 
     /// Seals one RTP packet and queues it for `path` (local, remote). `seq` is the extended
-    /// sequence number (its high bits are the rollover counter).
-    #[allow(clippy::too_many_arguments)]
+    /// sequence number (its high bits are the rollover counter). A video packet is kept for
+    /// NACKs as its header fields and the payload every player shares.
     pub(crate) fn send_rtp(
         &mut self,
         now: Instant,
         path: (SocketAddr, SocketAddr),
         header: RtpFields,
-        payload: &[u8],
+        payload: &Arc<[u8]>,
         out: &mut VecDeque<SfuOutput>,
     ) -> bool {
-        let ssrc = header.ssrc.to_be_bytes();
-        let seq = header.seq as u16;
-        let roc = (header.seq >> 16) as u32;
-        let [q0, q1] = seq.to_be_bytes();
-        let [t0, t1, t2, t3] = header.timestamp.to_be_bytes();
-        let [s0, s1, s2, s3] = ssrc;
-        let m_pt = (u8::from(header.marker) << 7) | (header.pt & 0x7f);
-        let head = [0x80, m_pt, q0, q1, t0, t1, t2, t3, s0, s1, s2, s3];
-        let mut datagram = Vec::with_capacity(RTP_HEADER + payload.len() + TAG);
-        datagram.extend_from_slice(&head);
-        datagram.resize(RTP_HEADER + payload.len() + TAG, 0);
-        let iv = iv(&self.rtp_salt, ssrc, roc.to_be_bytes(), [q0, q1]);
-        let Some(body) = datagram.get_mut(RTP_HEADER..) else {
+        let Some(datagram) = self.seal_rtp(&header, payload) else {
             return false;
         };
-        if !self.rtp.seal(&iv, &head, payload, body) {
-            return false;
-        }
         let s = self.stream(header.ssrc, header.clock_rate);
         s.packets = s.packets.wrapping_add(1);
         s.octets = s.octets.wrapping_add(payload.len() as u32);
@@ -318,10 +305,10 @@ impl FastTx {
                 s.kept.pop_front();
             }
             s.kept.push_back(Kept {
-                seq,
+                header,
                 at: now,
                 resent: 0,
-                datagram: datagram.clone(),
+                payload: payload.clone(),
             });
         }
         self.counters.sent += 1;
@@ -331,6 +318,25 @@ impl FastTx {
             contents: datagram,
         }));
         true
+    }
+
+    /// The SRTP datagram of one packet (RFC 7714 AEAD: the header authenticated, the payload
+    /// encrypted, the tag appended). The same packet always seals to the same bytes.
+    fn seal_rtp(&mut self, header: &RtpFields, payload: &[u8]) -> Option<Vec<u8>> {
+        let ssrc = header.ssrc.to_be_bytes();
+        let seq = header.seq as u16;
+        let roc = (header.seq >> 16) as u32;
+        let [q0, q1] = seq.to_be_bytes();
+        let [t0, t1, t2, t3] = header.timestamp.to_be_bytes();
+        let [s0, s1, s2, s3] = ssrc;
+        let m_pt = (u8::from(header.marker) << 7) | (header.pt & 0x7f);
+        let head = [0x80, m_pt, q0, q1, t0, t1, t2, t3, s0, s1, s2, s3];
+        let mut datagram = Vec::with_capacity(RTP_HEADER + payload.len() + TAG);
+        datagram.extend_from_slice(&head);
+        datagram.resize(RTP_HEADER + payload.len() + TAG, 0);
+        let iv = iv(&self.rtp_salt, ssrc, roc.to_be_bytes(), [q0, q1]);
+        let body = datagram.get_mut(RTP_HEADER..)?;
+        self.rtp.seal(&iv, &head, payload, body).then_some(datagram)
     }
 
     /// A datagram from the player: if it is SRTCP, reads its NACKs and sends the kept packets
@@ -356,6 +362,7 @@ impl FastTx {
         };
         let mut budget = MAX_RESENDS_PER_NACK;
         let plain = std::mem::take(plain);
+        let mut again: Vec<(RtpFields, Arc<[u8]>)> = Vec::new();
         for_each_rtcp(&plain, |pt, fmt, p| {
             if pt != 205 || fmt != 1 {
                 return;
@@ -380,7 +387,8 @@ impl FastTx {
                     if budget == 0 {
                         return;
                     }
-                    let Some(k) = s.kept.iter_mut().rev().find(|k| k.seq == seq) else {
+                    let found = s.kept.iter_mut().rev().find(|k| k.header.seq as u16 == seq);
+                    let Some(k) = found else {
                         continue;
                     };
                     if k.resent >= MAX_RESENDS
@@ -390,15 +398,22 @@ impl FastTx {
                     }
                     k.resent += 1;
                     budget -= 1;
-                    self.counters.resent += 1;
-                    out.push_back(SfuOutput::Transmit(Transmit {
-                        source: path.0,
-                        destination: path.1,
-                        contents: k.datagram.clone(),
-                    }));
+                    again.push((k.header, k.payload.clone()));
                 }
             }
         });
+        // Sealed again as first sent: the same index and bytes, which the player's SRTP
+        // accepts because it never received them.
+        for (header, payload) in again {
+            if let Some(datagram) = self.seal_rtp(&header, &payload) {
+                self.counters.resent += 1;
+                out.push_back(SfuOutput::Transmit(Transmit {
+                    source: path.0,
+                    destination: path.1,
+                    contents: datagram,
+                }));
+            }
+        }
         self.scratch = plain;
     }
 
@@ -662,7 +677,13 @@ mod tests {
             let t0 = Instant::now();
             let mut out = VecDeque::new();
             for seq in 100..110u64 {
-                assert!(server.send_rtp(t0, path(), fields(seq), &[7u8; 50], &mut out));
+                assert!(server.send_rtp(
+                    t0,
+                    path(),
+                    fields(seq),
+                    &Arc::from([7u8; 50].as_slice()),
+                    &mut out
+                ));
             }
             assert_eq!(out.len(), 10);
             let sent: Vec<Vec<u8>> = out
@@ -710,14 +731,20 @@ mod tests {
         let t0 = Instant::now();
         let mut out = VecDeque::new();
         for seq in 0..(RTX_CACHE_PACKETS as u64 + 50) {
-            tx.send_rtp(t0, path(), fields(seq), &[1u8; 10], &mut out);
+            tx.send_rtp(
+                t0,
+                path(),
+                fields(seq),
+                &Arc::from([1u8; 10].as_slice()),
+                &mut out,
+            );
         }
         assert_eq!(tx.kept(), RTX_CACHE_PACKETS);
         tx.send_rtp(
             t0 + RTX_CACHE_AGE * 2,
             path(),
             fields(1000),
-            &[1u8; 10],
+            &Arc::from([1u8; 10].as_slice()),
             &mut out,
         );
         assert_eq!(tx.kept(), 1);
@@ -733,7 +760,13 @@ mod tests {
         let t0 = Instant::now();
         let mut out = VecDeque::new();
         for seq in 0..3u64 {
-            tx.send_rtp(t0, path(), fields(seq), &[1u8; 100], &mut out);
+            tx.send_rtp(
+                t0,
+                path(),
+                fields(seq),
+                &Arc::from([1u8; 100].as_slice()),
+                &mut out,
+            );
         }
         let mut sr = vec![0x80, 200, 0, 6];
         sr.extend_from_slice(&0x1234_5678u32.to_be_bytes());

@@ -506,7 +506,9 @@ impl Session {
     }
 
     /// Writes one publisher packet to this player, if it is connected and forwarding that kind.
-    /// Returns the bytes forwarded (0 if dropped). The caller drains afterwards.
+    /// Returns the bytes forwarded (0 if dropped). On the fast path the datagram is in `out`
+    /// already; on str0m's, the caller flushes and drains afterwards. The payload is str0m's
+    /// `Arc`, one copy for all players (the fast path keeps it for NACKs).
     pub(crate) fn forward(
         &mut self,
         now: Instant,
