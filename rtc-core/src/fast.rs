@@ -799,6 +799,49 @@ mod tests {
         assert!(tx.rewrite_rtcp(now, &other).is_none());
     }
 
+    proptest::proptest! {
+        /// A player holds its keys, so it can send any compound RTCP it likes, well sealed:
+        /// reading it never panics, and one packet resends at most `MAX_RESENDS_PER_NACK`.
+        #[test]
+        fn any_sealed_rtcp_from_the_player_is_bounded(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            pt in proptest::prop_oneof![proptest::strategy::Just(205u8), 192u8..224],
+        ) {
+            let c = str0m::crypto::from_feature_flags();
+            let mut server = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_128_GCM, false)).unwrap();
+            let mut client = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_128_GCM, true)).unwrap();
+            let t0 = Instant::now();
+            let mut out = VecDeque::new();
+            for seq in 0..400u64 {
+                server.send_rtp(t0, path(), fields(seq), &Arc::from([3u8; 20].as_slice()), &mut out);
+            }
+            out.clear();
+            let mut plain = if pt == 205 {
+                // A well-formed NACK of our stream, its FCIs whatever the body says.
+                let fcis = &body[..body.len() / 4 * 4];
+                let mut p = nack(0x1234_5678, 0, 0);
+                p.truncate(12);
+                p[2..4].copy_from_slice(&((2 + fcis.len() / 4) as u16).to_be_bytes());
+                p.extend_from_slice(fcis);
+                p
+            } else {
+                vec![0x80, pt, 0, 0, 0x12, 0x34, 0x56, 0x78]
+            };
+            if pt != 205 {
+                plain.extend_from_slice(&body);
+            }
+            let sealed = seal_rtcp(&mut client, &plain, 5);
+            server.on_receive(t0, path(), &sealed, &mut out);
+            proptest::prop_assert!(out.len() <= MAX_RESENDS_PER_NACK);
+            // The same bytes as str0m's own report: rewritten or left alone, never longer.
+            let mut own = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_128_GCM, false)).unwrap();
+            let as_ours = seal_rtcp(&mut own, &plain, 6);
+            if let Some(r) = server.rewrite_rtcp(t0, &as_ours) {
+                proptest::prop_assert_eq!(r.len(), as_ours.len());
+            }
+        }
+    }
+
     #[test]
     fn hostile_rtcp_is_bounded() {
         let c = str0m::crypto::from_feature_flags();

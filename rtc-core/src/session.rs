@@ -89,6 +89,9 @@ pub(crate) struct Publisher {
     pub media_started: bool,
     /// Last keyframe request sent to the browser (throttling).
     pub last_keyframe_request: Option<Instant>,
+    /// A keyframe started since that request: it is answered, and a new one is a new need
+    /// (a player that connected after the keyframe passed), not a duplicate to fold.
+    pub keyframe_since_request: bool,
     /// Last seen video SSRC (for keyframe requests when the SDP had no `a=ssrc`).
     pub video_ssrc: Option<Ssrc>,
     /// The offer had only a data channel (`m=application`), no audio or video: the stream is
@@ -106,6 +109,7 @@ impl Publisher {
             params: Vec::new(),
             media_started: false,
             last_keyframe_request: None,
+            keyframe_since_request: false,
             video_ssrc: None,
             data_only: false,
         }
@@ -428,6 +432,9 @@ impl Session {
                     let codec = params.spec().codec;
                     let len = packet.payload.len() as u64;
                     if codec.is_video() {
+                        if !p.keyframe_since_request && starts_keyframe(codec, &packet.payload) {
+                            p.keyframe_since_request = true;
+                        }
                         self.meter.video_bytes += len;
                         self.meter.video_codec = codec_name(codec);
                         p.video_ssrc = Some(packet.header.ssrc);
@@ -480,9 +487,12 @@ impl Session {
         let Role::Publisher(p) = &mut self.role else {
             return false;
         };
-        if p.last_keyframe_request
-            .is_some_and(|t| now.saturating_duration_since(t) < min_gap)
-        {
+        // Folded only while the last request is unanswered (no keyframe since) and younger
+        // than `min_gap`: a player that connected after the keyframe passed needs another.
+        let pending = !p.keyframe_since_request
+            && p.last_keyframe_request
+                .is_some_and(|t| now.saturating_duration_since(t) < min_gap);
+        if pending {
             return false;
         }
         let mut sent = false;
@@ -501,6 +511,7 @@ impl Session {
         }
         if sent {
             p.last_keyframe_request = Some(now);
+            p.keyframe_since_request = false;
         }
         sent
     }

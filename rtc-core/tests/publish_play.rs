@@ -743,10 +743,42 @@ fn keyframe_on_join_reaches_publisher_once_and_at_once() {
     h.step(Duration::from_millis(1));
     assert!(h.now <= before + Duration::from_millis(1));
     assert_eq!(h.clients[p].keyframe_requests(), 1, "at once");
-    // A later request (the player's PLI once its decoder starves, say) within the 300 ms
-    // gap is folded into the one already sent.
-    h.run_media(p, Duration::from_millis(100));
+    // Another request before a keyframe came (the player's PLI while its decoder waits, say)
+    // is folded into the one already sent.
     h.command(MediaCmd::RequestKeyframe { session: PUB });
-    h.run_media(p, Duration::from_millis(150));
-    assert_eq!(h.clients[p].keyframe_requests(), 1, "once in 250 ms");
+    h.step(Duration::from_millis(1));
+    assert_eq!(
+        h.clients[p].keyframe_requests(),
+        1,
+        "folded while unanswered"
+    );
+    // Once a keyframe passed, a request is a new need (a player that connected after it):
+    // it goes out at once, even within the 300 ms gap.
+    let first = h.now;
+    let kf = h.clients[v].media_count(MediaKind::Video);
+    let now = h.now;
+    let frame = rtc_core::testing::vp8_keyframe(640, 480, 3000);
+    h.clients[p].write_frame(now, MediaKind::Video, str0m::format::Codec::Vp8, &frame);
+    h.run_for(Duration::from_millis(20));
+    assert!(
+        h.clients[v].media_count(MediaKind::Video) > kf,
+        "the keyframe passed"
+    );
+    let t = h.now;
+    assert!(t < first + Duration::from_millis(100), "within the gap");
+    h.command(MediaCmd::RequestKeyframe { session: PUB });
+    h.step(Duration::from_millis(1));
+    assert_eq!(
+        h.clients[p].keyframe_requests(),
+        2,
+        "answered, so asked again"
+    );
+    assert!(h.now <= t + Duration::from_millis(1));
+    h.command(MediaCmd::RequestKeyframe { session: PUB });
+    h.step(Duration::from_millis(1));
+    assert_eq!(
+        h.clients[p].keyframe_requests(),
+        2,
+        "and folded again until answered"
+    );
 }
