@@ -91,7 +91,9 @@ start_server() { # $1 = antenna|janus
   stop_server
   case $1 in
     antenna)
+      # Every client comes from 127.0.0.1: no per-address cap, and room for 10,000 WebSockets.
       ip netns exec "$NS" taskset -c 0 "$ANTENNA" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store --cpu-limit 0 \
+        --max-connections-per-ip 0 --max-connections 20000 \
         >>"$OUT/antenna.log" 2>&1 &
       SERVER_PID=$!; wait_port 5080 ;;
     janus)

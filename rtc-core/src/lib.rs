@@ -124,7 +124,9 @@ pub mod testing;
 pub use data::{DataConfig, DataStats, PlayerDistribution, DEFAULT_MAX_DATA_MESSAGE};
 pub use dtls::SfuCrypto;
 pub use route::{SfuCounters, DEFAULT_MAX_REMOTE_CANDIDATES};
-pub use sfu::{IceRestart, IceRestartError, IceRestarted, RoomLine, Sfu, DEFAULT_CONNECT_TIMEOUT};
+pub use sfu::{
+    IceRestart, IceRestartError, IceRestarted, RoomLine, Sfu, DEFAULT_CONNECT_TIMEOUT, TIMER_BUDGET,
+};
 
 /// Media layer configuration.
 #[derive(Debug, Clone)]

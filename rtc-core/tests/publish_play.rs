@@ -681,6 +681,36 @@ fn handle_timeout_wakes_only_due_sessions() {
     assert_eq!(h.sfu.counters().timer_wakeups, before);
 }
 
+/// One `handle_timeout` wakes at most `TIMER_BUDGET` sessions, so a datagram never waits
+/// behind every session's timers at once; the rest stay due and the next calls take them.
+#[test]
+fn handle_timeout_wakes_at_most_a_budget_of_sessions() {
+    let mut h = Harness::new(Instant::now());
+    let p = h.add_client();
+    h.publish(p, PUB, "s");
+    assert!(h.run_until(SECS(5), |h| h.sfu.is_connected(PUB)));
+    let n = rtc_core::TIMER_BUDGET + 8;
+    for i in 0..n {
+        let v = h.add_client();
+        h.play(v, SessionId(100 + i as u64), "s", PUB);
+    }
+    assert!(h.run_until(SECS(10), |h| (0..n)
+        .all(|i| h.sfu.is_connected(SessionId(100 + i as u64)))));
+    h.pump();
+    while h.sfu.poll_output().is_some() {}
+    // A second later every session is due.
+    let later = h.now + SECS(1);
+    let mut calls = Vec::new();
+    while h.sfu.poll_timeout().is_some_and(|t| t <= later) {
+        let before = h.sfu.counters().timer_wakeups;
+        h.sfu.handle_timeout(later);
+        calls.push(h.sfu.counters().timer_wakeups - before);
+    }
+    assert!(calls.len() >= 2, "{calls:?}");
+    assert!(calls.iter().all(|w| *w <= rtc_core::TIMER_BUDGET as u64), "{calls:?}");
+    assert!(calls.iter().sum::<u64>() >= n as u64 + 1, "every session was woken: {calls:?}");
+}
+
 /// Video frames the player receives while its incoming datagrams are dropped for `gap`, and
 /// the frames the publisher wrote meanwhile and during the 2 s after.
 fn frames_after_a_gap(gap: Duration, fast_path: bool) -> (usize, usize) {
