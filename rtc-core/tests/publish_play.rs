@@ -707,8 +707,14 @@ fn handle_timeout_wakes_at_most_a_budget_of_sessions() {
         calls.push(h.sfu.counters().timer_wakeups - before);
     }
     assert!(calls.len() >= 2, "{calls:?}");
-    assert!(calls.iter().all(|w| *w <= rtc_core::TIMER_BUDGET as u64), "{calls:?}");
-    assert!(calls.iter().sum::<u64>() >= n as u64 + 1, "every session was woken: {calls:?}");
+    assert!(
+        calls.iter().all(|w| *w <= rtc_core::TIMER_BUDGET as u64),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().sum::<u64>() >= n as u64 + 1,
+        "every session was woken: {calls:?}"
+    );
 }
 
 /// Video frames the player receives while its incoming datagrams are dropped for `gap`, and
