@@ -712,7 +712,7 @@ fn handle_timeout_wakes_at_most_a_budget_of_sessions() {
         "{calls:?}"
     );
     assert!(
-        calls.iter().sum::<u64>() >= n as u64 + 1,
+        calls.iter().sum::<u64>() > n as u64,
         "every session was woken: {calls:?}"
     );
 }
