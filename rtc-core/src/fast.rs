@@ -606,6 +606,26 @@ mod tests {
         }
     }
 
+    /// One side's sender with the test keys.
+    fn sender(profile: SrtpProfile, active: bool) -> FastTx {
+        FastTx::new(&str0m::crypto::from_feature_flags(), &keys(profile, active)).unwrap()
+    }
+
+    /// Sends packets `seqs` of `len` bytes at `t`.
+    fn send(tx: &mut FastTx, t: Instant, seqs: std::ops::Range<u64>, len: usize) -> Vec<Vec<u8>> {
+        let mut out = VecDeque::new();
+        let payload: Arc<[u8]> = Arc::from(vec![7u8; len].as_slice());
+        for seq in seqs {
+            assert!(tx.send_rtp(t, path(), fields(seq), &payload, &mut out));
+        }
+        out.into_iter()
+            .map(|o| match o {
+                SfuOutput::Transmit(t) => t.contents,
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
     fn path() -> (SocketAddr, SocketAddr) {
         (
             "127.0.0.1:5000".parse().unwrap(),
@@ -670,29 +690,13 @@ mod tests {
 
     #[test]
     fn nack_resends_kept_packet_once_per_allowance() {
-        let c = str0m::crypto::from_feature_flags();
         for profile in [SrtpProfile::AEAD_AES_128_GCM, SrtpProfile::AEAD_AES_256_GCM] {
-            let mut server = FastTx::new(&c, &keys(profile, false)).unwrap();
-            let mut client = FastTx::new(&c, &keys(profile, true)).unwrap();
+            let mut server = sender(profile, false);
+            let mut client = sender(profile, true);
             let t0 = Instant::now();
             let mut out = VecDeque::new();
-            for seq in 100..110u64 {
-                assert!(server.send_rtp(
-                    t0,
-                    path(),
-                    fields(seq),
-                    &Arc::from([7u8; 50].as_slice()),
-                    &mut out
-                ));
-            }
-            assert_eq!(out.len(), 10);
-            let sent: Vec<Vec<u8>> = out
-                .drain(..)
-                .map(|o| match o {
-                    SfuOutput::Transmit(t) => t.contents,
-                    _ => unreachable!(),
-                })
-                .collect();
+            let sent = send(&mut server, t0, 100..110, 50);
+            assert_eq!(sent.len(), 10);
             // 103 and 105 (pid 103, bit 1 = 105).
             let n = seal_rtcp(&mut client, &nack(0x1234_5678, 103, 0b10), 1);
             server.on_receive(t0, path(), &n, &mut out);
@@ -726,48 +730,22 @@ mod tests {
 
     #[test]
     fn cache_is_bounded_by_age_and_count() {
-        let c = str0m::crypto::from_feature_flags();
-        let mut tx = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_256_GCM, true)).unwrap();
+        let mut tx = sender(SrtpProfile::AEAD_AES_256_GCM, true);
         let t0 = Instant::now();
-        let mut out = VecDeque::new();
-        for seq in 0..(RTX_CACHE_PACKETS as u64 + 50) {
-            tx.send_rtp(
-                t0,
-                path(),
-                fields(seq),
-                &Arc::from([1u8; 10].as_slice()),
-                &mut out,
-            );
-        }
+        send(&mut tx, t0, 0..RTX_CACHE_PACKETS as u64 + 50, 10);
         assert_eq!(tx.kept(), RTX_CACHE_PACKETS);
-        tx.send_rtp(
-            t0 + RTX_CACHE_AGE * 2,
-            path(),
-            fields(1000),
-            &Arc::from([1u8; 10].as_slice()),
-            &mut out,
-        );
+        send(&mut tx, t0 + RTX_CACHE_AGE * 2, 1000..1001, 10);
         assert_eq!(tx.kept(), 1);
     }
 
     #[test]
     fn sender_report_gets_our_rtp_time_and_counts() {
-        let c = str0m::crypto::from_feature_flags();
-        let mut tx = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_128_GCM, true)).unwrap();
+        let mut tx = sender(SrtpProfile::AEAD_AES_128_GCM, true);
         // The same keys seen from the sending side's own SRTCP: a second FastTx of the same
         // side seals what str0m would.
-        let mut str0m_side = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_128_GCM, true)).unwrap();
+        let mut str0m_side = sender(SrtpProfile::AEAD_AES_128_GCM, true);
         let t0 = Instant::now();
-        let mut out = VecDeque::new();
-        for seq in 0..3u64 {
-            tx.send_rtp(
-                t0,
-                path(),
-                fields(seq),
-                &Arc::from([1u8; 100].as_slice()),
-                &mut out,
-            );
-        }
+        send(&mut tx, t0, 0..3, 100);
         let mut sr = vec![0x80, 200, 0, 6];
         sr.extend_from_slice(&0x1234_5678u32.to_be_bytes());
         sr.extend_from_slice(&[0xAA; 8]); // NTP, kept
@@ -807,15 +785,11 @@ mod tests {
             body in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
             pt in proptest::prop_oneof![proptest::strategy::Just(205u8), 192u8..224],
         ) {
-            let c = str0m::crypto::from_feature_flags();
-            let mut server = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_128_GCM, false)).unwrap();
-            let mut client = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_128_GCM, true)).unwrap();
+            let mut server = sender(SrtpProfile::AEAD_AES_128_GCM, false);
+            let mut client = sender(SrtpProfile::AEAD_AES_128_GCM, true);
             let t0 = Instant::now();
             let mut out = VecDeque::new();
-            for seq in 0..400u64 {
-                server.send_rtp(t0, path(), fields(seq), &Arc::from([3u8; 20].as_slice()), &mut out);
-            }
-            out.clear();
+            send(&mut server, t0, 0..400, 20);
             let mut plain = if pt == 205 {
                 // A well-formed NACK of our stream, its FCIs whatever the body says.
                 let fcis = &body[..body.len() / 4 * 4];
@@ -834,7 +808,7 @@ mod tests {
             server.on_receive(t0, path(), &sealed, &mut out);
             proptest::prop_assert!(out.len() <= MAX_RESENDS_PER_NACK);
             // The same bytes as str0m's own report: rewritten or left alone, never longer.
-            let mut own = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_128_GCM, false)).unwrap();
+            let mut own = sender(SrtpProfile::AEAD_AES_128_GCM, false);
             let as_ours = seal_rtcp(&mut own, &plain, 6);
             if let Some(r) = server.rewrite_rtcp(t0, &as_ours) {
                 proptest::prop_assert_eq!(r.len(), as_ours.len());
@@ -844,8 +818,7 @@ mod tests {
 
     #[test]
     fn hostile_rtcp_is_bounded() {
-        let c = str0m::crypto::from_feature_flags();
-        let mut tx = FastTx::new(&c, &keys(SrtpProfile::AEAD_AES_128_GCM, false)).unwrap();
+        let mut tx = sender(SrtpProfile::AEAD_AES_128_GCM, false);
         let mut out = VecDeque::new();
         let t0 = Instant::now();
         for len in 0..64 {

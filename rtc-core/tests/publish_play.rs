@@ -520,8 +520,6 @@ fn play_offers_of_a_stream_keep_their_mids() {
     assert_ne!(mids(&h, SessionId(4)), first);
 }
 
-/// A publisher's packet is written to its players by `handle_receive` and leaves only with
-/// the explicit `flush` (no timeout involved); a second flush has nothing to send.
 /// Publisher datagrams carrying one fresh audio frame, not yet given to the SFU.
 fn one_audio_frame(h: &mut Harness) -> Vec<rtc_core::testing::Datagram> {
     let mut now = h.now;
@@ -595,52 +593,29 @@ fn fast_path_media_and_sender_reports_reach_the_player() {
     assert_eq!(c.fast_path_players, 1, "{c:?}");
 }
 
-/// On str0m's path (`set_fast_path(false)`) a forwarded packet waits in the player's str0m
-/// until the flush.
+/// On str0m's path (`set_fast_path(false)`) a publisher's packet is written to its players by
+/// `handle_receive` and leaves only with the explicit `flush` (no timeout involved); a second
+/// flush has nothing to send.
 #[test]
 fn forwarded_media_leaves_on_flush() {
-    use rtc_core::SfuOutput;
     let mut h = publish_and_play_on(false);
     h.run_media(0, SECS(1));
     let player = h.clients[1].addr;
-    // Publisher datagrams carrying one fresh audio frame, not yet given to the SFU.
-    let mut now = h.now;
-    h.clients[0].write_frame(
-        now,
-        MediaKind::Audio,
-        str0m::format::Codec::Opus,
-        &[1u8; 80],
-    );
-    for _ in 0..100 {
-        if !h.clients[0].outbox.is_empty() {
-            break;
-        }
-        now += Duration::from_millis(1);
-        h.clients[0].handle_timeout(now);
-    }
-    let datagrams: Vec<_> = h.clients[0].outbox.drain(..).collect();
-    assert!(!datagrams.is_empty(), "the publisher sent its frame");
+    let datagrams = one_audio_frame(&mut h);
     h.pump();
-    let to_player = |h: &mut rtc_core::testing::Harness| {
-        let mut n = 0;
-        while let Some(out) = h.sfu.poll_output() {
-            if matches!(&out, SfuOutput::Transmit(t) if t.destination == player) {
-                n += 1;
-            }
-        }
-        n
-    };
+    sent_to(&mut h, player);
+    let now = h.now;
     assert!(!h.sfu.needs_flush());
     for d in &datagrams {
         h.sfu
             .handle_receive(now, d.source, d.destination, &d.contents);
     }
     assert!(h.sfu.needs_flush(), "the packet was written to the player");
-    assert_eq!(to_player(&mut h), 0, "nothing sent before the flush");
+    assert_eq!(sent_to(&mut h, player), 0, "nothing sent before the flush");
     let before = h.sfu.counters();
     h.sfu.flush(now);
     assert!(!h.sfu.needs_flush());
-    assert!(to_player(&mut h) >= 1, "the flush sent the packet");
+    assert!(sent_to(&mut h, player) >= 1, "the flush sent the packet");
     let after = h.sfu.counters();
     assert_eq!(
         after.flush_wakeups - before.flush_wakeups,
@@ -649,7 +624,11 @@ fn forwarded_media_leaves_on_flush() {
     );
     assert_eq!(after.timer_wakeups, before.timer_wakeups, "no timer ran");
     h.sfu.flush(now);
-    assert_eq!(to_player(&mut h), 0, "a second flush has nothing to send");
+    assert_eq!(
+        sent_to(&mut h, player),
+        0,
+        "a second flush has nothing to send"
+    );
     assert_eq!(h.sfu.counters().flush_wakeups, after.flush_wakeups);
 }
 
