@@ -39,6 +39,8 @@ pub struct RampConfig {
     pub join_timeout: Duration,
     /// Probe players (decrypting, latency) added in each step.
     pub probes_per_step: usize,
+    /// The probes are the step's last players, not its first.
+    pub probes_last: bool,
     /// Media of every publisher.
     pub profile: MediaProfile,
     /// Server process for CPU/RSS.
@@ -274,7 +276,12 @@ pub fn run(
                 })
             });
             if players < target && joining.len() < cfg.ramp.max_inflight && now >= next_join {
-                let mode = if probes_left > 0 {
+                let probe_turn = if cfg.ramp.probes_last {
+                    target - players <= probes_left
+                } else {
+                    true
+                };
+                let mode = if probes_left > 0 && probe_turn {
                     probes_left -= 1;
                     PeerMode::Probe
                 } else {

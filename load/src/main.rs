@@ -133,6 +133,10 @@ struct RampArgs {
     /// Probe players (decrypting: latency, keyframes) per step.
     #[arg(long, default_value_t = 2)]
     probes: usize,
+    /// The probes join last in each step instead of first (a server sends in join order or
+    /// not: where the probes sit in it is part of what they measure).
+    #[arg(long)]
+    probes_last: bool,
     /// Stop after a step with more loss than this (%).
     #[arg(long, default_value_t = 0.5)]
     loss_limit: f64,
@@ -181,6 +185,7 @@ impl RampArgs {
             max_inflight: self.inflight.unwrap_or(d.inflight).max(1),
             join_timeout: Duration::from_secs_f64(self.join_timeout),
             probes_per_step: self.probes,
+            probes_last: self.probes_last,
             profile,
             server_pid: target.server_pid,
             loss_limit_pct: self.loss_limit,
@@ -415,6 +420,7 @@ fn smoke(target: &TargetArgs) -> Result<(), String> {
             max_inflight: 4,
             join_timeout: Duration::from_secs(15),
             probes_per_step: 1,
+            probes_last: false,
             profile: MediaProfile::default(),
             server_pid: target.server_pid,
             loss_limit_pct: 100.0,
