@@ -121,6 +121,7 @@ fn one_publisher_two_players_against_antenna() {
             max_inflight: 2,
             join_timeout: Duration::from_secs(20),
             probes_per_step: 1,
+            probes_last: false,
             profile: MediaProfile::default(),
             server_pid: Some(server.child.id()),
             loss_limit_pct: 100.0,
@@ -174,6 +175,7 @@ fn one_room_of_three_against_antenna() {
             max_inflight: 9,
             join_timeout: Duration::from_secs(20),
             probes_per_step: 1,
+            probes_last: false,
             profile: MediaProfile {
                 video_bps: 500_000,
                 ..MediaProfile::default()
