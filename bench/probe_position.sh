@@ -40,8 +40,8 @@ one() { # SERVER POSITION ROUND
   python3 -c "
 import json,sys
 r=json.loads(open(sys.argv[1]).read().splitlines()[-1])
-print('%-7s probes %-5s round %s: video p50/p99 %s/%s us, audio p50/p99 %s/%s us, server cpu %.0f%%' % (sys.argv[2], sys.argv[3], sys.argv[4],
-  r.get('latency_p50_us'), r.get('latency_p99_us'), r.get('audio_latency_p50_us'), r.get('audio_latency_p99_us'), r.get('server_cpu_pct') or 0))
+print('%-7s probes %-5s round %s: video p50/p99 %s/%s us, audio p50/p99 %s/%s us' % (sys.argv[2], sys.argv[3], sys.argv[4],
+  r.get('latency_p50_us'), r.get('latency_p99_us'), r.get('audio_latency_p50_us'), r.get('audio_latency_p99_us')))
 " "$OUT/$s-$pos-$r.jsonl" "$s" "$pos" "$r" | tee -a "$OUT/summary.txt"
 }
 
