@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::crypto::dtls::SrtpProfile;
-use str0m::crypto::{AeadAes128GcmCipher, AeadAes256GcmCipher, CryptoProvider, SrtpProvider};
+use str0m::crypto::{AeadAes128GcmCipher, AeadAes256GcmCipher, SrtpProvider};
 
 use crate::dtls::SrtpKeys;
 use crate::session::{RTX_CACHE_AGE, RTX_CACHE_PACKETS};
@@ -174,7 +174,6 @@ struct TxStream {
 pub(crate) struct FastCounters {
     /// Players that took the fast path (1 for one player's sender).
     pub players: u64,
-    pub sent: u64,
     pub resent: u64,
     pub reports_rewritten: u64,
     pub rtcp_unreadable: u64,
@@ -183,7 +182,6 @@ pub(crate) struct FastCounters {
 impl FastCounters {
     pub(crate) fn add(&mut self, o: &FastCounters) {
         self.players += o.players;
-        self.sent += o.sent;
         self.resent += o.resent;
         self.reports_rewritten += o.reports_rewritten;
         self.rtcp_unreadable += o.rtcp_unreadable;
@@ -218,7 +216,7 @@ impl std::fmt::Debug for FastTx {
 impl FastTx {
     /// A sender for `keys`, if their profile is AEAD-AES-GCM (`None` otherwise: the player
     /// stays on str0m's path).
-    pub(crate) fn new(crypto: &CryptoProvider, keys: &SrtpKeys) -> Option<Self> {
+    pub(crate) fn new(p: &dyn SrtpProvider, keys: &SrtpKeys) -> Option<Self> {
         let key_len = match keys.profile {
             SrtpProfile::AEAD_AES_128_GCM => 16,
             SrtpProfile::AEAD_AES_256_GCM => 32,
@@ -236,7 +234,6 @@ impl FastTx {
         } else {
             ((server_key, server_salt), (client_key, client_salt))
         };
-        let p = crypto.srtp_provider;
         let session = |(master, salt): (&[u8], &[u8]), label_key: u8, label_salt: u8| {
             let mut k = vec![0u8; key_len];
             derive(p, master, salt, label_key, &mut k);
@@ -311,7 +308,6 @@ impl FastTx {
                 payload: payload.clone(),
             });
         }
-        self.counters.sent += 1;
         out.push_back(SfuOutput::Transmit(Transmit {
             source: path.0,
             destination: path.1,
@@ -608,7 +604,11 @@ mod tests {
 
     /// One side's sender with the test keys.
     fn sender(profile: SrtpProfile, active: bool) -> FastTx {
-        FastTx::new(&str0m::crypto::from_feature_flags(), &keys(profile, active)).unwrap()
+        FastTx::new(
+            str0m::crypto::from_feature_flags().srtp_provider,
+            &keys(profile, active),
+        )
+        .unwrap()
     }
 
     /// Sends packets `seqs` of `len` bytes at `t`.
@@ -679,13 +679,13 @@ mod tests {
             profile: SrtpProfile::AES128_CM_SHA1_80,
             active: true,
         };
-        assert!(FastTx::new(&c, &k).is_none());
+        assert!(FastTx::new(c.srtp_provider, &k).is_none());
         let short = SrtpKeys {
             material: vec![0; 10],
             profile: SrtpProfile::AEAD_AES_128_GCM,
             active: true,
         };
-        assert!(FastTx::new(&c, &short).is_none());
+        assert!(FastTx::new(c.srtp_provider, &short).is_none());
     }
 
     #[test]

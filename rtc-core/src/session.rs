@@ -13,7 +13,7 @@ use proto_core::{MediaEvent, SessionId, SessionStats};
 use str0m::bwe::BweKind;
 use str0m::change::SdpPendingOffer;
 use str0m::channel::{ChannelData, ChannelId};
-use str0m::crypto::CryptoProvider;
+use str0m::crypto::SrtpProvider;
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
@@ -249,9 +249,9 @@ pub(crate) struct Session {
     pub unflushed: bool,
     /// The open data channel messages to this session are written on (the first one opened).
     pub channel: Option<ChannelId>,
-    /// A player's DTLS keys and the provider to use them with, until it connects: then its
-    /// RTP takes the fast path (`fast.rs`) if their SRTP profile allows.
-    pub fast_keys: Option<(Arc<KeySlot>, Arc<CryptoProvider>)>,
+    /// A player's DTLS keys and the SRTP ciphers to use them with, until it connects: then
+    /// its RTP takes the fast path (`fast.rs`) if their SRTP profile allows.
+    pub fast_keys: Option<(Arc<KeySlot>, &'static dyn SrtpProvider)>,
     /// The fast path, once on.
     pub fast: Option<FastTx>,
     /// (local, remote) of the last DTLS or SRTP datagram str0m sent: the selected ICE pair,
@@ -379,9 +379,9 @@ impl Session {
                 self.connected = true;
                 fx.player_connected = matches!(self.role, Role::Player(_));
                 // str0m's DTLS exported the keys just before this event.
-                if let Some((slot, crypto)) = self.fast_keys.take() {
+                if let Some((slot, srtp)) = self.fast_keys.take() {
                     if let Some(keys) = slot.take() {
-                        self.fast = FastTx::new(&crypto, &keys);
+                        self.fast = FastTx::new(srtp, &keys);
                         debug!(session = %self.id, profile = ?keys.profile, fast = self.fast.is_some(), "player srtp");
                     }
                 }

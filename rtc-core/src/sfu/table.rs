@@ -77,7 +77,7 @@ impl Sfu {
         // Not with the players' bandwidth estimation: it needs str0m's transport-wide sequence
         // numbers on every packet it sends.
         if self.fast_path && !self.player_bwe && matches!(s.role, Role::Player(_)) {
-            s.fast_keys = slot.map(|k| (k, self.config.crypto.provider.clone()));
+            s.fast_keys = slot.map(|k| (k, self.config.crypto.provider.srtp_provider));
         }
         s.connect_deadline = Some(now + self.connect_timeout);
         let key = self.sessions.insert(s);
