@@ -22,8 +22,9 @@ mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null
 (cd "$ROOT" && cargo build --release -q -p antenna-load --bin antenna-load) || exit 1
 LOAD="$ROOT/target/release/antenna-load"
-ip netns exec "$NS" true 2>/dev/null || ip netns add "$NS" || exit 1
-ip netns exec "$NS" ip link set lo up
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_namespace || exit 1
 
 run() { # run LABEL BINARY [ARGS]
   local label=$1 bin=$2 pid
@@ -31,10 +32,7 @@ run() { # run LABEL BINARY [ARGS]
   ip netns exec "$NS" taskset -c 0 "$bin" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 \
     --memory-store --log warn ${3:-} >"$OUT/$label-server.log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do
-    ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5080' 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_port 5080
   ip netns exec "$NS" taskset -c 1 "$LOAD" fanout --server-pid "$pid" --steps "$STEPS" \
     --hold "$HOLD" --settle 2 --join-rate 200 --inflight 100 --probes 2 --pause-for-joins 11 \
     --stream ab >"$OUT/$label-fanout.jsonl" 2>"$OUT/$label-human.log"

@@ -15,9 +15,9 @@ IP=10.200.0.1
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null
 (cd "$ROOT" && cargo build --release -q -p server-mio --bin antenna -p antenna-load --bin antenna-load) || exit 1
-ip netns exec "$NS" true 2>/dev/null || { echo "run bench/run.sh once first (it makes the namespace $NS)"; exit 1; }
-inns() { ip netns exec "$NS" "$@"; }
-wait_port() { for _ in $(seq 100); do inns bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_namespace "$IP" || exit 1
 
 one() { # SERVER POSITION ROUND
   local s=$1 pos=$2 r=$3 pid extra=() flag=()

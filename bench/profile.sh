@@ -20,17 +20,15 @@ rm -f "$OUT"/callgrind.out* "$OUT"/*.txt "$OUT"/*.jsonl
 ulimit -n 65536 2>/dev/null
 (cd "$ROOT" && cargo build --release -q -p server-mio --bin antenna -p antenna-load --bin antenna-load) || exit 1
 ANTENNA=${ANTENNA:-$ROOT/target/release/antenna}
-ip netns exec "$NS" true 2>/dev/null || ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_namespace || exit 1
 
 ip netns exec "$NS" taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
   "$ANTENNA" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log warn --memory-store ${ANTENNA_ARGS:-} \
   >"$OUT/antenna.log" 2>&1 &
 PID=$!
-for _ in $(seq 300); do
-  ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5080' 2>/dev/null && break
-  sleep 0.1
-done
+wait_port 5080 300
 ip netns exec "$NS" taskset -c 1 "$ROOT/target/release/antenna-load" fanout --server antenna \
   --server-pid "$PID" --steps "$PLAYERS" --hold "$HOLD" --settle 3 --join-rate "${JOIN_RATE:-5}" --inflight 5 $MEDIA \
   --join-timeout 120 --probes 0 --loss-limit 100 --ignore-failed-joins --stream prof \

@@ -22,17 +22,15 @@ rm -f "$OUT"/callgrind.out* "$OUT"/*.txt "$OUT"/*.jsonl "$OUT"/*.log
 ulimit -n 65536 2>/dev/null
 (cd "$ROOT" && cargo build --release -q -p server-mio --bin antenna -p antenna-load --bin antenna-load) || exit 1
 ANTENNA=${ANTENNA:-$ROOT/target/release/antenna}
-ip netns exec "$NS" true 2>/dev/null || ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_namespace || exit 1
 
 ip netns exec "$NS" taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
   "$ANTENNA" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 --log info --memory-store --cpu-limit 0 \
   >"$OUT/antenna.log" 2>&1 &
 PID=$!
-for _ in $(seq 300); do
-  ip netns exec "$NS" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5080' 2>/dev/null && break
-  sleep 0.1
-done
+wait_port 5080 300
 (while kill -0 "$PID" 2>/dev/null; do sleep "$DUMP_EVERY"; callgrind_control -d "$PID" >/dev/null 2>&1; done) &
 DUMPER=$!
 # shellcheck disable=SC2086

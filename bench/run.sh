@@ -55,17 +55,9 @@ ANTENNA="$ROOT/target/release/antenna"
 LOAD="$ROOT/target/release/antenna-load"
 
 # ---- namespace -------------------------------------------------------------------------------
-if ! ip netns exec "$NS" true 2>/dev/null; then
-  ip netns add "$NS" || exit 1
-fi
-ip netns exec "$NS" ip link set lo up
-if ! ip netns exec "$NS" ip link show antv0 >/dev/null 2>&1; then
-  ip netns exec "$NS" ip link add antv0 type veth peer name antv1
-  ip netns exec "$NS" ip addr add "$IP/24" dev antv0
-fi
-ip netns exec "$NS" ip link set antv0 up
-ip netns exec "$NS" ip link set antv1 up
-inns() { ip netns exec "$NS" "$@"; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_namespace "$IP" || exit 1
 
 SERVER_PID=
 stop_server() {
@@ -79,13 +71,6 @@ stop_server() {
 }
 trap stop_server EXIT
 
-wait_port() {
-  for _ in $(seq 100); do
-    inns bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  log "port $1 did not open"; return 1
-}
 
 start_server() { # $1 = antenna|janus
   stop_server
