@@ -23,12 +23,13 @@ one() { # SERVER POSITION ROUND
   local s=$1 pos=$2 r=$3 pid extra=() flag=()
   case $s in
     antenna)
-      inns taskset -c 0 "$ROOT/target/release/antenna" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 \
+      # `ip netns exec` itself, not the `inns` function: `$!` must be the server (ip execs it).
+      ip netns exec "$NS" taskset -c 0 "$ROOT/target/release/antenna" --listen 127.0.0.1:5080 --udp 127.0.0.1:50000 \
         --log warn --memory-store --cpu-limit 0 >"$OUT/antenna-server.log" 2>&1 &
       pid=$!; wait_port 5080 ;;
     janus)
       "$ROOT/bench/janus-config.sh" "$OUT/janus-config" 8188 1 >/dev/null
-      inns taskset -c 0 janus -F "$OUT/janus-config" -L "$OUT/janus.log" >/dev/null 2>&1 &
+      ip netns exec "$NS" taskset -c 0 janus -F "$OUT/janus-config" -L "$OUT/janus.log" >/dev/null 2>&1 &
       pid=$!; wait_port 8188; extra=(--peer-ip "$IP") ;;
   esac
   sleep 1
@@ -37,6 +38,9 @@ one() { # SERVER POSITION ROUND
     --steps "$PLAYERS" --hold "$HOLD" --settle 2 --join-rate 200 --inflight 100 --probes 2 \
     "${flag[@]}" "${extra[@]}" --stream probepos >"$OUT/$s-$pos-$r.jsonl" 2>>"$OUT/human.log"
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  # A server that did not stop in time would answer the next run: make sure it is gone.
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null
   python3 -c "
 import json,sys
 r=json.loads(open(sys.argv[1]).read().splitlines()[-1])
